@@ -1,0 +1,52 @@
+# Hyperwall — everything a newcomer needs, from a bare Debian/Ubuntu machine, as root.
+#   make demo   bring up what exists and show it
+#   make test   run the whole test suite
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+PY := $(VENV)/bin/python
+# Debian packages the platform and its tests drive (namespaces, firewall, VPN,
+# DNS, real Xen clients for compatibility tests, traffic tools).
+APT_PACKAGES := iproute2 iptables nftables conntrack xenstore-utils wireguard-go \
+	wireguard-tools dnsmasq-base bubblewrap iperf3 tcpdump procps psmisc \
+	python3-venv gcc libc6-dev
+APT_STAMP := $(VENV)/.apt-stamp
+PIP_STAMP := $(VENV)/.pip-stamp
+
+.PHONY: install test test-unit demo bench lint clean
+
+install: $(APT_STAMP) $(PIP_STAMP)
+
+$(APT_STAMP):
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "== installing system packages: $$missing"; \
+		export DEBIAN_FRONTEND=noninteractive; \
+		apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends $$missing >/dev/null; \
+	fi
+	@mkdir -p $(VENV) && touch $@
+
+$(PIP_STAMP): pyproject.toml
+	@echo "== creating $(VENV) with the project and its Python dependencies"
+	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --upgrade pip
+	@$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+test: install
+	$(VENV)/bin/pytest tests
+
+test-unit: install
+	$(VENV)/bin/pytest -m "not root and not oxenstored" tests
+
+demo: install
+	$(PY) -m dom0.demo
+
+bench: install
+	$(PY) bench/xenstore.py
+
+lint: install
+	$(VENV)/bin/ruff check dom0 domains netsec builder proto tests bench
+
+clean:
+	rm -rf $(VENV) .pytest_cache build *.egg-info

@@ -1,0 +1,1 @@
+"""Builds what domains boot from and what providers ship."""

@@ -1,0 +1,1 @@
+"""The security domain: decoding, flows, Suricata-compatible rules and detection, EVE alerts."""

@@ -1,0 +1,1 @@
+"""The .proto files of every API and the code generated from them."""
