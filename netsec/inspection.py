@@ -1,0 +1,54 @@
+"""What the detection engine is handed: one packet, or one step of a flow's application data.
+
+The decode/flow/app-layer side builds an `Inspection`; the rules and the detector read it.
+Neither side reaches into the other's internals — this module is the whole contract.
+
+Buffer names are Suricata's sticky-buffer names. A buffer holds bytes, or a list of
+bytes where the protocol has several values at once (one `dns.query` per question).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from netsec.packet import Packet
+
+# The raw packet payload, as `content` without a sticky buffer sees it on a packet.
+PKT = "pkt"
+# Reassembled TCP payload in the packet's direction, as `content` sees it on a stream.
+STREAM = "stream"
+
+APP_BUFFERS = (
+    "http.uri", "http.uri.raw", "http.method", "http.host", "http.host.raw",
+    "http.user_agent", "http.header", "http.header.raw", "http.header_names",
+    "http.cookie", "http.content_type", "http.content_len", "http.request_body",
+    "http.stat_code", "http.stat_msg", "http.response_body", "http.request_line",
+    "http.response_line", "http.protocol", "http.start", "http.server", "http.location",
+    "http.referer", "http.accept", "http.accept_lang", "http.accept_enc", "http.connection",
+    "file.data", "dns.query", "tls.sni", "tls.cert_subject", "tls.cert_issuer",
+    "tls.cert_serial", "tls.version", "ja3.hash", "ja3.string", "ja3s.hash", "ja3s.string",
+)
+
+
+class FlowView(Protocol):
+    """The parts of a flow the detector may read and (for flowbits) write."""
+
+    flow_id: int          # Suricata-style non-zero 64-bit id, stable for the flow's life
+    app_proto: str        # "http", "dns", "tls", ... ; "" while unknown, "failed" when undetectable
+    established: bool     # three-way handshake seen (or midstream pickup allowed)
+    flowbits: set[str]    # names set by `flowbits:set`; owned by the detector
+    detect_state: dict    # free slot for the detector's per-flow bookkeeping
+
+
+@dataclass(slots=True)
+class Inspection:
+    packet: Packet
+    flow: FlowView | None = None
+    # Direction relative to the flow's initiator (the client). True for packets without a flow.
+    to_server: bool = True
+    # Buffers available at this step. `pkt` is always present for packet inspections;
+    # `stream` when reassembled data advanced; app-layer buffers when a parser produced them.
+    buffers: dict[str, bytes | list[bytes]] = field(default_factory=dict)
+    # The application transaction these app-layer buffers belong to (HTTP request/response
+    # pair, DNS query, TLS handshake), so that a rule alerts once per transaction.
+    tx_id: int | None = None
