@@ -1,0 +1,1 @@
+"""Hypervisor backends behind one small interface (`base.Backend`): `ns`, later `qemu`, `xen`."""
