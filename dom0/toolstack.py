@@ -1,0 +1,424 @@
+"""The toolstack: domain lifecycle over xenstore and a backend, like libxl/xl.
+
+dom0 writes each domain's layout into xenstore (see `layout`), introduces the domain so it
+gets its own xenstore socket, has the backend build and start it, wires its vif to sys-sec
+and waits for the in-domain agents to walk the XenbusState handshake to Connected.
+
+Everything dom0 knows about a running domain is also in xenstore, so a restarted dom0d
+rebuilds its view from there (`recover`): running domains are adopted untouched; a domain
+whose creation was cut short (its `/libxl/<id>/hyperwall/creating` marker is still there) is
+rolled back; backend resources no xenstore entry accounts for are destroyed.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid as uuidlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from dom0 import layout
+from dom0.backends.base import Backend, DomainHandle, ExecResult, RunState
+from dom0.config import DomainSpec
+from dom0.model import (
+    DomainEvent,
+    DomainInfo,
+    DomainState,
+    EventKind,
+    InvalidState,
+    ToolstackError,
+    UnknownDomain,
+)
+from dom0.xenbus import XenbusState, parse_state
+
+log = logging.getLogger("hyperwall.toolstack")
+
+MAX_DOMID = 32751            # DOMID_FIRST_RESERVED - 1, as on Xen
+CONNECT_TIMEOUT = 20.0
+SUPERVISE_INTERVAL = 1.0
+
+
+class Store(Protocol):
+    """The slice of the xenstore client layer the toolstack uses."""
+
+    async def read(self, path: str) -> bytes | None: ...
+    async def ls(self, path: str) -> list[str]: ...
+    async def write_nodes(self, nodes: list[layout.Node]) -> None: ...
+    async def rm(self, path: str) -> None: ...
+    async def introduce(self, domid: int) -> None: ...
+    async def release(self, domid: int) -> None: ...
+    async def wait_value(self, path: str, pred: Callable[[bytes | None], bool],
+                         timeout: float) -> bytes | None: ...
+
+
+@dataclass
+class Domain:
+    spec: DomainSpec
+    domid: int
+    uuid: str
+    handle: DomainHandle
+    state: DomainState
+    started_at: float = field(default_factory=time.monotonic)
+    shutdown_requested: str | None = None
+
+
+class Toolstack:
+    def __init__(self, specs: dict[str, DomainSpec], store: Store,
+                 backends: dict[str, Backend], xs_rundir: Path) -> None:
+        self.specs = specs
+        self.store = store
+        self.backends = backends
+        self.xs_rundir = xs_rundir
+        self.domains: dict[str, Domain] = {}
+        self._subscribers: set[asyncio.Queue[DomainEvent]] = set()
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._supervisor: asyncio.Task[None] | None = None
+
+    # -- queries ---------------------------------------------------------------------------
+
+    def list(self) -> list[DomainInfo]:
+        return [self.get(name) for name in sorted(self.specs, key=_display_order)]
+
+    def get(self, name: str) -> DomainInfo:
+        spec = self._spec(name)
+        dom = self.domains.get(name)
+        return DomainInfo(
+            name=spec.name, domid=dom.domid if dom else None, uuid=dom.uuid if dom else None,
+            kind=spec.kind, backend=spec.backend, memory_mb=spec.memory_mb, vcpus=spec.vcpus,
+            policy=spec.policy, state=dom.state if dom else DomainState.DEFINED,
+            cpu_time=time.monotonic() - dom.started_at if dom and dom.state in (
+                DomainState.RUNNING, DomainState.PAUSED) else 0.0,
+            users=spec.users,
+        )
+
+    async def subscribe(self) -> AsyncIterator[DomainEvent]:
+        queue: asyncio.Queue[DomainEvent] = asyncio.Queue(maxsize=1000)
+        self._subscribers.add(queue)
+        try:
+            while True:
+                yield await queue.get()
+        finally:
+            self._subscribers.discard(queue)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def create(self, name: str) -> DomainInfo:
+        async with self._lock(name):
+            await self._create(name)
+        return self.get(name)
+
+    async def start(self, name: str) -> DomainInfo:
+        spec = self._spec(name)
+        if not spec.is_sys_sec:
+            # Like a Qubes netvm: the security domain comes up first, by itself.
+            sys_sec = self._sys_sec_spec()
+            if sys_sec.name not in self.domains:
+                await self.start(sys_sec.name)
+        async with self._lock(name):
+            dom = self.domains.get(name) or await self._create(name)
+            if dom.state is not DomainState.CREATED:
+                raise InvalidState(f"{name} is {dom.state.value}; only a created or defined "
+                                   "domain can be started")
+            try:
+                await self._backend(spec).start(dom.handle)
+                dom.state = DomainState.RUNNING
+                dom.started_at = time.monotonic()
+                if not spec.is_sys_sec:
+                    await self._connect_vif(dom, devid=0)
+                await self.store.rm(f"{layout.libxl_path(dom.domid)}/hyperwall/creating")
+            except BaseException:
+                await self._teardown(dom)
+                raise
+        self._emit(EventKind.STARTED, dom)
+        return self.get(name)
+
+    async def shutdown(self, name: str, *, reboot: bool = False, timeout: float = 30.0) -> None:
+        async with self._lock(name):
+            dom = self._running(name)
+            if dom.spec.is_sys_sec and self._guests():
+                raise InvalidState(f"{name} still serves {', '.join(self._guests())}; "
+                                   "shut those down first (or `hyperwall down`)")
+            dom.shutdown_requested = "reboot" if reboot else "poweroff"
+            dom.state = DomainState.SHUTDOWN
+            await self.store.write_nodes([layout.Node(
+                f"{layout.dom_path(dom.domid)}/control/shutdown", dom.shutdown_requested)])
+            if not await self._wait_stopped(dom, timeout):
+                log.warning("%s ignored control/shutdown for %.0fs; stopping it", name, timeout)
+                await self._backend(dom.spec).shutdown(dom.handle, timeout=5.0)
+            self._emit(EventKind.SHUTDOWN, dom, dom.shutdown_requested)
+            await self._teardown(dom)
+        if reboot:
+            await self.start(name)
+
+    async def destroy(self, name: str) -> None:
+        async with self._lock(name):
+            dom = self.domains.get(name)
+            if dom is None:
+                self._spec(name)
+                raise InvalidState(f"{name} is not running")
+            if dom.spec.is_sys_sec and self._guests():
+                raise InvalidState(f"{name} still serves {', '.join(self._guests())}; "
+                                   "destroy those first")
+            await self._teardown(dom)
+
+    async def pause(self, name: str) -> None:
+        await self._set_paused(name, True)
+
+    async def unpause(self, name: str) -> None:
+        await self._set_paused(name, False)
+
+    async def exec(self, name: str, argv: list[str], *, timeout: float = 60.0,
+                   stdin: bytes | None = None) -> ExecResult:
+        dom = self._running(name)
+        if dom.state is not DomainState.RUNNING:
+            raise InvalidState(f"{name} is {dom.state.value}; unpause it first")
+        return await self._backend(dom.spec).exec(dom.handle, argv, timeout=timeout, stdin=stdin)
+
+    async def up(self) -> list[DomainInfo]:
+        await self.start(self._sys_sec_spec().name)
+        for spec in self.specs.values():
+            if spec.autostart.on_boot and spec.name not in self.domains:
+                await self.start(spec.name)
+        return self.list()
+
+    async def down(self) -> None:
+        for name in self._guests():
+            await self.shutdown(name)
+        sys_sec = self._sys_sec_spec().name
+        if sys_sec in self.domains:
+            await self.shutdown(sys_sec)
+
+    # -- recovery and supervision ----------------------------------------------------------
+
+    async def recover(self) -> None:
+        """Rebuild the view of domains from xenstore and the backends after a restart."""
+        known: set[tuple[str, int]] = set()
+        for entry in await self.store.ls("/local/domain"):
+            if not entry.isdigit() or entry == "0":
+                continue
+            domid = int(entry)
+            base = layout.dom_path(domid)
+            name = (await self.store.read(f"{base}/name") or b"").decode()
+            vm = (await self.store.read(f"{base}/vm") or b"").decode()
+            spec = self.specs.get(name)
+            if spec is None or not vm.startswith("/vm/"):
+                log.warning("domain %d (%r) is not in the config dir; removing its entries",
+                            domid, name)
+                await self._remove_entries(domid, vm.removeprefix("/vm/") or None)
+                continue
+            dom = Domain(spec, domid, vm.removeprefix("/vm/"), self._handle(domid, spec),
+                         DomainState.CREATED)
+            known.add((spec.backend, domid))
+            creating = await self.store.read(f"{layout.libxl_path(domid)}/hyperwall/creating")
+            run = await self._backend(spec).state(dom.handle)
+            if creating is not None and run is not RunState.CREATED:
+                log.warning("%s (domain %d) was half-created when dom0 stopped; rolling back",
+                            name, domid)
+                await self._teardown(dom, emit=False)
+                continue
+            dom.state = _from_run_state(run)
+            if run is RunState.ABSENT:
+                await self._remove_entries(domid, dom.uuid)
+                continue
+            self.domains[name] = dom
+            log.info("adopted %s (domain %d, %s)", name, domid, dom.state.value)
+        for backend_name, backend in self.backends.items():
+            for domid in await backend.list_domids():
+                if (backend_name, domid) not in known:
+                    log.warning("backend %s holds domain %d that xenstore does not know; "
+                                "destroying it", backend_name, domid)
+                    orphan = DomainSpec(name=f"orphan-{domid}", kind="disposable",
+                                        backend=backend_name)
+                    await backend.destroy(self._handle(domid, orphan))
+
+    def supervise(self) -> None:
+        """Notice domains that stop or crash by themselves."""
+        self._supervisor = asyncio.get_running_loop().create_task(self._supervise())
+
+    async def close(self) -> None:
+        if self._supervisor:
+            self._supervisor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._supervisor
+
+    async def _supervise(self) -> None:
+        while True:
+            await asyncio.sleep(SUPERVISE_INTERVAL)
+            for dom in list(self.domains.values()):
+                lock = self._lock(dom.spec.name)
+                if lock.locked() or dom.state not in (DomainState.RUNNING, DomainState.PAUSED):
+                    continue
+                try:
+                    run = await self._backend(dom.spec).state(dom.handle)
+                except Exception:
+                    log.exception("checking %s", dom.spec.name)
+                    continue
+                if run in (RunState.SHUTDOWN, RunState.CRASHED, RunState.ABSENT):
+                    async with lock:
+                        if self.domains.get(dom.spec.name) is not dom:
+                            continue
+                        kind = EventKind.CRASHED if run is RunState.CRASHED else EventKind.SHUTDOWN
+                        self._emit(kind, dom, "stopped by itself")
+                        await self._teardown(dom)
+
+    # -- internals -------------------------------------------------------------------------
+
+    async def _create(self, name: str) -> Domain:
+        spec = self._spec(name)
+        if name in self.domains:
+            raise InvalidState(f"{name} already exists (domain {self.domains[name].domid})")
+        domid = await self._allocate_domid()
+        dom = Domain(spec, domid, str(uuidlib.uuid4()), self._handle(domid, spec),
+                     DomainState.CREATED)
+        self.domains[name] = dom
+        try:
+            marker = layout.Node(f"{layout.libxl_path(domid)}/hyperwall/creating", "1")
+            await self.store.write_nodes([*layout.domain_nodes(domid, dom.uuid, spec), marker])
+            await self.store.introduce(domid)
+            await self._backend(spec).create(dom.handle)
+        except BaseException:
+            await self._teardown(dom, emit=False)
+            raise
+        self._emit(EventKind.CREATED, dom)
+        return dom
+
+    async def _connect_vif(self, dom: Domain, devid: int) -> None:
+        sys_sec = self.domains.get(self._sys_sec_spec().name)
+        if sys_sec is None or sys_sec.state is not DomainState.RUNNING:
+            raise InvalidState(f"{self._sys_sec_spec().name} is not running; "
+                               f"{dom.spec.name} would have no network")
+        backend = self._backend(dom.spec)
+        await backend.add_vif(dom.handle, sys_sec.handle, devid)
+        await self.store.write_nodes(layout.vif_nodes(dom.domid, sys_sec.domid, devid,
+                                                      dom.spec.policy))
+        connected = str(int(XenbusState.CONNECTED)).encode()
+        for path in (f"{layout.vif_frontend_path(dom.domid, devid)}/state",
+                     f"{layout.vif_backend_path(sys_sec.domid, dom.domid, devid)}/state"):
+            value = await self.store.wait_value(path, lambda v: v == connected, CONNECT_TIMEOUT)
+            if value != connected:
+                raise ToolstackError(
+                    f"{dom.spec.name}: vif {devid} did not reach Connected in "
+                    f"{CONNECT_TIMEOUT:.0f}s ({path} is {_state_name(value)}); see "
+                    f"the console logs of {dom.spec.name} and {sys_sec.spec.name}")
+        self._emit(EventKind.VIF_CONNECTED, dom, f"vif{dom.domid}.{devid}")
+
+    async def _wait_stopped(self, dom: Domain, timeout: float) -> bool:
+        deadline = time.monotonic() + timeout
+        backend = self._backend(dom.spec)
+        while time.monotonic() < deadline:
+            if await backend.state(dom.handle) in (RunState.SHUTDOWN, RunState.CRASHED,
+                                                   RunState.ABSENT):
+                return True
+            await asyncio.sleep(0.05)
+        return False
+
+    async def _teardown(self, dom: Domain, emit: bool = True) -> None:
+        """Remove every trace of a domain: backend resources, vifs, xenstore, its domid."""
+        dom.state = DomainState.DYING
+        backend = self._backend(dom.spec)
+        sys_sec = self.domains.get(self._sys_sec_spec().name)
+        steps: list[tuple[str, Callable[[], Awaitable[None]]]] = []
+        if sys_sec is not None and sys_sec is not dom:
+            steps.append(("vif", lambda: backend.remove_vif(dom.handle, sys_sec.handle, 0)))
+            steps.append(("backend entries", lambda: self.store.rm(
+                f"{layout.dom_path(sys_sec.domid)}/backend/vif/{dom.domid}")))
+        steps.append(("backend", lambda: backend.destroy(dom.handle)))
+        steps.append(("release", lambda: self.store.release(dom.domid)))
+        steps.append(("xenstore", lambda: self._remove_entries(dom.domid, dom.uuid)))
+        for what, step in steps:
+            try:
+                await step()
+            except Exception as e:  # keep going: leaving the rest behind would leak more
+                log.warning("tearing down %s: %s: %s", dom.spec.name, what, e)
+        if self.domains.get(dom.spec.name) is dom:
+            del self.domains[dom.spec.name]
+        if emit:
+            self._emit(EventKind.DESTROYED, dom)
+
+    async def _remove_entries(self, domid: int, uuid: str | None) -> None:
+        for path in (layout.dom_path(domid), layout.libxl_path(domid),
+                     *([layout.vm_path(uuid)] if uuid else [])):
+            await self.store.rm(path)
+
+    async def _set_paused(self, name: str, paused: bool) -> None:
+        async with self._lock(name):
+            dom = self._running(name)
+            want_from = DomainState.RUNNING if paused else DomainState.PAUSED
+            if dom.state is not want_from:
+                raise InvalidState(f"{name} is {dom.state.value}, not {want_from.value}")
+            backend = self._backend(dom.spec)
+            await (backend.pause(dom.handle) if paused else backend.unpause(dom.handle))
+            dom.state = DomainState.PAUSED if paused else DomainState.RUNNING
+        self._emit(EventKind.PAUSED if paused else EventKind.UNPAUSED, dom)
+
+    async def _allocate_domid(self) -> int:
+        used = {d.domid for d in self.domains.values()}
+        used |= {int(e) for e in await self.store.ls("/local/domain") if e.isdigit()}
+        for domid in range(1, MAX_DOMID + 1):
+            if domid not in used:
+                return domid
+        raise ToolstackError("no free domid left")
+
+    def _handle(self, domid: int, spec: DomainSpec) -> DomainHandle:
+        return DomainHandle(domid, spec, self.xs_rundir / "domain" / str(domid))
+
+    def _spec(self, name: str) -> DomainSpec:
+        try:
+            return self.specs[name]
+        except KeyError:
+            raise UnknownDomain(name) from None
+
+    def _sys_sec_spec(self) -> DomainSpec:
+        return next(s for s in self.specs.values() if s.is_sys_sec)
+
+    def _running(self, name: str) -> Domain:
+        self._spec(name)
+        dom = self.domains.get(name)
+        if dom is None or dom.state not in (DomainState.RUNNING, DomainState.PAUSED):
+            state = dom.state.value if dom else "not running"
+            raise InvalidState(f"{name} is {state}")
+        return dom
+
+    def _guests(self) -> list[str]:
+        return sorted(n for n, d in self.domains.items() if not d.spec.is_sys_sec)
+
+    def _backend(self, spec: DomainSpec) -> Backend:
+        try:
+            return self.backends[spec.backend]
+        except KeyError:
+            raise ToolstackError(f"{spec.name} wants backend {spec.backend!r}, which this "
+                                 f"dom0 does not have (it has: {', '.join(self.backends)})"
+                                 ) from None
+
+    def _lock(self, name: str) -> asyncio.Lock:
+        return self._locks.setdefault(name, asyncio.Lock())
+
+    def _emit(self, kind: EventKind, dom: Domain, detail: str = "") -> None:
+        event = DomainEvent(kind, dom.spec.name, dom.domid, detail)
+        log.info("%s %s (domain %d) %s", kind.value, dom.spec.name, dom.domid, detail)
+        for queue in list(self._subscribers):
+            if queue.full():
+                # A consumer that stopped reading loses old events, not dom0's memory.
+                queue.get_nowait()
+            queue.put_nowait(event)
+
+
+def _display_order(name: str) -> tuple[int, str]:
+    return (0 if name == "sys-sec" else 1, name)
+
+
+def _from_run_state(run: RunState) -> DomainState:
+    return {RunState.CREATED: DomainState.CREATED, RunState.RUNNING: DomainState.RUNNING,
+            RunState.PAUSED: DomainState.PAUSED, RunState.SHUTDOWN: DomainState.SHUTDOWN,
+            RunState.CRASHED: DomainState.CRASHED}.get(run, DomainState.SHUTDOWN)
+
+
+def _state_name(value: bytes | None) -> str:
+    try:
+        return parse_state(value).name
+    except ValueError:
+        return repr(value)
