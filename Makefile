@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 # Debian packages the platform and its tests drive (namespaces, firewall, VPN,
 # DNS, real Xen clients for compatibility tests, traffic tools).
 APT_PACKAGES := iproute2 iptables nftables conntrack xenstore-utils wireguard-go \
-	wireguard-tools dnsmasq-base bubblewrap iperf3 tcpdump procps psmisc \
+	wireguard-tools dnsmasq-base bubblewrap iperf3 tcpdump procps psmisc iputils-ping \
 	python3-venv gcc libc6-dev
 APT_STAMP := $(VENV)/.apt-stamp
 PIP_STAMP := $(VENV)/.pip-stamp

@@ -25,7 +25,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip_root)
 
 
-def wait_for_socket(path: Path, proc: subprocess.Popen[bytes] | None, timeout: float = 10.0) -> None:
+def wait_for_socket(path: Path, proc: subprocess.Popen[bytes] | None,
+                    timeout: float = 10.0) -> None:
     """Block until a Unix socket at `path` accepts a connection, or fail naming why."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
