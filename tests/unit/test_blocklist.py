@@ -1,0 +1,88 @@
+"""Block lists: the three formats, suffix matching, categories, time windows, bad input."""
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from netsec.blocklist import Blocklist, BlocklistError, Category, parse_lines, parse_window
+
+HOSTS = """# a hosts file
+0.0.0.0 ads.example.com
+127.0.0.1 tracker.example.net  metrics.example.org # trailing comment
+0.0.0.0 localhost
+::1 v6.example.com
+"""
+PLAIN = "casino.example\n\n  Poker.Example.  \nnot a domain line\n"
+ADBLOCK = """[Adblock Plus 2.0]
+! comment
+||bets.example^
+||odds.example^$third-party
+||cdn.example/path^
+@@||good.example^
+example.com##.banner
+"""
+
+
+def test_hosts_format() -> None:
+    domains, report = parse_lines(HOSTS.splitlines(), "hosts")
+    assert domains == {"ads.example.com", "tracker.example.net", "metrics.example.org",
+                       "v6.example.com"}
+    assert report.entries == 4 and report.skipped == []
+
+
+def test_plain_format_normalises_and_reports() -> None:
+    domains, report = parse_lines(PLAIN.splitlines(), "plain")
+    assert domains == {"casino.example", "poker.example"}
+    assert report.skipped == [(4, "not a hosts line or a domain: 'not a domain line'")]
+
+
+def test_adblock_domain_anchors_only() -> None:
+    domains, report = parse_lines(ADBLOCK.splitlines(), "adblock")
+    assert domains == {"bets.example", "odds.example"}
+    reasons = dict(report.skipped)
+    assert "plain ||domain^" in reasons[5]
+    assert "exception or cosmetic" in reasons[6] and "exception or cosmetic" in reasons[7]
+
+
+def test_suffix_matching_and_categories(tmp_path: Path) -> None:
+    (tmp_path / "gambling.txt").write_text("casino.example\n")
+    (tmp_path / "ads.hosts").write_text("0.0.0.0 ads.example.com\n")
+    bl, reports = Blocklist.from_files(sorted(tmp_path.iterdir()))
+    assert bl.lookup("casino.example") == "gambling"
+    assert bl.lookup("www.CASINO.example.") == "gambling"
+    assert bl.lookup("notcasino.example") is None
+    assert bl.lookup("example.com") is None
+    assert bl.lookup("x.ads.example.com") == "ads"
+    assert bl.lookup("\x00bad..name") is None
+    assert len(reports) == 2
+
+
+def test_time_windows() -> None:
+    school = parse_window("mon-fri 20:00-07:00")
+    cat = Category("social", {"social.example"}, (school,))
+    bl = Blocklist([cat])
+    monday_night = dt.datetime(2026, 11, 23, 21, 0)      # a Monday
+    tuesday_early = dt.datetime(2026, 11, 24, 6, 30)
+    saturday_night = dt.datetime(2026, 11, 28, 21, 0)
+    saturday_early = dt.datetime(2026, 11, 28, 6, 30)    # Friday's window runs into Saturday
+    monday_noon = dt.datetime(2026, 11, 23, 12, 0)
+    assert bl.lookup("social.example", monday_night) == "social"
+    assert bl.lookup("social.example", tuesday_early) == "social"
+    assert bl.lookup("social.example", saturday_early) == "social"
+    assert bl.lookup("social.example", saturday_night) is None
+    assert bl.lookup("social.example", monday_noon) is None
+    assert parse_window("daily 00:00-24:00").contains(monday_noon)
+    assert parse_window("fri-mon 10:00-11:00").days == frozenset({4, 5, 6, 0})
+
+
+@pytest.mark.parametrize("text", ["weekdays 20:00-07:00", "mon-fri 25:00-07:00",
+                                  "mon-fri 8-9", "mon-xyz 10:00-11:00"])
+def test_bad_windows_are_named(text: str) -> None:
+    with pytest.raises(BlocklistError, match="time window"):
+        parse_window(text)
+
+
+def test_schedule_for_unknown_category(tmp_path: Path) -> None:
+    (tmp_path / "ads.txt").write_text("ads.example\n")
+    with pytest.raises(BlocklistError, match="unknown categories: social"):
+        Blocklist.from_files([tmp_path / "ads.txt"], {"social": ["daily 00:00-01:00"]})
