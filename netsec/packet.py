@@ -30,7 +30,8 @@ class Packet:
         self.frag = False             # True when this packet was rebuilt from fragments
         self.sport = 0                # TCP/UDP ports; 0 for other protocols
         self.dport = 0
-        self.tcp_flags = 0            # FIN 0x01 SYN 0x02 RST 0x04 PSH 0x08 ACK 0x10 URG 0x20 ECE 0x40 CWR 0x80
+        # FIN 0x01 SYN 0x02 RST 0x04 PSH 0x08 ACK 0x10 URG 0x20 ECE 0x40 CWR 0x80
+        self.tcp_flags = 0
         self.seq = 0
         self.ack = 0
         self.window = 0

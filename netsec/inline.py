@@ -1,0 +1,152 @@
+"""The inline shell: packets from an NFQUEUE to a verdict function and back, in batches.
+
+It reads every packet the kernel has ready (up to `batch`) before answering, then sends all
+the answers in one datagram: drops and mark-setting accepts one by one, and every plain
+accept with a single batch verdict. The verdict function is the engine's; this module only
+moves packets. While nothing reads the queue the kernel drops its packets (the firewall
+queues without --queue-bypass), so a dead engine fails closed.
+"""
+from __future__ import annotations
+
+import enum
+import errno
+import select
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from netsec import nfqueue as nfq
+
+SOL_NETLINK = 270
+NETLINK_NO_ENOBUFS = 5
+SO_RCVBUFFORCE = 33   # Linux; the socket module does not name it
+
+
+class Verdict(enum.Enum):
+    ACCEPT = "accept"
+    DROP = "drop"
+    # Accept and mark the packet; the firewall saves the mark on the connection so the
+    # rest of the flow bypasses the queue.
+    BYPASS = "bypass"
+
+
+Decide = Callable[[bytes], Verdict]
+
+
+@dataclass
+class Stats:
+    received: int = 0
+    accepted: int = 0
+    dropped: int = 0
+    bypassed: int = 0
+    batches: int = 0
+    overflows: int = 0
+
+
+class InlineQueue:
+    def __init__(self, queue: int, decide: Decide, *, bypass_mark: int = 0x1,
+                 maxlen: int = 8192, batch: int = 128, gso: bool = True,
+                 rcvbuf: int = 8 << 20) -> None:
+        self.queue = queue
+        self.decide = decide
+        self.bypass_mark = bypass_mark
+        self.maxlen = maxlen
+        self.batch = batch
+        self.gso = gso
+        self.rcvbuf = rcvbuf
+        self.stats = Stats()
+        self.sock: socket.socket | None = None
+        self._buf = bytearray(256 * 1024)
+
+    def open(self) -> None:
+        sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, nfq.NETLINK_NETFILTER)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, self.rcvbuf)
+        except PermissionError:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, self.rcvbuf)
+        # Report overflow as lost packets, not as a socket error that stops the loop.
+        sock.setsockopt(SOL_NETLINK, NETLINK_NO_ENOBUFS, 1)
+        sock.bind((0, 0))
+        self.sock = sock
+        for msg in nfq.bind_messages(self.queue, maxlen=self.maxlen, gso=self.gso, seq=1):
+            sock.send(msg)
+            self._expect_ack(nfq.parse(sock.recv(65536)))
+
+    def _expect_ack(self, messages: list[nfq.QueuedPacket | nfq.Ack]) -> None:
+        for m in messages:
+            if isinstance(m, nfq.Ack) and m.error:
+                what = {errno.EBUSY: "another program holds it",
+                        errno.EPERM: "needs CAP_NET_ADMIN"}.get(m.error, errno.errorcode.get(
+                            m.error, str(m.error)))
+                raise OSError(m.error, f"cannot bind NFQUEUE {self.queue}: {what}")
+
+    def close(self) -> None:
+        if self.sock is not None:
+            try:
+                self.sock.send(nfq.unbind_message(self.queue, seq=99))
+            except OSError:
+                pass
+            self.sock.close()
+            self.sock = None
+
+    def serve(self, stop: threading.Event | None = None, poll: float = 0.2) -> None:
+        """Answer packets until `stop` is set (checked every `poll` seconds when idle)."""
+        assert self.sock is not None, "open() first"
+        fd = self.sock.fileno()
+        while stop is None or not stop.is_set():
+            ready, _, _ = select.select([fd], [], [], poll)
+            if ready:
+                self.service()
+
+    def service(self) -> int:
+        """Read what is ready (at least one datagram), answer it; returns packets handled."""
+        assert self.sock is not None
+        packets: list[nfq.QueuedPacket] = []
+        flags = 0
+        while len(packets) < self.batch:
+            try:
+                n = self.sock.recv_into(self._buf, 0, flags)
+            except BlockingIOError:
+                break
+            except OSError as e:
+                if e.errno == errno.ENOBUFS:
+                    self.stats.overflows += 1
+                    continue
+                raise
+            flags = socket.MSG_DONTWAIT
+            for m in nfq.parse(memoryview(self._buf)[:n]):
+                if isinstance(m, nfq.QueuedPacket):
+                    packets.append(m)
+        if packets:
+            self._answer(packets)
+        return len(packets)
+
+    def _answer(self, packets: list[nfq.QueuedPacket]) -> None:
+        out: list[bytes] = []
+        last_accept = -1
+        stats = self.stats
+        for p in packets:
+            try:
+                verdict = self.decide(p.payload)
+            except Exception:
+                # A packet the engine cannot judge is not let through.
+                verdict = Verdict.DROP
+            if verdict is Verdict.ACCEPT:
+                last_accept = max(last_accept, p.packet_id)
+                stats.accepted += 1
+            elif verdict is Verdict.BYPASS:
+                out.append(nfq.verdict_message(self.queue, p.packet_id, nfq.NF_ACCEPT,
+                                               mark=p.mark | self.bypass_mark))
+                stats.bypassed += 1
+            else:
+                out.append(nfq.verdict_message(self.queue, p.packet_id, nfq.NF_DROP))
+                stats.dropped += 1
+        if last_accept >= 0:
+            # Covers every accepted packet up to the last one; the others have their own
+            # verdicts already (sent in this same datagram, ahead of the batch).
+            out.append(nfq.batch_verdict_message(self.queue, last_accept, nfq.NF_ACCEPT))
+        stats.received += len(packets)
+        stats.batches += 1
+        assert self.sock is not None
+        self.sock.send(b"".join(out))
