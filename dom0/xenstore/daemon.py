@@ -1,0 +1,220 @@
+"""`hyperwall-xenstored`: the xenstore daemon for hosts without Xen (the asyncio shell).
+
+One privileged socket (`RUNDIR/socket`) for dom0's tools, and one socket per introduced
+domain (`RUNDIR/domain/<domid>/socket`) on which every request acts as that domain — the
+only xenstore socket that domain can see. Requests are answered by the sans-IO core in
+`server`; this module moves bytes, writes the journal before any reply leaves, and turns
+the core's Listen/Unlisten commands into sockets.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+from pathlib import Path
+
+from dom0.logsetup import setup_logging
+from dom0.xenstore import wire
+from dom0.xenstore.journal import Journal
+from dom0.xenstore.server import Conn, Listen, Quotas, Server, Unlisten
+
+log = logging.getLogger("hyperwall.xenstored")
+
+# A connection whose peer stops reading is cut off once this much output waits for it,
+# rather than letting its watch events grow the daemon without bound.
+OUTPUT_LIMIT = 8 << 20
+PAUSE_ABOVE = 1 << 20
+
+
+class Daemon:
+    def __init__(self, rundir: Path, journal: Journal, server: Server) -> None:
+        self.rundir = rundir
+        self.journal = journal
+        self.server = server
+        self.transports: dict[int, XsProtocol] = {}
+        self.listeners: dict[int, asyncio.AbstractServer] = {}
+        self._sync_handle: asyncio.TimerHandle | None = None
+
+    def socket_path(self, domid: int | None) -> Path:
+        return self.rundir / "socket" if domid is None else \
+            self.rundir / "domain" / str(domid) / "socket"
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        path = self.socket_path(None)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.unlink(missing_ok=True)
+        self.privileged = await loop.create_unix_server(
+            lambda: XsProtocol(self, 0, True), str(path))
+        os.chmod(path, 0o600)
+        for domid in sorted(self.server.domains):
+            await self.listen(domid)
+        log.info("listening on %s (%d domains)", path, len(self.server.domains))
+
+    async def listen(self, domid: int) -> None:
+        path = self.socket_path(domid)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.unlink(missing_ok=True)
+        loop = asyncio.get_running_loop()
+        self.listeners[domid] = await loop.create_unix_server(
+            lambda: XsProtocol(self, domid, False), str(path))
+        os.chmod(path, 0o600)
+
+    def unlisten(self, domid: int) -> None:
+        listener = self.listeners.pop(domid, None)
+        if listener is not None:
+            listener.close()
+        path = self.socket_path(domid)
+        path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            path.parent.rmdir()
+
+    def after_requests(self) -> None:
+        """Journal first, then every reply and event the requests produced."""
+        self.journal.flush()
+        if self.journal.unsynced and self._sync_handle is None:
+            self._sync_handle = asyncio.get_running_loop().call_later(
+                self.journal.sync_interval, self._sync)
+        for conn in list(self.server.conns.values()):
+            if conn.out:
+                proto = self.transports.get(conn.id)
+                data = b"".join(conn.out)
+                conn.out.clear()
+                if proto is not None:
+                    proto.send(data)
+        for proto in [p for cid, p in self.transports.items() if cid not in self.server.conns]:
+            # The core dropped it (its domain was released).
+            proto.abort()
+        commands, self.server.commands = self.server.commands, []
+        for cmd in commands:
+            if isinstance(cmd, Listen):
+                asyncio.get_running_loop().create_task(self.listen(cmd.domid))
+            elif isinstance(cmd, Unlisten):
+                self.unlisten(cmd.domid)
+
+    def _sync(self) -> None:
+        self._sync_handle = None
+        self.journal.sync()
+
+    def stop(self) -> None:
+        self.privileged.close()
+        for domid in list(self.listeners):
+            self.listeners.pop(domid).close()
+        for proto in list(self.transports.values()):
+            proto.abort()
+        self.journal.close()
+        self.socket_path(None).unlink(missing_ok=True)
+
+
+class XsProtocol(asyncio.Protocol):
+    def __init__(self, daemon: Daemon, domid: int, privileged: bool) -> None:
+        self.daemon = daemon
+        self.domid = domid
+        self.privileged = privileged
+        self.decoder = wire.FrameDecoder()
+        self.conn: Conn | None = None
+        self.transport: asyncio.Transport | None = None
+        self.paused = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        self.conn = self.daemon.server.open(self.domid, self.privileged)
+        self.daemon.transports[self.conn.id] = self
+
+    def data_received(self, data: bytes) -> None:
+        conn = self.conn
+        if conn is None or conn.id not in self.daemon.server.conns:
+            return
+        try:
+            frames = self.decoder.feed(data)
+        except wire.ProtocolError as e:
+            log.warning("closing connection %d (domain %d): %s", conn.id, self.domid, e)
+            self.abort()
+            return
+        handle = self.daemon.server.handle
+        for frame in frames:
+            handle(conn, frame)
+        self.daemon.after_requests()
+
+    def send(self, data: bytes) -> None:
+        t = self.transport
+        if t is None or t.is_closing():
+            return
+        t.write(data)
+        size = t.get_write_buffer_size()
+        if size > OUTPUT_LIMIT:
+            log.warning("connection %d (domain %d) does not read its replies; closing it",
+                        self.conn.id if self.conn else -1, self.domid)
+            self.abort()
+        elif size > PAUSE_ABOVE and not self.paused:
+            # Stop taking requests from a peer that does not read the answers.
+            self.paused = True
+            t.pause_reading()
+
+    def resume_writing(self) -> None:
+        if self.paused and self.transport is not None:
+            self.paused = False
+            self.transport.resume_reading()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.conn is not None:
+            self.daemon.transports.pop(self.conn.id, None)
+            if self.conn.id in self.daemon.server.conns:
+                self.daemon.server.close(self.conn)
+            self.conn = None
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    q = Quotas()
+    p = argparse.ArgumentParser(prog="hyperwall-xenstored",
+                                description="xenstore daemon for hosts without Xen")
+    p.add_argument("--rundir", type=Path, default=Path("/var/run/xenstored"),
+                   help="where the privileged socket and domain sockets live")
+    p.add_argument("--state-dir", type=Path, default=Path("/var/lib/hyperwall/xenstore"),
+                   help="where the tree is kept on disk")
+    p.add_argument("--quota-nodes", type=int, default=q.nodes, help="nodes owned per domain")
+    p.add_argument("--quota-value-size", type=int, default=q.value_size, help="bytes per value")
+    p.add_argument("--quota-watches", type=int, default=q.watches, help="watches per connection")
+    p.add_argument("--quota-transactions", type=int, default=q.transactions,
+                   help="open transactions per connection")
+    p.add_argument("--quota-outstanding", type=int, default=q.outstanding,
+                   help="requests in flight per connection")
+    p.add_argument("--log-level", default=None, help="DEBUG, INFO, WARNING (env HYPERWALL_LOG)")
+    return p.parse_args(argv)
+
+
+async def run(args: argparse.Namespace) -> None:
+    quotas = Quotas(args.quota_nodes, args.quota_value_size, args.quota_watches,
+                    args.quota_transactions, args.quota_outstanding)
+    server = Server(quotas)
+    journal = Journal(args.state_dir)
+    replayed = journal.load(server)
+    journal.attach(server)
+    log.info("state from %s: %d records, %d domains", args.state_dir, replayed,
+             len(server.domains))
+    daemon = Daemon(args.rundir, journal, server)
+    await daemon.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("stopping")
+    daemon.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    setup_logging("hyperwall-xenstored", args.log_level)
+    asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    main()
