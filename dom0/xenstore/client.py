@@ -1,0 +1,383 @@
+"""The project's one xenstore client layer, over pyxs.
+
+`XenStore` is the blocking client (tools, tests); `AsyncXenStore` runs it for asyncio
+programs (dom0d, the agents) and delivers watch events into the event loop.
+
+Where to connect, chosen automatically: `$XENSTORED_PATH`; else `$XENSTORED_RUNDIR/socket`
+(default `/var/run/xenstored/socket`) when that socket exists; else, on a Xen host, the
+xenbus device. pyxs 0.4.1 is extended here, in one place:
+- its operation table stops at SET_TARGET and numbers RESTRICT 128; the table below adds
+  RESET_WATCHES (21) and DIRECTORY_PART (22) and numbers RESTRICT 20, as xs_wire.h does;
+- it decides whether it may send privileged operations by reading /proc/xen/capabilities,
+  which only exists on Xen; here the privilege is the socket's, so we let the daemon judge;
+- it strips every trailing NUL from replies, which corrupts values ending in NUL; READ
+  replies are returned whole.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import copy
+import errno
+import logging
+import os
+import random
+import threading
+import time
+from collections import namedtuple
+from collections.abc import AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pyxs
+import pyxs._internal as pyxs_internal
+import pyxs.client as pyxs_client
+from pyxs.connection import XenBusConnection
+from pyxs.exceptions import PyXSError
+
+log = logging.getLogger("hyperwall.xenstore.client")
+
+NUL = b"\0"
+XENBUS_PATHS = ("/dev/xen/xenbus", "/proc/xen/xenbus")
+
+_OP_NAMES = ["DEBUG", "DIRECTORY", "READ", "GET_PERMS", "WATCH", "UNWATCH", "TRANSACTION_START",
+             "TRANSACTION_END", "INTRODUCE", "RELEASE", "GET_DOMAIN_PATH", "WRITE", "MKDIR",
+             "RM", "SET_PERMS", "WATCH_EVENT", "ERROR", "IS_DOMAIN_INTRODUCED", "RESUME",
+             "SET_TARGET", "RESTRICT", "RESET_WATCHES", "DIRECTORY_PART"]
+Op = namedtuple("Operations", _OP_NAMES)(*range(len(_OP_NAMES)))  # type: ignore[misc]
+# pyxs.Packet validates against the module-level table at call time.
+pyxs_internal.Op = pyxs_internal.Operations = Op
+
+
+class XsError(Exception):
+    """A xenstore error reply (or a local failure), with the errno name and the path."""
+
+    def __init__(self, name: str, path: str | None = None, detail: str = "") -> None:
+        self.name = name
+        self.path = path
+        msg = name + (f" on {path}" if path else "") + (f": {detail}" if detail else "")
+        super().__init__(msg)
+
+
+class NoXenStore(XsError):
+    def __init__(self, tried: list[str]) -> None:
+        super().__init__("ENOENT", detail="no xenstore to connect to (tried: "
+                         + ", ".join(tried) + "); is hyperwall-xenstored running?")
+
+
+@dataclass(frozen=True)
+class Perm:
+    domid: int
+    access: str        # n, r, w or b
+
+    def __str__(self) -> str:
+        return f"{self.access}{self.domid}"
+
+    @classmethod
+    def parse(cls, text: str) -> Perm:
+        if len(text) < 2 or text[0] not in "nrwb" or not text[1:].isdigit():
+            raise ValueError(f"bad permission {text!r}")
+        return cls(int(text[1:]), text[0])
+
+
+def locate() -> tuple[str, str]:
+    """("unix", socket path) or ("xenbus", device path), or NoXenStore."""
+    tried = []
+    explicit = os.environ.get("XENSTORED_PATH")
+    if explicit:
+        return ("unix", explicit)
+    sock = os.path.join(os.environ.get("XENSTORED_RUNDIR", "/var/run/xenstored"), "socket")
+    tried.append(sock)
+    if os.path.exists(sock):
+        return ("unix", sock)
+    for dev in XENBUS_PATHS:
+        tried.append(dev)
+        if os.path.exists(dev):
+            return ("xenbus", dev)
+    raise NoXenStore(tried)
+
+
+def _wrap(e: PyXSError, path: str | None) -> XsError:
+    code = e.args[0] if e.args and isinstance(e.args[0], int) else 0
+    return XsError(errno.errorcode.get(code, str(e)), path)
+
+
+class _PyxsClient(pyxs.Client):  # type: ignore[misc]
+    SU = True   # the daemon checks privilege by socket; see the module docstring
+
+    def execute_command(self, op: int, *args: bytes, **kwargs: Any) -> bytes:
+        kwargs.update(tx_id=self.tx_id, rq_id=pyxs_internal.next_rq_id())
+        packet = self.router.send(pyxs_internal.Packet(op, b"".join(args), **kwargs)).get()
+        if packet.op == Op.ERROR:
+            raise pyxs.helpers.error(packet.payload[:-1])
+        if packet.op != op or packet.tx_id != self.tx_id:
+            raise pyxs_client.UnexpectedPacket(packet)
+        if op == Op.READ:
+            return packet.payload
+        return packet.payload[:-1] if packet.payload.endswith(NUL) else packet.payload
+
+
+def _b(s: str | bytes) -> bytes:
+    return s.encode() if isinstance(s, str) else s
+
+
+T = TypeVar("T")
+
+
+class XenStore:
+    """A blocking xenstore client. Paths are absolute, or relative to the caller's domain."""
+
+    def __init__(self, where: tuple[str, str] | None = None, *, _client: Any = None) -> None:
+        if _client is not None:
+            self._c = _client
+            self.where = where
+            return
+        self.where = where or locate()
+        kind, path = self.where
+        if kind == "unix":
+            self._c = _PyxsClient(unix_socket_path=path)
+        else:
+            self._c = _PyxsClient(router=pyxs.Router(XenBusConnection(path)))
+
+    # lifecycle
+    def connect(self) -> XenStore:
+        try:
+            self._c.connect()
+        except PyXSError as e:
+            raise XsError("ECONNREFUSED", self.where[1] if self.where else None,
+                          str(e)) from None
+        return self
+
+    def close(self) -> None:
+        self._c.close()
+
+    def __enter__(self) -> XenStore:
+        return self.connect()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _call(self, path: str | None, fn: Callable[..., T], *args: Any) -> T:
+        try:
+            return fn(*args)
+        except PyXSError as e:
+            raise _wrap(e, path) from None
+
+    def _cmd(self, path: str | None, op: int, *args: bytes) -> bytes:
+        return self._call(path, self._c.execute_command, op, *args)
+
+    # nodes
+    def read(self, path: str) -> bytes:
+        return self._cmd(path, Op.READ, _b(path) + NUL)
+
+    def read_or(self, path: str, default: bytes | None = None) -> bytes | None:
+        try:
+            return self.read(path)
+        except XsError as e:
+            if e.name == "ENOENT":
+                return default
+            raise
+
+    def write(self, path: str, value: bytes | str) -> None:
+        self._cmd(path, Op.WRITE, _b(path) + NUL, _b(value))
+
+    def mkdir(self, path: str) -> None:
+        self._cmd(path, Op.MKDIR, _b(path) + NUL)
+
+    def rm(self, path: str, missing_ok: bool = True) -> None:
+        try:
+            self._cmd(path, Op.RM, _b(path) + NUL)
+        except XsError as e:
+            if not (missing_ok and e.name == "ENOENT"):
+                raise
+
+    def ls(self, path: str) -> list[str]:
+        payload = self._cmd(path, Op.DIRECTORY, _b(path) + NUL)
+        return [c.decode() for c in payload.split(NUL)] if payload else []
+
+    def exists(self, path: str) -> bool:
+        try:
+            self.ls(path)
+            return True
+        except XsError as e:
+            if e.name == "ENOENT":
+                return False
+            raise
+
+    def directory_part(self, path: str, offset: int) -> tuple[int, list[str], bool]:
+        """(generation, children from byte `offset`, whether the list is complete)."""
+        payload = self._cmd(path, Op.DIRECTORY_PART, _b(path) + NUL, str(offset).encode() + NUL)
+        # _PyxsClient drops one trailing NUL: a complete list then still ends with one.
+        complete = payload.endswith(NUL)
+        parts = payload.split(NUL)
+        return int(parts[0]), [p.decode() for p in parts[1:] if p], complete
+
+    def get_perms(self, path: str) -> list[Perm]:
+        payload = self._cmd(path, Op.GET_PERMS, _b(path) + NUL)
+        return [Perm.parse(p.decode()) for p in payload.split(NUL) if p]
+
+    def set_perms(self, path: str, perms: Iterable[Perm | str]) -> None:
+        entries = [str(p).encode() + NUL for p in perms]
+        self._cmd(path, Op.SET_PERMS, _b(path) + NUL, *entries)
+
+    # domains
+    def introduce(self, domid: int, gfn: int = 0, evtchn: int = 0) -> None:
+        self._cmd(None, Op.INTRODUCE, f"{domid}".encode() + NUL, f"{gfn}".encode() + NUL,
+                  f"{evtchn}".encode() + NUL)
+
+    def release(self, domid: int) -> None:
+        self._cmd(None, Op.RELEASE, f"{domid}".encode() + NUL)
+
+    def is_domain_introduced(self, domid: int) -> bool:
+        return self._cmd(None, Op.IS_DOMAIN_INTRODUCED, f"{domid}".encode() + NUL) == b"T"
+
+    def get_domain_path(self, domid: int) -> str:
+        return self._cmd(None, Op.GET_DOMAIN_PATH, f"{domid}".encode() + NUL).decode()
+
+    def set_target(self, domid: int, target: int) -> None:
+        self._cmd(None, Op.SET_TARGET, f"{domid}".encode() + NUL, f"{target}".encode() + NUL)
+
+    def reset_watches(self) -> None:
+        self._cmd(None, Op.RESET_WATCHES, NUL)
+
+    # transactions
+    def transaction(self, fn: Callable[[XenStore], T], *, attempts: int = 8) -> T:
+        """Run `fn` in a transaction, again on EAGAIN, at most `attempts` times."""
+        for attempt in range(attempts):
+            tx_client = copy.copy(self._c)
+            self._call(None, tx_client.transaction)
+            try:
+                result = fn(XenStore(self.where, _client=tx_client))
+            except BaseException:
+                with contextlib.suppress(PyXSError):
+                    tx_client.rollback()
+                raise
+            if self._call(None, tx_client.commit):
+                return result
+            # Another writer got there first; back off a little, with jitter.
+            time.sleep(min(0.05, 0.001 * 2 ** attempt) * random.random())
+        raise XsError("EAGAIN", detail=f"transaction kept conflicting after {attempts} attempts")
+
+    # watches
+    def monitor(self) -> Any:
+        return self._c.monitor()
+
+
+class AsyncXenStore:
+    """The client for asyncio programs: calls run on a worker thread, watch events arrive
+    on the event loop."""
+
+    def __init__(self, xs: XenStore) -> None:
+        self.xs = xs
+
+    @classmethod
+    async def connect(cls, where: tuple[str, str] | None = None) -> AsyncXenStore:
+        xs = await asyncio.to_thread(lambda: XenStore(where).connect())
+        return cls(xs)
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self.xs.close)
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.to_thread(fn, *args)
+
+    async def read(self, path: str) -> bytes | None:
+        return await self._run(self.xs.read_or, path)
+
+    async def write(self, path: str, value: bytes | str) -> None:
+        await self._run(self.xs.write, path, value)
+
+    async def ls(self, path: str) -> list[str]:
+        def ls_or_empty() -> list[str]:
+            try:
+                return self.xs.ls(path)
+            except XsError as e:
+                if e.name in ("ENOENT", "EACCES"):
+                    return []
+                raise
+        return await self._run(ls_or_empty)
+
+    async def rm(self, path: str) -> None:
+        await self._run(self.xs.rm, path)
+
+    async def introduce(self, domid: int) -> None:
+        await self._run(self.xs.introduce, domid, 0, 0)
+
+    async def release(self, domid: int) -> None:
+        try:
+            await self._run(self.xs.release, domid)
+        except XsError as e:
+            if e.name != "EINVAL":   # not introduced (any more): nothing to release
+                raise
+
+    async def write_nodes(self, nodes: Iterable[Any]) -> None:
+        """Create nodes (objects with path, value, perms) in one transaction."""
+        nodes = list(nodes)
+
+        def body(tx: XenStore) -> None:
+            for n in nodes:
+                if n.value is None:
+                    tx.mkdir(n.path)
+                else:
+                    tx.write(n.path, n.value)
+                if n.perms is not None:
+                    tx.set_perms(n.path, n.perms)
+        await self._run(self.xs.transaction, body)
+
+    async def watch(self, path: str) -> AsyncIterator[str]:
+        """Yield the path of every event for a watch on `path` (the first one at once)."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[str | BaseException] = asyncio.Queue()
+        token = f"hw{id(queue):x}".encode()
+        monitor = await self._run(self.xs.monitor)
+        stop = threading.Event()
+
+        def pump() -> None:
+            try:
+                for event in monitor.wait():
+                    if stop.is_set():
+                        return
+                    loop.call_soon_threadsafe(queue.put_nowait, event.path.decode())
+            except BaseException as e:  # the connection closed under us
+                if not stop.is_set():
+                    loop.call_soon_threadsafe(queue.put_nowait, e)
+
+        await self._run(monitor.watch, _b(path), token)
+        thread = threading.Thread(target=pump, daemon=True, name=f"xs-watch {path}")
+        thread.start()
+        try:
+            while True:
+                item = await queue.get()
+                if isinstance(item, BaseException):
+                    raise XsError("EIO", path, f"watch ended: {item}")
+                yield item
+        finally:
+            stop.set()
+            with contextlib.suppress(Exception):
+                await self._run(monitor.unwatch, _b(path), token)
+            # Wake the pump so it sees `stop` (pyxs's wait() only returns on an event).
+            monitor.events.put(pyxs_internal.Event(b"", b""))
+
+    async def wait_value(self, path: str, pred: Callable[[bytes | None], bool],
+                         timeout: float) -> bytes | None:
+        """Wait until `pred(value of path)` holds; returns the last value seen."""
+        value: bytes | None = None
+        try:
+            async with asyncio.timeout(timeout):
+                async for _ in self.watch(path):
+                    value = await self.read(path)
+                    if pred(value):
+                        return value
+        except TimeoutError:
+            pass
+        return value
+
+
+async def connect_agent_store() -> AsyncXenStore:
+    """The in-domain agent's connection: the only socket its domain can see."""
+    return await AsyncXenStore.connect()
+
+
+def rundir_socket(rundir: Path) -> tuple[str, str]:
+    return ("unix", str(rundir / "socket"))
