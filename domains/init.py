@@ -1,0 +1,135 @@
+"""A domain's PID 1: runs the agent, keeps it running, reaps orphans, stops on SIGTERM.
+
+Usage: `python -I -S domains/init.py AGENT [ARG...]`. Standard library only, and run with
+`-S`, so it starts in a few milliseconds and does not depend on the venv's site setup.
+
+As PID 1 of a PID namespace it must reap every orphan, and it only receives the signals it
+has asked for. Signals are blocked and taken synchronously with `sigtimedwait`, so there
+is no handler racing the main loop. The agent is started with an empty signal mask.
+If the agent dies it is restarted after a backoff that doubles from 0.5 s up to 30 s and
+starts over once a run lasted a minute. On SIGTERM (or SIGINT) init passes SIGTERM to the
+agent, gives it `STOP_GRACE` seconds before SIGKILL, and exits 0 once it is gone; the
+kernel then kills whatever else was left in the namespace. Everything init says goes to
+stdout, which the backend keeps as the domain's console log.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sys
+import time
+
+FIRST_BACKOFF = 0.5
+MAX_BACKOFF = 30.0
+STABLE_RUN = 60.0
+STOP_GRACE = 10.0
+SIGNALS = {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT}
+
+
+def next_backoff(previous: float, ran_for: float) -> float:
+    """Delay before restarting an agent that ran `ran_for` seconds after a `previous` delay."""
+    if ran_for >= STABLE_RUN or previous <= 0:
+        return FIRST_BACKOFF
+    return min(previous * 2, MAX_BACKOFF)
+
+
+def describe(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"killed by {signal.Signals(os.WTERMSIG(status)).name}"
+    return f"exited with {os.waitstatus_to_exitcode(status)}"
+
+
+def log(message: str) -> None:
+    print(f"init: {message}", flush=True)
+
+
+class Init:
+    def __init__(self, argv: list[str]) -> None:
+        self.argv = argv
+        self.agent: int | None = None
+        self.started_at = 0.0
+        self.backoff = 0.0
+        self.restart_at = 0.0
+        self.stop_deadline: float | None = None
+
+    def spawn(self) -> None:
+        path = shutil.which(self.argv[0]) or self.argv[0]
+        try:
+            self.agent = os.posix_spawn(path, self.argv, os.environ, setsigmask=())
+        except OSError as e:
+            log(f"cannot start {self.argv[0]}: {e}")
+            self.agent_gone(0.0)
+            return
+        self.started_at = time.monotonic()
+        log(f"started agent pid {self.agent}: {' '.join(self.argv)}")
+
+    def agent_gone(self, ran_for: float) -> None:
+        self.agent = None
+        self.backoff = next_backoff(self.backoff, ran_for)
+        self.restart_at = time.monotonic() + self.backoff
+        log(f"restarting agent in {self.backoff:.1f}s")
+
+    def reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            if pid == self.agent:
+                log(f"agent {describe(status)}")
+                if self.stop_deadline is not None:
+                    self.agent = None
+                else:
+                    self.agent_gone(time.monotonic() - self.started_at)
+
+    def stop(self) -> None:
+        if self.stop_deadline is None:
+            log("stopping")
+            self.stop_deadline = time.monotonic() + STOP_GRACE
+            if self.agent is not None:
+                os.kill(self.agent, signal.SIGTERM)
+
+    def timeout(self, now: float) -> float | None:
+        if self.stop_deadline is not None:
+            return max(self.stop_deadline - now, 0.0)
+        if self.agent is None:
+            return max(self.restart_at - now, 0.0)
+        return None
+
+    def run(self) -> int:
+        while True:
+            now = time.monotonic()
+            if self.stop_deadline is not None:
+                if self.agent is None:
+                    log("stopped")
+                    return 0
+                if now >= self.stop_deadline:
+                    log("agent ignored SIGTERM, killing it")
+                    os.kill(self.agent, signal.SIGKILL)
+                    self.stop_deadline = now + STOP_GRACE
+            elif self.agent is None and now >= self.restart_at:
+                self.spawn()
+                continue
+            wait = self.timeout(now)
+            info = (signal.sigwaitinfo(SIGNALS) if wait is None
+                    else signal.sigtimedwait(SIGNALS, wait))
+            if info is not None and info.si_signo in (signal.SIGTERM, signal.SIGINT):
+                self.stop()
+            self.reap()
+
+
+def main(argv: list[str]) -> int:
+    if not argv:
+        print("usage: init.py AGENT [ARG...]", file=sys.stderr)
+        return 2
+    # A blocked signal is queued, never dropped, even for a namespace's PID 1.
+    signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
+    log(f"pid {os.getpid()} on {os.uname().nodename}")
+    return Init(argv).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
