@@ -1,0 +1,288 @@
+"""The control API: `hyperwall.control.v1.ControlService` mapped onto the toolstack.
+
+Each RPC is a few lines: find the caller, ask the policy (auth.refusal), call the toolstack,
+convert the answer. Errors follow one hierarchy (dom0.model.ToolstackError): its subclasses
+become gRPC status codes with their message for a person; anything else is a bug, logged
+here with its traceback while the client gets INTERNAL "internal error".
+
+dom0d calls `serve()` and later `ControlServer.stop()`.
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from dom0.api import auth
+from dom0.api.auth import Caller, CredentialProxy, Operation
+from dom0.api.convert import domain_to_pb, event_to_pb
+from dom0.backends.base import ExecResult
+from dom0.model import (
+    DomainEvent,
+    DomainInfo,
+    InvalidState,
+    PermissionRefused,
+    ToolstackError,
+    UnknownDomain,
+)
+from proto.gen.hyperwall.control.v1 import control_pb2 as pb
+from proto.gen.hyperwall.control.v1 import control_pb2_grpc as pb_grpc
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SOCKET = Path("/run/hyperwall/control.sock")
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ControlService"].full_name
+T = TypeVar("T")
+
+
+class Toolstack(Protocol):
+    """What the API needs of dom0.toolstack.Toolstack."""
+
+    specs: dict[str, Any]
+
+    def list(self) -> list[DomainInfo]: ...
+    def get(self, name: str) -> DomainInfo: ...
+    async def create(self, name: str) -> DomainInfo: ...
+    async def start(self, name: str) -> DomainInfo: ...
+    async def shutdown(self, name: str, *, reboot: bool = False,
+                       timeout: float = 30.0) -> None: ...
+    async def destroy(self, name: str) -> None: ...
+    async def pause(self, name: str) -> None: ...
+    async def unpause(self, name: str) -> None: ...
+    async def exec(self, name: str, argv: list[str], *, timeout: float = 60.0,
+                   stdin: bytes | None = None) -> ExecResult: ...
+    def subscribe(self) -> AsyncIterator[DomainEvent]: ...
+    async def up(self) -> list[DomainInfo]: ...
+    async def down(self) -> None: ...
+
+
+class BadRequest(ToolstackError):
+    """A request no domain state could make valid (empty name, empty argv, bad timeout)."""
+
+
+_STATUS: list[tuple[type[ToolstackError], grpc.StatusCode]] = [
+    (UnknownDomain, grpc.StatusCode.NOT_FOUND),
+    (PermissionRefused, grpc.StatusCode.PERMISSION_DENIED),
+    (BadRequest, grpc.StatusCode.INVALID_ARGUMENT),
+    (InvalidState, grpc.StatusCode.FAILED_PRECONDITION),
+    # Any other refusal by the toolstack is about the platform's state, not the request.
+    (ToolstackError, grpc.StatusCode.FAILED_PRECONDITION),
+]
+
+
+def status_for(error: ToolstackError) -> grpc.StatusCode:
+    return next(code for cls, code in _STATUS if isinstance(error, cls))
+
+
+@contextlib.asynccontextmanager
+async def _statuses(context: grpc.aio.ServicerContext, method: str) -> AsyncIterator[None]:
+    try:
+        yield
+    except ToolstackError as e:
+        await context.abort(status_for(e), str(e))
+    except grpc.aio.AbortError:
+        raise
+    except Exception:
+        log.exception("control API %s failed", method)
+        await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+
+
+def _name(name: str) -> str:
+    if not name:
+        raise BadRequest("the request names no domain")
+    return name
+
+
+def _timeout(request: Any, default: float) -> float:
+    if not request.HasField("timeout_seconds"):
+        return default
+    if not request.timeout_seconds > 0:
+        raise BadRequest(f"timeout_seconds must be positive, got {request.timeout_seconds}")
+    return float(request.timeout_seconds)
+
+
+class ControlServicer(pb_grpc.ControlServiceServicer):
+    def __init__(self, toolstack: Toolstack, callers: Callable[[str], Caller | None]) -> None:
+        self.toolstack = toolstack
+        self._callers = callers
+
+    def _caller(self, context: grpc.aio.ServicerContext) -> Caller:
+        caller = self._callers(context.peer())
+        if caller is None:
+            # Only root can reach the internal socket directly, but a call that did not
+            # come through the proxy carries no credentials to authorise: refuse it.
+            raise PermissionRefused("connection did not come through the control socket")
+        return caller
+
+    def _authorise(self, context: grpc.aio.ServicerContext, op: Operation,
+                   name: str | None = None) -> Caller:
+        caller = self._caller(context)
+        spec = self.toolstack.specs.get(name) if name is not None else None
+        reason = auth.refusal(caller, op, name, tuple(spec.users) if spec else None)
+        if reason is not None:
+            raise PermissionRefused(reason)
+        return caller
+
+    async def _call(self, context: grpc.aio.ServicerContext, op: Operation, name: str,
+                    action: Callable[[str], Awaitable[T]]) -> T:
+        async with _statuses(context, op.value):
+            name = _name(name)
+            self._authorise(context, op, name)
+            return await action(name)
+        raise AssertionError("unreachable: _statuses aborts or re-raises")
+
+    async def Create(self, request: pb.CreateRequest, context: Any) -> pb.CreateResponse:
+        info = await self._call(context, Operation.CREATE, request.name, self.toolstack.create)
+        return pb.CreateResponse(domain=domain_to_pb(info))
+
+    async def Start(self, request: pb.StartRequest, context: Any) -> pb.StartResponse:
+        info = await self._call(context, Operation.START, request.name, self.toolstack.start)
+        return pb.StartResponse(domain=domain_to_pb(info))
+
+    async def Shutdown(self, request: pb.ShutdownRequest, context: Any) -> pb.ShutdownResponse:
+        async def shutdown(name: str) -> None:
+            await self.toolstack.shutdown(name, reboot=request.reboot,
+                                          timeout=_timeout(request, 30.0))
+        await self._call(context, Operation.SHUTDOWN, request.name, shutdown)
+        return pb.ShutdownResponse()
+
+    async def Destroy(self, request: pb.DestroyRequest, context: Any) -> pb.DestroyResponse:
+        await self._call(context, Operation.DESTROY, request.name, self.toolstack.destroy)
+        return pb.DestroyResponse()
+
+    async def Pause(self, request: pb.PauseRequest, context: Any) -> pb.PauseResponse:
+        await self._call(context, Operation.PAUSE, request.name, self.toolstack.pause)
+        return pb.PauseResponse()
+
+    async def Unpause(self, request: pb.UnpauseRequest, context: Any) -> pb.UnpauseResponse:
+        await self._call(context, Operation.UNPAUSE, request.name, self.toolstack.unpause)
+        return pb.UnpauseResponse()
+
+    async def Get(self, request: pb.GetRequest, context: Any) -> pb.GetResponse:
+        async def get(name: str) -> DomainInfo:
+            return self.toolstack.get(name)
+        info = await self._call(context, Operation.GET, request.name, get)
+        return pb.GetResponse(domain=domain_to_pb(info))
+
+    async def List(self, request: pb.ListRequest, context: Any) -> pb.ListResponse:
+        async with _statuses(context, "list"):
+            caller = self._authorise(context, Operation.LIST)
+            return pb.ListResponse(domains=[domain_to_pb(info) for info in self.toolstack.list()
+                                            if auth.may_use(caller, info.users)])
+        raise AssertionError("unreachable: _statuses aborts or re-raises")
+
+    async def Exec(self, request: pb.ExecRequest, context: Any) -> pb.ExecResponse:
+        async def run(name: str) -> ExecResult:
+            if not request.argv:
+                raise BadRequest(f"exec in {name!r}: no command given")
+            stdin = request.stdin if request.HasField("stdin") else None
+            return await self.toolstack.exec(name, list(request.argv), stdin=stdin,
+                                             timeout=_timeout(request, 60.0))
+        result = await self._call(context, Operation.EXEC, request.name, run)
+        return pb.ExecResponse(exit_code=result.returncode, stdout=result.stdout,
+                               stderr=result.stderr)
+
+    async def Up(self, request: pb.UpRequest, context: Any) -> pb.UpResponse:
+        async with _statuses(context, "up"):
+            self._authorise(context, Operation.UP)
+            infos = await self.toolstack.up()
+            return pb.UpResponse(domains=[domain_to_pb(info) for info in infos])
+        raise AssertionError("unreachable: _statuses aborts or re-raises")
+
+    async def Down(self, request: pb.DownRequest, context: Any) -> pb.DownResponse:
+        async with _statuses(context, "down"):
+            self._authorise(context, Operation.DOWN)
+            await self.toolstack.down()
+            return pb.DownResponse()
+        raise AssertionError("unreachable: _statuses aborts or re-raises")
+
+    async def Events(self, request: pb.EventsRequest,
+                     context: Any) -> AsyncIterator[pb.DomainEvent]:
+        async with _statuses(context, "events"):
+            caller = self._authorise(context, Operation.EVENTS)
+            events = aiter(self.toolstack.subscribe())
+            pending = asyncio.ensure_future(anext(events))
+            try:
+                # One turn of the loop runs the subscription up to its first wait, so it is
+                # registered before the headers tell the client that the stream is live.
+                await asyncio.sleep(0)
+                await context.send_initial_metadata(())
+                while True:
+                    event = await pending
+                    pending = asyncio.ensure_future(anext(events))
+                    spec = self.toolstack.specs.get(event.domain)
+                    if auth.may_use(caller, tuple(spec.users) if spec else None):
+                        yield event_to_pb(event)
+            finally:
+                pending.cancel()
+                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                    await pending
+                if hasattr(events, "aclose"):
+                    await events.aclose()
+
+
+@dataclass
+class ControlServer:
+    """The running API: the gRPC server on the internal socket and the public proxy."""
+
+    grpc_server: grpc.aio.Server
+    proxy: CredentialProxy
+    health: health.aio.HealthServicer
+    internal_socket: Path
+
+    async def stop(self, grace: float | None = 1.0) -> None:
+        await self.health.enter_graceful_shutdown()
+        await self.proxy.stop()
+        await self.grpc_server.stop(grace)
+        self.internal_socket.unlink(missing_ok=True)
+
+
+async def serve(toolstack: Toolstack, socket_path: Path = DEFAULT_SOCKET, *,
+                owner_group: str = auth.OWNER_GROUP) -> ControlServer:
+    """Serve the control API on `socket_path` (mode 0666: every call is authorised from the
+    caller's credentials), with gRPC health checking and reflection, until `stop()`.
+
+    gRPC itself listens in `<socket_path>.d/` (mode 0700, root only) beside it.
+    """
+    socket_path.parent.mkdir(parents=True, exist_ok=True)
+    internal_dir = socket_path.with_name(socket_path.name + ".d")
+    internal_dir.mkdir(mode=0o700, exist_ok=True)
+    os.chmod(internal_dir, 0o700)  # also when it existed with looser permissions
+    internal_socket = internal_dir / "grpc.sock"
+    auth.check_socket_path(internal_socket)
+    internal_socket.unlink(missing_ok=True)
+
+    proxy = CredentialProxy(socket_path, internal_socket, internal_dir)
+
+    def callers(peer: str) -> Caller | None:
+        cred = proxy.lookup(peer)
+        return auth.resolve_caller(cred, owner_group) if cred is not None else None
+
+    server = grpc.aio.server()
+    pb_grpc.add_ControlServiceServicer_to_server(ControlServicer(toolstack, callers), server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        [SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+         reflection.SERVICE_NAME], server)
+    if server.add_insecure_port(f"unix:{internal_socket}") == 0:
+        raise OSError(f"cannot listen on {internal_socket}")
+    await server.start()
+    for service in ("", SERVICE_NAME):
+        await health_servicer.set(service, health_pb2.HealthCheckResponse.SERVING)
+    try:
+        await proxy.start()
+    except BaseException:
+        await server.stop(None)
+        raise
+    log.info("control API on %s", socket_path)
+    return ControlServer(server, proxy, health_servicer, internal_socket)
