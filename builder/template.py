@@ -2,10 +2,10 @@
 
 The template holds only what makes a domain its own system: `/etc` (accounts, hosts,
 resolver, name-service switch), the empty directories that get mounts or state, and the
-merged-/usr symlinks (`bin`, `sbin`, `lib`, `lib64` -> `usr/...`). It holds no programs: the
-`ns` backend binds the host's `/usr` read-only over it, the way a Qubes TemplateVM shares
-its root read-only with its AppVMs, so a domain runs the host's vetted binaries and
-libraries without a copy per template, and cannot change them. `/var/run` is a relative
+merged-/usr symlinks (`bin`, `sbin`, `lib`, `lib64` -> `usr/...`, where the host has them).
+It holds no programs: the `ns` backend binds the host's `/usr` read-only over it, the way
+a Qubes TemplateVM shares its root read-only with its AppVMs, so a domain runs the host's
+binaries and libraries without a copy per template, and cannot change them. `/var/run` is a relative
 symlink to `../run` so that paths under it land in the domain's own `/run`.
 
 `python -m builder.template DEST` builds one.
@@ -49,7 +49,12 @@ def build_template(dest: Path, progress: Callable[[str], None] = lambda _: None)
     (work / "root").chmod(0o700)
     progress(f"{len(DIRS)} directories")
     for name, target in USR_LINKS.items():
-        (work / name).symlink_to(target)
+        # Mirror the host: where its /lib is a real directory the backend binds it instead.
+        host = Path("/") / name
+        if host.is_symlink():
+            (work / name).symlink_to(target)
+        elif host.is_dir():
+            (work / name).mkdir()
     (work / "var" / "run").symlink_to("../run")
     for rel, text in FILES.items():
         (work / rel).write_text(text)

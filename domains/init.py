@@ -3,14 +3,16 @@
 Usage: `python -I -S domains/init.py AGENT [ARG...]`. Standard library only, and run with
 `-S`, so it starts in a few milliseconds and does not depend on the venv's site setup.
 
-As PID 1 of a PID namespace it must reap every orphan, and it only receives the signals it
-has asked for. Signals are blocked and taken synchronously with `sigtimedwait`, so there
-is no handler racing the main loop. The agent is started with an empty signal mask.
-If the agent dies it is restarted after a backoff that doubles from 0.5 s up to 30 s and
-starts over once a run lasted a minute. On SIGTERM (or SIGINT) init passes SIGTERM to the
-agent, gives it `STOP_GRACE` seconds before SIGKILL, and exits 0 once it is gone; the
-kernel then kills whatever else was left in the namespace. Everything init says goes to
-stdout, which the backend keeps as the domain's console log.
+As PID 1 of a PID namespace it must reap every orphan, and it only receives the signals
+it has asked for. Signals are blocked and taken synchronously with `sigtimedwait`, so no
+handler races the main loop; the agent is started with an empty signal mask.
+
+The agent exiting 0 means the domain was asked to power off (`control/shutdown`): init
+exits 0 too. If the agent dies otherwise it is restarted after a backoff that doubles
+from 0.5 s up to 30 s and starts over once a run lasted a minute. On SIGTERM (or SIGINT)
+init passes SIGTERM to the agent, gives it `STOP_GRACE` seconds before SIGKILL, and exits
+0 once it is gone; the kernel then kills whatever else was left in the namespace.
+Everything init says goes to stdout, which the backend keeps as the console log.
 """
 from __future__ import annotations
 
@@ -80,8 +82,9 @@ class Init:
                 return
             if pid == self.agent:
                 log(f"agent {describe(status)}")
-                if self.stop_deadline is not None:
+                if self.stop_deadline is not None or status == 0:
                     self.agent = None
+                    self.stop_deadline = self.stop_deadline or time.monotonic()
                 else:
                     self.agent_gone(time.monotonic() - self.started_at)
 

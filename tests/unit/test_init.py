@@ -40,14 +40,21 @@ async def read_until(proc: asyncio.subprocess.Process, text: str, timeout: float
 
 
 async def test_restarts_a_dying_agent_with_backoff() -> None:
-    proc = await start("true")
+    proc = await start("false")
     try:
         said = await read_until(proc, "restarting agent in 1.0s")
         assert said.count("started agent") == 2
-        assert "agent exited with 0" in said and "restarting agent in 0.5s" in said
+        assert "agent exited with 1" in said and "restarting agent in 0.5s" in said
     finally:
         proc.kill()
         await proc.wait()
+
+
+async def test_an_agent_exiting_zero_powers_the_domain_off() -> None:
+    proc = await start("true")
+    said = await read_until(proc, "stopped")
+    assert "agent exited with 0" in said and "restarting" not in said
+    assert await asyncio.wait_for(proc.wait(), 5) == 0
 
 
 async def test_sigterm_stops_the_agent_and_exits_zero() -> None:
@@ -60,9 +67,11 @@ async def test_sigterm_stops_the_agent_and_exits_zero() -> None:
 
 
 async def test_an_agent_ignoring_sigterm_is_killed_after_the_grace() -> None:
-    proc = await start("sh", "-c", "trap '' TERM; echo ready; while :; do sleep 0.05; done",
+    proc = await start("sh", "-c",
+                       "trap '' TERM; printf 'rea%sy\\n' d; while :; do sleep 0.05; done",
                        grace=0.3)
-    await read_until(proc, "ready")
+    # Not the bare word: init's log line quoting the command must not count as the signal.
+    await read_until(proc, "\nready")
     proc.send_signal(signal.SIGTERM)
     said = await read_until(proc, "stopped")
     assert "killing it" in said and "agent killed by SIGKILL" in said
