@@ -1,0 +1,329 @@
+"""The `ns` backend: a domain is a set of Linux namespaces, a cgroup and an overlay root.
+
+Each domain gets a named network namespace `hw-<domid>` (iproute2, so veths can be moved
+into it and `ip netns exec` reaches it), and bubblewrap, run inside that netns, gives it
+its own mount, PID, UTS (hostname = domain name) and IPC namespaces with `domains/init.py`
+as PID 1. Its cgroup (`hyperwall/dom-<domid>`, v1 or v2) carries the memory, CPU and pids
+limits and the freezer that pause uses. The root filesystem is an overlay of the
+template (`builder/template.py`) and a per-domain writable layer; what else the domain
+sees of the host is in `_ns_rootfs`.
+
+The domain is started detached (`setsid --fork`), so it outlives a dom0d that is killed
+and restarted; everything the backend needs afterwards is found again on the host: the
+netns name, the cgroup, and bubblewrap's status file holding the init's pid and, once
+it has ended, its exit code.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import sys
+import time
+from pathlib import Path
+
+from builder.template import build_template
+from dom0.backends._ns_cgroup import ROOT, CgroupError, DomainCgroup, Limits
+from dom0.backends._ns_rootfs import (
+    DomainDir,
+    Status,
+    bwrap_argv,
+    overlay_options,
+    parse_status,
+)
+from dom0.backends.base import BackendError, DomainHandle, ExecResult, RunState
+from dom0.runner import CommandError, run
+
+NETNS_DIR = Path("/run/netns")
+PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+START_TIMEOUT = 10.0
+
+
+def netns_name(domid: int) -> str:
+    return f"hw-{domid}"
+
+
+def mounted(path: Path) -> bool:
+    target = str(path)
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            # Field 5 is the mount point, with spaces and the like octal-escaped.
+            point = line.split()[4].encode().decode("unicode_escape")
+            if point == target:
+                return True
+    return False
+
+
+class NsBackend:
+    name = "ns"
+
+    def __init__(self, state_dir: Path, *, templates_dir: Path | None = None,
+                 agent_argv: list[str] | None = None, cgroup_root: Path = ROOT) -> None:
+        self.state_dir = state_dir
+        self.templates_dir = templates_dir or state_dir / "templates"
+        self.agent_argv = agent_argv or [sys.executable, "-m", "domains.agent"]
+        self.cgroup_root = cgroup_root
+
+    # -- where things are -------------------------------------------------------------
+
+    def _dir(self, dom: DomainHandle) -> DomainDir:
+        return DomainDir(self.state_dir / "domains" / dom.spec.name)
+
+    def _cgroup(self, dom: DomainHandle) -> DomainCgroup:
+        return DomainCgroup(dom.domid, self.cgroup_root)
+
+    def _status(self, dom: DomainHandle) -> Status:
+        try:
+            return parse_status(self._dir(dom).status.read_text())
+        except FileNotFoundError:
+            return Status()
+
+    def _fail(self, dom: DomainHandle, step: str, why: object) -> BackendError:
+        return BackendError(f"ns: domain {dom.spec.name} ({dom.domid}): {step}: {why}")
+
+    def _template(self, dom: DomainHandle) -> Path:
+        path = self.templates_dir / dom.spec.template
+        if not path.is_dir():
+            if dom.spec.template != "default":
+                raise self._fail(dom, "template", f"{path} does not exist")
+            try:
+                build_template(path)
+            except FileExistsError:
+                pass  # another create built it meanwhile
+        return path
+
+    def _init_pid(self, dom: DomainHandle) -> int:
+        """The running init's host pid, checked against the cgroup (pids get reused)."""
+        pid = self._status(dom).init_pid
+        if pid is None or pid not in self._cgroup(dom).pids():
+            raise self._fail(dom, "init", "is not running")
+        return pid
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    async def create(self, dom: DomainHandle) -> None:
+        if await self.state(dom) is not RunState.ABSENT:
+            raise self._fail(dom, "create", "already exists (destroy it first)")
+        ns = netns_name(dom.domid)
+        try:
+            await run(["ip", "netns", "add", ns])
+            await run(["ip", "-n", ns, "link", "set", "lo", "up"])
+            self._cgroup(dom).create(Limits(dom.spec.memory_mb << 20, dom.spec.cpu_weight))
+            self._template(dom)
+            self._dir(dom).make()
+        except (CommandError, CgroupError, OSError) as e:
+            await self.destroy(dom)
+            raise self._fail(dom, "create", e) from None
+
+    async def start(self, dom: DomainHandle) -> None:
+        state = await self.state(dom)
+        if state not in (RunState.CREATED, RunState.SHUTDOWN, RunState.CRASHED):
+            raise self._fail(dom, "start", f"cannot start a domain that is {state.value}")
+        d = self._dir(dom)
+        cg = self._cgroup(dom)
+        try:
+            d.make()
+            dom.xenstore_dir.mkdir(parents=True, exist_ok=True)
+            if not mounted(d.root):
+                await run(["mount", "-t", "overlay", "overlay", "-o",
+                           overlay_options(self._template(dom), d), str(d.root)])
+            (d.path / "stopped").unlink(missing_ok=True)
+            console_start = d.console.stat().st_size if d.console.exists() else 0
+            status_fd = os.open(d.status, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            console_fd = os.open(d.console, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        except (CommandError, OSError) as e:
+            raise self._fail(dom, "start", e) from None
+        env = {"PATH": PATH, "HOME": "/root", "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1",
+               "HYPERWALL_DOMID": str(dom.domid), "HYPERWALL_NAME": dom.spec.name}
+        argv = ["setsid", "--fork", "ip", "netns", "exec", netns_name(dom.domid),
+                *bwrap_argv(root=d.root, hostname=dom.spec.name, xenstore_dir=dom.xenstore_dir,
+                            status_fd=status_fd, env=env, command=self.agent_argv)]
+        try:
+            # Joins the cgroup before exec, so bubblewrap and all it forks are counted in it.
+            proc = await asyncio.create_subprocess_exec(
+                *argv, stdin=asyncio.subprocess.DEVNULL, stdout=console_fd, stderr=console_fd,
+                pass_fds=(status_fd,), preexec_fn=cg.joiner())
+            await proc.wait()
+        finally:
+            os.close(status_fd)
+            os.close(console_fd)
+        await self._wait_started(dom, console_start)
+
+    async def _wait_started(self, dom: DomainHandle, console_start: int) -> None:
+        d = self._dir(dom)
+        deadline = time.monotonic() + START_TIMEOUT
+        # init's first line says it runs; the file is the only signal across the detach.
+        while True:
+            with open(d.console, "rb") as f:
+                f.seek(console_start)
+                said = f.read()
+            if b"init: pid 1 " in said:
+                return
+            status = self._status(dom)
+            if status.exit_code is not None or time.monotonic() > deadline:
+                why = (f"exited with {status.exit_code}" if status.exit_code is not None
+                       else f"init not up after {START_TIMEOUT}s")
+                tail = said.decode(errors="replace").strip()[-500:]
+                raise self._fail(dom, "start", f"{why}; console: {tail}")
+            await asyncio.sleep(0.001)
+
+    async def pause(self, dom: DomainHandle) -> None:
+        self._init_pid(dom)
+        try:
+            await asyncio.to_thread(self._cgroup(dom).freeze)
+        except CgroupError as e:
+            raise self._fail(dom, "pause", e) from None
+
+    async def unpause(self, dom: DomainHandle) -> None:
+        try:
+            await asyncio.to_thread(self._cgroup(dom).thaw)
+        except CgroupError as e:
+            raise self._fail(dom, "unpause", e) from None
+
+    async def shutdown(self, dom: DomainHandle, timeout: float = 10.0) -> None:
+        d = self._dir(dom)
+        cg = self._cgroup(dom)
+        if cg.pids():
+            (d.path / "stopped").touch()
+            try:
+                if cg.frozen():
+                    await asyncio.to_thread(cg.thaw)
+                pid = self._init_pid(dom)
+                if not await self._signal_and_wait(pid, timeout):
+                    await asyncio.to_thread(cg.kill_all)
+                else:
+                    # init gone, the kernel kills the rest of its PID namespace; bubblewrap's
+                    # outer process follows: wait until the cgroup is empty.
+                    await asyncio.to_thread(cg.kill_all)
+            except CgroupError as e:
+                raise self._fail(dom, "shutdown", e) from None
+        await self._release_root(dom)
+
+    async def _signal_and_wait(self, pid: int, timeout: float) -> bool:
+        """SIGTERM `pid` and wait for its exit on a pidfd; False if it outlived `timeout`."""
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            return True
+        loop = asyncio.get_running_loop()
+        gone = loop.create_future()
+        loop.add_reader(fd, lambda: gone.done() or gone.set_result(None))
+        try:
+            signal.pidfd_send_signal(fd, signal.SIGTERM)
+            await asyncio.wait_for(gone, timeout)
+            return True
+        except TimeoutError:
+            return False
+        except ProcessLookupError:
+            return True
+        finally:
+            loop.remove_reader(fd)
+            os.close(fd)
+
+    async def _release_root(self, dom: DomainHandle) -> None:
+        """Unmount the overlay; a disposable domain's writable layer goes with it."""
+        d = self._dir(dom)
+        if mounted(d.root):
+            try:
+                await run(["umount", str(d.root)])
+            except CommandError as e:
+                raise self._fail(dom, "unmount root", e) from None
+        if dom.spec.kind == "disposable":
+            for layer in (d.upper, d.work):
+                shutil.rmtree(layer, ignore_errors=True)
+
+    async def destroy(self, dom: DomainHandle) -> None:
+        cg = self._cgroup(dom)
+        ns = netns_name(dom.domid)
+        d = self._dir(dom)
+        try:
+            await asyncio.to_thread(cg.kill_all)
+            await self._release_root(dom)
+            if (NETNS_DIR / ns).exists():
+                # Its veths go with it, and so do their peers in the other namespaces.
+                await run(["ip", "netns", "delete", ns])
+            cg.remove()
+        except (CommandError, CgroupError) as e:
+            raise self._fail(dom, "destroy", e) from None
+        for name in ("status", "console.log", "stopped", "root", "work"):
+            path = d.path / name
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        if dom.spec.kind != "app":
+            shutil.rmtree(d.upper, ignore_errors=True)
+        if d.path.is_dir() and not any(d.path.iterdir()):
+            d.path.rmdir()
+
+    async def state(self, dom: DomainHandle) -> RunState:
+        cg = self._cgroup(dom)
+        if not (NETNS_DIR / netns_name(dom.domid)).exists() and not cg.exists():
+            return RunState.ABSENT
+        status = self._status(dom)
+        if status.init_pid is None:
+            return RunState.CREATED
+        if cg.pids():
+            return RunState.PAUSED if cg.frozen() else RunState.RUNNING
+        if status.exit_code == 0 or (self._dir(dom).path / "stopped").exists():
+            return RunState.SHUTDOWN
+        return RunState.CRASHED
+
+    async def console(self, dom: DomainHandle) -> Path:
+        return self._dir(dom).console
+
+    async def exec(self, dom: DomainHandle, argv: list[str], timeout: float = 60.0,
+                   stdin: bytes | None = None) -> ExecResult:
+        pid = self._init_pid(dom)
+        env = {"PATH": PATH, "HOME": "/root", "LANG": "C.UTF-8",
+               "HYPERWALL_DOMID": str(dom.domid), "HYPERWALL_NAME": dom.spec.name}
+        cmd = ["nsenter", "--target", str(pid), "--net", "--mount", "--pid", "--uts", "--ipc",
+               "--root", "--wd", "--", *argv]
+        try:
+            done = await run(cmd, input=stdin, timeout=timeout, check=False, env=env,
+                             before_exec=self._cgroup(dom).joiner())
+        except CommandError as e:
+            raise self._fail(dom, "exec", e) from None
+        return ExecResult(done.returncode, done.stdout, done.stderr)
+
+    # -- network ----------------------------------------------------------------------
+
+    async def add_vif(self, frontend: DomainHandle, backend: DomainHandle, devid: int) -> None:
+        if backend.domid == 0:
+            raise self._fail(frontend, f"vif {devid}",
+                             "the ns backend needs a backend domain (sys-sec), not dom0")
+        vif, eth = f"vif{frontend.domid}.{devid}", f"eth{devid}"
+        back, front = netns_name(backend.domid), netns_name(frontend.domid)
+        try:
+            # Each end is born in its namespace under its final name: nothing ever appears
+            # in dom0's namespace, so no temporary names and no clash with dom0's links.
+            await run(["ip", "link", "add", vif, "netns", back, "type", "veth",
+                       "peer", "name", eth, "netns", front])
+            await run(["ip", "-n", back, "link", "set", vif, "up"])
+            await run(["ip", "-n", front, "link", "set", eth, "up"])
+        except CommandError as e:
+            raise self._fail(frontend, f"vif {devid}", e) from None
+
+    async def remove_vif(self, frontend: DomainHandle, backend: DomainHandle,
+                         devid: int) -> None:
+        back = netns_name(backend.domid)
+        vif = f"vif{frontend.domid}.{devid}"
+        if not (NETNS_DIR / back).exists():
+            return
+        done = await run(["ip", "-n", back, "link", "delete", vif], check=False)
+        if done.returncode != 0 and b"Cannot find device" not in done.stderr:
+            raise self._fail(frontend, f"remove vif {devid}",
+                             done.stderr.decode(errors="replace").strip())
+
+    async def list_domids(self) -> list[int]:
+        found: set[int] = set()
+        names = [p.name for p in NETNS_DIR.iterdir()] if NETNS_DIR.is_dir() else []
+        for d in DomainCgroup(0, self.cgroup_root).dirs():
+            if d.parent.is_dir():
+                names += [p.name for p in d.parent.iterdir() if p.is_dir()]
+        for name in names:
+            prefix, _, number = name.partition("-")
+            if prefix in ("hw", "dom") and number.isdigit():
+                found.add(int(number))
+        return sorted(found)
