@@ -253,8 +253,6 @@ def error_message(err: grpc.RpcError, socket: str) -> tuple[str, str]:
             f"cannot reach hyperwall-dom0d at {socket}: it is not running or listens "
             "elsewhere. Start it as root (`hyperwall-dom0d`, then `hyperwall up` brings the "
             "platform up), or point --socket / HYPERWALL_SOCKET at its socket")
-    if code == grpc.StatusCode.PERMISSION_DENIED:
-        return code.name, f"permission denied: {details}"
     if code == grpc.StatusCode.INTERNAL:
         return code.name, f"dom0d failed ({details}); its log has the details"
     return code.name, details
@@ -273,7 +271,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.json:
                 print(json.dumps({"error": {"code": code, "message": message}}), flush=True)
             else:
-                print(f"hyperwall: {message}", file=sys.stderr)
+                denied = "permission denied: " if code == "PERMISSION_DENIED" else ""
+                print(f"hyperwall: {denied}{message}", file=sys.stderr)
             return EXIT_ERROR
         except KeyboardInterrupt:
             return 128 + signal.SIGINT

@@ -1,0 +1,194 @@
+"""The control API's authorisation with real Unix users running the real `hyperwall` CLI.
+
+Creates throw-away accounts (removed afterwards, also on failure): an owner-group member,
+a user listed in some domains' `users`, and one listed nowhere; serves the API (real proxy,
+real SO_PEERCRED) over the stand-in toolstack, and runs the CLI as each of them.
+"""
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from dom0.api.server import serve
+from dom0.config import DomainSpec
+from tests.control_fakes import StandInToolstack, short_dir
+
+pytestmark = pytest.mark.root
+
+TIMEOUT = 15.0
+HYPERWALL = Path(sys.executable).with_name("hyperwall")
+GROUP = "hwt-owners"
+MEMBER, ALICE, MALLORY = "hwt-member", "hwt-alice", "hwt-mallory"
+ALL = ["sys-sec", "family", "untrusted", "work"]
+
+
+def _quiet(*argv: str) -> None:
+    subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+
+
+def _remove_accounts() -> None:
+    for user in (MEMBER, ALICE, MALLORY):
+        _quiet("userdel", user)
+        _quiet("groupdel", user)
+    _quiet("groupdel", GROUP)
+
+
+@pytest.fixture(scope="module")
+def accounts() -> Iterator[None]:
+    _remove_accounts()  # leftovers of an interrupted run
+    try:
+        subprocess.run(["groupadd", GROUP], check=True)
+        for user, extra in ((MEMBER, ["-G", GROUP]), (ALICE, []), (MALLORY, [])):
+            subprocess.run(["useradd", "--no-create-home", "--user-group",
+                            "--shell", "/usr/sbin/nologin", *extra, user], check=True)
+        yield
+    finally:
+        _remove_accounts()
+
+
+@pytest.fixture
+async def served(accounts: None) -> AsyncIterator[tuple[Path, StandInToolstack]]:
+    specs = {s.name: s for s in (
+        DomainSpec("sys-sec", "sys-sec", policy="uplink"),
+        DomainSpec("work", "app", policy="filtered", users=(ALICE,)),
+        DomainSpec("family", "app", users=(ALICE, "someone-else")),
+        DomainSpec("untrusted", "disposable", policy="offline"),
+    )}
+    with short_dir() as run:
+        toolstack = StandInToolstack(specs)
+        server = await serve(toolstack, run / "hyperwall" / "control.sock", owner_group=GROUP)
+        try:
+            yield run / "hyperwall" / "control.sock", toolstack
+        finally:
+            await server.stop(None)
+
+
+@pytest.fixture
+def socket_path(served: tuple[Path, StandInToolstack]) -> Path:
+    return served[0]
+
+
+# Where the venv's interpreter sits under a private directory (e.g. pyenv in /root), other
+# users cannot execute it: then the CLI is started as root, with every module it needs
+# loaded, and drops to the user's uid, gids and groups before it connects. Either way the
+# connection carries the user's real credentials.
+_DROP_TO_USER = """
+import os, pwd, sys
+import dom0.cli
+dom0.cli.parser().format_help()  # loads what argparse loads lazily
+pw = pwd.getpwnam(sys.argv[1])
+os.setgroups(os.getgrouplist(pw.pw_name, pw.pw_gid))
+os.setgid(pw.pw_gid)
+os.setuid(pw.pw_uid)
+sys.exit(dom0.cli.main(sys.argv[2:]))
+"""
+
+
+@functools.cache
+def _venv_usable_by_others() -> bool:
+    return subprocess.run(["runuser", "-u", MALLORY, "--", str(HYPERWALL), "--help"],
+                          capture_output=True).returncode == 0
+
+
+def as_user(user: str | None, *argv: str) -> list[str]:
+    """The command line running `hyperwall argv` as `user` (None: as root)."""
+    if user is None:
+        return [str(HYPERWALL), *argv]
+    if _venv_usable_by_others():
+        return ["runuser", "-u", user, "--", str(HYPERWALL), *argv]
+    return [sys.executable, "-c", _DROP_TO_USER, user, *argv]
+
+
+async def hyperwall(socket: Path, user: str | None, *argv: str) -> tuple[int, str, str]:
+    """Run the CLI as `user` (None: as root); returns (exit code, stdout, stderr)."""
+    proc = await asyncio.create_subprocess_exec(
+        *as_user(user, "--socket", str(socket), *argv),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(proc.communicate(), TIMEOUT)
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def names(socket: Path, user: str | None) -> list[str]:
+    code, out, err = await hyperwall(socket, user, "--json", "list")
+    assert code == 0, err
+    return [d["name"] for d in json.loads(out)]
+
+
+async def test_who_sees_what(socket_path: Path) -> None:
+    assert await names(socket_path, None) == ALL
+    assert await names(socket_path, MEMBER) == ALL
+    assert await names(socket_path, ALICE) == ["family", "work"]
+    assert await names(socket_path, MALLORY) == []
+
+
+async def test_a_listed_user_drives_their_domain(socket_path: Path) -> None:
+    for argv in (["start", "work"], ["pause", "work"], ["unpause", "work"],
+                 ["get", "work"], ["shutdown", "work"]):
+        code, _, err = await hyperwall(socket_path, ALICE, *argv)
+        assert code == 0, (argv, err)
+
+
+@pytest.mark.parametrize("argv", [["start", "untrusted"], ["get", "sys-sec"],
+                                  ["exec", "untrusted", "--", "id"], ["start", "no-such"]])
+async def test_a_listed_user_is_refused_other_domains(socket_path: Path,
+                                                      argv: list[str]) -> None:
+    code, out, err = await hyperwall(socket_path, ALICE, *argv)
+    assert (code, out) == (1, "")
+    assert err == (f"hyperwall: permission denied: user {ALICE!r} may not use domain "
+                   f"{argv[1]!r}: the user is not in its `users` (an owner can add it to the "
+                   "domain's definition)\n")
+
+
+@pytest.mark.parametrize("argv", [["create", "work"], ["destroy", "work"], ["up"], ["down"]])
+async def test_platform_operations_need_an_owner(socket_path: Path, argv: list[str]) -> None:
+    code, out, _ = await hyperwall(socket_path, ALICE, "--json", *argv)
+    assert code == 1
+    assert json.loads(out)["error"]["code"] == "PERMISSION_DENIED"
+
+
+async def test_a_group_member_is_an_owner(socket_path: Path) -> None:
+    for argv in (["create", "untrusted"], ["destroy", "untrusted"], ["up"], ["down"]):
+        code, _, err = await hyperwall(socket_path, MEMBER, *argv)
+        assert code == 0, (argv, err)
+
+
+async def test_an_unlisted_user_uses_nothing(socket_path: Path) -> None:
+    code, out, _ = await hyperwall(socket_path, MALLORY, "--json", "start", "work")
+    assert code == 1 and json.loads(out)["error"]["code"] == "PERMISSION_DENIED"
+    assert f"{MALLORY!r}" in json.loads(out)["error"]["message"]
+
+
+async def test_events_are_filtered_for_a_listed_user(
+        served: tuple[Path, StandInToolstack]) -> None:
+    socket_path, toolstack = served
+    proc = await asyncio.create_subprocess_exec(
+        *as_user(ALICE, "--socket", str(socket_path), "--json", "events"),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    assert proc.stdout is not None
+    try:
+        async with asyncio.timeout(TIMEOUT):
+            await toolstack.subscribed.wait()
+            await toolstack.start("untrusted")
+            await toolstack.start("work")
+            line = await proc.stdout.readline()
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGINT)
+            await asyncio.wait_for(proc.wait(), TIMEOUT)
+    assert (json.loads(line)["kind"], json.loads(line)["domain"]) == ("created", "work")
+
+
+async def test_users_cannot_reach_grpc_without_the_proxy(socket_path: Path) -> None:
+    internal = socket_path.with_name(socket_path.name + ".d") / "grpc.sock"
+    assert internal.exists()
+    code, out, _ = await hyperwall(internal, MALLORY, "--json", "list")
+    assert code == 1 and json.loads(out)["error"]["code"] == "UNAVAILABLE"
