@@ -258,10 +258,16 @@ def error_message(err: grpc.RpcError, socket: str) -> tuple[str, str]:
     return code.name, details
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parser().parse_args(argv)
+def main() -> int:
+    """The console script: a whole process, which may change process-wide signal handling."""
     # Output may go to a pipe that closes early (`hyperwall events | head`): die quietly.
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    return run(sys.argv[1:])
+
+
+def run(argv: list[str]) -> int:
+    """Parse `argv`, run the command, return the exit code (2 for usage: SystemExit)."""
+    args = parser().parse_args(argv)
     with grpc.insecure_channel(f"unix:{args.socket}") as channel:
         session = Session(pb_grpc.ControlServiceStub(channel), args.json)
         try:

@@ -88,7 +88,7 @@ pw = pwd.getpwnam(sys.argv[1])
 os.setgroups(os.getgrouplist(pw.pw_name, pw.pw_gid))
 os.setgid(pw.pw_gid)
 os.setuid(pw.pw_uid)
-sys.exit(dom0.cli.main(sys.argv[2:]))
+sys.exit(dom0.cli.run(sys.argv[2:]))
 """
 
 

@@ -143,14 +143,14 @@ async def test_exec_json(served: Served) -> None:
 
 def test_no_daemon_says_how_to_start_it(capsys: pytest.CaptureFixture[str],
                                         tmp_path: Path) -> None:
-    assert cli.main(["--socket", str(tmp_path / "none.sock"), "list"]) == 1
+    assert cli.run(["--socket", str(tmp_path / "none.sock"), "list"]) == 1
     out, err = capsys.readouterr()
     assert out == "" and "hyperwall-dom0d" in err and str(tmp_path / "none.sock") in err
     assert "Traceback" not in err
 
 
 def test_no_daemon_json(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    assert cli.main(["--socket", str(tmp_path / "none.sock"), "--json", "list"]) == 1
+    assert cli.run(["--socket", str(tmp_path / "none.sock"), "--json", "list"]) == 1
     error = json.loads(capsys.readouterr().out)["error"]
     assert error["code"] == "UNAVAILABLE" and "hyperwall-dom0d" in error["message"]
 
@@ -158,7 +158,7 @@ def test_no_daemon_json(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> N
 def test_the_socket_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch,
                                                capsys: pytest.CaptureFixture[str]) -> None:
     monkeypatch.setenv("HYPERWALL_SOCKET", "/nonexistent/hw.sock")
-    assert cli.main(["list"]) == 1
+    assert cli.run(["list"]) == 1
     assert "/nonexistent/hw.sock" in capsys.readouterr().err
 
 
@@ -191,7 +191,7 @@ async def test_internal_errors_carry_no_traceback(served: Served) -> None:
                                   ["shutdown", "--timeout", "soon", "work"]])
 def test_usage_errors_exit_2(argv: list[str]) -> None:
     with pytest.raises(SystemExit) as exit_:
-        cli.main(argv)
+        cli.run(argv)
     assert exit_.value.code == 2
 
 
