@@ -136,8 +136,11 @@ class CredentialProxy:
     `lookup(context.peer())` gives the credentials of the connection a call came on.
     """
 
-    def __init__(self, public: Path, upstream: Path, peer_dir: Path) -> None:
+    def __init__(self, public: Path, upstream: Path, peer_dir: Path, *,
+                 max_connections: int = 256) -> None:
         self.public, self.upstream, self.peer_dir = public, upstream, peer_dir
+        # Any local user may connect: bound what they can hold open (two fds each here).
+        self.max_connections = max_connections
         self._peers: dict[str, PeerCred] = {}
         self._count = 0
         self._server: asyncio.Server | None = None
@@ -170,8 +173,13 @@ class CredentialProxy:
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        self._connections.add(task)
         cred = peer_cred(writer.get_extra_info("socket"))
+        if len(self._connections) >= self.max_connections:
+            log.warning("control socket: refusing pid %d uid %d: %d connections open",
+                        cred.pid, cred.uid, len(self._connections))
+            writer.close()
+            return
+        self._connections.add(task)
         self._count += 1
         bound = str(self.peer_dir / f"peer-{cred.uid}-{self._count}")
         up = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)

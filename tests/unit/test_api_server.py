@@ -123,6 +123,19 @@ async def test_closing_the_connection_removes_its_bound_path(
             await asyncio.sleep(0.01)
 
 
+async def test_connections_beyond_the_limit_are_closed(
+        served: tuple[ControlServer, Path]) -> None:
+    server, socket_path = served
+    server.proxy.max_connections = 1
+    async with asyncio.timeout(TIMEOUT):
+        _, first = await asyncio.open_unix_connection(str(socket_path))
+        while not list(server.internal_socket.parent.glob("peer-*")):
+            await asyncio.sleep(0.01)  # the proxy has taken the first one
+        second, _ = await asyncio.open_unix_connection(str(socket_path))
+        assert await second.read() == b""  # closed without a byte
+    first.close()
+
+
 async def test_a_call_that_bypasses_the_proxy_is_refused(
         served: tuple[ControlServer, Path]) -> None:
     server, _ = served
