@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -19,6 +20,7 @@ import pytest
 
 from dom0.api.server import serve
 from dom0.config import DomainSpec
+from tests.conftest import wait_for_socket
 from tests.control_fakes import StandInToolstack, short_dir
 
 pytestmark = pytest.mark.root
@@ -192,3 +194,57 @@ async def test_users_cannot_reach_grpc_without_the_proxy(socket_path: Path) -> N
     assert internal.exists()
     code, out, _ = await hyperwall(internal, MALLORY, "--json", "list")
     assert code == 1 and json.loads(out)["error"]["code"] == "UNAVAILABLE"
+
+
+# -- end to end: the real hyperwall-dom0d ---------------------------------------------------
+
+DOM0D = Path(__file__).resolve().parents[2] / "dom0" / "dom0d.py"
+CONFIG = {
+    "sys-sec.toml": 'name = "sys-sec"\nkind = "sys-sec"\npolicy = "uplink"\n',
+    "work.toml": f'name = "work"\nkind = "app"\npolicy = "filtered"\nusers = ["{ALICE}"]\n',
+}
+
+
+@pytest.fixture
+def dom0d(accounts: None) -> Iterator[Path]:
+    """The real daemon on a config dir of two domains; yields its control socket."""
+    if not DOM0D.exists():
+        pytest.skip("dom0/dom0d.py is not committed yet")
+    with short_dir() as run:
+        config = run / "domains"
+        config.mkdir()
+        for name, text in CONFIG.items():
+            (config / name).write_text(text)
+        socket_path = run / "control.sock"
+        log = open(run / "dom0d.log", "wb")  # noqa: SIM115 - lives as long as the process
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "dom0.dom0d", "--config-dir", str(config), "--state-dir",
+             str(run / "state"), "--rundir", str(run / "run"), "--socket", str(socket_path)],
+            stdout=log, stderr=log, start_new_session=True)
+        log.close()
+        try:
+            wait_for_socket(socket_path, proc, timeout=30.0)
+            yield socket_path
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(TIMEOUT)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait(TIMEOUT)
+            print((run / "dom0d.log").read_text(errors="replace"))
+
+
+@pytest.mark.slow
+async def test_dom0d_serves_the_control_api(dom0d: Path) -> None:
+    code, out, err = await hyperwall(dom0d, None, "--json", "list")
+    assert code == 0, err
+    assert [(d["name"], d["state"], d["domid"]) for d in json.loads(out)] == [
+        ("sys-sec", "defined", None), ("work", "defined", None)]
+    assert await names(dom0d, ALICE) == ["work"]
+    assert await names(dom0d, MALLORY) == []
+    code, out, _ = await hyperwall(dom0d, None, "--json", "get", "nope")
+    assert code == 1 and json.loads(out)["error"]["code"] == "NOT_FOUND"
+    code, out, _ = await hyperwall(dom0d, ALICE, "--json", "up")
+    assert code == 1 and json.loads(out)["error"]["code"] == "PERMISSION_DENIED"
