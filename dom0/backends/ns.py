@@ -241,7 +241,10 @@ class NsBackend:
             await asyncio.to_thread(cg.kill_all)
             await self._release_root(dom)
             if (NETNS_DIR / ns).exists():
-                # Its veths go with it, and so do their peers in the other namespaces.
+                # The kernel tears a netns down asynchronously; its veths, and their peers in
+                # sys-sec, are deleted here so they are gone when destroy returns.
+                for link in await self._veths(ns):
+                    await run(["ip", "-n", ns, "link", "delete", link])
                 await run(["ip", "netns", "delete", ns])
             cg.remove()
         except (CommandError, CgroupError) as e:
@@ -256,6 +259,12 @@ class NsBackend:
             shutil.rmtree(d.upper, ignore_errors=True)
         if d.path.is_dir() and not any(d.path.iterdir()):
             d.path.rmdir()
+
+    @staticmethod
+    async def _veths(ns: str) -> list[str]:
+        done = await run(["ip", "-n", ns, "-o", "link", "show", "type", "veth"])
+        # Lines read `3: vif9001.0@if2: <...` (the peer's index after the @).
+        return [line.split(": ")[1].split("@")[0] for line in done.stdout.decode().splitlines()]
 
     async def state(self, dom: DomainHandle) -> RunState:
         cg = self._cgroup(dom)
