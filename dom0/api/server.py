@@ -16,7 +16,7 @@ import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, NoReturn, Protocol, TypeVar
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -42,6 +42,9 @@ log = logging.getLogger(__name__)
 DEFAULT_SOCKET = Path("/run/hyperwall/control.sock")
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ControlService"].full_name
 T = TypeVar("T")
+# Spelled at module level: inside Toolstack, `list` names its method.
+Infos = list[DomainInfo]
+Argv = list[str]
 
 
 class Toolstack(Protocol):
@@ -49,7 +52,7 @@ class Toolstack(Protocol):
 
     specs: dict[str, Any]
 
-    def list(self) -> list[DomainInfo]: ...
+    def list(self) -> Infos: ...
     def get(self, name: str) -> DomainInfo: ...
     async def create(self, name: str) -> DomainInfo: ...
     async def start(self, name: str) -> DomainInfo: ...
@@ -58,10 +61,10 @@ class Toolstack(Protocol):
     async def destroy(self, name: str) -> None: ...
     async def pause(self, name: str) -> None: ...
     async def unpause(self, name: str) -> None: ...
-    async def exec(self, name: str, argv: list[str], *, timeout: float = 60.0,
+    async def exec(self, name: str, argv: Argv, *, timeout: float = 60.0,
                    stdin: bytes | None = None) -> ExecResult: ...
     def subscribe(self) -> AsyncIterator[DomainEvent]: ...
-    async def up(self) -> list[DomainInfo]: ...
+    async def up(self) -> Infos: ...
     async def down(self) -> None: ...
 
 
@@ -83,17 +86,15 @@ def status_for(error: ToolstackError) -> grpc.StatusCode:
     return next(code for cls, code in _STATUS if isinstance(error, cls))
 
 
-@contextlib.asynccontextmanager
-async def _statuses(context: grpc.aio.ServicerContext, method: str) -> AsyncIterator[None]:
-    try:
-        yield
-    except ToolstackError as e:
-        await context.abort(status_for(e), str(e))
-    except grpc.aio.AbortError:
-        raise
-    except Exception:
-        log.exception("control API %s failed", method)
-        await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+async def _fail(context: grpc.aio.ServicerContext, method: str, error: Exception) -> NoReturn:
+    """End the call with the status `error` stands for; a bug is logged, not shown."""
+    if isinstance(error, grpc.aio.AbortError):
+        raise error
+    if isinstance(error, ToolstackError):
+        await context.abort(status_for(error), str(error))
+    log.error("control API %s failed", method, exc_info=error)
+    await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+    raise AssertionError("grpc's abort() returned; it always raises")  # for type checkers
 
 
 def _name(name: str) -> str:
@@ -134,11 +135,11 @@ class ControlServicer(pb_grpc.ControlServiceServicer):
 
     async def _call(self, context: grpc.aio.ServicerContext, op: Operation, name: str,
                     action: Callable[[str], Awaitable[T]]) -> T:
-        async with _statuses(context, op.value):
-            name = _name(name)
-            self._authorise(context, op, name)
+        try:
+            self._authorise(context, op, _name(name))
             return await action(name)
-        raise AssertionError("unreachable: _statuses aborts or re-raises")
+        except Exception as e:
+            await _fail(context, op.value, e)
 
     async def Create(self, request: pb.CreateRequest, context: Any) -> pb.CreateResponse:
         info = await self._call(context, Operation.CREATE, request.name, self.toolstack.create)
@@ -174,11 +175,12 @@ class ControlServicer(pb_grpc.ControlServiceServicer):
         return pb.GetResponse(domain=domain_to_pb(info))
 
     async def List(self, request: pb.ListRequest, context: Any) -> pb.ListResponse:
-        async with _statuses(context, "list"):
+        try:
             caller = self._authorise(context, Operation.LIST)
             return pb.ListResponse(domains=[domain_to_pb(info) for info in self.toolstack.list()
                                             if auth.may_use(caller, info.users)])
-        raise AssertionError("unreachable: _statuses aborts or re-raises")
+        except Exception as e:
+            await _fail(context, "list", e)
 
     async def Exec(self, request: pb.ExecRequest, context: Any) -> pb.ExecResponse:
         async def run(name: str) -> ExecResult:
@@ -192,42 +194,48 @@ class ControlServicer(pb_grpc.ControlServiceServicer):
                                stderr=result.stderr)
 
     async def Up(self, request: pb.UpRequest, context: Any) -> pb.UpResponse:
-        async with _statuses(context, "up"):
+        try:
             self._authorise(context, Operation.UP)
             infos = await self.toolstack.up()
             return pb.UpResponse(domains=[domain_to_pb(info) for info in infos])
-        raise AssertionError("unreachable: _statuses aborts or re-raises")
+        except Exception as e:
+            await _fail(context, "up", e)
 
     async def Down(self, request: pb.DownRequest, context: Any) -> pb.DownResponse:
-        async with _statuses(context, "down"):
+        try:
             self._authorise(context, Operation.DOWN)
             await self.toolstack.down()
             return pb.DownResponse()
-        raise AssertionError("unreachable: _statuses aborts or re-raises")
+        except Exception as e:
+            await _fail(context, "down", e)
 
     async def Events(self, request: pb.EventsRequest,
                      context: Any) -> AsyncIterator[pb.DomainEvent]:
-        async with _statuses(context, "events"):
+        try:
             caller = self._authorise(context, Operation.EVENTS)
             events = aiter(self.toolstack.subscribe())
             pending = asyncio.ensure_future(anext(events))
-            try:
-                # One turn of the loop runs the subscription up to its first wait, so it is
-                # registered before the headers tell the client that the stream is live.
-                await asyncio.sleep(0)
-                await context.send_initial_metadata(())
-                while True:
-                    event = await pending
-                    pending = asyncio.ensure_future(anext(events))
-                    spec = self.toolstack.specs.get(event.domain)
-                    if auth.may_use(caller, tuple(spec.users) if spec else None):
-                        yield event_to_pb(event)
-            finally:
-                pending.cancel()
-                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
-                    await pending
-                if hasattr(events, "aclose"):
-                    await events.aclose()
+        except Exception as e:
+            await _fail(context, "events", e)
+        try:
+            # One turn of the loop runs the subscription up to its first wait, so it is
+            # registered before the headers tell the client that the stream is live.
+            await asyncio.sleep(0)
+            await context.send_initial_metadata(())
+            while True:
+                event = await pending
+                pending = asyncio.ensure_future(anext(events))
+                spec = self.toolstack.specs.get(event.domain)
+                if auth.may_use(caller, tuple(spec.users) if spec else None):
+                    yield event_to_pb(event)
+        except Exception as e:
+            await _fail(context, "events", e)
+        finally:
+            pending.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                await pending
+            if hasattr(events, "aclose"):
+                await events.aclose()
 
 
 @dataclass
