@@ -20,12 +20,12 @@ from typing import Any
 
 import grpc
 
+from dom0.api import DEFAULT_SOCKET
 from dom0.api.convert import domain_from_pb, event_from_pb
 from dom0.model import DomainEvent, DomainInfo, DomainState
 from proto.gen.hyperwall.control.v1 import control_pb2 as pb
 from proto.gen.hyperwall.control.v1 import control_pb2_grpc as pb_grpc
 
-DEFAULT_SOCKET = "/run/hyperwall/control.sock"
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
 
@@ -228,7 +228,7 @@ def _down(s: Session, args: argparse.Namespace) -> int:
 
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="hyperwall", description="Drive Hyperwall's domains.")
-    top.add_argument("--socket", default=os.environ.get("HYPERWALL_SOCKET", DEFAULT_SOCKET),
+    top.add_argument("--socket", default=os.environ.get("HYPERWALL_SOCKET", str(DEFAULT_SOCKET)),
                      help="dom0d's control socket (default: $HYPERWALL_SOCKET or "
                      f"{DEFAULT_SOCKET})")
     common = argparse.ArgumentParser(add_help=False)

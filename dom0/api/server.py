@@ -22,7 +22,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from dom0.api import auth
+from dom0.api import DEFAULT_SOCKET, auth
 from dom0.api.auth import Caller, CredentialProxy, Operation
 from dom0.api.convert import domain_to_pb, event_to_pb
 from dom0.backends.base import ExecResult
@@ -39,7 +39,6 @@ from proto.gen.hyperwall.control.v1 import control_pb2_grpc as pb_grpc
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SOCKET = Path("/run/hyperwall/control.sock")
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ControlService"].full_name
 T = TypeVar("T")
 # Spelled at module level: inside Toolstack, `list` names its method.
