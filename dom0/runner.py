@@ -9,7 +9,9 @@ process into a cgroup before it can fork); it must only make raw system calls.
 from __future__ import annotations
 
 import asyncio
+import os
 import shlex
+import signal
 import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -57,13 +59,16 @@ async def run(argv: Sequence[str], *, input: bytes | None = None,
     try:
         proc = await asyncio.create_subprocess_exec(
             *cmd, stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, preexec_fn=before_exec)
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, preexec_fn=before_exec,
+            start_new_session=True)
     except OSError as e:
         raise CommandError(cmd, None, b"", f"could not start: {e}") from None
     try:
         out, err = await asyncio.wait_for(proc.communicate(input), timeout)
     except TimeoutError:
-        proc.kill()
+        # The whole group: what the command forked may hold its pipes open (asyncio waits
+        # for them to close), and nsenter's child lives on after nsenter itself.
+        os.killpg(proc.pid, signal.SIGKILL)
         await proc.wait()
         raise CommandError(cmd, None, b"", f"timed out after {timeout}s") from None
     assert proc.returncode is not None

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import sys
+import time
 
 import pytest
 
@@ -25,9 +26,11 @@ async def test_failure_names_command_and_stderr() -> None:
     assert err.value.returncode == 1 and err.value.argv[0] == sys.executable
 
 
-async def test_timeout_kills_and_says_so() -> None:
+async def test_timeout_kills_what_the_command_forked_too() -> None:
+    started = time.monotonic()
     with pytest.raises(CommandError, match="timed out after 0.2s"):
-        await run(["sleep", "30"], timeout=0.2)
+        await run(["sh", "-c", "sleep 30; true"], timeout=0.2)
+    assert time.monotonic() - started < 5
 
 
 async def test_missing_program_is_a_command_error() -> None:
