@@ -96,6 +96,9 @@ async def test_init_is_pid1_hostname_is_the_name_and_the_agent_runs(
     dom = await make(0, "work")
     assert await backend.state(dom) is RunState.RUNNING
     assert (await sh(backend, dom, "hostname")).strip() == "work"
+    # The agent's Python, its venv and this repository are all there, read-only.
+    agent_can = await backend.exec(dom, [sys.executable, "-c", "import domains.agent"])
+    assert agent_can.returncode == 0, agent_can.stderr
     cmdline = await sh(backend, dom, "tr '\\0' ' ' </proc/1/cmdline")
     assert "domains/init.py sleep infinity" in cmdline
     env = await sh(backend, dom, "tr '\\0' '\\n' </proc/2/environ")
@@ -183,9 +186,12 @@ async def test_init_reaps_orphans(backend: NsBackend, make: Make) -> None:
 
 async def test_shutdown_is_polite_then_forced(backend: NsBackend, make: Make,
                                               tmp_path: Path) -> None:
-    dom = await make(0, "polite")
+    dom = await make(0, "polite", kind="disposable")
+    await sh(backend, dom, "echo scratch > /root/note")
     await backend.shutdown(dom, timeout=5)
     assert await backend.state(dom) is RunState.SHUTDOWN
+    # A disposable domain's writes are thrown away when it stops, not only at destroy.
+    assert not (backend.state_dir / "domains" / "polite" / "upper").exists()
     assert "init: stopped" in (await backend.console(dom)).read_text()
     assert not processes_in(dom.domid)
     stubborn = NsBackend(tmp_path / "state",
@@ -206,9 +212,37 @@ async def test_an_agent_exiting_zero_shuts_the_domain_down(tmp_path: Path, make:
     assert await backend.state(dom) is RunState.SHUTDOWN
 
 
-async def test_a_dom0_restart_finds_the_domain_again(backend: NsBackend, make: Make,
-                                                     tmp_path: Path) -> None:
-    dom = await make(0, "survivor")
+DOM0 = """
+import asyncio, sys
+from pathlib import Path
+from dom0.backends.base import DomainHandle
+from dom0.backends.ns import NsBackend
+from dom0.config import DomainSpec
+state, domid = Path(sys.argv[1]), int(sys.argv[2])
+dom = DomainHandle(domid, DomainSpec(name="survivor", kind="app"), Path(sys.argv[3]))
+async def up():
+    backend = NsBackend(state, agent_argv=["sleep", "infinity"])
+    await backend.create(dom)
+    await backend.start(dom)
+asyncio.run(up())
+print("up", flush=True)
+sys.stdin.read()
+"""
+
+
+async def test_a_domain_outlives_a_killed_dom0_and_is_found_again(
+        backend: NsBackend, make: Make, tmp_path: Path) -> None:
+    dom = await make(0, "survivor", start=False)
+    await backend.destroy(dom)
+    # A stand-in dom0d in its own process group, killed the hard way once the domain runs.
+    dom0 = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", DOM0, str(backend.state_dir), str(dom.domid),
+        str(dom.xenstore_dir), stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+        start_new_session=True)
+    assert dom0.stdout is not None
+    assert await asyncio.wait_for(dom0.stdout.readline(), 20) == b"up\n"
+    os.killpg(dom0.pid, 9)
+    await dom0.wait()
     again = NsBackend(tmp_path / "state", agent_argv=AGENT)
     assert dom.domid in await again.list_domids()
     assert await again.state(dom) is RunState.RUNNING
