@@ -189,34 +189,29 @@ class NsBackend:
             try:
                 if cg.frozen():
                     await asyncio.to_thread(cg.thaw)
-                pid = self._init_pid(dom)
-                if not await self._signal_and_wait(pid, timeout):
-                    await asyncio.to_thread(cg.kill_all)
-                else:
-                    # init gone, the kernel kills the rest of its PID namespace; bubblewrap's
-                    # outer process follows: wait until the cgroup is empty.
-                    await asyncio.to_thread(cg.kill_all)
+                await self._terminate(self._init_pid(dom), timeout)
+                # If init went in time the kernel has killed the rest of its PID namespace
+                # and bubblewrap's outer process follows; if not, this is the hard stop.
+                # Either way it returns once the cgroup is empty.
+                await asyncio.to_thread(cg.kill_all)
             except CgroupError as e:
                 raise self._fail(dom, "shutdown", e) from None
         await self._release_root(dom)
 
-    async def _signal_and_wait(self, pid: int, timeout: float) -> bool:
-        """SIGTERM `pid` and wait for its exit on a pidfd; False if it outlived `timeout`."""
+    async def _terminate(self, pid: int, timeout: float) -> None:
+        """SIGTERM `pid` and wait up to `timeout` for its exit, as an event on a pidfd."""
         try:
             fd = os.pidfd_open(pid)
         except ProcessLookupError:
-            return True
+            return
         loop = asyncio.get_running_loop()
         gone = loop.create_future()
         loop.add_reader(fd, lambda: gone.done() or gone.set_result(None))
         try:
             signal.pidfd_send_signal(fd, signal.SIGTERM)
             await asyncio.wait_for(gone, timeout)
-            return True
-        except TimeoutError:
-            return False
-        except ProcessLookupError:
-            return True
+        except (TimeoutError, ProcessLookupError):
+            pass
         finally:
             loop.remove_reader(fd)
             os.close(fd)
@@ -284,6 +279,10 @@ class NsBackend:
 
     async def exec(self, dom: DomainHandle, argv: list[str], timeout: float = 60.0,
                    stdin: bytes | None = None) -> ExecResult:
+        """Run `argv` in the domain's namespaces, root and cgroup, like `xl`/`qvm-run`.
+
+        It runs with dom0's capabilities, not the reduced set the domain's own processes
+        have: it is dom0 acting inside the domain."""
         pid = self._init_pid(dom)
         env = {"PATH": PATH, "HOME": "/root", "LANG": "C.UTF-8",
                "HYPERWALL_DOMID": str(dom.domid), "HYPERWALL_NAME": dom.spec.name}

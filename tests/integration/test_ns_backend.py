@@ -74,7 +74,7 @@ def processes_in(domid: int) -> list[int]:
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                if f"/hyperwall/dom-{domid}" in (entry / "cgroup").read_text():
+                if f"/hyperwall/dom-{domid}\n" in (entry / "cgroup").read_text():
                     found.append(int(entry.name))
             except OSError:
                 pass
