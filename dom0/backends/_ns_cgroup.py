@@ -72,6 +72,10 @@ class DomainCgroup:
             # Controllers must be enabled on every ancestor for the leaf to get their files.
             for parent in (self.root, self.root / PARENT):
                 parent.mkdir(exist_ok=True)
+                available = (parent / "cgroup.controllers").read_text().split()
+                missing = {"memory", "cpu", "pids"} - set(available)
+                if missing:
+                    raise CgroupError(f"{parent}: controllers {sorted(missing)} not available")
                 _write(parent / "cgroup.subtree_control", "+memory +cpu +pids")
         for d in self.dirs():
             d.mkdir(parents=True, exist_ok=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dom0.backends._ns_cgroup import DomainCgroup, Limits, cpu_shares
+from dom0.backends._ns_cgroup import CgroupError, DomainCgroup, Limits, cpu_shares
 from dom0.backends._ns_rootfs import (
     INIT,
     REPO,
@@ -82,7 +82,9 @@ def test_v1_limits_go_to_each_controller(tmp_path: Path) -> None:
 
 
 def test_v2_enables_controllers_and_writes_one_group(tmp_path: Path) -> None:
-    (tmp_path / "cgroup.controllers").write_text("cpu memory pids\n")
+    for d in (tmp_path, tmp_path / "hyperwall"):
+        d.mkdir(exist_ok=True)
+        (d / "cgroup.controllers").write_text("cpu memory pids\n")
     cg = DomainCgroup(8, tmp_path)
     cg.create(Limits(memory_bytes=1 << 30, cpu_weight=300))
     leaf = tmp_path / "hyperwall" / "dom-8"
@@ -97,3 +99,9 @@ def test_v2_enables_controllers_and_writes_one_group(tmp_path: Path) -> None:
     assert (leaf / "cgroup.freeze").read_text() == "1" and cg.frozen()
     (leaf / "cgroup.procs").write_text("11\n12\n")
     assert cg.pids() == [11, 12]
+
+
+def test_v2_says_which_controller_is_missing(tmp_path: Path) -> None:
+    (tmp_path / "cgroup.controllers").write_text("memory pids\n")
+    with pytest.raises(CgroupError, match=r"controllers \['cpu'\] not available"):
+        DomainCgroup(9, tmp_path).create(Limits(1 << 30, 100))
