@@ -334,3 +334,15 @@ async def test_destroy_leaves_nothing_behind(backend: NsBackend, make: Make,
     assert not (backend.state_dir / "domains" / "gone-guest").exists()
     assert [p.name for p in (backend.state_dir / "domains" / "gone-app").iterdir()] == ["upper"]
     assert sec.domid in await backend.list_domids()
+
+
+async def test_a_killed_agent_is_restarted_and_a_killed_init_is_a_crash(
+        backend: NsBackend, make: Make) -> None:
+    dom = await make(0, "crashy")
+    console = await backend.console(dom)
+    await sh(backend, dom, "kill -9 2")
+    await wait_for(lambda: "agent killed by SIGKILL" in console.read_text(), "init to notice")
+    assert "restarting agent in 0.5s" in console.read_text()
+    os.kill(backend._init_pid(dom), 9)
+    await wait_for(lambda: not processes_in(dom.domid), "the domain's processes to go")
+    assert await backend.state(dom) is RunState.CRASHED
