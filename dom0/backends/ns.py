@@ -44,6 +44,12 @@ def netns_name(domid: int) -> str:
     return f"hw-{domid}"
 
 
+def domain_env(dom: DomainHandle) -> dict[str, str]:
+    """The whole environment of what runs in a domain: nothing leaks in from dom0's."""
+    return {"PATH": PATH, "HOME": "/root", "LANG": "C.UTF-8",
+            "HYPERWALL_DOMID": str(dom.domid), "HYPERWALL_NAME": dom.spec.name}
+
+
 def mounted(path: Path) -> bool:
     target = str(path)
     with open("/proc/self/mountinfo") as f:
@@ -134,8 +140,7 @@ class NsBackend:
             console_fd = os.open(d.console, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         except (CommandError, OSError) as e:
             raise self._fail(dom, "start", e) from None
-        env = {"PATH": PATH, "HOME": "/root", "LANG": "C.UTF-8", "PYTHONUNBUFFERED": "1",
-               "HYPERWALL_DOMID": str(dom.domid), "HYPERWALL_NAME": dom.spec.name}
+        env = {**domain_env(dom), "PYTHONUNBUFFERED": "1"}
         argv = ["setsid", "--fork", "ip", "netns", "exec", netns_name(dom.domid),
                 *bwrap_argv(root=d.root, hostname=dom.spec.name, xenstore_dir=dom.xenstore_dir,
                             status_fd=status_fd, env=env, command=self.agent_argv)]
@@ -144,7 +149,10 @@ class NsBackend:
             proc = await asyncio.create_subprocess_exec(
                 *argv, stdin=asyncio.subprocess.DEVNULL, stdout=console_fd, stderr=console_fd,
                 pass_fds=(status_fd,), preexec_fn=cg.joiner())
-            await proc.wait()
+            if await proc.wait() != 0:
+                raise self._fail(dom, "start", f"setsid exited with {proc.returncode}")
+        except OSError as e:
+            raise self._fail(dom, "start", f"cannot run {argv[0]}: {e}") from None
         finally:
             os.close(status_fd)
             os.close(console_fd)
@@ -284,8 +292,7 @@ class NsBackend:
         It runs with dom0's capabilities, not the reduced set the domain's own processes
         have: it is dom0 acting inside the domain."""
         pid = self._init_pid(dom)
-        env = {"PATH": PATH, "HOME": "/root", "LANG": "C.UTF-8",
-               "HYPERWALL_DOMID": str(dom.domid), "HYPERWALL_NAME": dom.spec.name}
+        env = domain_env(dom)
         cmd = ["nsenter", "--target", str(pid), "--net", "--mount", "--pid", "--uts", "--ipc",
                "--root", "--wd", "--", *argv]
         try:
