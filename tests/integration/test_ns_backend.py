@@ -20,6 +20,8 @@ from dom0.backends.base import BackendError, DomainHandle, RunState
 from dom0.backends.ns import NsBackend, netns_name
 from dom0.config import DomainSpec
 from dom0.runner import run
+from dom0.xenstore.client import XenStore
+from tests.conftest import Daemon
 
 pytestmark = pytest.mark.root
 
@@ -346,3 +348,25 @@ async def test_a_killed_agent_is_restarted_and_a_killed_init_is_a_crash(
     os.kill(backend._init_pid(dom), 9)
     await wait_for(lambda: not processes_in(dom.domid), "the domain's processes to go")
     assert await backend.state(dom) is RunState.CRASHED
+
+
+async def test_the_domain_talks_to_its_own_xenstore_socket_across_a_daemon_restart(
+        backend: NsBackend, make: Make, hw_xenstored: Daemon) -> None:
+    domid = BASE + 0
+    with XenStore(("unix", str(hw_xenstored.socket))).connect() as xs:
+        xs.introduce(domid)
+        xs.write("/probe", "for the domain")
+        xs.set_perms("/probe", ["n0", f"r{domid}"])
+    dom = await make(0, "xsclient", start=False)
+    dom = DomainHandle(domid, dom.spec, hw_xenstored.rundir / "domain" / str(domid))
+    await backend.start(dom)
+    # It acts as its domain: it may read what it was granted, not list dom0's root.
+    probe = [sys.executable, "-c", "from dom0.xenstore.client import XenStore, XsError\n"
+             "xs = XenStore().connect(); print(xs.read('/probe').decode())\n"
+             "try: xs.ls('/')\nexcept XsError as e: print(e)"]
+    for _ in range(2):
+        done = await backend.exec(dom, probe)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.decode().splitlines() == ["for the domain", "EACCES on /"]
+        # The daemon recreates the socket file on restart; the bound directory shows it.
+        hw_xenstored.restart()
