@@ -213,8 +213,12 @@ class NsBackend:
         except ProcessLookupError:
             return
         loop = asyncio.get_running_loop()
-        gone = loop.create_future()
-        loop.add_reader(fd, lambda: gone.done() or gone.set_result(None))
+        gone: asyncio.Future[None] = loop.create_future()
+
+        def readable() -> None:
+            if not gone.done():
+                gone.set_result(None)
+        loop.add_reader(fd, readable)
         try:
             signal.pidfd_send_signal(fd, signal.SIGTERM)
             await asyncio.wait_for(gone, timeout)
