@@ -51,8 +51,13 @@ async def make(backend: NsBackend, tmp_path: Path) -> AsyncIterator[Make]:
         return dom
 
     yield make
+    failures = []
     for dom in made:
-        await backend.destroy(dom)
+        try:
+            await backend.destroy(dom)
+        except BackendError as e:  # keep cleaning the others, then say what stayed
+            failures.append(e)
+    assert not failures, failures
 
 
 async def sh(backend: NsBackend, dom: DomainHandle, script: str) -> str:
