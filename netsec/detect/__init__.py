@@ -1,0 +1,1 @@
+"""Detection: the prefilter, the detector (grouping, header match, rules) and thresholds."""

@@ -1,0 +1,186 @@
+"""The prefilter: which rules' fast patterns occur in a buffer, in one scan per buffer.
+
+Every rule with a fast pattern contributes (buffer, pattern, nocase). Per buffer, one
+multi-pattern matcher answers "which of these patterns occur anywhere in the data?".
+Two interchangeable backends give the same answer:
+
+- Hyperscan (a block-mode database per buffer, each pattern a hex-escaped literal with
+  SINGLEMATCH, CASELESS for nocase), when the `hyperscan` wheel imports;
+- pure Python: a trie-shaped regular expression per case mode, searched with a
+  lookahead so it reports, at each position, the longest pattern starting there; the
+  shorter patterns that are prefixes of a reported one are then checked at that
+  position, which makes the answer exact (every occurring pattern is found).
+
+`HYPERWALL_PREFILTER=python|hyperscan` (or the `backend` argument) forces one.
+"""
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterable
+
+try:
+    import hyperscan
+except ImportError:  # the wheel exists for x86_64 only
+    hyperscan = None
+
+BACKENDS = ("hyperscan", "python")
+ENV_VAR = "HYPERWALL_PREFILTER"
+
+Scanner = Callable[[bytes], set[int]]
+
+
+class PrefilterError(ValueError):
+    """A backend was asked for that cannot run here."""
+
+
+def choose_backend(requested: str | None = None) -> str:
+    """The backend to use: the argument, else the env var, else Hyperscan when present."""
+    name = requested or os.environ.get(ENV_VAR) or ("hyperscan" if hyperscan else "python")
+    if name not in BACKENDS:
+        raise PrefilterError(f"unknown prefilter backend {name!r} (expected one of {BACKENDS})")
+    if name == "hyperscan" and hyperscan is None:
+        raise PrefilterError("prefilter backend 'hyperscan' requested but `hyperscan` "
+                             "does not import on this machine")
+    return name
+
+
+class Prefilter:
+    """Per-buffer multi-pattern matchers mapping occurring patterns to the ids that own them.
+
+    `entries` are (owner id, buffer, pattern, nocase); `scan(buffer, data)` returns the set
+    of owner ids whose pattern occurs in `data`. Identical patterns share one matcher slot.
+    """
+
+    def __init__(self, entries: Iterable[tuple[int, str, bytes, bool]],
+                 backend: str | None = None) -> None:
+        self.backend = choose_backend(backend)
+        by_buffer: dict[str, dict[tuple[bytes, bool], list[int]]] = {}
+        for owner, buffer, pattern, nocase in entries:
+            if not pattern:
+                raise PrefilterError(f"empty fast pattern for rule id {owner} on {buffer}")
+            key = (pattern.lower() if nocase else pattern, nocase)
+            by_buffer.setdefault(buffer, {}).setdefault(key, []).append(owner)
+        self.fallbacks: list[str] = []  # buffers Hyperscan refused, matched in Python
+        self._scanners: dict[str, Scanner] = {}
+        for buffer, patterns in by_buffer.items():
+            keys = list(patterns)
+            owners = [tuple(patterns[k]) for k in keys]
+            scanner = None
+            if self.backend == "hyperscan":
+                try:
+                    scanner = _hyperscan_scanner(keys, owners)
+                except hyperscan.error:
+                    self.fallbacks.append(buffer)
+            self._scanners[buffer] = scanner or _python_scanner(keys, owners)
+
+    @property
+    def buffers(self) -> frozenset[str]:
+        return frozenset(self._scanners)
+
+    def scan(self, buffer: str, data: bytes | list[bytes]) -> set[int]:
+        scanner = self._scanners.get(buffer)
+        if scanner is None:
+            return set()
+        if isinstance(data, list):
+            found: set[int] = set()
+            for item in data:
+                found |= scanner(item)
+            return found
+        return scanner(data)
+
+
+def _hyperscan_scanner(keys: list[tuple[bytes, bool]],
+                       owners: list[tuple[int, ...]]) -> Scanner:
+    db = hyperscan.Database(mode=hyperscan.HS_MODE_BLOCK)
+    single, caseless = hyperscan.HS_FLAG_SINGLEMATCH, hyperscan.HS_FLAG_CASELESS
+    db.compile(
+        expressions=["".join(f"\\x{b:02x}" for b in p).encode() for p, _ in keys],
+        ids=list(range(len(keys))),
+        elements=len(keys),
+        flags=[single | caseless if nocase else single for _, nocase in keys],
+    )
+    scan = db.scan
+
+    def scanner(data: bytes) -> set[int]:
+        hits: list[int] = []
+        scan(data, match_event_handler=lambda pid, _f, _t, _fl, _c: hits.append(pid))
+        found: set[int] = set()
+        for pid in hits:
+            found.update(owners[pid])
+        return found
+
+    return scanner
+
+
+def _python_scanner(keys: list[tuple[bytes, bool]],
+                    owners: list[tuple[int, ...]]) -> Scanner:
+    modes = [_TrieSearch([(p, owners[i]) for i, (p, nc) in enumerate(keys) if nc == nocase],
+                         nocase)
+             for nocase in (False, True)]
+    modes = [m for m in modes if m.patterns]
+
+    def scanner(data: bytes) -> set[int]:
+        found: set[int] = set()
+        for mode in modes:
+            mode.scan(data, found)
+        return found
+
+    return scanner
+
+
+class _TrieSearch:
+    """All patterns of one case mode occurring in the data (see the module docstring)."""
+
+    def __init__(self, patterns: list[tuple[bytes, tuple[int, ...]]], nocase: bool) -> None:
+        self.patterns = dict(patterns)
+        self.nocase = nocase
+        # For each pattern, the shorter patterns it starts with: present wherever it is.
+        self.prefixes = {p: [q for q in self.patterns if len(q) < len(p) and p.startswith(q)]
+                         for p in self.patterns}
+        if self.patterns:
+            body = _trie_regex(_trie(self.patterns))
+            flags = re.IGNORECASE if nocase else 0
+            self.regex = re.compile(b"(?=(" + body + b"))", flags | re.DOTALL)
+
+    def scan(self, data: bytes, found: set[int]) -> None:
+        if not self.patterns:
+            return
+        seen: set[bytes] = set()
+        for m in self.regex.finditer(data):
+            hit = m.group(1)
+            if self.nocase:
+                hit = hit.lower()
+            if hit in seen:
+                continue
+            seen.add(hit)
+            found.update(self.patterns[hit])
+            for q in self.prefixes[hit]:
+                if q not in seen:
+                    seen.add(q)
+                    found.update(self.patterns[q])
+
+
+_END = -1
+
+
+def _trie(patterns: Iterable[bytes]) -> dict:
+    root: dict = {}
+    for p in patterns:
+        node = root
+        for b in p:
+            node = node.setdefault(b, {})
+        node[_END] = True
+    return root
+
+
+def _trie_regex(node: dict) -> bytes:
+    """A regex matching the longest trie word at the current position (greedy branches)."""
+    branches = [re.escape(bytes([b])) + _trie_regex(child)
+                for b, child in node.items() if b != _END]
+    if not branches:
+        return b""
+    body = branches[0] if len(branches) == 1 else b"(?:" + b"|".join(branches) + b")"
+    if _END in node:
+        return b"(?:" + body + b")?"
+    return body
