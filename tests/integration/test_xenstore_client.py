@@ -180,3 +180,24 @@ def test_domain_socket_acts_as_the_domain(hw_xenstored: Daemon) -> None:
                 guest.read("/local/domain/0")
             assert e.value.name in ("EACCES", "ENOENT")
         assert dom0.get_perms("/local/domain/5/data/y")[0] == Perm(5, "n")
+
+
+def test_directory_part_pages_a_big_directory(hw_xenstored: Daemon) -> None:
+    """Hyperwall only: oxenstored 4.17 lacks DIRECTORY_PART (pyxs lacks it too; the client
+    layer adds it)."""
+    names = [f"child-{i:04d}-{'x' * 12}" for i in range(300)]   # ~6.3 kB: two parts
+    with XenStore(("unix", str(hw_xenstored.socket))) as xs:
+        for name in names:
+            xs.write(f"/big/{name}", "")
+        seen: list[str] = []
+        offset, complete, generations = 0, False, set()
+        while not complete:
+            gen, part, complete = xs.directory_part("/big", offset)
+            generations.add(gen)
+            seen += part
+            offset += sum(len(c) + 1 for c in part)
+        assert seen == sorted(names) and len(generations) == 1
+        assert xs.directory_part("/big", 0)[2] is False
+        with pytest.raises(XsError) as e:
+            xs.directory_part("/none", 0)
+        assert e.value.name == "ENOENT" and e.value.path == "/none"
