@@ -1,0 +1,96 @@
+"""EVE JSON: Suricata's event records, field for field, so existing EVE consumers read ours.
+
+Builders return plain dicts (sans-IO); `EveWriter` serialises one object per line to any
+text stream. Field names follow docs.suricata.io "EVE JSON Format".
+"""
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+from netsec.packet import Packet
+
+Event = dict[str, Any]
+
+
+def timestamp(ts: float) -> str:
+    """`2024-01-02T03:04:05.123456+0000`, as Suricata writes it (in UTC here)."""
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f%z")
+
+
+def base(event_type: str, pkt: Packet, *, flow_id: int | None = None,
+         app_proto: str | None = None, to_server: bool | None = None) -> Event:
+    """The common head of a per-packet event: time, flow id, pcap_cnt, 5-tuple."""
+    ev: Event = {"timestamp": timestamp(pkt.ts)}
+    if flow_id:
+        ev["flow_id"] = flow_id
+    if pkt.pcap_cnt:
+        ev["pcap_cnt"] = pkt.pcap_cnt
+    ev["event_type"] = event_type
+    ev["src_ip"] = pkt.src
+    if pkt.ip_proto in (6, 17, 132):
+        ev["src_port"] = pkt.sport
+    ev["dest_ip"] = pkt.dst
+    if pkt.ip_proto in (6, 17, 132):
+        ev["dest_port"] = pkt.dport
+    ev["proto"] = pkt.proto_name
+    if pkt.icmp_type is not None:
+        ev["icmp_type"] = pkt.icmp_type
+        ev["icmp_code"] = pkt.icmp_code
+    if app_proto and app_proto != "failed":
+        ev["app_proto"] = app_proto
+    if to_server is not None and flow_id:
+        ev["direction"] = "to_server" if to_server else "to_client"
+    return ev
+
+
+def alert(pkt: Packet, *, action: str, gid: int, sid: int, rev: int, msg: str,
+          category: str, severity: int, metadata: dict[str, list[str]] | None = None,
+          flow_id: int | None = None, app_proto: str | None = None,
+          to_server: bool | None = None, tx_id: int | None = None) -> Event:
+    ev = base("alert", pkt, flow_id=flow_id, app_proto=app_proto, to_server=to_server)
+    if tx_id is not None:
+        ev["tx_id"] = tx_id
+    body: Event = {"action": action, "gid": gid, "signature_id": sid, "rev": rev,
+                   "signature": msg, "category": category, "severity": severity}
+    if metadata:
+        body["metadata"] = metadata
+    ev["alert"] = body
+    return ev
+
+
+def drop(pkt: Packet, *, flow_id: int | None = None, app_proto: str | None = None,
+         to_server: bool | None = None) -> Event:
+    """The `drop` record: the dropped packet's IP and TCP header fields."""
+    ev = base("drop", pkt, flow_id=flow_id, app_proto=app_proto, to_server=to_server)
+    body: Event = {"len": pkt.ip_len, "tos": 0, "ttl": pkt.ttl, "ipid": pkt.ip_id}
+    if pkt.ip_proto == 6:
+        f = pkt.tcp_flags
+        body.update({"tcpseq": pkt.seq, "tcpack": pkt.ack, "tcpwin": pkt.window,
+                     "syn": bool(f & 0x02), "ack": bool(f & 0x10), "psh": bool(f & 0x08),
+                     "rst": bool(f & 0x04), "urg": bool(f & 0x20), "fin": bool(f & 0x01),
+                     "tcpres": 0, "tcpurgp": 0})
+    elif pkt.ip_proto == 17:
+        body["udplen"] = len(pkt.payload) + 8
+    ev["drop"] = body
+    return ev
+
+
+def stats(ts: float, uptime: int, decoder: dict[str, int], flow: dict[str, int],
+          alerts: int) -> Event:
+    return {"timestamp": timestamp(ts), "event_type": "stats",
+            "stats": {"uptime": uptime, "decoder": decoder, "flow": flow,
+                      "detect": {"alert": alerts}}}
+
+
+class EveWriter:
+    """One JSON object per line, in the order events are written."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.count = 0
+
+    def write(self, event: Event) -> None:
+        self.out.write(json.dumps(event, separators=(",", ":")) + "\n")
+        self.count += 1

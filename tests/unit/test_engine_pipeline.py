@@ -1,0 +1,52 @@
+"""The engine over stand-in flows: IDS vs simulated IPS verdicts and the events they leave."""
+from __future__ import annotations
+
+from netsec.engine import Engine, EngineConfig, Verdict
+from tests.ids_fakes import FakeFlows, FakeRule, packet
+
+
+def test_ids_mode_drop_rule_only_alerts_allowed() -> None:
+    eng = Engine([FakeRule(1, b"bad", action="drop")], FakeFlows())
+    assert eng.process(packet(1, b"bad")) is Verdict.ACCEPT
+    events = eng.take_events()
+    assert [e["event_type"] for e in events] == ["alert"]
+    assert events[0]["alert"]["action"] == "allowed"
+    assert eng.take_events() == []
+
+
+def test_simulated_ips_blocks_and_drops_the_rest_of_the_flow() -> None:
+    eng = Engine([FakeRule(1, b"bad", action="drop")], FakeFlows(),
+                 EngineConfig(simulate_ips=True))
+    assert eng.process(packet(1, b"ok")) is Verdict.ACCEPT
+    assert eng.process(packet(2, b"bad")) is Verdict.DROP
+    ev = eng.take_events()
+    assert [(e["event_type"], e["pcap_cnt"]) for e in ev] == [("alert", 2), ("drop", 2)]
+    assert ev[0]["alert"]["action"] == "blocked"
+    assert eng.process(packet(3, b"fine")) is Verdict.DROP
+    assert [e["event_type"] for e in eng.take_events()] == ["drop"]
+    other_flow = packet(4, b"fine", sport=40001)
+    assert eng.process(other_flow) is Verdict.ACCEPT
+    assert eng.counters.drops == 2 and eng.counters.alerts == 1
+
+
+def test_reject_and_alert_fields_from_the_rule() -> None:
+    rule = FakeRule(9, b"x", action="reject", classtype="trojan-activity", priority=1,
+                    metadata={"created_at": ["2020_01_01"]}, msg="ET TEST x", rev=4)
+    eng = Engine([rule], FakeFlows(), EngineConfig(
+        simulate_ips=True, categories={"trojan-activity": "A Network Trojan was detected"}))
+    assert eng.process(packet(1, b"x")) is Verdict.REJECT
+    alert = eng.take_events()[0]["alert"]
+    assert alert == {"action": "blocked", "gid": 1, "signature_id": 9, "rev": 4,
+                     "signature": "ET TEST x", "category": "A Network Trojan was detected",
+                     "severity": 1, "metadata": {"created_at": ["2020_01_01"]}}
+
+
+def test_stats_counts_decoder_and_alerts() -> None:
+    eng = Engine([FakeRule(1, b"x")], FakeFlows())
+    eng.process(packet(1, b"x"))
+    eng.process(packet(2, b"y", proto=17))
+    st = eng.stats_event()
+    assert st["event_type"] == "stats"
+    assert st["stats"]["decoder"]["pkts"] == 2
+    assert (st["stats"]["decoder"]["tcp"], st["stats"]["decoder"]["udp"]) == (1, 1)
+    assert st["stats"]["detect"] == {"alert": 1} and st["stats"]["uptime"] == 1
