@@ -27,6 +27,9 @@ MAX_BACKOFF = 30.0
 STABLE_RUN = 60.0
 STOP_GRACE = 10.0
 SIGNALS = {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT}
+# The first launch of the agent ends in one of these; the backend's start waits for it.
+LAUNCHED = "init: started agent"
+NOT_LAUNCHED = "init: cannot start"
 
 
 def next_backoff(previous: float, ran_for: float) -> float:
@@ -60,11 +63,11 @@ class Init:
         try:
             self.agent = os.posix_spawn(path, self.argv, os.environ, setsigmask=())
         except OSError as e:
-            log(f"cannot start {self.argv[0]}: {e}")
+            print(f"{NOT_LAUNCHED} {self.argv[0]}: {e}", flush=True)
             self.agent_gone(0.0)
             return
         self.started_at = time.monotonic()
-        log(f"started agent pid {self.agent}: {' '.join(self.argv)}")
+        print(f"{LAUNCHED} pid {self.agent}: {' '.join(self.argv)}", flush=True)
 
     def agent_gone(self, ran_for: float) -> None:
         self.agent = None

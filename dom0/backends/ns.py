@@ -34,6 +34,7 @@ from dom0.backends._ns_rootfs import (
 )
 from dom0.backends.base import BackendError, DomainHandle, ExecResult, RunState
 from dom0.runner import CommandError, run
+from domains.init import LAUNCHED, NOT_LAUNCHED
 
 NETNS_DIR = Path("/run/netns")
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -161,12 +162,12 @@ class NsBackend:
     async def _wait_started(self, dom: DomainHandle, console_start: int) -> None:
         d = self._dir(dom)
         deadline = time.monotonic() + START_TIMEOUT
-        # init's first line says it runs; the file is the only signal across the detach.
+        # init says when it launched the agent; the file is the only signal across the detach.
         while True:
             with open(d.console, "rb") as f:
                 f.seek(console_start)
                 said = f.read()
-            if b"init: pid 1 " in said:
+            if LAUNCHED.encode() in said or NOT_LAUNCHED.encode() in said:
                 return
             status = self._status(dom)
             if status.exit_code is not None or time.monotonic() > deadline:
