@@ -61,8 +61,12 @@ def proto_numbers(rule: Any) -> tuple[int, ...]:
 
 
 def _flowbits_rank(rule: Any) -> int:
-    """Suricata orders flowbit setters before rules that read them."""
-    sets = getattr(rule, "flowbits_set", None)
+    """Suricata orders flowbit setters before rules that read them.
+
+    A rule's postmatch actions are its flowbits changes, so a rule with any counts as a
+    setter; readers are known only where the rule says so (`flowbits_read`).
+    """
+    sets = getattr(rule, "flowbits_set", None) or getattr(rule, "post", None)
     reads = getattr(rule, "flowbits_read", None)
     if sets and not reads:
         return 0
