@@ -123,7 +123,8 @@ _PACKET, _STREAM, _APP = 0, 1, 2
 class _Group:
     """The rules of one IP protocol: a prefilter and the always-candidates per step kind."""
 
-    def __init__(self, rules: list[_Compiled], backend: str | None) -> None:
+    def __init__(self, proto: int, rules: list[_Compiled], backend: str | None) -> None:
+        self.proto = proto
         self.always: list[list[_Compiled]] = [[], [], []]
         entries = []
         for c in rules:
@@ -151,7 +152,7 @@ class Detector:
         for c in self.compiled:
             for p in proto_numbers(c.rule):
                 per_proto[p].append(c)
-        self.groups = {p: _Group(rs, prefilter) for p, rs in per_proto.items()}
+        self.groups = {p: _Group(p, rs, prefilter) for p, rs in per_proto.items()}
         self.backend = self.groups[6].prefilter.backend
         self.thresholds = Thresholds()
 
@@ -222,20 +223,44 @@ class Detector:
                     hits |= scan(PKT, data)
             elif data:
                 hits |= scan(name, data)
-        compiled = self.compiled
-        cands = [compiled[i] for i in hits]
-        cands.extend(group.always[kind])
-        if not cands:
-            return []
-        header = self._header_cache(ins)
         out = []
-        for c in cands:
-            ok = header.get(c.idx)
-            if ok is None:
-                ok = header[c.idx] = c.header_match(pkt.src, pkt.sport, pkt.dst, pkt.dport)
-            if ok and c.wants(ins, kind):
+        if hits:
+            header = self._header_cache(ins)
+            compiled = self.compiled
+            for i in hits:
+                c = compiled[i]
+                ok = header.get(i)
+                if ok is None:
+                    ok = header[i] = c.header_match(pkt.src, pkt.sport, pkt.dst, pkt.dport)
+                if ok and c.wants(ins, kind):
+                    out.append((c.order, c, ins))
+        for c in self._always(group, kind, ins):
+            if kind != _APP or c.app_buffers.issubset(buffers):
                 out.append((c.order, c, ins))
         return out
+
+    @staticmethod
+    def _always(group: _Group, kind: int, ins: Inspection) -> list[_Compiled]:
+        """The group's patternless rules whose header and app_proto fit, cached per flow.
+
+        The cache key holds everything that decides it (direction, step kind, the flow's
+        app_proto so far), so a flow pays the header checks once per key, not per packet.
+        """
+        flow = ins.flow
+        if flow is not None:
+            key = (group.proto, kind, ins.to_server, flow.app_proto)
+            cache = flow.detect_state.setdefault("always", {})
+            found = cache.get(key)
+            if found is not None:
+                return found
+        pkt = ins.packet
+        app = flow.app_proto if flow is not None else None
+        found = [c for c in group.always[kind]
+                 if (not c.app_proto or c.app_proto == app)
+                 and c.header_match(pkt.src, pkt.sport, pkt.dst, pkt.dport)]
+        if flow is not None:
+            cache[key] = found
+        return found
 
     @staticmethod
     def _header_cache(ins: Inspection) -> dict[int, bool]:
