@@ -1,0 +1,178 @@
+"""The payload inspection chain: content/pcre/byte_*/isdataat/bsize over one buffer.
+
+Follows Suricata's DetectEngineContentInspection: each item runs at the buffer offset
+the previous item left (the end of the last match); when a later relative item fails,
+an earlier content or pcre is retried at its next occurrence (backtracking). A result
+is MATCH, NOMATCH (an earlier item may retry) or STOP (nothing earlier can help: an
+absolute content that is absent, a negated content or pcre that is present).
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+
+MATCH, NOMATCH, STOP = 1, 0, -1
+
+
+class Ctx:
+    """One evaluation of a chain: the buffer, its lowered twin, byte_extract variables."""
+
+    __slots__ = ("buf", "_lower", "vars")
+
+    def __init__(self, buf: bytes) -> None:
+        self.buf = buf
+        self._lower: bytes | None = None
+        self.vars: dict[str, int] = {}
+
+    @property
+    def lower(self) -> bytes:
+        if self._lower is None:
+            self._lower = self.buf.lower()
+        return self._lower
+
+
+def run(items: Sequence[Item], i: int, ctx: Ctx, off: int) -> int:
+    if i == len(items):
+        return MATCH
+    return items[i].inspect(items, i, ctx, off)
+
+
+class Item:
+    """One keyword of a chain. `relative` says it runs from the previous match's end."""
+
+    relative = False
+    relnext = False  # set at setup: the next item is relative, so retries can help
+
+    def inspect(self, items: Sequence[Item], i: int, ctx: Ctx, off: int) -> int:
+        raise NotImplementedError
+
+
+def _value(v: int | str, ctx: Ctx) -> int:
+    return v if isinstance(v, int) else ctx.vars.get(v, 0)
+
+
+class Content(Item):
+    __slots__ = ("pattern", "raw", "nocase", "negated", "offset", "depth", "distance",
+                 "within", "has_distance", "has_within", "startswith", "endswith",
+                 "fast_pattern", "fp_slice", "relative", "relnext", "rawbytes")
+
+    def __init__(self, raw: bytes, negated: bool) -> None:
+        self.raw = self.pattern = raw
+        self.negated = negated
+        self.nocase = False
+        self.offset: int | str = 0
+        self.depth: int | str = 0
+        self.distance: int | str = 0
+        self.within: int | str = 0
+        self.has_distance = self.has_within = False
+        self.startswith = self.endswith = False
+        self.fast_pattern = False
+        self.fp_slice: tuple[int, int] | None = None
+        self.relative = self.relnext = False
+        self.rawbytes = False
+
+    def set_nocase(self) -> None:
+        self.nocase = True
+        self.pattern = self.raw.lower()
+
+    def inspect(self, items: Sequence[Item], i: int, ctx: Ctx, off: int) -> int:
+        buf = ctx.lower if self.nocase else ctx.buf
+        blen = len(buf)
+        pat = self.pattern
+        plen = len(pat)
+        if self.relative:
+            dist = _value(self.distance, ctx)
+            start = max(0, off + dist)
+            end = blen
+            if self.has_within:
+                end = min(end, off + dist + _value(self.within, ctx))
+            if self.depth:
+                end = min(end, off + _value(self.depth, ctx))
+            offset = _value(self.offset, ctx)
+            if offset > start:
+                start = offset
+        else:
+            start = _value(self.offset, ctx)
+            depth = _value(self.depth, ctx)
+            end = depth if depth else blen
+        if end > blen:
+            end = blen
+        while True:
+            if self.endswith:
+                pos = blen - plen if start <= blen - plen and end == blen else -1
+                if pos >= 0 and buf[pos:] != pat:
+                    pos = -1
+            else:
+                pos = buf.find(pat, start, end) if start <= end else -1
+            if pos < 0:
+                if self.negated:
+                    return run(items, i + 1, ctx, off)
+                return NOMATCH if self.relative else STOP
+            if self.negated:
+                return STOP
+            mend = pos + plen
+            if not self.relnext:
+                return run(items, i + 1, ctx, mend)
+            r = run(items, i + 1, ctx, mend)
+            if r != NOMATCH or self.endswith:
+                return r
+            start = pos + 1
+
+
+class Pcre(Item):
+    __slots__ = ("regex", "negated", "relative", "relnext", "anchored", "source")
+
+    def __init__(self, regex: re.Pattern[bytes], negated: bool, relative: bool,
+                 anchored: bool, source: str) -> None:
+        self.regex, self.negated, self.relative = regex, negated, relative
+        self.anchored, self.source = anchored, source
+        self.relnext = False
+
+    def inspect(self, items: Sequence[Item], i: int, ctx: Ctx, off: int) -> int:
+        buf = ctx.buf
+        start = off if self.relative else 0
+        while start <= len(buf):
+            # A relative pcre sees the buffer from the offset on (its ^ anchors there).
+            sub = buf[start:] if start else buf
+            m = self.regex.match(sub) if self.anchored else self.regex.search(sub)
+            if self.negated:
+                return STOP if m else run(items, i + 1, ctx, off)
+            if m is None:
+                return NOMATCH if self.relative else STOP
+            mend = start + m.end()
+            r = run(items, i + 1, ctx, mend)
+            if r != NOMATCH or not self.relnext:
+                return r
+            start = start + m.start() + 1
+        return NOMATCH
+
+
+class IsDataAt(Item):
+    __slots__ = ("n", "negated", "relative", "relnext")
+
+    def __init__(self, n: int | str, negated: bool, relative: bool) -> None:
+        self.n, self.negated, self.relative = n, negated, relative
+        self.relnext = False
+
+    def inspect(self, items: Sequence[Item], i: int, ctx: Ctx, off: int) -> int:
+        n = _value(self.n, ctx)
+        blen = len(ctx.buf)
+        present = off + n <= blen if self.relative else n < blen
+        if present == self.negated:
+            return NOMATCH
+        return run(items, i + 1, ctx, off)
+
+
+class BufLen(Item):
+    """bsize / urilen: a test on the whole buffer's length, independent of offsets."""
+
+    __slots__ = ("test",)
+    relative = False
+
+    def __init__(self, test: Callable[[int], bool]) -> None:
+        self.test = test
+
+    def inspect(self, items: Sequence[Item], i: int, ctx: Ctx, off: int) -> int:
+        if not self.test(len(ctx.buf)):
+            return STOP
+        return run(items, i + 1, ctx, off)

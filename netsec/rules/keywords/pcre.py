@@ -1,0 +1,94 @@
+"""pcre: `[!]"/regex/flags"`, compiled with Python's re on bytes.
+
+PCRE constructs Python lacks are translated where the meaning is the same (\\z, \\h,
+POSIX classes, \\Q..\\E); a pattern Python still cannot compile skips the rule.
+Flags: i s m x (re flags), A (anchored), E (dollar at the very end), R (relative to the
+previous match), O (match limits; ignored), and the buffer flags U I P Q H D M C S Y V
+W Z B naming the buffer the regex runs on.
+"""
+from __future__ import annotations
+
+import re
+import warnings
+
+from netsec.rules.errors import RuleError
+from netsec.rules.inspect import Pcre
+from netsec.rules.keywords import DOCS, Keyword
+from netsec.rules.rule import Builder
+
+_URL = DOCS + "payload-keywords.html#pcre-perl-compatible-regular-expressions"
+
+BUFFER_FLAGS = {
+    "U": "http.uri", "I": "http.uri.raw", "P": "http.request_body", "Q": "http.response_body",
+    "H": "http.header", "D": "http.header.raw", "M": "http.method", "C": "http.cookie",
+    "S": "http.stat_code", "Y": "http.stat_msg", "V": "http.user_agent", "W": "http.host",
+    "Z": "http.host.raw",
+}
+_RE_FLAGS = {"i": re.I, "s": re.S, "m": re.M, "x": re.X}
+_POSIX = {"alpha": "a-zA-Z", "digit": "0-9", "alnum": "a-zA-Z0-9", "upper": "A-Z",
+          "lower": "a-z", "space": r"\s", "xdigit": "0-9A-Fa-f", "punct": r"!-/:-@\[-`{-~",
+          "print": r"\x20-\x7e", "graph": r"\x21-\x7e", "cntrl": r"\x00-\x1f\x7f",
+          "blank": r" \t", "word": r"\w"}
+_TRANSLATE = re.compile(r"\\Q(.*?)(?:\\E|$)|\[:(\w+):\]|\\(.)", re.S)
+
+
+def _translate(src: str) -> str:
+    def sub(m: re.Match[str]) -> str:
+        if m.group(1) is not None:
+            return re.escape(m.group(1))
+        if m.group(2) is not None:
+            if m.group(2) not in _POSIX:
+                raise RuleError(f"pcre: unknown POSIX class [:{m.group(2)}:]")
+            return _POSIX[m.group(2)]
+        ch = m.group(3)
+        if ch == "z":
+            return r"\Z"
+        if ch == "h":
+            return r"[ \t]"
+        if ch == "e":
+            return r"\x1b"
+        if ch == "/":
+            return "/"
+        return m.group(0)
+    return _TRANSLATE.sub(sub, src)
+
+
+def setup_pcre(b: Builder, value: str | None) -> None:
+    v = (value or "").strip()
+    negated = v.startswith("!")
+    if negated:
+        v = v[1:].strip()
+    if len(v) < 2 or v[0] != '"' or v[-1] != '"':
+        raise RuleError(f"pcre: value must be quoted: {value!r}")
+    v = v[1:-1].replace('\\"', '"').replace("\\;", ";")
+    if not v.startswith("/") or v.rfind("/") == 0:
+        raise RuleError(f"pcre: want /regex/flags, got {value!r}")
+    end = v.rfind("/")
+    src, flags = v[1:end], v[end + 1:]
+    reflags, relative, anchored, buffer = 0, False, False, None
+    for f in flags:
+        if f in _RE_FLAGS:
+            reflags |= _RE_FLAGS[f]
+        elif f == "R":
+            relative = True
+        elif f == "A":
+            anchored = True
+        elif f in "EOB":
+            pass  # E is Python's $ near enough; O tunes limits; B is rawbytes
+        elif f in BUFFER_FLAGS:
+            if buffer is not None:
+                raise RuleError(f"pcre: two buffer flags in {flags!r}")
+            buffer = BUFFER_FLAGS[f]
+        else:
+            raise RuleError(f"pcre: unsupported flag {f!r}")
+    try:
+        with warnings.catch_warnings():
+            # "possible nested set" warns about future syntax; today's meaning is PCRE's.
+            warnings.simplefilter("ignore", FutureWarning)
+            regex = re.compile(_translate(src).encode("utf-8", "surrogateescape"), reflags)
+    except (re.error, OverflowError, RecursionError) as e:
+        raise RuleError(f"pcre: Python cannot compile /{src}/: {e}") from None
+    b.add(Pcre(regex, negated, relative, anchored, src), buffer)
+
+
+KEYWORDS = (Keyword("pcre", setup_pcre, "match a regular expression in the buffer", _URL),)
