@@ -26,7 +26,7 @@ APP_BUFFERS = (
     "http.response_line", "http.protocol", "http.start", "http.server", "http.location",
     "http.referer", "http.accept", "http.accept_lang", "http.accept_enc", "http.connection",
     "file.data", "dns.query", "tls.sni", "tls.cert_subject", "tls.cert_issuer",
-    "tls.cert_serial", "tls.version", "ja3.hash", "ja3.string", "ja3s.hash", "ja3s.string",
+    "tls.cert_serial", "tls.certs", "tls.version", "ja3.hash", "ja3.string", "ja3s.hash", "ja3s.string",
 )
 
 
