@@ -1,0 +1,373 @@
+"""HTTP/1.x requests and responses, as Suricata (libhtp) exposes them to rules.
+
+Requests and responses pair up in order (pipelining): the n-th response belongs to the
+n-th request, and the pair is one transaction (`tx_id` = n). An inspection is produced
+when a request's (or response's) headers are complete, and again when its body is complete
+or reaches the body limit (`http.request_body`; `http.response_body`/`file.data`,
+dechunked and, for gzip/deflate, decompressed up to the limit). An EVE `http` record is
+produced when the response is complete, or at flow end for a request left unanswered.
+
+URI normalisation (`http.uri`, libhtp's default): the path is percent-decoded and its dot
+segments removed; the query string is kept as sent. `http.uri.raw` is the URI as sent.
+`http.host` is the Host header (or the absolute URI's host) lowercased without its port;
+`http.host.raw` is as sent.
+"""
+from __future__ import annotations
+
+import re
+import zlib
+
+from netsec.app import AppOutput
+
+MAX_HEADER_BYTES = 64 * 1024  # a header block larger than this ends parsing of the flow
+_HEAD, _BODY_LEN, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_END, _TRAILER, _BODY_CLOSE = range(7)
+_END_OF_HEAD = re.compile(rb"\r?\n\r?\n")
+_PERCENT = re.compile(rb"%([0-9A-Fa-f]{2})")
+
+_REQUEST_HEADER_BUFFERS = {
+    b"user-agent": "http.user_agent", b"cookie": "http.cookie",
+    b"content-type": "http.content_type", b"referer": "http.referer",
+    b"accept": "http.accept", b"accept-language": "http.accept_lang",
+    b"accept-encoding": "http.accept_enc", b"connection": "http.connection",
+    b"content-length": "http.content_len",
+}
+_RESPONSE_HEADER_BUFFERS = {
+    b"server": "http.server", b"location": "http.location",
+    b"content-type": "http.content_type", b"content-length": "http.content_len",
+    b"set-cookie": "http.cookie", b"connection": "http.connection",
+}
+
+
+def normalize_uri(uri: bytes) -> bytes:
+    """libhtp-style normalised URI: percent-decoded path without dot segments, raw query."""
+    path, sep, query = uri.partition(b"?")
+    if path.startswith((b"http://", b"https://")):   # absolute URI: keep only its path
+        slash = path.find(b"/", path.find(b"//") + 2)
+        path = path[slash:] if slash >= 0 else b"/"
+    path = _PERCENT.sub(lambda m: bytes((int(m.group(1), 16),)), path)
+    out: list[bytes] = []
+    for seg in path.split(b"/"):
+        if seg == b"..":
+            if len(out) > 1:
+                out.pop()
+        elif seg != b".":
+            out.append(seg)
+    norm = b"/".join(out)
+    if path.endswith((b"/.", b"/..")):
+        norm += b"/"
+    return norm + sep + query
+
+
+def _host(value: bytes) -> bytes:
+    value = value.strip().lower()
+    if value.startswith(b"["):
+        return value[:value.find(b"]") + 1] if b"]" in value else value
+    return value.split(b":", 1)[0]
+
+
+def _parse_head(head: bytes) -> tuple[list[bytes], list[tuple[bytes, bytes]]] | None:
+    """(start line parts, [(name, value)]), folded lines joined; None when malformed."""
+    lines = head.split(b"\n")
+    start = lines[0].rstrip(b"\r").split(None, 2)
+    if not start:
+        return None
+    headers: list[tuple[bytes, bytes]] = []
+    for line in lines[1:]:
+        line = line.rstrip(b"\r")
+        if line[:1] in (b" ", b"\t") and headers:
+            name, value = headers[-1]
+            headers[-1] = (name, value + b" " + line.strip())
+            continue
+        name, colon, value = line.partition(b":")
+        if colon:
+            headers.append((name.strip(), value.strip()))
+    return start, headers
+
+
+class _Tx:
+    __slots__ = ("tx_id", "method", "uri", "protocol", "host", "user_agent", "referer",
+                 "status", "content_type", "length", "request_done", "logged",
+                 "content_encoding", "head_request")
+
+    def __init__(self, tx_id: int) -> None:
+        self.tx_id = tx_id
+        self.method = b""
+        self.uri = b""
+        self.protocol = b""
+        self.host = b""
+        self.user_agent = b""
+        self.referer = b""
+        self.status = b""
+        self.content_type = b""
+        self.length = 0
+        self.request_done = False
+        self.logged = False
+        self.content_encoding = b""
+        self.head_request = False
+
+
+class _Side:
+    """Parsing state of one direction."""
+    __slots__ = ("buf", "state", "remaining", "body", "body_emitted", "limit", "tx")
+
+    def __init__(self, limit: int) -> None:
+        self.buf = b""
+        self.state = _HEAD
+        self.remaining = 0
+        self.body = bytearray()
+        self.body_emitted = False
+        self.limit = limit
+        self.tx: _Tx | None = None
+
+
+class HttpParser:
+    proto = "http"
+
+    def __init__(self, request_body_limit: int = 100 * 1024,
+                 response_body_limit: int = 100 * 1024) -> None:
+        self._sides = (_Side(response_body_limit), _Side(request_body_limit))
+        self._txs: list[_Tx] = []     # transactions by tx_id
+        self._next_response = 0       # tx_id the next response belongs to
+        self.failed = False
+
+    def feed(self, data: bytes, to_server: bool) -> list[AppOutput]:
+        if self.failed:
+            return []
+        side = self._sides[to_server]
+        side.buf += data
+        out: list[AppOutput] = []
+        while side.buf or side.state == _BODY_LEN and side.remaining == 0:
+            if side.state == _HEAD:
+                if not self._head(side, to_server, out):
+                    break
+            elif not self._body_step(side, to_server, out):
+                break
+        return out
+
+    def finish(self) -> list[AppOutput]:
+        out: list[AppOutput] = []
+        for tx in self._txs:
+            if not tx.logged:
+                tx.logged = True
+                out.append(AppOutput(tx.tx_id, True, None, _eve(tx)))
+        return out
+
+    def _head(self, side: _Side, to_server: bool, out: list[AppOutput]) -> bool:
+        buf = side.buf.lstrip(b"\r\n")
+        m = _END_OF_HEAD.search(buf)
+        if m is None:
+            side.buf = buf
+            if len(buf) > MAX_HEADER_BYTES:
+                self.failed = True
+            return False
+        head, side.buf = buf[:m.start()], buf[m.end():]
+        parsed = _parse_head(head)
+        if parsed is None:
+            return True
+        start, headers = parsed
+        first_line = head.split(b"\n", 1)[0].rstrip(b"\r")
+        if to_server:
+            self._request(side, start, first_line, headers, head, out)
+        else:
+            self._response(side, start, first_line, headers, head, out)
+        return True
+
+    def _request(self, side: _Side, start: list[bytes], line: bytes,
+                 headers: list[tuple[bytes, bytes]], head: bytes,
+                 out: list[AppOutput]) -> None:
+        tx = _Tx(len(self._txs))
+        self._txs.append(tx)
+        side.tx = tx
+        tx.method = start[0]
+        tx.uri = start[1] if len(start) > 1 else b""
+        tx.protocol = start[2] if len(start) > 2 else b""
+        tx.head_request = tx.method == b"HEAD"
+        bufs = _header_buffers(headers, head, _REQUEST_HEADER_BUFFERS)
+        host_raw = _header(headers, b"host")
+        if tx.uri.startswith((b"http://", b"https://")):
+            authority = tx.uri.split(b"/", 3)[2]
+            host_raw = host_raw or authority
+        if host_raw:
+            bufs["http.host.raw"] = host_raw
+            bufs["http.host"] = tx.host = _host(host_raw)
+        tx.user_agent = _header(headers, b"user-agent")
+        tx.referer = _header(headers, b"referer")
+        bufs.update({"http.method": tx.method, "http.uri": normalize_uri(tx.uri),
+                     "http.uri.raw": tx.uri, "http.protocol": tx.protocol,
+                     "http.request_line": line, "http.start": head + b"\r\n\r\n"})
+        out.append(AppOutput(tx.tx_id, True, bufs))
+        self._start_body(side, headers, has_body=True)
+        if side.state == _HEAD:
+            tx.request_done = True
+
+    def _response(self, side: _Side, start: list[bytes], line: bytes,
+                  headers: list[tuple[bytes, bytes]], head: bytes,
+                  out: list[AppOutput]) -> None:
+        status = start[1] if len(start) > 1 else b""
+        if status.startswith(b"1") and status != b"101":
+            return   # interim response (100 Continue): the real one follows
+        if self._next_response < len(self._txs):
+            tx = self._txs[self._next_response]
+        else:   # a response without a request (midstream pickup)
+            tx = _Tx(len(self._txs))
+            self._txs.append(tx)
+        self._next_response = tx.tx_id + 1
+        side.tx = tx
+        tx.protocol = tx.protocol or start[0]
+        tx.status = status
+        tx.content_type = _header(headers, b"content-type")
+        tx.content_encoding = _header(headers, b"content-encoding").lower()
+        bufs = _header_buffers(headers, head, _RESPONSE_HEADER_BUFFERS)
+        bufs.update({"http.stat_code": status, "http.stat_msg": start[2] if len(start) > 2
+                     else b"", "http.response_line": line, "http.protocol": start[0],
+                     "http.start": head + b"\r\n\r\n"})
+        out.append(AppOutput(tx.tx_id, False, bufs))
+        no_body = tx.head_request or status in (b"204", b"304")
+        self._start_body(side, headers, has_body=not no_body, until_close=True)
+        if side.state == _HEAD:
+            self._log(tx, out)
+
+    def _start_body(self, side: _Side, headers: list[tuple[bytes, bytes]], has_body: bool,
+                    until_close: bool = False) -> None:
+        side.body = bytearray()
+        side.body_emitted = False
+        side.state = _HEAD
+        if not has_body:
+            return
+        if b"chunked" in _header(headers, b"transfer-encoding").lower():
+            side.state = _CHUNK_SIZE
+            return
+        length = _header(headers, b"content-length")
+        if length.isdigit():
+            side.remaining = int(length)
+            if side.remaining:
+                side.state = _BODY_LEN
+        elif until_close:
+            side.state = _BODY_CLOSE
+
+    def _body_step(self, side: _Side, to_server: bool, out: list[AppOutput]) -> bool:
+        """Consume body bytes; False when more data is needed."""
+        state = side.state
+        if state in (_BODY_LEN, _CHUNK_DATA):
+            take = side.buf[:side.remaining]
+            side.buf = side.buf[len(take):]
+            side.remaining -= len(take)
+            self._add_body(side, take, to_server, out)
+            if side.remaining:
+                return False
+            if state == _BODY_LEN:
+                self._body_done(side, to_server, out)
+            else:
+                side.state = _CHUNK_END
+            return True
+        if state == _BODY_CLOSE:
+            data, side.buf = side.buf, b""
+            self._add_body(side, data, to_server, out)
+            return False
+        nl = side.buf.find(b"\n")
+        if nl < 0:
+            if len(side.buf) > 1024:
+                self.failed = True
+            return False
+        line, side.buf = side.buf[:nl].strip(), side.buf[nl + 1:]
+        if state == _CHUNK_END:
+            side.state = _CHUNK_SIZE
+        elif state == _CHUNK_SIZE:
+            size = line.split(b";", 1)[0].strip()
+            try:
+                side.remaining = int(size, 16)
+            except ValueError:
+                self.failed = True
+                return False
+            side.state = _CHUNK_DATA if side.remaining else _TRAILER
+        elif not line:   # the empty line ending the trailer
+            self._body_done(side, to_server, out)
+        return True
+
+    def _add_body(self, side: _Side, data: bytes, to_server: bool,
+                  out: list[AppOutput]) -> None:
+        tx = side.tx
+        if tx is not None and not to_server:
+            tx.length += len(data)
+        room = side.limit - len(side.body)
+        if room > 0:
+            side.body += data[:room]
+            if len(side.body) >= side.limit:
+                self._emit_body(side, to_server, out)
+
+    def _body_done(self, side: _Side, to_server: bool, out: list[AppOutput]) -> None:
+        side.state = _HEAD
+        self._emit_body(side, to_server, out)
+        tx = side.tx
+        if tx is None:
+            return
+        if to_server:
+            tx.request_done = True
+        else:
+            self._log(tx, out)
+
+    def _emit_body(self, side: _Side, to_server: bool, out: list[AppOutput]) -> None:
+        tx = side.tx
+        if side.body_emitted or not side.body or tx is None:
+            return
+        side.body_emitted = True
+        body = bytes(side.body)
+        if to_server:
+            out.append(AppOutput(tx.tx_id, True, {"http.request_body": body}))
+            return
+        body = _decompress(body, tx.content_encoding, side.limit)
+        out.append(AppOutput(tx.tx_id, False, {"http.response_body": body, "file.data": body}))
+
+    def _log(self, tx: _Tx, out: list[AppOutput]) -> None:
+        if not tx.logged:
+            tx.logged = True
+            out.append(AppOutput(tx.tx_id, False, None, _eve(tx)))
+
+
+def _decompress(body: bytes, encoding: bytes, limit: int) -> bytes:
+    if encoding not in (b"gzip", b"x-gzip", b"deflate"):
+        return body
+    try:
+        return zlib.decompressobj(47).decompress(body, limit)   # 47: gzip or zlib header
+    except zlib.error:
+        try:
+            return zlib.decompressobj(-15).decompress(body, limit)   # raw deflate
+        except zlib.error:
+            return body
+
+
+def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes:
+    """The value of the first header of that (lowercase) name, or b""."""
+    for n, v in headers:
+        if n.lower() == name:
+            return v
+    return b""
+
+
+def _header_buffers(headers: list[tuple[bytes, bytes]], head: bytes,
+                    named: dict[bytes, str]) -> dict[str, bytes | list[bytes]]:
+    bufs: dict[str, bytes | list[bytes]] = {}
+    for name, value in headers:
+        key = named.get(name.lower())
+        if key is not None and key not in bufs:
+            bufs[key] = value
+    bufs["http.header"] = b"".join(n + b": " + v + b"\r\n" for n, v in headers)
+    bufs["http.header.raw"] = head.split(b"\n", 1)[1] + b"\r\n\r\n" if b"\n" in head else b""
+    bufs["http.header_names"] = b"\r\n" + b"".join(n + b"\r\n" for n, _ in headers) + b"\r\n"
+    return bufs
+
+
+def _eve(tx: _Tx) -> dict:
+    """Suricata's EVE http object for one transaction."""
+    rec: dict = {"hostname": tx.host.decode("latin-1"), "url": tx.uri.decode("latin-1"),
+                 "http_method": tx.method.decode("latin-1"),
+                 "protocol": tx.protocol.decode("latin-1"), "length": tx.length}
+    if tx.user_agent:
+        rec["http_user_agent"] = tx.user_agent.decode("latin-1")
+    if tx.referer:
+        rec["http_refer"] = tx.referer.decode("latin-1")
+    if tx.content_type:
+        rec["http_content_type"] = tx.content_type.split(b";")[0].strip().decode("latin-1")
+    if tx.status.isdigit():
+        rec["status"] = int(tx.status)
+    return rec

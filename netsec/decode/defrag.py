@@ -1,0 +1,88 @@
+"""IP fragment reassembly for IPv4 and IPv6.
+
+Overlap policy ("bsd", Suricata's default): bytes are laid down in order of fragment offset,
+ties in arrival order, and a byte already laid down is never replaced — so where fragments
+overlap, the one starting lowest wins, and between fragments at the same offset the first
+received wins. Any overlap raises the `ipv4.frag_overlap` / `ipv6.frag_overlap` event.
+
+A datagram is tracked until complete or until `timeout` seconds of capture time pass since
+its first fragment (Suricata's default 60 s); at most `max_datagrams` are tracked, the oldest
+evicted first, and a datagram over 65535 bytes is dropped with `frag_pkt_too_large`.
+"""
+from __future__ import annotations
+
+MAX_DATAGRAM = 65535
+MAX_FRAGMENTS = 256
+
+
+class _Datagram:
+    __slots__ = ("first_ts", "frags", "total")
+
+    def __init__(self, ts: float) -> None:
+        self.first_ts = ts
+        self.frags: list[tuple[int, int, bytes]] = []  # (offset, arrival, data)
+        self.total = -1                                   # known once the last fragment came
+
+
+class Defragmenter:
+    """Collects fragments keyed by (version, src, dst, id, proto); sans-IO, time from packets."""
+
+    def __init__(self, timeout: float = 60.0, max_datagrams: int = 65535) -> None:
+        self.timeout = timeout
+        self.max_datagrams = max_datagrams
+        self._datagrams: dict[tuple, _Datagram] = {}
+
+    def add(self, key: tuple, ts: float, offset: int, more: bool, data: bytes,
+            events: list[str], prefix: str) -> bytes | None:
+        """Add one fragment; the reassembled L4 payload when the datagram is complete."""
+        self._expire(ts)
+        dg = self._datagrams.get(key)
+        if dg is None:
+            if len(self._datagrams) >= self.max_datagrams:
+                del self._datagrams[next(iter(self._datagrams))]
+            dg = self._datagrams[key] = _Datagram(ts)
+        if offset + len(data) > MAX_DATAGRAM:
+            events.append(prefix + ".frag_pkt_too_large")
+            del self._datagrams[key]
+            return None
+        if len(dg.frags) >= MAX_FRAGMENTS:
+            events.append(prefix + ".frag_ignored")
+            return None
+        dg.frags.append((offset, len(dg.frags), data))
+        if not more:
+            dg.total = offset + len(data)
+        if dg.total < 0:
+            return None
+        frags = sorted(dg.frags)
+        covered = 0
+        for off, _, chunk in frags:
+            if off > covered:
+                return None  # a hole remains
+            covered = max(covered, off + len(chunk))
+        if covered < dg.total:
+            return None
+        del self._datagrams[key]
+        out = bytearray(dg.total)
+        filled = 0
+        overlap = False
+        for off, _, chunk in frags:
+            end = min(off + len(chunk), dg.total)
+            if off < filled:
+                overlap = True
+            if end > filled:
+                start = max(off, filled)
+                out[start:end] = chunk[start - off:end - off]
+                filled = end
+        if overlap:
+            events.append(prefix + ".frag_overlap")
+        return bytes(out)
+
+    def _expire(self, now: float) -> None:
+        while self._datagrams:
+            key, dg = next(iter(self._datagrams.items()))
+            if now - dg.first_ts < self.timeout:
+                return
+            del self._datagrams[key]
+
+    def __len__(self) -> int:
+        return len(self._datagrams)
