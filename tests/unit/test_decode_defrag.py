@@ -1,0 +1,85 @@
+"""IP fragment reassembly (IPv4 and IPv6): order, overlaps (bsd policy), limits, timeouts."""
+from __future__ import annotations
+
+from scapy.layers.inet import IP, UDP
+from scapy.layers.inet6 import IPv6, IPv6ExtHdrFragment
+
+from netsec.decode import Decoder, DecoderConfig, decode
+
+
+def _v4_frag(offset: int, data: bytes, more: bool, ident: int = 99) -> bytes:
+    return bytes(IP(src="10.1.1.1", dst="10.2.2.2", id=ident, proto=17, frag=offset // 8,
+                    flags="MF" if more else 0) / data)
+
+
+UDP_DATA = bytes(UDP(sport=1111, dport=2222, len=8 + 32, chksum=0)) + b"A" * 16 + b"B" * 16
+
+
+def test_fragment_without_defrag_is_reported_without_l4() -> None:
+    p = decode(101, 0, 1, _v4_frag(0, UDP_DATA[:24], True))
+    assert (p.ip_proto, p.sport, p.payload) == (17, 0, UDP_DATA[:24])
+
+
+def test_in_order_and_out_of_order_reassembly() -> None:
+    for order in ([0, 1, 2], [2, 0, 1], [1, 2, 0]):
+        d = Decoder()
+        chunks = [(0, UDP_DATA[:16], True), (16, UDP_DATA[16:32], True),
+                  (32, UDP_DATA[32:], False)]
+        results = [d.decode(101, i, i, _v4_frag(*chunks[i])) for i in order]
+        assert results[:2] == [None, None]
+        pkt = results[2]
+        assert pkt is not None and pkt.frag
+        assert (pkt.sport, pkt.dport, pkt.payload) == (1111, 2222, b"A" * 16 + b"B" * 16)
+        assert pkt.ip_len == 20 + len(UDP_DATA)
+
+
+def test_overlap_policy_lowest_offset_wins_then_first_received() -> None:
+    d = Decoder()
+    evil = b"E" * 16
+    assert d.decode(101, 0, 1, _v4_frag(8, UDP_DATA[8:24], True)) is None
+    # same offset again with other bytes: the first received stays
+    assert d.decode(101, 0, 2, _v4_frag(8, evil, True)) is None
+    # a fragment starting lower overlaps [8:16] and wins there (it starts first)
+    assert d.decode(101, 0, 3, _v4_frag(0, UDP_DATA[:8] + b"Z" * 8, True)) is None
+    pkt = d.decode(101, 0, 4, _v4_frag(24, UDP_DATA[24:], False))
+    assert pkt is not None
+    assert pkt.payload == b"Z" * 8 + UDP_DATA[16:]
+    assert "ipv4.frag_overlap" in pkt.events
+
+
+def test_distinct_ids_do_not_mix_and_timeout_drops() -> None:
+    d = Decoder(DecoderConfig(defrag_timeout=10))
+    assert d.decode(101, 0, 1, _v4_frag(0, UDP_DATA[:16], True, ident=1)) is None
+    assert d.decode(101, 15, 2, _v4_frag(16, UDP_DATA[16:], False, ident=2)) is None
+    # 15 s later the first datagram's head is gone: its tail alone never completes
+    assert d.decode(101, 16, 3, _v4_frag(16, UDP_DATA[16:], False, ident=1)) is None
+    assert d.decode(101, 17, 4, _v4_frag(0, UDP_DATA[:16], True, ident=2)) is not None
+
+
+def test_too_large_datagram_is_an_event() -> None:
+    d = Decoder()
+    pkt = d.decode(101, 0, 1, _v4_frag(65528, b"x" * 16, False))
+    assert pkt is not None and "ipv4.frag_pkt_too_large" in pkt.events
+
+
+def _v6_frag(offset: int, data: bytes, more: bool) -> bytes:
+    return bytes(IPv6(src="2001:db8::1", dst="2001:db8::2") /
+                 IPv6ExtHdrFragment(id=5, offset=offset // 8, m=int(more), nh=17) / data)
+
+
+def test_ipv6_fragments_out_of_order_with_overlap() -> None:
+    d = Decoder()
+    assert d.decode(101, 0, 1, _v6_frag(16, UDP_DATA[16:], False)) is None
+    assert d.decode(101, 0, 2, _v6_frag(8, b"Q" * 16, True)) is None
+    pkt = d.decode(101, 0, 3, _v6_frag(0, UDP_DATA[:16], True))
+    assert pkt is not None and pkt.frag and pkt.ip_version == 6
+    # bytes 8-16: the fragment at 0 starts lowest and wins over the earlier one at 8;
+    # bytes 16-24: the fragment at 8 starts before the one at 16 and wins there
+    assert (pkt.ip_proto, pkt.dport) == (17, 2222)
+    assert pkt.payload == b"A" * 8 + b"Q" * 8 + b"B" * 16
+    assert "ipv6.frag_overlap" in pkt.events
+
+
+def test_atomic_ipv6_fragment_is_plain() -> None:
+    p = Decoder().decode(101, 0, 1, _v6_frag(0, UDP_DATA, False))
+    assert p is not None and not p.frag and p.dport == 2222
