@@ -27,8 +27,9 @@ class ByteRead:
         self.shift = (mask & -mask).bit_length() - 1 if mask else 0
 
     def read(self, buf: bytes, pos: int) -> int | None:
-        end = pos + self.nbytes
-        if pos < 0 or end > len(buf):
+        # A string read of 0 bytes takes the rest of the buffer (Suricata 7).
+        end = pos + self.nbytes if self.nbytes else len(buf)
+        if pos < 0 or end > len(buf) or pos >= end:
             return None
         chunk = buf[pos:end]
         if self.base is None:

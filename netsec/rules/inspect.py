@@ -94,7 +94,8 @@ class Content(Item):
         else:
             start = _value(self.offset, ctx)
             depth = _value(self.depth, ctx)
-            end = depth if depth else blen
+            # Suricata counts depth from the offset (its setup adds offset to depth).
+            end = start + depth if depth else blen
         if end > blen:
             end = blen
         while True:

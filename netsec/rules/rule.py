@@ -72,7 +72,8 @@ class Rule:
         "text", "where", "action", "proto", "src", "sport", "dst", "dport", "bidirectional",
         "sid", "gid", "rev", "msg", "classtype", "priority", "metadata", "references",
         "target", "app_proto", "buffers", "prefilter", "flow_conditions", "threshold",
-        "detection_filter", "noalert", "checks", "chains", "post", "ip_proto",
+        "detection_filter", "noalert", "checks", "chains", "post", "ip_proto", "flowbits_set",
+        "flowbits_read",
     )
 
     def __init__(self) -> None:
@@ -102,6 +103,9 @@ class Rule:
         self.threshold: ThresholdSpec | None = None
         self.detection_filter: ThresholdSpec | None = None
         self.noalert = False
+        # flowbit names this rule changes / tests, so the engine can order setters first
+        self.flowbits_set: set[str] = set()
+        self.flowbits_read: set[str] = set()
         self.checks: tuple[Check, ...] = ()
         self.chains: tuple[Chain, ...] = ()
         self.post: tuple[Callable[[Inspection], None], ...] = ()
@@ -133,6 +137,7 @@ class Builder:
         self.chains: dict[tuple[str, tuple[str, ...]], Chain] = {}
         self.last: Content | None = None        # the content modifiers apply to
         self.content_chain: Chain | None = None  # the chain holding `last`
+        self.last_chain: Chain | None = None     # the chain of the last item of any kind
         self.checks: list[Check] = []
         self.post: list[Callable[[Inspection], None]] = []
         self.flow: set[str] = set()
@@ -154,8 +159,14 @@ class Builder:
         return ch
 
     def add(self, item: Item, buffer: str | None = None) -> Chain:
-        ch = self.chain(buffer)
+        if buffer is None and self.sticky is None and item.relative and self.last_chain:
+            # Without a sticky buffer, a relative keyword joins the list of the item it
+            # follows (Suricata's DetectGetLastSMFromLists), e.g. after `http_uri`.
+            ch = self.last_chain
+        else:
+            ch = self.chain(buffer)
         ch.items.append(item)
+        self.last_chain = ch
         if isinstance(item, Content):
             self.last = item
             self.content_chain = ch

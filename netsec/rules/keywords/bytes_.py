@@ -23,8 +23,8 @@ def _parts(value: str | None, keyword: str, least: int) -> list[str]:
 
 
 def _nbytes(text: str, keyword: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= 10:
-        raise RuleError(f"{keyword}: byte count must be 1..10, got {text!r}")
+    if not text.isdigit() or int(text) > 23:
+        raise RuleError(f"{keyword}: byte count must be 0..23, got {text!r}")
     return int(text)
 
 
@@ -81,8 +81,8 @@ class _Options:
                 raise RuleError(f"{keyword}: option {key!r} not valid here")
 
     def reader(self, nbytes: int, keyword: str) -> ByteRead:
-        if self.base is None and nbytes > 8:
-            raise RuleError(f"{keyword}: binary reads are at most 8 bytes")
+        if self.base is None and not 1 <= nbytes <= 8:
+            raise RuleError(f"{keyword}: binary reads are 1..8 bytes, got {nbytes}")
         return ByteRead(nbytes, self.little, self.base, self.mask)
 
 

@@ -73,6 +73,7 @@ def setup_flowbits(b: Builder, value: str | None) -> None:
     if not arg:
         raise RuleError(f"flowbits: {cmd or '(empty)'} needs a name")
     if cmd in ("isset", "isnotset"):
+        b.rule.flowbits_read.update(re.split(r"[|&]", arg.replace(" ", "")))
         if "|" in arg:
             names = _names(arg, "|")
             b.checks.append(_isset_any(names) if cmd == "isset" else _isnotset_any(names))
@@ -82,7 +83,9 @@ def setup_flowbits(b: Builder, value: str | None) -> None:
     elif cmd in ("set", "unset", "toggle"):
         if "|" in arg:
             raise RuleError(f"flowbits: {cmd} cannot take an OR group")
-        b.post.append(_change(cmd, _names(arg, "&")))
+        names = _names(arg, "&")
+        b.rule.flowbits_set.update(names)
+        b.post.append(_change(cmd, names))
     else:
         raise RuleError(f"flowbits: unknown command {cmd!r}")
 

@@ -29,7 +29,7 @@ _POSIX = {"alpha": "a-zA-Z", "digit": "0-9", "alnum": "a-zA-Z0-9", "upper": "A-Z
           "lower": "a-z", "space": r"\s", "xdigit": "0-9A-Fa-f", "punct": r"!-/:-@\[-`{-~",
           "print": r"\x20-\x7e", "graph": r"\x21-\x7e", "cntrl": r"\x00-\x1f\x7f",
           "blank": r" \t", "word": r"\w"}
-_TRANSLATE = re.compile(r"\\Q(.*?)(?:\\E|$)|\[:(\w+):\]|\\(.)", re.S)
+_TRANSLATE = re.compile(r"\\Q(.*?)(?:\\E|$)|\[:(\w+):\]|\\g\{?(\d+)\}?|\\(.)", re.S)
 
 
 def _translate(src: str) -> str:
@@ -40,7 +40,9 @@ def _translate(src: str) -> str:
             if m.group(2) not in _POSIX:
                 raise RuleError(f"pcre: unknown POSIX class [:{m.group(2)}:]")
             return _POSIX[m.group(2)]
-        ch = m.group(3)
+        if m.group(3) is not None:
+            return f"(?:\\{m.group(3)})"
+        ch = m.group(4)
         if ch == "z":
             return r"\Z"
         if ch == "h":
