@@ -54,7 +54,7 @@ def _value(v: int | str, ctx: Ctx) -> int:
 class Content(Item):
     __slots__ = ("pattern", "raw", "nocase", "negated", "offset", "depth", "distance",
                  "within", "has_distance", "has_within", "startswith", "endswith",
-                 "fast_pattern", "fp_slice", "relative", "relnext", "rawbytes")
+                 "fast_pattern", "fp_slice", "relative", "relnext", "within_next", "rawbytes")
 
     def __init__(self, raw: bytes, negated: bool) -> None:
         self.raw = self.pattern = raw
@@ -68,7 +68,7 @@ class Content(Item):
         self.startswith = self.endswith = False
         self.fast_pattern = False
         self.fp_slice: tuple[int, int] | None = None
-        self.relative = self.relnext = False
+        self.relative = self.relnext = self.within_next = False
         self.rawbytes = False
 
     def set_nocase(self) -> None:
@@ -110,13 +110,14 @@ class Content(Item):
                     return run(items, i + 1, ctx, off)
                 return NOMATCH if self.relative else STOP
             if self.negated:
-                return STOP
-            mend = pos + plen
-            if not self.relnext:
-                return run(items, i + 1, ctx, mend)
-            r = run(items, i + 1, ctx, mend)
-            if r != NOMATCH or self.endswith:
+                return NOMATCH if self.relative or self.relnext else STOP
+            r = run(items, i + 1, ctx, pos + plen)
+            if r != NOMATCH:
                 return r
+            # Only a following `within` can be satisfied by a later occurrence of this
+            # content; otherwise Suricata gives up on the whole buffer.
+            if not self.within_next or self.endswith:
+                return STOP
             start = pos + 1
 
 
@@ -130,21 +131,22 @@ class Pcre(Item):
         self.relnext = False
 
     def inspect(self, items: Sequence[Item], i: int, ctx: Ctx, off: int) -> int:
-        buf = ctx.buf
-        start = off if self.relative else 0
-        while start <= len(buf):
-            # A relative pcre sees the buffer from the offset on (its ^ anchors there).
-            sub = buf[start:] if start else buf
-            m = self.regex.match(sub) if self.anchored else self.regex.search(sub)
+        # A relative regex sees the buffer from the offset on (its ^ anchors there);
+        # retries resume one byte after the previous match's start, as PCRE's start_offset.
+        base = off if self.relative else 0
+        sub = ctx.buf[base:] if base else ctx.buf
+        find = self.regex.match if self.anchored else self.regex.search
+        pos = 0
+        while pos <= len(sub):
+            m = find(sub, pos)
             if self.negated:
-                return STOP if m else run(items, i + 1, ctx, off)
+                return NOMATCH if m else run(items, i + 1, ctx, off)
             if m is None:
-                return NOMATCH if self.relative else STOP
-            mend = start + m.end()
-            r = run(items, i + 1, ctx, mend)
+                return NOMATCH
+            r = run(items, i + 1, ctx, base + m.end())
             if r != NOMATCH or not self.relnext:
                 return r
-            start = start + m.start() + 1
+            pos = m.start() + 1
         return NOMATCH
 
 
@@ -159,9 +161,13 @@ class IsDataAt(Item):
         n = _value(self.n, ctx)
         blen = len(ctx.buf)
         present = off + n <= blen if self.relative else n < blen
-        if present == self.negated:
+        if present != self.negated:
+            return run(items, i + 1, ctx, off)
+        # As Suricata: a fixed isdataat that fails cannot be helped by an earlier retry,
+        # except a relative negated one (a later match may leave more data behind it).
+        if isinstance(self.n, str) or (self.relative and present):
             return NOMATCH
-        return run(items, i + 1, ctx, off)
+        return STOP
 
 
 class BufLen(Item):

@@ -205,6 +205,8 @@ class Builder:
                 continue
             for a, b in zip(ch.items, ch.items[1:], strict=False):
                 a.relnext = b.relative
+                if isinstance(a, Content):
+                    a.within_next = isinstance(b, Content) and b.has_within
             if ch.buffer == PAYLOAD:
                 ch.sources = pkt_sources
             chains.append(ch)

@@ -33,10 +33,18 @@ CASES = [
     (b"a1b2a3c", 'content:"a"; content:"c"; distance:1; within:1;', True),
     # three-deep backtracking
     (b"ab-ab+ab*", 'content:"ab"; content:"*"; distance:0; within:1;', True),
-    # negation, absolute and relative (a present negated content ends the search)
+    # negation, absolute and relative (a present relative negated content lets the
+    # previous content try its next occurrence)
     (b"abc", 'content:!"x";', True),
     (b"axc", 'content:!"x";', False),
-    (b"abac", 'content:"a"; content:!"b"; distance:0; within:1;', False),
+    (b"abac", 'content:"a"; content:!"b"; distance:0; within:1;', True),
+    (b"abab", 'content:"a"; content:!"b"; distance:0; within:1;', False),
+    (b"file.exe.txt", 'content:!".exe"; endswith;', True),
+    # without a following `within`, Suricata does not retry an earlier content
+    (b"a\x01a\x05", 'content:"a"; byte_test:1,=,5,0,relative;', False),
+    (b"a\x05", 'content:"a"; byte_test:1,=,5,0,relative;', True),
+    (b"ab-ab+", 'content:"ab"; content:"+"; distance:0;', True),
+    (b"ab-ab+", 'content:"ab"; pcre:"/^\\+/R";', False),
     (b"acab", 'content:"a"; content:!"b"; distance:0; within:1;', True),
     # startswith / endswith
     (b"GET / HTTP", 'content:"GET"; startswith;', True),
@@ -64,7 +72,9 @@ CASES = [
     (b"x\nab", 'pcre:"/^ab/m";', True),
     (b"a b", 'pcre:"/a b/x";', False),
     (b"ab", 'pcre:"/a b/x";', True),
-    (b"k=v1;k=v22", 'content:"k="; pcre:"/^v\\d{2}/R";', True),
+    (b"k=v1;k=v22", 'content:"k="; pcre:"/^v\\d{2}/R";', False),  # no retry without within
+    (b"k=v12", 'content:"k="; pcre:"/^v\\d{2}/R";', True),
+    (b"v1v22;", 'pcre:"/v\\d+/"; content:"|3b|"; within:1;', True),  # pcre retries
     (b"12ab", 'pcre:"/[[:digit:]]{2}/"; content:"ab"; distance:0;', True),
     (b"xx12", 'pcre:"/\\d+/"; isdataat:!1,relative;', True),
     # byte_test
