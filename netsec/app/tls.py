@@ -10,6 +10,7 @@ encrypting (TLS 1.3 hides the certificate), or at flow end. JA3 ignores GREASE v
 from __future__ import annotations
 
 import hashlib
+from struct import error as StructError
 from struct import unpack_from
 
 from cryptography import x509
@@ -190,7 +191,7 @@ class TlsParser:
             body, hs = hs[4:4 + n], hs[4 + n:]
             try:
                 self._message(mtype, body, side, out)
-            except (TlsError, IndexError, ValueError):
+            except (TlsError, IndexError, ValueError, StructError):
                 self._done[side] = True
                 hs = b""
         if len(hs) > MAX_HANDSHAKE:
