@@ -99,25 +99,6 @@ def _network(pkt: Packet, etype: int, frame: bytes, off: int,
     return -1, -1, 0, False, 0
 
 
-def decode(linktype: int, ts: float, pcap_cnt: int, frame: bytes,
-           checksums: bool = False) -> Packet:
-    """Decode one frame without fragment reassembly (see the module docstring)."""
-    pkt = Packet(ts, pcap_cnt, frame)
-    pkt.linktype = linktype
-    etype, off = _link(pkt, linktype, frame)
-    if off < 0:
-        return pkt
-    l4off, l4end, frag_off, more, _ = _network(pkt, etype, frame, off, checksums)
-    if l4off < 0:
-        return pkt
-    if frag_off or more:
-        pkt.payload = frame[l4off:l4end]
-        return pkt
-    src, dst = _addresses(frame, off, pkt.ip_version) if checksums else (b"", b"")
-    decode_l4(pkt, frame, l4off, l4end, checksums, src, dst)
-    return pkt
-
-
 class Decoder:
     """Frame decoding with IP fragment reassembly; sans-IO (time comes from the packets)."""
 
@@ -131,19 +112,26 @@ class Decoder:
         checksums = self.config.checksums
         pkt = Packet(ts, pcap_cnt, frame)
         pkt.linktype = linktype
-        etype, off = _link(pkt, linktype, frame)
-        if off < 0:
-            return pkt
+        if linktype == 1 and frame[12:14] == b"\x08\x00":   # the common case, inlined
+            etype, off = _ETH_IPV4, 14
+        else:
+            etype, off = _link(pkt, linktype, frame)
+            if off < 0:
+                return pkt
         l4off, l4end, frag_off, more, frag_id = _network(pkt, etype, frame, off, checksums)
         if l4off < 0:
             return pkt
-        src, dst = _addresses(frame, off, pkt.ip_version)
         if not (frag_off or more):
-            decode_l4(pkt, frame, l4off, l4end, checksums, src, dst)
+            if pkt.ip_proto == 6 and not checksums:
+                decode_tcp(pkt, frame, l4off, l4end)
+            else:
+                src, dst = _addresses(frame, off, pkt.ip_version) if checksums else (b"", b"")
+                decode_l4(pkt, frame, l4off, l4end, checksums, src, dst)
             return pkt
         if not self.config.defrag:
             pkt.payload = frame[l4off:l4end]
             return pkt
+        src, dst = _addresses(frame, off, pkt.ip_version)
         prefix = "ipv4" if pkt.ip_version == 4 else "ipv6"
         key = (pkt.ip_version, src, dst, frag_id, pkt.ip_proto if pkt.ip_version == 4 else 0)
         data = self._defrag.add(key, ts, frag_off, more, frame[l4off:l4end], pkt.events, prefix)
@@ -153,3 +141,14 @@ class Decoder:
         pkt.ip_len = (l4off - off) + len(data)
         decode_l4(pkt, data, 0, len(data), checksums, src, dst)
         return pkt
+
+
+_STATELESS = {flag: Decoder(DecoderConfig(checksums=flag, defrag=False)) for flag in (False, True)}
+
+
+def decode(linktype: int, ts: float, pcap_cnt: int, frame: bytes,
+           checksums: bool = False) -> Packet:
+    """Decode one frame without fragment reassembly (see the module docstring)."""
+    pkt = _STATELESS[checksums].decode(linktype, ts, pcap_cnt, frame)
+    assert pkt is not None   # without defrag every frame gives a packet
+    return pkt

@@ -6,12 +6,26 @@ datagram is a fragment; reassembly lives in `defrag.py`, shared with IPv6.
 from __future__ import annotations
 
 from socket import AF_INET, inet_ntop
-from struct import unpack_from
+from struct import Struct
 
 from netsec.decode import checksum
 from netsec.packet import Packet
 
+_HEADER = Struct("!BBHHHBBH4s4s")
+
 NOT_DECODED = (-1, -1, 0, False, 0)
+_NAMES: dict[bytes, str] = {}   # address text cache: inet_ntop is the costliest step here
+_MAX_NAMES = 65536
+
+
+def address(raw: bytes) -> str:
+    """The dotted text of a 4-byte address (cached)."""
+    text = _NAMES.get(raw)
+    if text is None:
+        if len(_NAMES) >= _MAX_NAMES:
+            _NAMES.clear()
+        text = _NAMES[raw] = inet_ntop(AF_INET, raw)
+    return text
 
 
 def _check_options(pkt: Packet, buf: bytes, off: int, end: int) -> bool:
@@ -44,7 +58,7 @@ def decode_ipv4(pkt: Packet, buf: bytes, off: int,
     if avail < 20:
         pkt.events.append("ipv4.pkt_too_small")
         return NOT_DECODED
-    vhl, _tos, ip_len, ip_id, frag, ttl, proto = unpack_from("!BBHHHBB", buf, off)
+    vhl, _tos, ip_len, ip_id, frag, ttl, proto, _sum, src, dst = _HEADER.unpack_from(buf, off)
     if vhl >> 4 != 4:
         pkt.events.append("ipv4.wrong_ip_version")
         return NOT_DECODED
@@ -59,8 +73,8 @@ def decode_ipv4(pkt: Packet, buf: bytes, off: int,
         pkt.events.append("ipv4.trunc_pkt")
         return NOT_DECODED
     pkt.ip_version = 4
-    pkt.src = inet_ntop(AF_INET, buf[off + 12:off + 16])
-    pkt.dst = inet_ntop(AF_INET, buf[off + 16:off + 20])
+    pkt.src = address(src)
+    pkt.dst = address(dst)
     pkt.ip_proto = proto
     pkt.ttl = ttl
     pkt.ip_id = ip_id
