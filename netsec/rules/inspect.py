@@ -8,6 +8,7 @@ absolute content that is absent, a negated content or pcre that is present).
 """
 from __future__ import annotations
 
+import binascii
 import re
 from collections.abc import Callable, Sequence
 
@@ -182,4 +183,44 @@ class BufLen(Item):
     def inspect(self, items: Sequence[Item], i: int, ctx: Ctx, off: int) -> int:
         if not self.test(len(ctx.buf)):
             return STOP
+        return run(items, i + 1, ctx, off)
+
+
+class BufEquals(Item):
+    """tls.version and the like: the whole buffer equals one of some values."""
+
+    __slots__ = ("values",)
+    relative = False
+
+    def __init__(self, values: frozenset[bytes]) -> None:
+        self.values = values
+
+    def inspect(self, items: Sequence[Item], i: int, ctx: Ctx, off: int) -> int:
+        if ctx.buf not in self.values:
+            return STOP
+        return run(items, i + 1, ctx, off)
+
+
+_B64 = re.compile(rb"[A-Za-z0-9+/]*=*")
+
+
+class Base64Decode(Item):
+    """base64_decode: decode from the (relative) offset, then run the base64_data items."""
+
+    __slots__ = ("nbytes", "offset", "relative", "relnext", "data_items")
+
+    def __init__(self, nbytes: int, offset: int, relative: bool) -> None:
+        self.nbytes, self.offset, self.relative = nbytes, offset, relative
+        self.relnext = False
+        self.data_items: list[Item] = []  # filled by the keywords after `base64_data`
+
+    def inspect(self, items: Sequence[Item], i: int, ctx: Ctx, off: int) -> int:
+        start = self.offset + (off if self.relative else 0)
+        raw = ctx.buf[start:start + self.nbytes] if self.nbytes else ctx.buf[start:]
+        text = _B64.match(raw).group(0).rstrip(b"=")  # type: ignore[union-attr]
+        if len(text) % 4 == 1:  # a lone trailing character carries no whole byte
+            text = text[:-1]
+        decoded = binascii.a2b_base64(text + b"=" * (-len(text) % 4)) if text else b""
+        if not decoded or run(self.data_items, 0, Ctx(decoded), 0) != MATCH:
+            return NOMATCH
         return run(items, i + 1, ctx, off)

@@ -138,6 +138,10 @@ class Builder:
         self.last: Content | None = None        # the content modifiers apply to
         self.content_chain: Chain | None = None  # the chain holding `last`
         self.last_chain: Chain | None = None     # the chain of the last item of any kind
+        self.last_item: Item | None = None
+        # After base64_data, items go to the decoder's own list instead of a chain.
+        self.redirect: list[Item] | None = None
+        self.sublists: list[list[Item]] = []
         self.checks: list[Check] = []
         self.post: list[Callable[[Inspection], None]] = []
         self.flow: set[str] = set()
@@ -158,7 +162,13 @@ class Builder:
             ch = self.chains[key] = Chain(buffer, names, funcs)
         return ch
 
-    def add(self, item: Item, buffer: str | None = None) -> Chain:
+    def add(self, item: Item, buffer: str | None = None) -> None:
+        self.last_item = item
+        if buffer is None and self.redirect is not None:
+            self.redirect.append(item)
+            if isinstance(item, Content):
+                self.last, self.content_chain = item, None
+            return
         if buffer is None and self.sticky is None and item.relative and self.last_chain:
             # Without a sticky buffer, a relative keyword joins the list of the item it
             # follows (Suricata's DetectGetLastSMFromLists), e.g. after `http_uri`.
@@ -170,7 +180,6 @@ class Builder:
         if isinstance(item, Content):
             self.last = item
             self.content_chain = ch
-        return ch
 
     def content(self, keyword: str) -> Content:
         if self.last is None:
@@ -200,13 +209,12 @@ class Builder:
     def finish(self, pkt_sources: tuple[str, ...]) -> None:
         r = self.rule
         chains = []
+        for items in self.sublists:
+            _link(items)
         for ch in self.chains.values():
             if not ch.items:
                 continue
-            for a, b in zip(ch.items, ch.items[1:], strict=False):
-                a.relnext = b.relative
-                if isinstance(a, Content):
-                    a.within_next = isinstance(b, Content) and b.has_within
+            _link(ch.items)
             if ch.buffer == PAYLOAD:
                 ch.sources = pkt_sources
             chains.append(ch)
@@ -216,6 +224,14 @@ class Builder:
         r.post = tuple(self.post)
         r.flow_conditions = frozenset(self.flow)
         r.prefilter = _prefilter(chains)
+
+
+def _link(items: list[Item]) -> None:
+    """Tell each item whether the next one depends on where it matched."""
+    for a, b in zip(items, items[1:], strict=False):
+        a.relnext = b.relative
+        if isinstance(a, Content):
+            a.within_next = isinstance(b, Content) and b.has_within
 
 
 _PREFILTER_SAFE = {"dotprefix", "to_lowercase"}

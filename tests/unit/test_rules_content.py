@@ -182,3 +182,45 @@ def test_prefilter_choice(options: str, expected: tuple | None) -> None:
 
 def test_header_only_rules_have_no_buffers() -> None:
     assert rule("flow:established; dsize:0;").buffers == set()
+
+
+@pytest.mark.parametrize(("data", "options", "expected"), [
+    (b"x=aGVsbG8gd29ybGQ=", 'content:"x="; base64_decode:relative; base64_data; '
+     'content:"world";', True),
+    (b"x=aGVsbG8gd29ybGQ=", 'content:"x="; base64_decode:bytes 8,relative; base64_data; '
+     'content:"world";', False),
+    (b"aGVsbG8gd29ybGQ=", 'base64_decode; base64_data; content:"hello"; startswith;', True),
+    (b"!!!!", 'base64_decode; base64_data; content:"hello";', False),
+    (b"x=aGVsbG8=", 'content:"x="; base64_decode:offset 0,relative; base64_data; '
+     'content:!"hello";', False),
+])
+def test_base64(data: bytes, options: str, expected: bool) -> None:
+    r = rule(options)
+    assert "world" not in repr(r.prefilter)
+    assert r.match(ins(data)) is expected
+
+
+@pytest.mark.parametrize(("value", "buffer", "expected"), [
+    ("1.2", b"TLS 1.2", True), ("1.2", b"TLS 1.3", False), ("0x0303", b"TLS 1.2", True),
+    ("ssl3", b"SSLv3", True),
+])
+def test_tls_version(value: str, buffer: bytes, expected: bool) -> None:
+    r = rule(f"tls.version:{value};", proto="tls")
+    assert r.buffers == {"tls.version"}
+    assert r.match(ins(buffers={"tls.version": buffer})) is expected
+
+
+@pytest.mark.parametrize(("data", "regex", "expected"), [
+    (b"abab", r"/(?<w>ab)\k<w>/", True),
+    (b"abab", r"/(ab)\g{1}/", True),
+    (b"a\x02-b", r"/a\x2-b/", True),
+    (b"aAb", r"/a\x{41}b/", True),
+    (b"a.b", r"/\Qa.b\E/", True),
+    (b"axb", r"/\Qa.b\E/", False),
+    (b"a1", r"/a[[:digit:]]/", True),
+    (b"end", r"/end\z/", True),
+    (b"a b", r"/a\hb/", True),
+    (b"a/b", r"/a\/b/", True),
+])
+def test_pcre_translation(data: bytes, regex: str, expected: bool) -> None:
+    assert matches(f'pcre:"{regex}";', data) is expected

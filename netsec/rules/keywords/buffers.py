@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from netsec.rules.errors import RuleError
-from netsec.rules.inspect import BufLen
+from netsec.rules.inspect import Base64Decode, BufEquals, BufLen
 from netsec.rules.intrange import parse_uint
 from netsec.rules.keywords import DOCS, Keyword
 from netsec.rules.rule import Builder
@@ -57,6 +57,7 @@ def _sticky(buffer: str):
         b.sticky = buffer
         b.transforms = []
         b.last = None
+        b.redirect = None
     return setup
 
 
@@ -76,6 +77,47 @@ def setup_urilen(b: Builder, value: str | None) -> None:
     b.last = None
 
 
+def setup_tls_version(b: Builder, value: str | None) -> None:
+    v = (value or "").strip().lower()
+    names = _TLS_VERSIONS.get(v)
+    if names is None:
+        raise RuleError(f"tls.version: want 1.0, 1.1, 1.2, 1.3, ssl3 or 0xNNNN, got {value!r}")
+    b.add(BufEquals(names), "tls.version")
+
+
+def setup_base64_decode(b: Builder, value: str | None) -> None:
+    nbytes, offset, relative = 0, 0, False
+    for part in (value or "").split(","):
+        key, _, arg = part.strip().partition(" ")
+        arg = arg.strip()
+        if key == "relative" and not arg:
+            relative = True
+        elif key in ("bytes", "offset") and arg.isdigit():
+            if key == "bytes":
+                nbytes = int(arg)
+            else:
+                offset = int(arg)
+        elif key:
+            raise RuleError(f"base64_decode: bad option {part.strip()!r}")
+    b.add(Base64Decode(nbytes, offset, relative))
+
+
+def setup_base64_data(b: Builder, value: str | None) -> None:
+    dec = b.last_item
+    if not isinstance(dec, Base64Decode):
+        raise RuleError("base64_data: must follow base64_decode")
+    b.redirect = dec.data_items
+    b.sublists.append(dec.data_items)
+    b.last = None
+
+
+_TLS_VERSIONS = {
+    "1.0": frozenset({b"TLS 1.0"}), "1.1": frozenset({b"TLS 1.1"}),
+    "1.2": frozenset({b"TLS 1.2"}), "1.3": frozenset({b"TLS 1.3"}),
+    "ssl3": frozenset({b"SSLv3"}), "0x0300": frozenset({b"SSLv3"}),
+    **{f"0x030{n + 1}": frozenset({f"TLS 1.{n}".encode()}) for n in range(4)},
+}
+
 KEYWORDS = (
     *(Keyword(name, _sticky(name), f"sticky buffer {name}", url, aliases=aliases, value=False)
       for name, (aliases, url) in STICKY.items()),
@@ -83,4 +125,10 @@ KEYWORDS = (
               value=False) for mod, buf in MODIFIERS.items()),
     Keyword("urilen", setup_urilen, "length of the (normalized or raw) URI",
             _HTTP + "#urilen"),
+    Keyword("tls.version", setup_tls_version, "the negotiated TLS version",
+            DOCS + "tls-keywords.html#tls-version"),
+    Keyword("base64_decode", setup_base64_decode, "decode base64 at the (relative) offset",
+            DOCS + "base64-keywords.html#base64-decode", value=None),
+    Keyword("base64_data", setup_base64_data, "inspect what base64_decode decoded",
+            DOCS + "base64-keywords.html#base64-data", value=False),
 )

@@ -29,29 +29,37 @@ _POSIX = {"alpha": "a-zA-Z", "digit": "0-9", "alnum": "a-zA-Z0-9", "upper": "A-Z
           "lower": "a-z", "space": r"\s", "xdigit": "0-9A-Fa-f", "punct": r"!-/:-@\[-`{-~",
           "print": r"\x20-\x7e", "graph": r"\x21-\x7e", "cntrl": r"\x00-\x1f\x7f",
           "blank": r" \t", "word": r"\w"}
-_TRANSLATE = re.compile(r"\\Q(.*?)(?:\\E|$)|\[:(\w+):\]|\\g\{?(\d+)\}?|\\(.)", re.S)
+_TRANSLATE = re.compile(
+    r"\\Q(?P<quote>.*?)(?:\\E|$)"             # \Q..\E literal text
+    r"|\[:(?P<posix>\w+):\]"                  # [:digit:] inside a class
+    r"|\\g\{?(?P<backref>\d+)\}?"             # \g1, \g{1}
+    r"|\\k[<{'](?P<named>\w+)[>}']"           # \k<name>
+    r"|\(\?<(?P<group>[A-Za-z_]\w*)>"         # (?<name>
+    r"|\\x\{(?P<hexbrace>[0-9A-Fa-f]{1,2})\}"  # \x{41}
+    r"|\\x(?P<hex1>[0-9A-Fa-f])(?![0-9A-Fa-f])"  # \x2 (one digit)
+    r"|\\(?P<esc>.)", re.S)
+_ESCAPES = {"z": r"\Z", "h": r"[ \t]", "e": r"\x1b", "/": "/"}
 
 
 def _translate(src: str) -> str:
     def sub(m: re.Match[str]) -> str:
-        if m.group(1) is not None:
-            return re.escape(m.group(1))
-        if m.group(2) is not None:
-            if m.group(2) not in _POSIX:
-                raise RuleError(f"pcre: unknown POSIX class [:{m.group(2)}:]")
-            return _POSIX[m.group(2)]
-        if m.group(3) is not None:
-            return f"(?:\\{m.group(3)})"
-        ch = m.group(4)
-        if ch == "z":
-            return r"\Z"
-        if ch == "h":
-            return r"[ \t]"
-        if ch == "e":
-            return r"\x1b"
-        if ch == "/":
-            return "/"
-        return m.group(0)
+        g = m.lastgroup
+        v = m.group(g) if g else ""
+        if g == "quote":
+            return re.escape(v)
+        if g == "posix":
+            if v not in _POSIX:
+                raise RuleError(f"pcre: unknown POSIX class [:{v}:]")
+            return _POSIX[v]
+        if g == "backref":
+            return f"(?:\\{v})"
+        if g == "named":
+            return f"(?P={v})"
+        if g == "group":
+            return f"(?P<{v}>"
+        if g in ("hexbrace", "hex1"):
+            return f"\\x{int(v, 16):02x}"
+        return _ESCAPES.get(v, m.group(0))
     return _TRANSLATE.sub(sub, src)
 
 
