@@ -15,6 +15,7 @@ from scapy.layers.dns import DNS, DNSQR, DNSRR
 from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import Ether
 
+_ETH = {"src": "02:00:00:00:00:01", "dst": "02:00:00:00:00:02"}  # no ARP lookups
 CACHE = Path(__file__).resolve().parent / ".cache"
 _SYN, _ACK, _PSH, _FIN = 0x02, 0x10, 0x08, 0x01
 
@@ -32,7 +33,7 @@ class _Tcp:
     def _pkt(self, from_client: bool, flags: int, payload: bytes = b"") -> bytes:
         (src, sport), (dst, dport) = (self.c, self.s) if from_client else (self.s, self.c)
         seq, ack = (self.cseq, self.sseq) if from_client else (self.sseq, self.cseq)
-        p = (Ether() / IP(src=src, dst=dst) /
+        p = (Ether(**_ETH) / IP(src=src, dst=dst) /
              TCP(sport=sport, dport=dport, flags=flags, seq=seq,
                  ack=ack if flags & _ACK else 0, window=65535) / payload)
         step = len(payload) + (1 if flags & (_SYN | _FIN) else 0)
@@ -88,9 +89,9 @@ def _tls(rng: random.Random, client: str, server: str) -> list[bytes]:
 
 def _dns(rng: random.Random, client: str, server: str) -> list[bytes]:
     name, qid, sport = rng.choice(HOSTS), rng.randint(0, 65535), rng.randint(1025, 65000)
-    q = Ether() / IP(src=client, dst=server) / UDP(sport=sport, dport=53) / \
+    q = Ether(**_ETH) / IP(src=client, dst=server) / UDP(sport=sport, dport=53) / \
         DNS(id=qid, rd=1, qd=DNSQR(qname=name))
-    r = Ether() / IP(src=server, dst=client) / UDP(sport=53, dport=sport) / \
+    r = Ether(**_ETH) / IP(src=server, dst=client) / UDP(sport=53, dport=sport) / \
         DNS(id=qid, qr=1, rd=1, ra=1, qd=DNSQR(qname=name),
             an=DNSRR(rrname=name, rdata=f"93.184.{rng.randint(0, 255)}.{rng.randint(1, 254)}"))
     return [bytes(q), bytes(r)]

@@ -11,7 +11,6 @@ alerts plus a `drop` event) and every later packet of that flow is dropped too.
 from __future__ import annotations
 
 import enum
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -33,12 +32,16 @@ class FlowSource(Protocol):
 
     def process(self, pkt: Packet) -> list[Inspection]: ...
 
+    def drain_events(self) -> list[Any]: ...  # FlowEnd / AppEvent records since last call
+
+    def flush(self) -> list[Any]: ...  # end every flow; its records
+
 
 @dataclass(slots=True)
 class EngineConfig:
     simulate_ips: bool = False
     prefilter: str | None = None   # "hyperscan" | "python" | None (automatic)
-    # Suricata's classification descriptions by classtype (EVE's alert.category).
+    # classification.config descriptions by lower-case classtype (EVE's alert.category).
     categories: dict[str, str] = field(default_factory=dict)
 
 
@@ -68,8 +71,8 @@ class Engine:
         self.counters = Counters()
         self.first_ts: float | None = None
         self.last_ts = 0.0
+        self.flows_ended = 0
         self._events: list[eve.Event] = []
-        self._started = time.monotonic()
 
     def process(self, pkt: Packet) -> Verdict:
         self._count(pkt)
@@ -85,13 +88,35 @@ class Engine:
             if m.alert:
                 self._events.append(self._alert(m, "blocked" if blocks else "allowed"))
                 self.counters.alerts += 1
+                if flow is not None:
+                    flow.alerted = True
             if blocks:
                 verdict = Verdict.DROP if m.action == "drop" else Verdict.REJECT
         if verdict is not Verdict.ACCEPT:
             if flow is not None:
                 flow.detect_state["dropped"] = verdict
             self._drop(pkt, inspections[0] if inspections else Inspection(pkt))
+        self._flow_records()
         return verdict
+
+    def finish(self) -> list[eve.Event]:
+        """End of input: every flow ends (its records are logged), then a stats event."""
+        self._to_eve(self.flows.flush())
+        return self.take_events() + [self.stats_event()]
+
+    def _flow_records(self) -> None:
+        records = self.flows.drain_events()
+        if records:
+            self._to_eve(records)
+
+    def _to_eve(self, records: list[Any]) -> None:
+        for r in records:
+            if hasattr(r, "record"):
+                self._events.append(eve.app_record(r.flow, r.proto, r.record, r.tx_id,
+                                                   r.to_server, r.packet))
+            else:
+                self.flows_ended += 1
+                self._events.append(eve.flow_end(r.flow))
 
     def emit(self, event: eve.Event) -> None:
         """Queue an event produced outside detection (flow ends, app-layer records)."""
@@ -102,11 +127,13 @@ class Engine:
         return events
 
     def stats_event(self, flow_stats: dict[str, int] | None = None) -> eve.Event:
+        """Suricata's `stats` record, the subset this engine counts."""
         c = self.counters
         decoder = {"pkts": c.pkts, "bytes": c.bytes, "ipv4": c.ipv4, "ipv6": c.ipv6,
                    "tcp": c.tcp, "udp": c.udp, "icmpv4": c.icmpv4, "icmpv6": c.icmpv6}
         uptime = int(self.last_ts - self.first_ts) if self.first_ts is not None else 0
-        return eve.stats(self.last_ts, uptime, decoder, flow_stats or {}, c.alerts)
+        flow = {"total": self.flows_ended, **(flow_stats or {})}
+        return eve.stats(self.last_ts, uptime, decoder, flow, c.alerts)
 
     def _count(self, pkt: Packet) -> None:
         c = self.counters
@@ -133,9 +160,7 @@ class Engine:
     def _alert(self, m: Match, action: str) -> eve.Event:
         rule, ins = m.rule, m.ins
         flow = ins.flow
-        category = (getattr(rule, "category", None)
-                    or self.config.categories.get(rule.classtype or "", "")
-                    or "")
+        category = self.config.categories.get((rule.classtype or "").lower(), "")
         return eve.alert(
             ins.packet, action=action, gid=rule.gid, sid=rule.sid, rev=rule.rev,
             msg=rule.msg, category=category, severity=rule.priority or 3,

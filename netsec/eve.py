@@ -77,6 +77,43 @@ def drop(pkt: Packet, *, flow_id: int | None = None, app_proto: str | None = Non
     return ev
 
 
+def flow_end(flow: Any) -> Event:
+    """The `flow` record of an ended flow (netsec.flow's Flow), client as the source."""
+    body = flow.eve_flow()
+    body["start"], body["end"] = timestamp(body["start"]), timestamp(body["end"])
+    ev: Event = {"timestamp": body["end"], "flow_id": flow.flow_id, "event_type": "flow",
+                 "src_ip": flow.src}
+    if flow.proto in (6, 17, 132):
+        ev["src_port"] = flow.sport
+    ev["dest_ip"] = flow.dst
+    if flow.proto in (6, 17, 132):
+        ev["dest_port"] = flow.dport
+    ev["proto"] = flow.proto_name
+    if flow.app_proto and flow.app_proto != "failed":
+        ev["app_proto"] = flow.app_proto
+    ev["flow"] = body
+    if flow.proto == 6:
+        ev["tcp"] = flow.eve_tcp()
+    return ev
+
+
+def app_record(flow: Any, event_type: str, record: dict, tx_id: int, to_server: bool,
+               pkt: Packet | None) -> Event:
+    """A `dns`/`http`/`tls` record; at flow end (no packet) it carries the flow's tuple."""
+    if pkt is not None:
+        ev = base(event_type, pkt, flow_id=flow.flow_id, app_proto=None, to_server=None)
+    else:
+        ev = flow_end(flow)
+        del ev["flow"]
+        ev.pop("tcp", None)
+        ev.pop("app_proto", None)
+        ev["event_type"] = event_type
+        ev["timestamp"] = timestamp(flow.end)
+    ev["tx_id"] = tx_id
+    ev[event_type] = record
+    return ev
+
+
 def stats(ts: float, uptime: int, decoder: dict[str, int], flow: dict[str, int],
           alerts: int) -> Event:
     return {"timestamp": timestamp(ts), "event_type": "stats",

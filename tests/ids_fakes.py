@@ -117,6 +117,12 @@ class FakeFlows:
         self.app = []
         return out
 
+    def drain_events(self) -> list:
+        return []
+
+    def flush(self) -> list:
+        return []
+
 
 def packet(n: int, payload: bytes = b"", src: str = "10.0.0.1", dst: str = "10.0.0.2",
            sport: int = 40000, dport: int = 80, proto: int = 6, ts: float = 1.7e9) -> Packet:

@@ -16,10 +16,12 @@ rules_mod = pytest.importorskip("netsec.rules")
 flow_mod = pytest.importorskip("netsec.flow")
 pcap_mod = pytest.importorskip("netsec.pcap")
 
+from netsec.cli import categories  # noqa: E402
 from netsec.engine import Engine, EngineConfig, Verdict  # noqa: E402
 
 BACKENDS = ["python"] + (["hyperscan"] if hyperscan else [])
 C, S = "10.0.0.5", "192.0.2.80"
+ETH = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")  # fixed MACs: no ARP lookups
 
 
 def tcp_session(requests: list[tuple[bytes, bytes]], sport: int = 41000,
@@ -34,8 +36,8 @@ def tcp_session(requests: list[tuple[bytes, bytes]], sport: int = 41000,
         p.time = 1_700_000_000 + t
         pkts.append(p)
 
-    c2s = lambda **kw: Ether() / IP(src=C, dst=S) / TCP(sport=sport, dport=dport, **kw)  # noqa: E731
-    s2c = lambda **kw: Ether() / IP(src=S, dst=C) / TCP(sport=dport, dport=sport, **kw)  # noqa: E731
+    c2s = lambda **kw: ETH / IP(src=C, dst=S) / TCP(sport=sport, dport=dport, **kw)  # noqa: E731
+    s2c = lambda **kw: ETH / IP(src=S, dst=C) / TCP(sport=dport, dport=sport, **kw)  # noqa: E731
     add(c2s(flags="S", seq=cseq))
     add(s2c(flags="SA", seq=sseq, ack=cseq + 1))
     cseq, sseq = cseq + 1, sseq + 1
@@ -69,8 +71,8 @@ def run(tmp_path: Path, pkts: list, rules: str, backend: str = "python",
     cls = ET_OPEN / "classification.config"
     ruleset = rules_mod.load_rules([rule_file], None, cls if cls.exists() else None)
     assert len(ruleset.rules) == len([r for r in rules.splitlines() if r.strip()])
-    engine = Engine(ruleset.rules, flow_mod.FlowTable(flow_mod.FlowConfig()),
-                    EngineConfig(simulate_ips=ips, prefilter=backend))
+    engine = Engine(ruleset.rules, flow_mod.FlowTable(flow_mod.FlowConfig()), EngineConfig(
+        simulate_ips=ips, prefilter=backend, categories=categories(cls) if cls.exists() else {}))
     verdicts = [engine.process(p) for p in pcap_mod.read_packets(pcap)]
     events = engine.take_events() + engine.finish()
     return verdicts, events
@@ -144,7 +146,7 @@ def test_threshold_limit_one_by_src_over_three_packets(tmp_path: Path) -> None:
              'threshold:type limit, track by_src, count 1, seconds 60; sid:20;)\n')
     pkts = []
     for i in range(3):
-        p = Ether() / IP(src=C, dst="192.0.2.53") / UDP(sport=5000 + i, dport=53) / \
+        p = ETH / IP(src=C, dst="192.0.2.53") / UDP(sport=5000 + i, dport=53) / \
             DNS(id=i, qd=DNSQR(qname="example.com"))
         p.time = 1_700_000_000 + i
         pkts.append(p)
@@ -155,7 +157,7 @@ def test_threshold_limit_one_by_src_over_three_packets(tmp_path: Path) -> None:
 def test_dns_query_rule(tmp_path: Path) -> None:
     rules = ('alert dns any any -> any any (msg:"dns"; dns.query; content:"evil.example"; '
              'nocase; sid:30;)\n')
-    p = Ether() / IP(src=C, dst="192.0.2.53") / UDP(sport=5353, dport=53) / \
+    p = ETH / IP(src=C, dst="192.0.2.53") / UDP(sport=5353, dport=53) / \
         DNS(id=1, qd=DNSQR(qname="EVIL.example"))
     _, events = run(tmp_path, [p], rules)
     [a] = alerts(events)
@@ -189,7 +191,7 @@ def test_all_of_et_open_runs_on_a_mixed_pcap(tmp_path: Path) -> None:
     assert len(ruleset.rules) > 15000
     det = Detector(ruleset.rules)
     pkts = tcp_session([(GET, OK)]) + [
-        Ether() / IP(src=C, dst="192.0.2.53") / UDP(sport=5353, dport=53) /
+        ETH / IP(src=C, dst="192.0.2.53") / UDP(sport=5353, dport=53) /
         DNS(id=1, qd=DNSQR(qname="example.com"))]
     wrpcap(str(tmp_path / "m.pcap"), pkts)
     table = flow_mod.FlowTable(flow_mod.FlowConfig())
