@@ -86,7 +86,7 @@ def _parse_head(head: bytes) -> tuple[list[bytes], list[tuple[bytes, bytes]]] | 
 
 class _Tx:
     __slots__ = ("tx_id", "method", "uri", "protocol", "host", "user_agent", "referer",
-                 "status", "content_type", "length", "request_done", "logged",
+                 "status", "content_type", "length", "logged",
                  "content_encoding", "head_request")
 
     def __init__(self, tx_id: int) -> None:
@@ -100,7 +100,6 @@ class _Tx:
         self.status = b""
         self.content_type = b""
         self.length = 0
-        self.request_done = False
         self.logged = False
         self.content_encoding = b""
         self.head_request = False
@@ -126,7 +125,8 @@ class HttpParser:
     def __init__(self, request_body_limit: int = 100 * 1024,
                  response_body_limit: int = 100 * 1024) -> None:
         self._sides = (_Side(response_body_limit), _Side(request_body_limit))
-        self._txs: list[_Tx] = []     # transactions by tx_id
+        self._txs: dict[int, _Tx] = {}  # open transactions by tx_id (dropped once logged)
+        self._ntx = 0
         self._next_response = 0       # tx_id the next response belongs to
         self.failed = False
 
@@ -145,11 +145,8 @@ class HttpParser:
         return out
 
     def finish(self) -> list[AppOutput]:
-        out: list[AppOutput] = []
-        for tx in self._txs:
-            if not tx.logged:
-                tx.logged = True
-                out.append(AppOutput(tx.tx_id, True, None, _eve(tx)))
+        out = [AppOutput(tx.tx_id, True, None, _eve(tx)) for tx in self._txs.values()]
+        self._txs.clear()
         return out
 
     def _head(self, side: _Side, to_server: bool, out: list[AppOutput]) -> bool:
@@ -175,8 +172,7 @@ class HttpParser:
     def _request(self, side: _Side, start: list[bytes], line: bytes,
                  headers: list[tuple[bytes, bytes]], head: bytes,
                  out: list[AppOutput]) -> None:
-        tx = _Tx(len(self._txs))
-        self._txs.append(tx)
+        tx = self._new_tx()
         side.tx = tx
         tx.method = start[0]
         tx.uri = start[1] if len(start) > 1 else b""
@@ -197,8 +193,6 @@ class HttpParser:
                      "http.request_line": line, "http.start": head + b"\r\n\r\n"})
         out.append(AppOutput(tx.tx_id, True, bufs))
         self._start_body(side, headers, has_body=True)
-        if side.state == _HEAD:
-            tx.request_done = True
 
     def _response(self, side: _Side, start: list[bytes], line: bytes,
                   headers: list[tuple[bytes, bytes]], head: bytes,
@@ -206,11 +200,9 @@ class HttpParser:
         status = start[1] if len(start) > 1 else b""
         if status.startswith(b"1") and status != b"101":
             return   # interim response (100 Continue): the real one follows
-        if self._next_response < len(self._txs):
-            tx = self._txs[self._next_response]
-        else:   # a response without a request (midstream pickup)
-            tx = _Tx(len(self._txs))
-            self._txs.append(tx)
+        tx = self._txs.get(self._next_response)
+        if tx is None:   # a response without a request (midstream pickup)
+            tx = self._new_tx()
         self._next_response = tx.tx_id + 1
         side.tx = tx
         tx.protocol = tx.protocol or start[0]
@@ -298,13 +290,8 @@ class HttpParser:
     def _body_done(self, side: _Side, to_server: bool, out: list[AppOutput]) -> None:
         side.state = _HEAD
         self._emit_body(side, to_server, out)
-        tx = side.tx
-        if tx is None:
-            return
-        if to_server:
-            tx.request_done = True
-        else:
-            self._log(tx, out)
+        if side.tx is not None and not to_server:
+            self._log(side.tx, out)
 
     def _emit_body(self, side: _Side, to_server: bool, out: list[AppOutput]) -> None:
         tx = side.tx
@@ -318,9 +305,15 @@ class HttpParser:
         body = _decompress(body, tx.content_encoding, side.limit)
         out.append(AppOutput(tx.tx_id, False, {"http.response_body": body, "file.data": body}))
 
+    def _new_tx(self) -> _Tx:
+        tx = self._txs[self._ntx] = _Tx(self._ntx)
+        self._ntx += 1
+        return tx
+
     def _log(self, tx: _Tx, out: list[AppOutput]) -> None:
         if not tx.logged:
             tx.logged = True
+            self._txs.pop(tx.tx_id, None)
             out.append(AppOutput(tx.tx_id, False, None, _eve(tx)))
 
 

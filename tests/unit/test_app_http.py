@@ -117,3 +117,19 @@ def test_oversized_header_block_stops_parsing() -> None:
 ])
 def test_normalize_uri(raw: bytes, norm: bytes) -> None:
     assert normalize_uri(raw) == norm
+
+
+def test_logged_transactions_are_not_kept() -> None:
+    p = HttpParser()
+    for _ in range(50):
+        p.feed(b"GET / HTTP/1.1\r\n\r\n", True)
+        p.feed(b"HTTP/1.1 204 No Content\r\n\r\n", False)
+    assert p.finish() == []
+    p.feed(b"GET /last HTTP/1.1\r\n\r\n", True)
+    [o] = p.finish()
+    assert o.tx_id == 50 and o.record["url"] == "/last"
+
+
+def test_response_without_request_midstream() -> None:
+    outs = HttpParser().feed(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", False)
+    assert [o.tx_id for o in outs] == [0, 0] and outs[1].record["status"] == 200

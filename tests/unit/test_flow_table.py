@@ -194,3 +194,19 @@ def test_bad_checksum_skips_reassembly_when_validating() -> None:
     raw[-1] ^= 1
     out = s.table.process(decode(1, s.ts, 99, bytes(raw), checksums=True))
     assert _kinds(out) == ["pkt"]
+
+
+def test_dns_over_tcp_detected_by_structure_on_any_port() -> None:
+    s = Session(FlowTable())
+    s.handshake()
+    msg = bytes(DNS(id=9, qd=DNSQR(qname="tcp.example")))
+    out = s.send(True, "PA", len(msg).to_bytes(2, "big") + msg)
+    assert out[0].flow.app_proto == "dns"
+    assert out[2].buffers["dns.query"] == [b"tcp.example"]
+
+
+def test_undetectable_payload_marks_failed() -> None:
+    s = Session(FlowTable())
+    s.handshake()
+    out = s.send(True, "PA", b"\x00\x01binary protocol nobody knows\xff" * 3)
+    assert out[0].flow.app_proto == "failed" and _kinds(out) == ["pkt", "stream"]
