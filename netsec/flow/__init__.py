@@ -35,7 +35,8 @@ App protocol detection is by content: see `netsec.flow.detect`.
 EVE: `drain_events()` returns what happened since the last call, in order:
 
 - `FlowEnd(flow)` when a flow ends (timeout per protocol and state, from
-  `FlowConfig.timeouts`, measured in capture time; or "shutdown" at `flush()`).
+  `FlowConfig.timeouts`, measured in capture time; "forced" when a SYN reuses the 5-tuple
+  of a closed TCP flow; "shutdown" at `flush()`).
   `flow.eve_flow()` is the `flow` object (pkts/bytes toserver/toclient, start, end, age,
   state, reason, alerted); `flow.eve_tcp()` the `tcp` object; the 5-tuple of the
   initiator is `flow.src`, `flow.sport`, `flow.dst`, `flow.dport`, `flow.proto_name`,

@@ -3,8 +3,8 @@
 Sequence numbers are read relative to the next expected byte, modulo 2**32 (so a stream
 wraps around the sequence space without effect). A segment wholly below the next expected
 byte is a retransmission and is ignored; one that overlaps it contributes only its new tail.
-Segments beyond the next expected byte are buffered (up to `max_ooo_bytes`) until the hole
-is filled.
+Segments beyond the next expected byte are buffered (up to `max_ooo_bytes` and
+`MAX_OOO_SEGMENTS`; beyond that they are dropped, as if lost) until the hole is filled.
 
 Overlap policy, Suricata's default "bsd"-like: data already reassembled is never replaced,
 and among buffered out-of-order segments the one starting lowest wins (same start: the first
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 _HALF = 1 << 31
 _MASK = 0xFFFFFFFF
+MAX_OOO_SEGMENTS = 1024   # buffered segments per direction (bounds the work per segment)
 
 
 class Stream:
@@ -46,7 +47,8 @@ class Stream:
         if end <= nxt:
             return b""                 # retransmission (or keep-alive)
         if rel > nxt:
-            if rel not in self.ooo and self.ooo_bytes + len(data) <= self.max_ooo:
+            if (rel not in self.ooo and self.ooo_bytes + len(data) <= self.max_ooo
+                    and len(self.ooo) < MAX_OOO_SEGMENTS):
                 self.ooo[rel] = data
                 self.ooo_bytes += len(data)
             return b""

@@ -80,6 +80,9 @@ class FlowTable:
         flow = self._flows.get(key)
         if flow is None:
             flow = self._new_flow(pkt, key)
+        elif flow.closed and pkt.ip_proto == 6 and pkt.tcp_flags & (_SYN | _ACK) == _SYN:
+            self._end(flow, "forced")   # the 5-tuple is reused by a new connection
+            flow = self._new_flow(pkt, key)
         to_server = key == flow.key
         size = len(pkt.raw)
         if to_server:

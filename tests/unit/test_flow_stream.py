@@ -59,3 +59,11 @@ def test_window_keeps_context_for_split_content() -> None:
     s = _stream(context=4)
     assert s.window(s.add(1000, b"xxxxEVI")) == b"xxxxEVI"
     assert s.window(s.add(1007, b"L!")) == b"xEVIL!"
+
+
+def test_out_of_order_buffer_is_bounded() -> None:
+    from netsec.flow.stream import MAX_OOO_SEGMENTS
+    s = _stream()
+    for i in range(MAX_OOO_SEGMENTS + 10):
+        s.add(1002 + 2 * i, b"x")
+    assert len(s.ooo) == MAX_OOO_SEGMENTS

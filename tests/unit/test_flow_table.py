@@ -210,3 +210,16 @@ def test_undetectable_payload_marks_failed() -> None:
     s.handshake()
     out = s.send(True, "PA", b"\x00\x01binary protocol nobody knows\xff" * 3)
     assert out[0].flow.app_proto == "failed" and _kinds(out) == ["pkt", "stream"]
+
+
+def test_syn_on_a_closed_flow_starts_a_new_one() -> None:
+    t = FlowTable()
+    s = Session(t)
+    s.handshake()
+    old = s.send(True, "R")[0].flow
+    t.drain_events()
+    s.cseq = 777
+    new = s.send(True, "S")[0].flow
+    assert new is not old and not new.closed
+    [end] = t.drain_events()
+    assert isinstance(end, FlowEnd) and end.flow is old and old.reason == "forced"
