@@ -130,7 +130,8 @@ def _finish(b: Builder, classification: dict[str, Classtype] | None) -> None:
             raise RuleError(f"classtype: {rule.classtype!r} is not in classification.config")
         if "priority" not in b.seen:
             rule.priority = ct.priority
-    if rule.ip_proto in (17, 1, 58) or "no_stream" in b.flow:
+    # dsize makes a rule packet-only in Suricata: its contents never see the stream.
+    if rule.ip_proto in (17, 1, 58) or "no_stream" in b.flow or "dsize" in b.seen:
         sources: tuple[str, ...] = (PKT,)
     elif "only_stream" in b.flow:
         sources = (STREAM,)

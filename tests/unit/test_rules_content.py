@@ -123,6 +123,7 @@ def test_payload_rules_look_at_stream_and_packet() -> None:
     assert rule('flow:only_stream; content:"x";').buffers == {"stream"}
     assert rule('flow:no_stream; content:"x";').buffers == {"pkt"}
     assert rule('content:"x";', proto="udp").buffers == {"pkt"}
+    assert rule('dsize:>1; content:"x";').buffers == {"pkt"}
 
 
 BUFFER_CASES = [

@@ -21,6 +21,7 @@ TCP_FLAG_BITS = {"F": 0x01, "S": 0x02, "R": 0x04, "P": 0x08, "A": 0x10, "U": 0x2
 def _packet_uint(name: str, read: Callable[[Inspection], int | None], maximum: int):
     def setup(b: Builder, value: str | None) -> None:
         test = parse_uint(value or "", name, maximum)
+        b.seen.add(name)
 
         def check(ins: Inspection) -> bool:
             v = read(ins)
