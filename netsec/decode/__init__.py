@@ -23,7 +23,7 @@ from netsec.decode.defrag import Defragmenter
 from netsec.decode.ethernet import decode_ethernet
 from netsec.decode.icmp import decode_icmp
 from netsec.decode.ipv4 import decode_ipv4
-from netsec.decode.ipv6 import decode_ipv6
+from netsec.decode.ipv6 import decode_ipv6, walk_extensions
 from netsec.decode.sll import decode_sll, decode_sll2
 from netsec.decode.tcp import decode_tcp
 from netsec.decode.udp import decode_udp
@@ -139,7 +139,12 @@ class Decoder:
             return None if not pkt.events else pkt
         pkt.frag = True
         pkt.ip_len = (l4off - off) + len(data)
-        decode_l4(pkt, data, 0, len(data), checksums, src, dst)
+        start = 0
+        if pkt.ip_version == 6:
+            start = walk_extensions(pkt, data, 0, len(data), pkt.ip_proto)[0]
+            if start < 0:
+                return pkt
+        decode_l4(pkt, data, start, len(data), checksums, src, dst)
         return pkt
 
 

@@ -36,8 +36,15 @@ def decode_ipv6(pkt: Packet, buf: bytes, off: int,
     pkt.dst = inet_ntop(AF_INET6, buf[off + 24:off + 40])
     pkt.ttl = hlim
     pkt.ip_len = 40 + plen
-    end = off + 40 + plen
-    off += 40
+    return walk_extensions(pkt, buf, off + 40, off + 40 + plen, nxt)
+
+
+def walk_extensions(pkt: Packet, buf: bytes, off: int, end: int,
+                    nxt: int) -> tuple[int, int, int, bool, int]:
+    """Skip extension headers from `off` (the first one of type `nxt`); sets `ip_proto`.
+
+    Also used on a reassembled datagram, whose fragmentable part may start with one.
+    """
     frag_off, more, frag_id = 0, False, 0
     seen = 0
     while nxt in _EXT_HEADERS:

@@ -83,3 +83,17 @@ def test_ipv6_fragments_out_of_order_with_overlap() -> None:
 def test_atomic_ipv6_fragment_is_plain() -> None:
     p = Decoder().decode(101, 0, 1, _v6_frag(0, UDP_DATA, False))
     assert p is not None and not p.frag and p.dport == 2222
+
+
+def test_ipv6_fragmentable_part_starting_with_destination_options() -> None:
+    from scapy.layers.inet6 import IPv6ExtHdrDestOpt
+    whole = bytes(IPv6ExtHdrDestOpt(nh=17)) + UDP_DATA
+    d = Decoder()
+
+    def frag(offset: int, data: bytes, more: bool) -> bytes:
+        return bytes(IPv6(src="2001:db8::1", dst="2001:db8::2") /
+                     IPv6ExtHdrFragment(id=6, offset=offset // 8, m=int(more), nh=60) / data)
+
+    assert d.decode(101, 0, 1, frag(0, whole[:24], True)) is None
+    pkt = d.decode(101, 0, 2, frag(24, whole[24:], False))
+    assert pkt is not None and (pkt.ip_proto, pkt.dport) == (17, 2222)
