@@ -3,8 +3,10 @@
 A parser is per flow and sans-IO: `feed(data, to_server)` takes the next in-order bytes of
 one direction (a whole datagram for UDP) and returns `AppOutput`s in order — buffers for an
 app-layer inspection (Suricata's sticky-buffer names) and/or a record for an EVE event of
-the parser's protocol. `finish()` at flow end returns records still pending (an HTTP
-request whose response never came). Parsers never raise on bad input: they stop parsing
+the parser's protocol. `end_of_stream(to_server)` says that direction closed (TCP FIN or
+RST), which completes data delimited by the connection's end (an HTTP response body without
+a length). `finish()` at flow end returns records still pending (an HTTP request whose
+response never came). Parsers never raise on bad input: they stop parsing
 that flow (`failed`) and return nothing more.
 """
 from __future__ import annotations
@@ -25,5 +27,7 @@ class AppParser(Protocol):
     proto: str
 
     def feed(self, data: bytes, to_server: bool) -> list[AppOutput]: ...
+
+    def end_of_stream(self, to_server: bool) -> list[AppOutput]: ...
 
     def finish(self) -> list[AppOutput]: ...

@@ -154,6 +154,9 @@ class DnsParser:
         self._buf[side] = buf
         return out
 
+    def end_of_stream(self, to_server: bool) -> list[AppOutput]:
+        return []
+
     def finish(self) -> list[AppOutput]:
         return []
 

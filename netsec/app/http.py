@@ -144,6 +144,14 @@ class HttpParser:
                 break
         return out
 
+    def end_of_stream(self, to_server: bool) -> list[AppOutput]:
+        """A response body read until the connection closed is complete now."""
+        side = self._sides[to_server]
+        out: list[AppOutput] = []
+        if side.state == _BODY_CLOSE and not self.failed:
+            self._body_done(side, to_server, out)
+        return out
+
     def finish(self) -> list[AppOutput]:
         out = [AppOutput(tx.tx_id, True, None, _eve(tx)) for tx in self._txs.values()]
         self._txs.clear()

@@ -176,6 +176,9 @@ class TlsParser:
         self._records[side] = buf
         return out
 
+    def end_of_stream(self, to_server: bool) -> list[AppOutput]:
+        return []
+
     def finish(self) -> list[AppOutput]:
         out: list[AppOutput] = []
         self._log(out)

@@ -130,6 +130,9 @@ class FlowTable:
             flow.tcp_flags_tc |= flags
         state = flow.tcp_state
         if flags & _RST:
+            if flow.app is not None and not flow.closed:
+                for side in (True, False):
+                    self._outputs(flow, pkt, flow.app.end_of_stream(side), out)
             flow.tcp_state = TCP_CLOSED
             flow.closed = True
             return
@@ -175,6 +178,8 @@ class FlowTable:
                 if flow.app_proto != "failed":
                     self._app(flow, pkt, new, to_server, out, tcp=True)
         if flags & _FIN:
+            if flow.app is not None:
+                self._outputs(flow, pkt, flow.app.end_of_stream(to_server), out)
             flow.fins |= 1 if to_server else 2
             flow.tcp_state = TCP_CLOSED if flow.fins == 3 else TCP_CLOSING
             flow.closed = flow.fins == 3

@@ -133,3 +133,15 @@ def test_logged_transactions_are_not_kept() -> None:
 def test_response_without_request_midstream() -> None:
     outs = HttpParser().feed(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", False)
     assert [o.tx_id for o in outs] == [0, 0] and outs[1].record["status"] == 200
+
+
+def test_body_until_close_completes_at_end_of_stream() -> None:
+    p = HttpParser()
+    p.feed(b"GET / HTTP/1.0\r\n\r\n", True)
+    outs = p.feed(b"HTTP/1.0 200 OK\r\n\r\nstreamed ", False)
+    assert len(_bufs(outs)) == 1
+    assert p.feed(b"until close", False) == []
+    assert p.end_of_stream(True) == []
+    done = p.end_of_stream(False)
+    assert done[0].buffers["file.data"] == b"streamed until close"
+    assert done[1].record["length"] == 20

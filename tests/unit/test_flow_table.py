@@ -223,3 +223,12 @@ def test_syn_on_a_closed_flow_starts_a_new_one() -> None:
     assert new is not old and not new.closed
     [end] = t.drain_events()
     assert isinstance(end, FlowEnd) and end.flow is old and old.reason == "forced"
+
+
+def test_fin_completes_a_response_body_without_length() -> None:
+    s = Session(FlowTable())
+    s.handshake()
+    s.send(True, "PA", b"GET / HTTP/1.0\r\n\r\n")
+    s.send(False, "PA", b"HTTP/1.0 200 OK\r\n\r\nbody")
+    out = s.send(False, "FA")
+    assert _kinds(out) == ["pkt", "app"] and out[1].buffers["file.data"] == b"body"
