@@ -174,9 +174,10 @@ class DnsParser:
             self._next_tx += 1
             if not response and len(self._pending) < MAX_PENDING:
                 self._pending[mid] = tx_id
-        names = [name for name, _ in m["questions"]]
+        names: list[bytes] = [name for name, _ in m["questions"]]
         record = _eve(m, tx_id, response)
-        buffers = {"dns.query": names} if not response else None
+        buffers: dict[str, bytes | list[bytes]] | None = (
+            None if response else {"dns.query": names})
         return [AppOutput(tx_id, to_server, buffers, record)]
 
 
