@@ -13,7 +13,7 @@ from collections import Counter
 from netsec.rules.loader import RuleSet
 
 # Reasons without their per-rule detail ("pcre: Python cannot compile /x/: ..." -> "pcre: ...")
-_DETAIL = re.compile(r"^([^:]+):\s*([a-z][a-z ,'_-]*[a-z]).*$")
+_DETAIL = re.compile(r"^([^:]+):\s*([A-Za-z][A-Za-z ,'_-]*[A-Za-z]).*$", re.S)
 
 
 def reason_kind(reason: str) -> str:

@@ -98,6 +98,7 @@ def load_rules(paths: list[Path], variables: Variables | None = None,
     rules: list[Rule] = []
     report: list[FileReport] = []
     seen: dict[tuple[int, int], str] = {}
+    shared: dict = {}
     for path in rule_files([Path(p) for p in paths]):
         fr = FileReport(str(path))
         report.append(fr)
@@ -112,7 +113,7 @@ def load_rules(paths: list[Path], variables: Variables | None = None,
                 continue
             where = f"{path}:{line}"
             try:
-                rule = parse_rule(rtext, variables, where, classes)
+                rule = parse_rule(rtext, variables, where, classes, shared)
             except RuleError as e:
                 m = _SID.search(rtext)
                 fr.skipped.append(Skipped(int(m.group(1)) if m else None, str(path), line,

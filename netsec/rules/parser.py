@@ -82,7 +82,9 @@ def split_options(body: str, where: str) -> list[tuple[str, str | None]]:
 
 
 def parse_rule(text: str, variables: Variables | None = None, where: str = "<string>:1",
-               classification: dict[str, Classtype] | None = None) -> Rule:
+               classification: dict[str, Classtype] | None = None,
+               shared: dict | None = None) -> Rule:
+    """Parse one rule; `shared` holds cross-rule match state (xbits) for a rule set."""
     variables = variables or _VIRGIN
     text = text.strip()
     start, end = text.find("("), text.rfind(")")
@@ -104,7 +106,7 @@ def parse_rule(text: str, variables: Variables | None = None, where: str = "<str
         rule.dst = _matcher(AddressMatcher, dst, variables)
         rule.sport = _matcher(PortMatcher, sport, variables)
         rule.dport = _matcher(PortMatcher, dport, variables)
-        b = Builder(rule)
+        b = Builder(rule, shared)
         for name, value in split_options(text[start + 1:end], where):
             kw = lookup(name)
             if kw.value is True and not value:

@@ -130,8 +130,10 @@ class Rule:
 class Builder:
     """Setup-time state while a rule's options are read in order."""
 
-    def __init__(self, rule: Rule) -> None:
+    def __init__(self, rule: Rule, shared: dict | None = None) -> None:
         self.rule = rule
+        # State several rules share at match time (xbits' host bits), one per rule set.
+        self.shared: dict = {} if shared is None else shared
         self.sticky: str | None = None          # the current sticky buffer
         self.transforms: list[tuple[str, Transform]] = []
         self.chains: dict[tuple[str, tuple[str, ...]], Chain] = {}

@@ -195,3 +195,30 @@ def test_app_protocols_and_buffers() -> None:
     assert rule('content:"x"; http_client_body;', proto="http").buffers == {
         "http.request_body"}
     assert rule("ja3_hash; content:\"abc\";", proto="tls").buffers == {"ja3.hash"}
+
+
+def test_xbits_across_flows_with_expiry() -> None:
+    shared: dict = {}
+    setter = parse_rule("alert tcp any any -> any any (xbits:set,seen,track ip_src,expire 10; "
+                        "sid:1;)", shared=shared)
+    reader = parse_rule("alert tcp any any -> any any (xbits:isset,seen,track ip_src; sid:2;)",
+                        shared=shared)
+    other = parse_rule("alert tcp any any -> any any (xbits:isnotset,seen,track ip_src; "
+                       "sid:3;)", shared=shared)
+    first = ins(flow=FakeFlow(flow_id=1), src="10.0.0.1", dst="1.1.1.1", ts=100.0)
+    later = ins(flow=FakeFlow(flow_id=2), src="10.0.0.1", dst="2.2.2.2", ts=105.0)
+    too_late = ins(flow=FakeFlow(flow_id=3), src="10.0.0.1", dst="2.2.2.2", ts=111.0)
+    elsewhere = ins(flow=FakeFlow(flow_id=4), src="10.0.0.2", dst="2.2.2.2", ts=105.0)
+    assert not reader.match(first) and other.match(first)
+    setter.postmatch(first)
+    assert reader.match(later) and not other.match(later)
+    assert not reader.match(too_late)
+    assert not reader.match(elsewhere)
+    assert setter.flowbits_set and reader.flowbits_read
+
+
+@pytest.mark.parametrize("value", ["set,x", "set,x,track host", "frob,x,track ip_src",
+                                   "set,x,track ip_src,expire soon"])
+def test_bad_xbits(value: str) -> None:
+    with pytest.raises(RuleError, match="xbits"):
+        rule(f"xbits:{value};")

@@ -46,10 +46,11 @@ def _build() -> dict[str, Keyword]:
         pcre,
         threshold,
         transforms,
+        xbits,
     )
     table: dict[str, Keyword] = {}
     for mod in (meta, content, pcre, bytes_, buffers, transforms, flow, flowbits, threshold,
-                header):
+                header, xbits):
         for kw in mod.KEYWORDS:
             for name in (kw.name, *kw.aliases):
                 if name in table:
