@@ -117,7 +117,8 @@ def render_name(name: x509.Name) -> str:
 
 
 def certificate(body: bytes) -> dict:
-    """Subject, issuer and serial of the first certificate of a Certificate message."""
+    """Subject, issuer, serial, SHA-1 fingerprint and validity of the first certificate of a
+    Certificate message (as Suricata's EVE tls object shows them)."""
     if len(body) < 6:
         raise TlsError("Certificate message too short")
     total = int.from_bytes(body[:3], "big")
@@ -133,13 +134,17 @@ def certificate(body: bytes) -> dict:
         cert = x509.load_der_x509_certificate(certs[0])
         subject, issuer = render_name(cert.subject), render_name(cert.issuer)
         serial = cert.serial_number
+        validity = (cert.not_valid_before_utc.strftime("%Y-%m-%dT%H:%M:%S"),
+                    cert.not_valid_after_utc.strftime("%Y-%m-%dT%H:%M:%S"))
     except ValueError as e:
         raise TlsError(f"unparsable certificate: {e}") from e
     raw = serial.to_bytes(serial.bit_length() // 8 + 1, "big", signed=False)
     if len(raw) > 1 and raw[0] == 0 and raw[1] < 0x80:
         raw = raw[1:]
     return {"subject": subject, "issuer": issuer,
-            "serial": ":".join(f"{b:02X}" for b in raw), "certs": certs}
+            "serial": ":".join(f"{b:02X}" for b in raw), "certs": certs,
+            "fingerprint": ":".join(f"{b:02x}" for b in hashlib.sha1(certs[0]).digest()),
+            "notbefore": validity[0], "notafter": validity[1]}
 
 
 class TlsParser:
@@ -225,7 +230,8 @@ class TlsParser:
         elif mtype == 11 and not side:
             cert = certificate(body)
             rec.update(subject=cert["subject"], issuerdn=cert["issuer"],
-                       serial=cert["serial"])
+                       serial=cert["serial"], fingerprint=cert["fingerprint"],
+                       notbefore=cert["notbefore"], notafter=cert["notafter"])
             out.append(AppOutput(0, False, {
                 "tls.cert_subject": cert["subject"].encode(),
                 "tls.cert_issuer": cert["issuer"].encode(),

@@ -88,6 +88,8 @@ def test_server_hello_certificate_and_eve_record() -> None:
     rec = out[2].record
     assert rec["sni"] == "c.example" and rec["version"] == "TLS 1.2"
     assert rec["subject"] == "C=US, O=Example, CN=example.com" and rec["serial"] == "00:AB:12"
+    assert rec["fingerprint"] == ":".join(f"{b:02x}" for b in hashlib.sha1(der).digest())
+    assert (rec["notbefore"], rec["notafter"]) == ("2025-01-01T00:00:00", "2025-01-31T00:00:00")
     assert rec["ja3"]["string"] == "771,49195-47,0-10-11,29-23,0" and "hash" in rec["ja3s"]
     assert p.finish() == []   # logged once
 
