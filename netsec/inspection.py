@@ -26,7 +26,8 @@ APP_BUFFERS = (
     "http.response_line", "http.protocol", "http.start", "http.server", "http.location",
     "http.referer", "http.accept", "http.accept_lang", "http.accept_enc", "http.connection",
     "file.data", "dns.query", "tls.sni", "tls.cert_subject", "tls.cert_issuer",
-    "tls.cert_serial", "tls.certs", "tls.version", "ja3.hash", "ja3.string", "ja3s.hash", "ja3s.string",
+    "tls.cert_serial", "tls.certs", "tls.version", "ja3.hash", "ja3.string", "ja3s.hash",
+    "ja3s.string",
 )
 
 
@@ -52,3 +53,7 @@ class Inspection:
     # The application transaction these app-layer buffers belong to (HTTP request/response
     # pair, DNS query, TLS handshake), so that a rule alerts once per transaction.
     tx_id: int | None = None
+    # With `stream`: where the newly reassembled bytes start in it; the bytes before are
+    # context already inspected (kept so a pattern split across segments is found). A match
+    # that ends at or before this offset was already seen by an earlier stream inspection.
+    stream_new: int = 0

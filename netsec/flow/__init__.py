@@ -18,8 +18,9 @@ Use (the engine's loop)::
 2. TCP, when reassembly advanced in the packet's direction: one inspection with buffer
    `stream` = up to `FlowConfig.stream_context` (2048) bytes that preceded the new data in
    that direction, then the new in-order data (a sliding window, so a content split across
-   segments is found; absolute stream offsets are not preserved). Data is inspected as
-   soon as it is in order, in IDS and inline mode alike. Nothing past
+   segments is found; absolute stream offsets are not preserved); `Inspection.stream_new`
+   is where the new bytes start, so the detector can skip matches wholly in the context.
+   Data is inspected as soon as it is in order, in IDS and inline mode alike. Nothing past
    `reassembly_depth` (1 MiB) is inspected; `flow.past_depth(to_server)` says when a
    direction reached it (for the inline bypass);
 3. app-layer inspections (`tx_id` set) with the parsers' sticky buffers: HTTP request and

@@ -174,7 +174,9 @@ class FlowTable:
         if payload:
             new = stream.add(pkt.seq, payload)
             if new:
-                out.append(Inspection(pkt, flow, to_server, {STREAM: stream.window(new)}))
+                window = stream.window(new)
+                out.append(Inspection(pkt, flow, to_server, {STREAM: window},
+                                      stream_new=len(window) - len(new)))
                 if flow.app_proto != "failed":
                     self._app(flow, pkt, new, to_server, out, tcp=True)
         if flags & _FIN:

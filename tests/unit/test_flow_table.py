@@ -70,7 +70,7 @@ def test_content_split_across_segments_is_in_the_stream_buffer() -> None:
     s.handshake()
     s.send(True, "PA", b"xxEV")
     out = s.send(True, "PA", b"IL yy")
-    assert b"EVIL" in out[1].buffers["stream"]
+    assert out[1].buffers["stream"] == b"xxEVIL yy" and out[1].stream_new == 4
     assert b"EVIL" not in out[0].buffers["pkt"]
 
 
