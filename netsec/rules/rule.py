@@ -239,17 +239,44 @@ def _link(items: list[Item]) -> None:
 _PREFILTER_SAFE = {"dotprefix", "to_lowercase"}
 
 
+def pattern_strength(pat: bytes) -> int:
+    """Suricata's tie-break between equally long patterns: rarer-looking bytes score more."""
+    seen: set[int] = set()
+    score = 0
+    for c in pat:
+        if c in seen:
+            score += 1
+            continue
+        seen.add(c)
+        if 65 <= c <= 90 or 97 <= c <= 122:
+            score += 3
+        elif 32 <= c <= 126 or c in (0x00, 0x01, 0xFF):
+            score += 4
+        else:
+            score += 6
+    return score
+
+
+def _buffer_priority(buffer: str) -> int:
+    # Suricata 7: application buffers first, then the payload, http.method last.
+    if buffer == "http.method":
+        return 0
+    return 1 if buffer == PAYLOAD else 2
+
+
 def _prefilter(chains: list[Chain]) -> tuple[str, bytes, bool] | None:
-    """The fast pattern: `fast_pattern` content, else the longest positive content.
+    """The fast pattern, chosen as Suricata does: the `fast_pattern` content, else among
+    the positive contents of the highest-priority buffer the longest, then the strongest.
 
     A content in a transformed buffer stands in only when its pattern still implies
     a pattern of the raw buffer (dotprefix drops the dot, to_lowercase means nocase).
     """
-    best: tuple[int, str, bytes, bool] | None = None
+    best: tuple[tuple[int, int, int, int], str, bytes, bool] | None = None
     for ch in chains:
         if not set(ch.transform_names) <= _PREFILTER_SAFE:
             continue
         buffer = PKT if ch.buffer == PAYLOAD else ch.buffer
+        prio = _buffer_priority(ch.buffer)
         for it in ch.items:
             if not isinstance(it, Content) or it.negated:
                 continue
@@ -263,7 +290,7 @@ def _prefilter(chains: list[Chain]) -> tuple[str, bytes, bool] | None:
                 nocase = True
             if not pat:
                 continue
-            rank = (1 << 20 if it.fast_pattern else 0) + len(pat)
+            rank = (int(it.fast_pattern), prio, len(it.raw), pattern_strength(it.raw))
             if best is None or rank > best[0]:
                 best = (rank, buffer, pat, nocase)
     return None if best is None else (best[1], best[2], best[3])

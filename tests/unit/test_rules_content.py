@@ -176,6 +176,12 @@ def test_sticky_buffers(buffers: dict, options: str, expected: bool) -> None:
     ('dns.query; dotprefix; content:".evil.com";', ("dns.query", b"evil.com", False)),
     ('http.host; to_lowercase; content:"evil";', ("http.host", b"evil", True)),
     ('http.header; strip_whitespace; content:"a:b";', None),
+    # application buffers before the payload, the payload before http.method
+    ('content:"a-long-payload"; http.uri; content:"/x";', ("http.uri", b"/x", False)),
+    ('content:"POST"; http_method; content:"ab";', ("pkt", b"ab", False)),
+    # equal length: the more varied pattern
+    ('content:"aaaa"; content:"abcd";', ("pkt", b"abcd", False)),
+    ('content:"abcd"; content:"|00 01 02 03|";', ("pkt", b"\x00\x01\x02\x03", False)),
 ])
 def test_prefilter_choice(options: str, expected: tuple | None) -> None:
     assert rule(options).prefilter == expected
