@@ -18,7 +18,8 @@ def _timeouts() -> dict[str, dict[str, float]]:
 @dataclass(slots=True)
 class FlowConfig:
     midstream: bool = False            # stream.midstream: track TCP flows picked up mid-way
-    inline: bool = False               # stream.inline: IPS mode
+    inline: bool = False               # stream.inline: IPS mode (read by the engine; in-order
+                                       # data is inspected at once in both modes)
     reassembly_depth: int = 1 << 20    # stream.reassembly.depth per direction; 0 = unlimited
     stream_context: int = 2048         # preceding bytes repeated in each `stream` buffer
     checksums: bool = False            # `-k all`: packets with bad checksums are not tracked
