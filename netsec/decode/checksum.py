@@ -1,14 +1,14 @@
 """Internet checksums (RFC 1071) for IPv4 headers and TCP/UDP/ICMP(v6) over IPv4 and IPv6."""
 from __future__ import annotations
 
-from struct import pack
+from struct import pack, unpack
 
 
 def ones_complement_sum(data: bytes) -> int:
     """The folded 16-bit one's complement sum of `data` (odd length padded with a zero)."""
     if len(data) & 1:
         data += b"\0"
-    total = sum(int.from_bytes(data[i:i + 2], "big") for i in range(0, len(data), 2))
+    total = sum(unpack(f"!{len(data) // 2}H", data))
     while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)
     return total
