@@ -18,6 +18,8 @@ CASES = [
     (b"a;b", 'content:"a\\;b";', True),
     (b'say "hi"', 'content:"\\"hi\\"";', True),
     (b"\x00\x01AB", 'content:"|00 01|AB";', True),
+    (b"a|b", 'content:"a\\|b";', True),
+    (b"a|b", 'content:"a|7c|b";', True),
     # nocase
     (b"HeLLo", 'content:"hello";', False),
     (b"HeLLo", 'content:"hello"; nocase;', True),

@@ -23,30 +23,29 @@ def parse_pattern(value: str, keyword: str = "content") -> tuple[bytes, bool]:
         raise RuleError(f"{keyword}: value must be quoted: {value!r}")
     v = v[1:-1]
     out = bytearray()
-    parts = v.split("|")
-    if len(parts) % 2 == 0:
-        raise RuleError(f"{keyword}: unclosed hex |..| in {value!r}")
-    for n, part in enumerate(parts):
-        if n % 2:
-            if not _HEX.match(part):
-                raise RuleError(f"{keyword}: bad hex {part!r}")
+    i, n = 0, len(v)
+    while i < n:
+        ch = v[i]
+        if ch == "|":
+            close = v.find("|", i + 1)
+            if close < 0:
+                raise RuleError(f"{keyword}: unclosed hex |..| in {value!r}")
+            part = v[i + 1:close]
             digits = "".join(part.split())
-            if len(digits) % 2:
-                raise RuleError(f"{keyword}: odd number of hex digits in {part!r}")
+            if not _HEX.match(part) or len(digits) % 2:
+                raise RuleError(f"{keyword}: bad hex |{part}|")
             out += bytes.fromhex(digits)
-        else:
-            i = 0
-            while i < len(part):
-                ch = part[i]
-                if ch == "\\":
-                    if i + 1 >= len(part):
-                        raise RuleError(f"{keyword}: dangling backslash in {value!r}")
-                    ch = part[i + 1]
-                    i += 1
-                elif ch == '"' or ch == ";":
-                    raise RuleError(f"{keyword}: unescaped {ch!r} in {value!r}")
-                out += ch.encode()
-                i += 1
+            i = close + 1
+            continue
+        if ch == "\\":
+            if i + 1 >= n:
+                raise RuleError(f"{keyword}: dangling backslash in {value!r}")
+            i += 1
+            ch = v[i]
+        elif ch == '"' or ch == ";":
+            raise RuleError(f"{keyword}: unescaped {ch!r} in {value!r}")
+        out += ch.encode()
+        i += 1
     if not out:
         raise RuleError(f"{keyword}: empty pattern")
     return bytes(out), negated
