@@ -290,7 +290,7 @@ class HttpParser:
         if tx is not None and not to_server:
             tx.length += len(data)
         room = side.limit - len(side.body)
-        if room > 0:
+        if room > 0 and not side.body_emitted:
             side.body += data[:room]
             if len(side.body) >= side.limit:
                 self._emit_body(side, to_server, out)
@@ -307,6 +307,7 @@ class HttpParser:
             return
         side.body_emitted = True
         body = bytes(side.body)
+        side.body = bytearray()   # inspected: a long-lived flow keeps no copy
         if to_server:
             out.append(AppOutput(tx.tx_id, True, {"http.request_body": body}))
             return
