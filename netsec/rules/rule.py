@@ -3,13 +3,18 @@
 `Rule.match` runs the rule's checks (flow, flowbits, header keywords) and then one
 inspection chain per buffer; `Rule.postmatch` applies flowbits changes once the whole
 rule matched. Everything is compiled at setup so a match call only compares.
+
+Contents without a sticky buffer form the payload chain: it inspects `pkt` and `stream`
+(only `pkt` for UDP/ICMP, `flow:no_stream` or dsize rules; only `stream` for
+`flow:only_stream`), so `Rule.buffers` names those, and a payload fast pattern is
+reported under `pkt` (the engine scans the stream with the same patterns).
 """
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from netsec.inspection import PKT, STREAM, Inspection
+from netsec.inspection import PKT, Inspection
 from netsec.rules.addresses import AddressMatcher
 from netsec.rules.errors import RuleError
 from netsec.rules.inspect import MATCH, Content, Ctx, Item, run
@@ -296,4 +301,4 @@ def _prefilter(chains: list[Chain]) -> tuple[str, bytes, bool] | None:
     return None if best is None else (best[1], best[2], best[3])
 
 
-__all__ = ["ACTIONS", "ACTION_ORDER", "Builder", "Chain", "Rule", "ThresholdSpec", "STREAM"]
+__all__ = ["ACTIONS", "ACTION_ORDER", "Builder", "Chain", "Rule", "ThresholdSpec"]
