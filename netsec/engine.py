@@ -59,9 +59,6 @@ class Counters:
     drops: int = 0
 
 
-_PROTO_COUNTER = {6: "tcp", 17: "udp", 1: "icmpv4", 58: "icmpv6"}
-
-
 class Engine:
     def __init__(self, rules: Sequence[Any], flows: FlowSource,
                  config: EngineConfig | None = None) -> None:
@@ -146,9 +143,15 @@ class Engine:
             c.ipv4 += 1
         elif pkt.ip_version == 6:
             c.ipv6 += 1
-        name = _PROTO_COUNTER.get(pkt.ip_proto)
-        if name:
-            setattr(c, name, getattr(c, name) + 1)
+        proto = pkt.ip_proto
+        if proto == 6:
+            c.tcp += 1
+        elif proto == 17:
+            c.udp += 1
+        elif proto == 1:
+            c.icmpv4 += 1
+        elif proto == 58:
+            c.icmpv6 += 1
 
     def _drop(self, pkt: Packet, ins: Inspection) -> None:
         self.counters.drops += 1

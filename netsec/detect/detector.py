@@ -140,7 +140,6 @@ class _Group:
             else:
                 self.always[_APP if c.app_proto else _PACKET].append(c)
         self.prefilter = Prefilter(entries, backend=backend)
-        self.has_payload_patterns = PKT in self.prefilter.buffers
 
 
 class Detector:
@@ -214,15 +213,15 @@ class Detector:
             kind = _APP
         else:
             kind = _STREAM if STREAM in buffers and PKT not in buffers else _PACKET
-        hits: set[int] = set()
+        hits: set[int] | None = None
         scan = group.prefilter.scan
         for name, data in buffers.items():
-            if name == STREAM:
-                # Payload rules' fast patterns are looked for in the stream as well.
-                if group.has_payload_patterns:
-                    hits |= scan(PKT, data)
-            elif data:
-                hits |= scan(name, data)
+            if not data:
+                continue
+            # Payload rules' fast patterns are looked for in the stream as well.
+            found = scan(PKT if name == STREAM else name, data)
+            if found:
+                hits = found if hits is None else hits | found
         out = []
         if hits:
             header = self._header_cache(ins)
@@ -234,9 +233,10 @@ class Detector:
                     ok = header[i] = c.header_match(pkt.src, pkt.sport, pkt.dst, pkt.dport)
                 if ok and c.wants(ins, kind):
                     out.append((c.order, c, ins))
-        for c in self._always(group, kind, ins):
-            if kind != _APP or c.app_buffers.issubset(buffers):
-                out.append((c.order, c, ins))
+        if group.always[kind]:
+            for c in self._always(group, kind, ins):
+                if kind != _APP or c.app_buffers.issubset(buffers):
+                    out.append((c.order, c, ins))
         return out
 
     @staticmethod

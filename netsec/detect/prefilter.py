@@ -6,10 +6,12 @@ Two interchangeable backends give the same answer:
 
 - Hyperscan (a block-mode database per buffer, each pattern a hex-escaped literal with
   SINGLEMATCH, CASELESS for nocase), when the `hyperscan` wheel imports;
-- pure Python: a trie-shaped regular expression per case mode, searched with a
-  lookahead so it reports, at each position, the longest pattern starting there; the
-  shorter patterns that are prefixes of a reported one are then checked at that
-  position, which makes the answer exact (every occurring pattern is found).
+- pure Python: one caseless trie-shaped regular expression over the patterns' first
+  bytes, searched with a lookahead so it reports, at each position, the longest pattern
+  starting there, plus the shorter patterns that are its prefixes. It never misses a
+  pattern that occurs, but may also name rules whose pattern does not (case or tail
+  differ): the prefilter only picks candidates, and the full match decides, so the
+  alerts are identical to Hyperscan's.
 
 `HYPERWALL_PREFILTER=python|hyperscan` (or the `backend` argument) forces one.
 """
@@ -115,50 +117,44 @@ def _hyperscan_scanner(keys: list[tuple[bytes, bool]],
 
 def _python_scanner(keys: list[tuple[bytes, bool]],
                     owners: list[tuple[int, ...]]) -> Scanner:
-    modes = [_TrieSearch([(p, owners[i]) for i, (p, nc) in enumerate(keys) if nc == nocase],
-                         nocase)
-             for nocase in (False, True)]
-    modes = [m for m in modes if m.patterns]
+    # One caseless trie over every pattern's first _PY_PREFIX bytes: it may name rules whose
+    # pattern is not there (case differs, or the tail differs), never miss one that is; the
+    # detector's full match then decides, so alerts are the same as with Hyperscan.
+    merged: dict[bytes, set[int]] = {}
+    for (pattern, _), own in zip(keys, owners, strict=True):
+        merged.setdefault(pattern[:_PY_PREFIX].lower(), set()).update(own)
+    return _TrieSearch({k: tuple(v) for k, v in merged.items()}).scan
 
-    def scanner(data: bytes) -> set[int]:
-        found: set[int] = set()
-        for mode in modes:
-            mode.scan(data, found)
-        return found
 
-    return scanner
+_PY_PREFIX = 24  # bounds the regex's nesting; long patterns are rare and verified anyway
 
 
 class _TrieSearch:
-    """All patterns of one case mode occurring in the data (see the module docstring)."""
+    """Every pattern occurring in the data (caseless); see the module docstring."""
 
-    def __init__(self, patterns: list[tuple[bytes, tuple[int, ...]]], nocase: bool) -> None:
-        self.patterns = dict(patterns)
-        self.nocase = nocase
+    def __init__(self, patterns: dict[bytes, tuple[int, ...]]) -> None:
+        self.patterns = patterns
         # For each pattern, the shorter patterns it starts with: present wherever it is.
-        self.prefixes = {p: [q for q in self.patterns if len(q) < len(p) and p.startswith(q)]
-                         for p in self.patterns}
-        if self.patterns:
-            body = _trie_regex(_trie(self.patterns))
-            flags = re.IGNORECASE if nocase else 0
-            self.regex = re.compile(b"(?=(" + body + b"))", flags | re.DOTALL)
+        self.prefixes = {p: [q for q in patterns if len(q) < len(p) and p.startswith(q)]
+                         for p in patterns}
+        body = _trie_regex(_trie(patterns))
+        self.regex = re.compile(b"(?=(" + body + b"))", re.IGNORECASE | re.DOTALL)
 
-    def scan(self, data: bytes, found: set[int]) -> None:
-        if not self.patterns:
-            return
+    def scan(self, data: bytes) -> set[int]:
+        found: set[int] = set()
         seen: set[bytes] = set()
+        patterns, prefixes = self.patterns, self.prefixes
         for m in self.regex.finditer(data):
-            hit = m.group(1)
-            if self.nocase:
-                hit = hit.lower()
+            hit = m.group(1).lower()
             if hit in seen:
                 continue
             seen.add(hit)
-            found.update(self.patterns[hit])
-            for q in self.prefixes[hit]:
+            found.update(patterns[hit])
+            for q in prefixes[hit]:
                 if q not in seen:
                     seen.add(q)
-                    found.update(self.patterns[q])
+                    found.update(patterns[q])
+        return found
 
 
 _END = -1
