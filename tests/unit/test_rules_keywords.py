@@ -222,3 +222,27 @@ def test_xbits_across_flows_with_expiry() -> None:
 def test_bad_xbits(value: str) -> None:
     with pytest.raises(RuleError, match="xbits"):
         rule(f"xbits:{value};")
+
+
+def test_flowint_counts_per_flow() -> None:
+    add = rule("flowint:n,+,1;")
+    ge2 = rule("flowint:n,>=,2;")
+    isset = rule("flowint:n,isset;")
+    notset = rule("flowint:n,notset;")
+    flow = FakeFlow()
+    i = ins(flow=flow)
+    assert notset.match(i) and not isset.match(i) and not ge2.match(i)
+    add.postmatch(i)
+    assert isset.match(i) and not ge2.match(i)
+    add.postmatch(i)
+    assert ge2.match(i)
+    assert not ge2.match(ins(flow=FakeFlow()))  # another flow has its own counter
+    rule("flowint:n,=,10;").postmatch(i)
+    rule("flowint:n,-,3;").postmatch(i)
+    assert rule("flowint:n,==,7;").match(i)
+
+
+@pytest.mark.parametrize("value", ["n", "n,+", "n,~,1", "n,isset,1", "n,+,bad value"])
+def test_bad_flowint(value: str) -> None:
+    with pytest.raises(RuleError, match="flowint"):
+        rule(f"flowint:{value};")

@@ -41,6 +41,7 @@ def _build() -> dict[str, Keyword]:
         content,
         flow,
         flowbits,
+        flowint,
         header,
         meta,
         pcre,
@@ -49,8 +50,8 @@ def _build() -> dict[str, Keyword]:
         xbits,
     )
     table: dict[str, Keyword] = {}
-    for mod in (meta, content, pcre, bytes_, buffers, transforms, flow, flowbits, threshold,
-                header, xbits):
+    for mod in (meta, content, pcre, bytes_, buffers, transforms, flow, flowbits, flowint,
+                threshold, header, xbits):
         for kw in mod.KEYWORDS:
             for name in (kw.name, *kw.aliases):
                 if name in table:
