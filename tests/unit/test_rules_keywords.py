@@ -246,3 +246,26 @@ def test_flowint_counts_per_flow() -> None:
 def test_bad_flowint(value: str) -> None:
     with pytest.raises(RuleError, match="flowint"):
         rule(f"flowint:{value};")
+
+
+class _Stream:
+    def __init__(self, nxt: int) -> None:
+        self.next = nxt
+
+
+@pytest.mark.parametrize(("value", "client", "server", "expected"), [
+    ("client,<,100", 50, 500, True), ("client,<,100", 150, 5, False),
+    ("server,>,100", 50, 500, True), ("both,>,10", 50, 5, False),
+    ("either,>,10", 50, 5, True), ("client,=,1", 0, 0, True), ("client,!=,1", 0, 0, False),
+])
+def test_stream_size(value: str, client: int, server: int, expected: bool) -> None:
+    flow = FakeFlow()
+    flow.streams = [_Stream(server), _Stream(client)]  # type: ignore[attr-defined]
+    assert rule(f"stream_size:{value};").match(ins(flow=flow)) is expected
+    assert not rule(f"stream_size:{value};").match(ins(flow=FakeFlow()))
+
+
+@pytest.mark.parametrize("value", ["client,<", "sideways,<,1", "client,~,1", "client,<,x"])
+def test_bad_stream_size(value: str) -> None:
+    with pytest.raises(RuleError, match="stream_size"):
+        rule(f"stream_size:{value};")

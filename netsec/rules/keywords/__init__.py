@@ -45,13 +45,14 @@ def _build() -> dict[str, Keyword]:
         header,
         meta,
         pcre,
+        stream_size,
         threshold,
         transforms,
         xbits,
     )
     table: dict[str, Keyword] = {}
     for mod in (meta, content, pcre, bytes_, buffers, transforms, flow, flowbits, flowint,
-                threshold, header, xbits):
+                threshold, header, xbits, stream_size):
         for kw in mod.KEYWORDS:
             for name in (kw.name, *kw.aliases):
                 if name in table:
