@@ -20,6 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from netsec.detect.addrindex import AddressIndex
 from netsec.detect.prefilter import Prefilter
 from netsec.detect.thresholds import Thresholds
 from netsec.inspection import PKT, STREAM, Inspection
@@ -37,6 +38,7 @@ _PROTO_NUMBERS: dict[str, tuple[int, ...]] = {
 _APP_ON_UDP = frozenset({"dns", "dhcp", "ntp", "tftp", "snmp", "sip", "quic", "krb5",
                          "ikev2", "ike", "nfs", "dcerpc", "smb"})
 _PAYLOAD = frozenset({PKT, STREAM})
+_INDEX_FROM = 32  # patternless rules in a group before their addresses get an index
 
 
 @dataclass(slots=True)
@@ -140,6 +142,9 @@ class _Group:
             else:
                 self.always[_APP if c.app_proto else _PACKET].append(c)
         self.prefilter = Prefilter(entries, backend=backend)
+        # Many patternless rules (IP lists): find the address matches by index.
+        self.indexes = [AddressIndex([(c.idx, c.rule) for c in rs]) if len(rs) > _INDEX_FROM else None
+                        for rs in self.always]
 
 
 class Detector:
@@ -255,7 +260,12 @@ class Detector:
                 return found
         pkt = ins.packet
         app = flow.app_proto if flow is not None else None
-        found = [c for c in group.always[kind]
+        rules = group.always[kind]
+        index = group.indexes[kind]
+        if index is not None:
+            ids = index.candidates(pkt.src, pkt.dst)
+            rules = [c for c in rules if c.idx in ids]
+        found = [c for c in rules
                  if (not c.app_proto or c.app_proto == app)
                  and c.header_match(pkt.src, pkt.sport, pkt.dst, pkt.dport)]
         if flow is not None:
