@@ -10,9 +10,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from netsec.inspection import APP_BUFFERS
 from netsec.rules import RuleError, load_rules, parse_rule
 from netsec.rules.check import format_json, format_text
 from tests.conftest import ET_OPEN
+from tests.unit.rules_helpers import ins
 
 RULES = """\
 # a comment
@@ -91,8 +93,8 @@ def test_fuzz_random_text_only_rule_errors(text: str) -> None:
                           st.text(alphabet=';:,"|\\!()[]$0- 9a', max_size=3)), max_size=4))
 def test_fuzz_mutated_rule_only_rule_errors(edits: list[tuple[int, int, str]]) -> None:
     text = SEED
-    for pos, cut, ins in edits:
-        text = text[:pos] + ins + text[pos + cut:]
+    for pos, cut, piece in edits:
+        text = text[:pos] + piece + text[pos + cut:]
     try:
         parse_rule(text)
     except RuleError:
@@ -128,3 +130,12 @@ def test_all_of_et_open() -> None:
     assert rs.disabled > 0
     assert elapsed < 20  # a 2-core shared machine; about 3 s alone
     assert all(r.prefilter is None or r.prefilter[1] for r in rs.rules)
+    # Every loaded rule evaluates without raising, on data in every buffer it may see.
+    junk = bytes(range(256)) * 2
+    bufs: dict = {name: junk for name in APP_BUFFERS}
+    bufs.update({"pkt": junk, "stream": junk[::-1], "dns.query": [b"a.example", junk]})
+    for to_server in (True, False):
+        i = ins(junk, buffers=bufs, to_server=to_server)
+        for r in rs.rules:
+            if r.match(i):
+                r.postmatch(i)
