@@ -153,6 +153,10 @@ BUFFER_CASES = [
     ({"dns.query": [b"notevil.com"]}, 'dns.query; dotprefix; content:".evil.com"; endswith;',
      False),
     ({"http.host": b"ExAmple.COM"}, 'http.host; to_lowercase; content:"example.com";', True),
+    ({"dns.query": [b"rs-ab.rustdesk.com"]}, 'dns.query; content:"rs-"; startswith; '
+     'dotprefix; content:".rustdesk.com"; endswith;', True),
+    ({"dns.query": [b"xrs-ab.rustdesk.com"]}, 'dns.query; content:"rs-"; startswith; '
+     'dotprefix; content:".rustdesk.com"; endswith;', False),
     ({"http.uri": b"/a%41"}, 'http.uri; url_decode; content:"/aA";', True),
     ({"http.header": b"a  b\t c"}, 'http.header; compress_whitespace; content:"a b c";', True),
     ({"http.header": b"a  b\t c"}, 'http.header; strip_whitespace; content:"abc";', True),

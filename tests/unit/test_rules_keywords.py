@@ -61,7 +61,7 @@ def test_action_order_is_suricatas() -> None:
      "detection_filter"),
     ("alert tcp any any -> any any (sid:1; bsize:3;)", "bsize"),
     ("alert tcp any any -> any any (sid:1; urilen:3,weird;)", "urilen"),
-    ("alert tcp any any -> any any (sid:1; http.uri; content:\"a\"; dotprefix;)", "dotprefix"),
+    ("alert tcp any any -> any any (sid:1; content:\"a\"; dotprefix;)", "dotprefix"),
     ("alert tcp any any -> any any (sid:1; target:nobody;)", "target"),
     ("alert tcp any any -> any any (sid:1; fast_pattern;)", "fast_pattern"),
     ("alert tcp any any -> any any (sid:1; content:\"ab\"; fast_pattern:1,5;)", "fast_pattern"),

@@ -39,9 +39,10 @@ def _transform(name: str):
     def setup(b: Builder, value: str | None) -> None:
         if b.sticky is None:
             raise RuleError(f"{name}: a transform needs a sticky buffer before it")
-        if b.last is not None:
-            raise RuleError(f"{name}: a transform must come before the buffer's contents")
+        # Contents already added keep the buffer as it was; the ones after see it
+        # transformed (Suricata picks the transformed list when a keyword is appended).
         b.transforms.append((name, func))
+        b.last = None
     return setup
 
 
