@@ -99,3 +99,14 @@ def test_check_rules_reports_loaded_and_skipped_with_where_and_why(case: Path) -
     assert skip["sid"] == 77 and skip["file"].endswith("bad.rules") and skip["line"] == 1
     text = ids("--check-rules", "-S", str(case / "rules")).stdout
     assert "bad.rules:1: sid 77:" in text
+
+
+@pytest.mark.parametrize(("home", "alerts"), [("[10.0.0.0/8]", 1), ("[172.16.0.0/12]", 0)])
+def test_suricata_yaml_vars_decide_home_net(case: Path, home: str, alerts: int) -> None:
+    (case / "vars.yaml").write_text(f'vars:\n  address-groups:\n    HOME_NET: "{home}"\n')
+    (case / "home.rules").write_text('alert tcp $HOME_NET any -> any 80 (msg:"home"; '
+                                     'content:"/evil.php"; sid:5;)\n')
+    r = ids("-r", str(case / "in.pcap"), "-S", str(case / "home.rules"), "-c",
+            str(case / "vars.yaml"), "-l", str(case / "log"), "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["alerts"] == alerts
