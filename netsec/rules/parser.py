@@ -133,9 +133,10 @@ def _finish(b: Builder, classification: dict[str, Classtype] | None) -> None:
         if "priority" not in b.seen:
             rule.priority = ct.priority
     # dsize makes a rule packet-only in Suricata: its contents never see the stream.
-    if rule.ip_proto in (17, 1, 58) or "no_stream" in b.flow or "dsize" in b.seen:
+    if (rule.ip_proto in (17, 1, 58) or rule.proto == "tcp-pkt" or "no_stream" in b.flow
+            or "dsize" in b.seen):
         sources: tuple[str, ...] = (PKT,)
-    elif "only_stream" in b.flow:
+    elif "only_stream" in b.flow or rule.proto == "tcp-stream":
         sources = (STREAM,)
     else:
         sources = (PKT, STREAM)

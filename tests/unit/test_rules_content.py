@@ -126,6 +126,8 @@ def test_payload_rules_look_at_stream_and_packet() -> None:
     assert rule('flow:no_stream; content:"x";').buffers == {"pkt"}
     assert rule('content:"x";', proto="udp").buffers == {"pkt"}
     assert rule('dsize:>1; content:"x";').buffers == {"pkt"}
+    assert rule('content:"x";', proto="tcp-pkt").buffers == {"pkt"}
+    assert rule('content:"x";', proto="tcp-stream").buffers == {"stream"}
 
 
 BUFFER_CASES = [
