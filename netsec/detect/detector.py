@@ -38,7 +38,7 @@ _PROTO_NUMBERS: dict[str, tuple[int, ...]] = {
 _APP_ON_UDP = frozenset({"dns", "dhcp", "ntp", "tftp", "snmp", "sip", "quic", "krb5",
                          "ikev2", "ike", "nfs", "dcerpc", "smb"})
 _PAYLOAD = frozenset({PKT, STREAM})
-_INDEX_FROM = 32  # patternless rules in a group before their addresses get an index
+_INDEX_FROM = 8  # patternless rules in a group before their addresses get an index
 
 
 @dataclass(slots=True)
