@@ -39,6 +39,7 @@ class FlowView(Protocol):
     established: bool     # three-way handshake seen (or midstream pickup allowed)
     flowbits: set[str]    # names set by `flowbits:set`; owned by the detector
     detect_state: dict    # free slot for the detector's per-flow bookkeeping
+    alerted: bool         # set by the engine when a rule alerted on the flow (EVE flow.alerted)
 
 
 @dataclass(slots=True)
