@@ -97,6 +97,7 @@ class FakeFlow:
     established: bool = True
     flowbits: set = field(default_factory=set)
     detect_state: dict = field(default_factory=dict)
+    alerted: bool = False
 
 
 class FakeFlows:

@@ -143,8 +143,8 @@ class _Group:
                 self.always[_APP if c.app_proto else _PACKET].append(c)
         self.prefilter = Prefilter(entries, backend=backend)
         # Many patternless rules (IP lists): find the address matches by index.
-        self.indexes = [AddressIndex([(c.idx, c.rule) for c in rs]) if len(rs) > _INDEX_FROM else None
-                        for rs in self.always]
+        self.indexes = [AddressIndex([(c.idx, c.rule) for c in rs])
+                        if len(rs) > _INDEX_FROM else None for rs in self.always]
 
 
 class Detector:

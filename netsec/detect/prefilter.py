@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable
 try:
     import hyperscan
 except ImportError:  # the wheel exists for x86_64 only
-    hyperscan = None
+    hyperscan = None  # type: ignore[assignment]
 
 BACKENDS = ("hyperscan", "python")
 ENV_VAR = "HYPERWALL_PREFILTER"
