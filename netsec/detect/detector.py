@@ -122,6 +122,30 @@ class _Compiled:
 _PACKET, _STREAM, _APP = 0, 1, 2
 
 
+def _stale_stream_match(rule: Any, ins: Inspection) -> bool:
+    """Did a stream match need none of this packet's new bytes?
+
+    Each `stream` buffer repeats earlier bytes as context (so a pattern split across
+    segments is seen whole); a match found entirely in that context already alerted when
+    those bytes were new, and Suricata does not alert on it again. When the context
+    matches too, the new bytes plus a fast pattern's length of context decide whether
+    there is also a new occurrence.
+    """
+    data = ins.buffers.get(STREAM)
+    new = len(ins.packet.payload)
+    if not isinstance(data, bytes) or not new or new >= len(data):
+        return False
+
+    def matches(part: bytes) -> bool:
+        return bool(rule.match(Inspection(ins.packet, ins.flow, ins.to_server,
+                                          {STREAM: part}, ins.tx_id)))
+
+    if not matches(data[:-new]):
+        return False
+    overlap = len(rule.prefilter[1]) - 1 if rule.prefilter else len(data)
+    return not matches(data[-(new + overlap):])
+
+
 class _Group:
     """The rules of one IP protocol: a prefilter and the always-candidates per step kind."""
 
@@ -185,7 +209,7 @@ class Detector:
             else:
                 key = None
             rule = c.rule
-            if not rule.match(ins):
+            if not rule.match(ins) or (c.payload and _stale_stream_match(rule, ins)):
                 continue
             alerted.add(c.idx)
             if key is not None:

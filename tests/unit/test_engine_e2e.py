@@ -106,6 +106,17 @@ def test_content_split_across_segments_alerts_via_the_stream(tmp_path: Path,
     assert [a["alert"]["signature_id"] for a in alerts(events)] == [2]
 
 
+@pytest.mark.parametrize("split", [None, 9])
+def test_stream_context_does_not_alert_again_on_later_segments(tmp_path: Path,
+                                                               split: int | None) -> None:
+    rules = 'alert tcp any any -> any 80 (msg:"once"; content:"evil.php"; sid:4;)\n'
+    clean = GET.replace(b"evil", b"good")
+    pkts = tcp_session([(GET, OK), (clean, OK), (GET, OK)], split=split)
+    _, events = run(tmp_path, pkts, rules)
+    first, third = (6, 18) if split else (4, 12)
+    assert [a["pcap_cnt"] for a in alerts(events)] == [first, third]
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_simulated_ips_drop_blocks_and_drops_the_rest_of_the_flow(tmp_path: Path,
                                                                   backend: str) -> None:
