@@ -83,3 +83,18 @@ def test_backend_choice(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_empty_pattern_is_refused() -> None:
     with pytest.raises(PrefilterError, match="empty fast pattern for rule id 3"):
         Prefilter([(3, "pkt", b"", False)], backend="python")
+
+
+def test_a_buffer_hyperscan_refuses_falls_back_to_python(monkeypatch: pytest.MonkeyPatch) -> None:
+    if hyperscan is None:
+        pytest.skip("hyperscan not installed")
+    from netsec.detect import prefilter
+
+    def refuse(keys, owners):
+        raise hyperscan.error("pattern too large")
+
+    monkeypatch.setattr(prefilter, "_hyperscan_scanner", refuse)
+    pf = Prefilter([(1, "pkt", b"evil", False), (2, "http.uri", b"/x", False)],
+                   backend="hyperscan")
+    assert sorted(pf.fallbacks) == ["http.uri", "pkt"]
+    assert pf.scan("pkt", b"so evil") == {1} and pf.scan("http.uri", b"/x") == {2}
