@@ -14,6 +14,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 from pathlib import Path
 
 from dom0.logsetup import setup_logging
@@ -51,17 +52,29 @@ class Daemon:
             lambda: XsProtocol(self, 0, True), str(path))
         os.chmod(path, 0o600)
         for domid in sorted(self.server.domains):
-            await self.listen(domid)
+            await self._serve(domid, self._bind(domid))
         log.info("listening on %s (%d domains)", path, len(self.server.domains))
 
-    async def listen(self, domid: int) -> None:
+    async def _serve(self, domid: int, sock: socket.socket) -> None:
+        server = await asyncio.get_running_loop().create_unix_server(
+            lambda: XsProtocol(self, domid, False), sock=sock)
+        if domid in self.server.domains:
+            self.listeners[domid] = server
+        else:   # released while the server was being set up
+            server.close()
+
+    def _bind(self, domid: int) -> socket.socket:
+        """Bind and listen at once, so the socket accepts connections by the time the
+        INTRODUCE that asked for it is acknowledged."""
         path = self.socket_path(domid)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.unlink(missing_ok=True)
-        loop = asyncio.get_running_loop()
-        self.listeners[domid] = await loop.create_unix_server(
-            lambda: XsProtocol(self, domid, False), str(path))
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(str(path))
         os.chmod(path, 0o600)
+        sock.listen(128)
+        sock.setblocking(False)
+        return sock
 
     def unlisten(self, domid: int) -> None:
         listener = self.listeners.pop(domid, None)
@@ -73,11 +86,19 @@ class Daemon:
             path.parent.rmdir()
 
     def after_requests(self) -> None:
-        """Journal first, then every reply and event the requests produced."""
+        """Journal first, then the sockets the requests asked for, then every reply and
+        event the requests produced."""
         self.journal.flush()
+        loop = asyncio.get_running_loop()
         if self.journal.unsynced and self._sync_handle is None:
-            self._sync_handle = asyncio.get_running_loop().call_later(
-                self.journal.sync_interval, self._sync)
+            self._sync_handle = loop.call_later(self.journal.sync_interval, self._sync)
+        commands, self.server.commands = self.server.commands, []
+        for cmd in commands:
+            if isinstance(cmd, Listen):
+                sock = self._bind(cmd.domid)
+                loop.create_task(self._serve(cmd.domid, sock))
+            elif isinstance(cmd, Unlisten):
+                self.unlisten(cmd.domid)
         for conn in list(self.server.conns.values()):
             if conn.out:
                 proto = self.transports.get(conn.id)
@@ -88,12 +109,6 @@ class Daemon:
         for proto in [p for cid, p in self.transports.items() if cid not in self.server.conns]:
             # The core dropped it (its domain was released).
             proto.abort()
-        commands, self.server.commands = self.server.commands, []
-        for cmd in commands:
-            if isinstance(cmd, Listen):
-                asyncio.get_running_loop().create_task(self.listen(cmd.domid))
-            elif isinstance(cmd, Unlisten):
-                self.unlisten(cmd.domid)
 
     def _sync(self) -> None:
         self._sync_handle = None
@@ -102,7 +117,7 @@ class Daemon:
     def stop(self) -> None:
         self.privileged.close()
         for domid in list(self.listeners):
-            self.listeners.pop(domid).close()
+            self.unlisten(domid)
         for proto in list(self.transports.values()):
             proto.abort()
         self.journal.close()

@@ -143,8 +143,14 @@ class Server:
         except (PathError, P.PermsError):
             conn.out.append(wire.error_frame(frame, "EINVAL"))
             return
-        if reply is not None:
-            conn.out.append(wire.encode(frame.op, frame.req_id, frame.tx_id, reply))
+        if reply is None:
+            return
+        if len(reply) > wire.PAYLOAD_MAX:
+            # C xenstored's answer; DIRECTORY_PART reads such a directory in pieces.
+            # (oxenstored sends the oversized frame, which libxenstore then rejects.)
+            conn.out.append(wire.error_frame(frame, "E2BIG"))
+            return
+        conn.out.append(wire.encode(frame.op, frame.req_id, frame.tx_id, reply))
 
     def _path(self, conn: Conn, raw: bytes) -> str:
         path = canonical(raw, conn.caller.domid)

@@ -92,6 +92,7 @@ def test_directory_part(srv: Server) -> None:
         if done:
             break
     assert len(names) == 600 and names == sorted(names)
+    assert c.err(Op.DIRECTORY, "/big") == "E2BIG", "a reply never exceeds 4096 bytes"
 
 
 # -- permissions -----------------------------------------------------------------------------
