@@ -33,14 +33,15 @@ def canonical(untrusted: bytes, domid: int) -> str:
         if "/" in path:
             raise PathError("special path with a '/'")
         return path
-    if "@" in path or "//" in path or (path.endswith("/") and path != "/"):
+    # '@' may appear inside a node name: Xen's valid_chars() allows it anywhere.
+    if "//" in path or (path.endswith("/") and path != "/"):
         raise PathError(f"malformed path {path[:64]!r}")
     if path.startswith("/"):
         # oxenstored refuses a path of exactly ABS_PATH_MAX bytes: the limit counts the NUL.
         if len(path) >= ABS_PATH_MAX:
             raise PathError("path too long")
         return path
-    if len(path) >= REL_PATH_MAX:
+    if len(path) > REL_PATH_MAX:      # inclusive, as oxenstored counts it
         raise PathError("relative path too long")
     return f"{domain_path(domid)}/{path}"
 

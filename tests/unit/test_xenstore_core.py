@@ -47,10 +47,17 @@ def test_relative_paths_resolve_under_the_domain(srv: Server) -> None:
     assert guest.read("/local/domain/3/data/x") == b"1"
 
 
-@pytest.mark.parametrize("path", ["/a//b", "/a/", "/a b", "", "/a/@b", "/é",
-                                  "/" + "x" * 3071, "r" * 2048])
+@pytest.mark.parametrize("path", ["/a//b", "/a/", "/a b", "", "/é",
+                                  "/" + "x" * 3071, "r" * 2049])
 def test_invalid_paths_are_einval(srv: Server, path: str) -> None:
     assert Client(srv).err(Op.READ, path) == "EINVAL"
+
+
+@pytest.mark.parametrize("path", ["/a/@b", "/a@b/c", "r" * 2048, "/" + "x" * 3070])
+def test_valid_edge_paths(srv: Server, path: str) -> None:
+    c = Client(srv)
+    c.write(path, "v")
+    assert c.read(path) == b"v"
 
 
 def test_value_size_limit_applies_to_everyone(srv: Server) -> None:
