@@ -180,8 +180,6 @@ def test_path_length_limits(pair: tuple[Daemon, Daemon]) -> None:
     same(*pair, script)
 
 
-@pytest.mark.xfail(strict=True, reason="Hyperwall refuses a relative path of exactly 2048 "
-                   "bytes (EINVAL); oxenstored accepts it (the relative limit is inclusive)")
 def test_relative_path_of_2048_bytes(pair: tuple[Daemon, Daemon]) -> None:
     def script(s: Session) -> None:
         s.req(Op.WRITE, b"r" * 2048 + b"\0v")
@@ -218,8 +216,6 @@ def test_missing_nul_and_missing_arguments(pair: tuple[Daemon, Daemon]) -> None:
     same(*pair, script)
 
 
-@pytest.mark.xfail(strict=True, reason="Hyperwall refuses '@' inside a node name (EINVAL); "
-                   "Xen allows the characters -/_@ anywhere and oxenstored writes it")
 def test_at_sign_inside_a_path(pair: tuple[Daemon, Daemon]) -> None:
     def script(s: Session) -> None:
         s.req(Op.WRITE, b"/t/a@b\0v")
