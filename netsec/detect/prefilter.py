@@ -2,13 +2,14 @@
 
 Every rule with a fast pattern contributes (buffer, pattern, nocase). Per buffer, one
 multi-pattern matcher answers "which of these patterns occur anywhere in the data?".
-Two interchangeable backends give the same answer:
+Two interchangeable backends lead to the same alerts:
 
 - Hyperscan (a block-mode database per buffer, each pattern a hex-escaped literal with
   SINGLEMATCH, CASELESS for nocase), when the `hyperscan` wheel imports;
-- pure Python: one caseless trie-shaped regular expression over the patterns' first
-  bytes, searched with a lookahead so it reports, at each position, the longest pattern
-  starting there, plus the shorter patterns that are its prefixes. It never misses a
+- pure Python: up to a few hundred patterns, a caseless `in` per pattern; beyond that
+  one caseless trie-shaped regular expression over the patterns' first bytes, searched
+  with a lookahead so it reports, at each position, the longest pattern starting
+  there, plus the shorter patterns that are its prefixes. It never misses a
   pattern that occurs, but may also name rules whose pattern does not (case or tail
   differ): the prefilter only picks candidates, and the full match decides, so the
   alerts are identical to Hyperscan's.
@@ -123,10 +124,27 @@ def _python_scanner(keys: list[tuple[bytes, bool]],
     merged: dict[bytes, set[int]] = {}
     for (pattern, _), own in zip(keys, owners, strict=True):
         merged.setdefault(pattern[:_PY_PREFIX].lower(), set()).update(own)
-    return _TrieSearch({k: tuple(v) for k, v in merged.items()}).scan
+    patterns = {k: tuple(v) for k, v in merged.items()}
+    if len(patterns) > _LOOP_MAX:
+        return _TrieSearch(patterns).scan
+    items = list(patterns.items())
+
+    def scanner(data: bytes) -> set[int]:
+        low = data.lower()
+        found: set[int] = set()
+        for k, own in items:
+            if k in low:
+                found.update(own)
+        return found
+
+    return scanner
 
 
 _PY_PREFIX = 24  # bounds the regex's nesting; long patterns are rare and verified anyway
+# Up to this many patterns, one C-level `in` per pattern beats the trie regex, which pays
+# for its branches at every byte (measured on ET Open's payload patterns: 118 patterns
+# on 1,400 bytes, 68 us against 236 us).
+_LOOP_MAX = 512
 
 
 class _TrieSearch:

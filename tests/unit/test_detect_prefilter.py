@@ -10,6 +10,15 @@ from netsec.detect.prefilter import Prefilter, PrefilterError, choose_backend, h
 BACKENDS = ["python"] + (["hyperscan"] if hyperscan else [])
 
 
+@pytest.fixture(params=["loop", "trie"])
+def python_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The fallback's two strategies: a per-pattern loop, or the trie regex (forced)."""
+    if request.param == "trie":
+        from netsec.detect import prefilter
+        monkeypatch.setattr(prefilter, "_LOOP_MAX", 0)
+    return request.param
+
+
 def exact(entries, data: bytes) -> set[int]:
     return {o for o, _, p, nc in entries if (p.lower() in data.lower() if nc else p in data)}
 
@@ -27,7 +36,7 @@ ENTRIES = [
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_finds_overlapping_prefix_and_nocase_patterns(backend: str) -> None:
+def test_finds_overlapping_prefix_and_nocase_patterns(backend: str, python_mode: str) -> None:
     pf = Prefilter(ENTRIES, backend=backend)
     # Hyperscan is exact; the Python fallback may add rules that differ only in case.
     extra = {5} if backend == "python" else set()
@@ -41,7 +50,7 @@ def test_finds_overlapping_prefix_and_nocase_patterns(backend: str) -> None:
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-def test_never_misses_an_occurring_pattern(backend: str) -> None:
+def test_never_misses_an_occurring_pattern(backend: str, python_mode: str) -> None:
     rng = random.Random(7)
     alphabet = b"abAB\x00."
     entries = [(i, "pkt", bytes(rng.choice(alphabet) for _ in range(rng.randint(1, 30))),
@@ -65,7 +74,7 @@ def entries_prefix_in(entries, owner: int, data: bytes) -> bool:
     return pattern[:24].lower() in data.lower()
 
 
-def test_long_patterns_do_not_overflow_the_fallback() -> None:
+def test_long_patterns_do_not_overflow_the_fallback(python_mode: str) -> None:
     pf = Prefilter([(1, "pkt", b"A" * 3000, False), (2, "pkt", b"x" * 900 + b"y", True)],
                    backend="python")
     assert pf.scan("pkt", b"A" * 3000) == {1}
