@@ -95,20 +95,27 @@ class Daemon:
         commands, self.server.commands = self.server.commands, []
         for cmd in commands:
             if isinstance(cmd, Listen):
-                sock = self._bind(cmd.domid)
+                try:
+                    sock = self._bind(cmd.domid)
+                except OSError as e:
+                    log.error("cannot listen for domain %d: %s", cmd.domid, e)
+                    continue
                 loop.create_task(self._serve(cmd.domid, sock))
             elif isinstance(cmd, Unlisten):
                 self.unlisten(cmd.domid)
-        for conn in list(self.server.conns.values()):
-            if conn.out:
-                proto = self.transports.get(conn.id)
-                data = b"".join(conn.out)
-                conn.out.clear()
-                if proto is not None:
-                    proto.send(data)
-        for proto in [p for cid, p in self.transports.items() if cid not in self.server.conns]:
-            # The core dropped it (its domain was released).
-            proto.abort()
+        server = self.server
+        for cid in server.dropped:
+            proto = self.transports.get(cid)
+            if proto is not None:
+                proto.abort()
+        server.dropped.clear()
+        for conn in server.outgoing.values():
+            data = b"".join(conn.out)
+            conn.out.clear()
+            proto = self.transports.get(conn.id)
+            if proto is not None:
+                proto.send(data)
+        server.outgoing.clear()
 
     def _sync(self) -> None:
         self._sync_handle = None

@@ -96,6 +96,10 @@ class Server:
         self.special_perms: dict[str, P.Perms] = {s: P.DOM0_ONLY for s in SPECIAL}
         self.watch_index: dict[str, list[tuple[Conn, Watch]]] = {}
         self.commands: list[Listen | Unlisten] = []
+        # For the shell: connections with output queued, and connections the core closed
+        # itself (a released domain's), so it never scans every connection per request.
+        self.outgoing: dict[int, Conn] = {}
+        self.dropped: list[int] = []
         self.on_domains_changed: Callable[[], None] | None = None
         self._next_conn = 1
         self._next_tx = 1
@@ -127,30 +131,35 @@ class Server:
             tx.close()
         conn.txs.clear()
         self.conns.pop(conn.id, None)
+        self.outgoing.pop(conn.id, None)
 
     # -- requests -------------------------------------------------------------------------
+
+    def _queue(self, conn: Conn, data: bytes) -> None:
+        conn.out.append(data)
+        self.outgoing[conn.id] = conn
 
     def handle(self, conn: Conn, frame: Frame) -> None:
         handler = self._handlers.get(frame.op)
         if handler is None:
-            conn.out.append(wire.error_frame(frame, "ENOSYS"))
+            self._queue(conn, wire.error_frame(frame, "ENOSYS"))
             return
         try:
             reply = handler(conn, frame)
         except XsError as e:
-            conn.out.append(wire.error_frame(frame, e.name))
+            self._queue(conn, wire.error_frame(frame, e.name))
             return
         except (PathError, P.PermsError):
-            conn.out.append(wire.error_frame(frame, "EINVAL"))
+            self._queue(conn, wire.error_frame(frame, "EINVAL"))
             return
         if reply is None:
             return
         if len(reply) > wire.PAYLOAD_MAX:
             # C xenstored's answer; DIRECTORY_PART reads such a directory in pieces.
             # (oxenstored sends the oversized frame, which libxenstore then rejects.)
-            conn.out.append(wire.error_frame(frame, "E2BIG"))
+            self._queue(conn, wire.error_frame(frame, "E2BIG"))
             return
-        conn.out.append(wire.encode(frame.op, frame.req_id, frame.tx_id, reply))
+        self._queue(conn, wire.encode(frame.op, frame.req_id, frame.tx_id, reply))
 
     def _path(self, conn: Conn, raw: bytes) -> str:
         path = canonical(raw, conn.caller.domid)
@@ -270,8 +279,8 @@ class Server:
         conn.watches[key] = w
         self.watch_index.setdefault(path, []).append((conn, w))
         # The reply first, then the initial event, as xenstored orders them.
-        conn.out.append(wire.encode(frame.op, frame.req_id, frame.tx_id, OK))
-        conn.out.append(wire.watch_event(self._event_path(conn, w, path), token))
+        self._queue(conn, wire.encode(frame.op, frame.req_id, frame.tx_id, OK))
+        self._queue(conn, wire.watch_event(self._event_path(conn, w, path), token))
         return None
 
     def _unwatch(self, conn: Conn, frame: Frame) -> bytes:
@@ -331,13 +340,13 @@ class Server:
                 perms = removed_perms.get(event, perms_now)
                 if perms is not None and not conn.caller.may(perms, P.READ):
                     continue
-                conn.out.append(wire.watch_event(self._event_path(conn, w, event), w.token))
+                self._queue(conn, wire.watch_event(self._event_path(conn, w, event), w.token))
 
     def _fire_special(self, name: str) -> None:
         perms = self.special_perms[name]
         for conn, w in list(self.watch_index.get(name, ())):
             if conn.caller.may(perms, P.READ):
-                conn.out.append(wire.watch_event(name, w.token))
+                self._queue(conn, wire.watch_event(name, w.token))
 
     # -- transactions ---------------------------------------------------------------------
 
@@ -419,6 +428,7 @@ class Server:
         for conn in [c for c in self.conns.values() if c.caller.domid == domid
                      and not c.caller.privileged]:
             self.close(conn)
+            self.dropped.append(conn.id)
         self.commands.append(Unlisten(domid))
         owned = [p for p, n in self.tree.walk() if p != "/" and n.perms[0][0] == domid]
         for path in owned:

@@ -379,6 +379,7 @@ def test_release_removes_owned_nodes_and_revokes_entries(srv: Server) -> None:
     conn = guest.conn
     dom0.ok(Op.RELEASE, "5")
     assert conn.id not in srv.conns, "the domain's connections are closed"
+    assert srv.dropped == [conn.id], "and the shell is told to hang them up"
     assert dom0.err(Op.READ, "/local/domain/5") == "ENOENT"
     assert dom0.ok(Op.GET_PERMS, "/shared/y") == b"n0\0"
     assert srv.tree.owned(5) == 0
