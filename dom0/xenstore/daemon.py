@@ -76,14 +76,18 @@ class Daemon:
         sock.setblocking(False)
         return sock
 
-    def unlisten(self, domid: int) -> None:
+    def unlisten(self, domid: int, released: bool = True) -> None:
+        """Close a domain's socket. Only a release removes its directory: across a
+        restart the directory stays, because a domain's namespace has it bind-mounted
+        and would not see a new directory made in its place."""
         listener = self.listeners.pop(domid, None)
         if listener is not None:
             listener.close()
         path = self.socket_path(domid)
         path.unlink(missing_ok=True)
-        with contextlib.suppress(OSError):
-            path.parent.rmdir()
+        if released:
+            with contextlib.suppress(OSError):
+                path.parent.rmdir()
 
     def after_requests(self) -> None:
         """Journal first, then the sockets the requests asked for, then every reply and
@@ -124,7 +128,7 @@ class Daemon:
     def stop(self) -> None:
         self.privileged.close()
         for domid in list(self.listeners):
-            self.unlisten(domid)
+            self.unlisten(domid, released=False)
         for proto in list(self.transports.values()):
             proto.abort()
         self.journal.close()
