@@ -3,8 +3,7 @@
 Commands are argv lists, never shell strings. A failure raises `CommandError` naming the
 command, its exit status and its stderr, so a broken step says what broke without a
 traceback hunt. `netns` runs the command inside a named network namespace through
-`ip netns exec`. `before_exec` runs in the child between fork and exec (used to put a
-process into a cgroup before it can fork); it must only make raw system calls.
+`ip netns exec`.
 """
 from __future__ import annotations
 
@@ -13,7 +12,7 @@ import os
 import shlex
 import signal
 import subprocess
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 DEFAULT_TIMEOUT = 30.0
@@ -52,14 +51,13 @@ def _finish(argv: list[str], returncode: int, out: bytes, err: bytes, check: boo
 
 async def run(argv: Sequence[str], *, input: bytes | None = None,
               timeout: float = DEFAULT_TIMEOUT, check: bool = True, netns: str | None = None,
-              env: dict[str, str] | None = None,
-              before_exec: Callable[[], None] | None = None) -> Completed:
+              env: dict[str, str] | None = None) -> Completed:
     """Run a command to completion; its output is captured, stdin is `input` or empty."""
     cmd = full_argv(argv, netns)
     try:
         proc = await asyncio.create_subprocess_exec(
             *cmd, stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, preexec_fn=before_exec,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env,
             start_new_session=True)
     except OSError as e:
         raise CommandError(cmd, None, b"", f"could not start: {e}") from None

@@ -6,8 +6,8 @@ and waits for the in-domain agents to walk the XenbusState handshake to Connecte
 
 Everything dom0 knows about a running domain is also in xenstore, so a restarted dom0d
 rebuilds its view from there (`recover`): running domains are adopted untouched; a domain
-whose creation was cut short (its `/libxl/<id>/hyperwall/creating` marker is still there) is
-rolled back; backend resources no xenstore entry accounts for are destroyed.
+whose create or start was cut short (its `/libxl/<id>/hyperwall/creating` marker is still
+there) is rolled back; backend resources no xenstore entry accounts for are destroyed.
 """
 from __future__ import annotations
 
@@ -53,6 +53,7 @@ class Store(Protocol):
     async def release(self, domid: int) -> None: ...
     async def wait_value(self, path: str, pred: Callable[[bytes | None], bool],
                          timeout: float) -> bytes | None: ...
+    def watch(self, path: str) -> AsyncIterator[str]: ...
 
 
 @dataclass
@@ -68,8 +69,9 @@ class Domain:
 
 class Toolstack:
     def __init__(self, specs: dict[str, DomainSpec], store: Store,
-                 backends: dict[str, Backend], xs_rundir: Path) -> None:
+                 backends: dict[str, Backend], xs_rundir: Path, *, first_domid: int = 1) -> None:
         self.specs = specs
+        self.first_domid = first_domid
         self.store = store
         self.backends = backends
         self.xs_rundir = xs_rundir
@@ -124,12 +126,13 @@ class Toolstack:
                 raise InvalidState(f"{name} is {dom.state.value}; only a created or defined "
                                    "domain can be started")
             try:
+                await self.store.write_nodes([self._marker(dom.domid)])
                 await self._backend(spec).start(dom.handle)
                 dom.state = DomainState.RUNNING
                 dom.started_at = time.monotonic()
                 if not spec.is_sys_sec:
                     await self._connect_vif(dom, devid=0)
-                await self.store.rm(f"{layout.libxl_path(dom.domid)}/hyperwall/creating")
+                await self.store.rm(self._marker(dom.domid).path)
             except BaseException:
                 await self._teardown(dom)
                 raise
@@ -179,11 +182,18 @@ class Toolstack:
         return await self._backend(dom.spec).exec(dom.handle, argv, timeout=timeout, stdin=stdin)
 
     async def up(self) -> list[DomainInfo]:
+        """The whole platform from the config dir: sys-sec first, then every guest."""
         await self.start(self._sys_sec_spec().name)
-        for spec in self.specs.values():
-            if spec.autostart.on_boot and spec.name not in self.domains:
-                await self.start(spec.name)
+        for name in sorted(self.specs, key=_display_order):
+            if name not in self.domains:
+                await self.start(name)
         return self.list()
+
+    async def autostart(self) -> None:
+        """What the config marks to start with dom0 (`autostart = true`)."""
+        for name in sorted(self.specs, key=_display_order):
+            if self.specs[name].autostart.on_boot and name not in self.domains:
+                await self.start(name)
 
     async def down(self) -> None:
         for name in self._guests():
@@ -213,9 +223,11 @@ class Toolstack:
             dom = Domain(spec, domid, vm.removeprefix("/vm/"), self._handle(domid, spec),
                          DomainState.CREATED)
             known.add((spec.backend, domid))
-            creating = await self.store.read(f"{layout.libxl_path(domid)}/hyperwall/creating")
+            creating = await self.store.read(self._marker(domid).path)
             run = await self._backend(spec).state(dom.handle)
-            if creating is not None and run is not RunState.CREATED:
+            if creating is not None:
+                # Cut short anywhere between its first xenstore write and its vif coming
+                # up: which backend steps happened is unknown, so all of it goes.
                 log.warning("%s (domain %d) was half-created when dom0 stopped; rolling back",
                             name, domid)
                 await self._teardown(dom, emit=False)
@@ -231,7 +243,9 @@ class Toolstack:
                 if (backend_name, domid) not in known:
                     log.warning("backend %s holds domain %d that xenstore does not know; "
                                 "destroying it", backend_name, domid)
-                    orphan = DomainSpec(name=f"orphan-{domid}", kind="disposable",
+                    # The backend knows the orphan's real name and kind; this
+                    # stand-in keeps its writable layer if it does not.
+                    orphan = DomainSpec(name=f"orphan-{domid}", kind="app",
                                         backend=backend_name)
                     await backend.destroy(self._handle(domid, orphan))
 
@@ -246,24 +260,44 @@ class Toolstack:
                 await self._supervisor
 
     async def _supervise(self) -> None:
-        while True:
-            await asyncio.sleep(SUPERVISE_INTERVAL)
-            for dom in list(self.domains.values()):
-                lock = self._lock(dom.spec.name)
-                if lock.locked() or dom.state not in (DomainState.RUNNING, DomainState.PAUSED):
-                    continue
-                try:
-                    run = await self._backend(dom.spec).state(dom.handle)
-                except Exception:
-                    log.exception("checking %s", dom.spec.name)
-                    continue
-                if run in (RunState.SHUTDOWN, RunState.CRASHED, RunState.ABSENT):
-                    async with lock:
-                        if self.domains.get(dom.spec.name) is not dom:
-                            continue
-                        kind = EventKind.CRASHED if run is RunState.CRASHED else EventKind.SHUTDOWN
-                        self._emit(kind, dom, "stopped by itself")
-                        await self._teardown(dom)
+        # A backend gives no event when a domain dies by itself, so poll; a released domain
+        # (@releaseDomain, as on Xen) is looked at at once.
+        wake = asyncio.Event()
+
+        async def on_release() -> None:
+            async for _ in self.store.watch("@releaseDomain"):
+                wake.set()
+        watcher = asyncio.get_running_loop().create_task(on_release())
+        try:
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(SUPERVISE_INTERVAL):
+                        await wake.wait()
+                wake.clear()
+                await self._check_domains()
+        finally:
+            watcher.cancel()
+            # Its unwatch must reach xenstore before the connection closes.
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await watcher
+
+    async def _check_domains(self) -> None:
+        for dom in list(self.domains.values()):
+            lock = self._lock(dom.spec.name)
+            if lock.locked() or dom.state not in (DomainState.RUNNING, DomainState.PAUSED):
+                continue
+            try:
+                run = await self._backend(dom.spec).state(dom.handle)
+            except Exception:
+                log.exception("checking %s", dom.spec.name)
+                continue
+            if run in (RunState.SHUTDOWN, RunState.CRASHED, RunState.ABSENT):
+                async with lock:
+                    if self.domains.get(dom.spec.name) is not dom:
+                        continue
+                    kind = EventKind.CRASHED if run is RunState.CRASHED else EventKind.SHUTDOWN
+                    self._emit(kind, dom, "stopped by itself")
+                    await self._teardown(dom)
 
     # -- internals -------------------------------------------------------------------------
 
@@ -276,10 +310,11 @@ class Toolstack:
                      DomainState.CREATED)
         self.domains[name] = dom
         try:
-            marker = layout.Node(f"{layout.libxl_path(domid)}/hyperwall/creating", "1")
-            await self.store.write_nodes([*layout.domain_nodes(domid, dom.uuid, spec), marker])
+            await self.store.write_nodes([*layout.domain_nodes(domid, dom.uuid, spec),
+                                          self._marker(domid)])
             await self.store.introduce(domid)
             await self._backend(spec).create(dom.handle)
+            await self.store.rm(self._marker(domid).path)
         except BaseException:
             await self._teardown(dom, emit=False)
             raise
@@ -358,10 +393,15 @@ class Toolstack:
     async def _allocate_domid(self) -> int:
         used = {d.domid for d in self.domains.values()}
         used |= {int(e) for e in await self.store.ls("/local/domain") if e.isdigit()}
-        for domid in range(1, MAX_DOMID + 1):
+        for domid in range(self.first_domid, MAX_DOMID + 1):
             if domid not in used:
                 return domid
         raise ToolstackError("no free domid left")
+
+    @staticmethod
+    def _marker(domid: int) -> layout.Node:
+        """There while a create or a start is under way: what a restarted dom0d rolls back."""
+        return layout.Node(f"{layout.libxl_path(domid)}/hyperwall/creating", "1")
 
     def _handle(self, domid: int, spec: DomainSpec) -> DomainHandle:
         return DomainHandle(domid, spec, self.xs_rundir / "domain" / str(domid))

@@ -51,6 +51,10 @@ class ShutdownRequested(Exception):
         self.reason = reason
 
 
+def _ids(key: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in key.split("/"))
+
+
 def _address(untrusted: bytes | None, what: str) -> str:
     try:
         return str(ipaddress.IPv4Address((untrusted or b"").decode("ascii")))
@@ -106,9 +110,10 @@ class Agent:
 
     async def _watch_frontends(self) -> None:
         async for _ in self.store.watch("device/vif"):
-            for devid in await self.store.ls("device/vif"):
-                if devid.isdigit() and devid not in self.devices:
-                    self.devices[devid] = asyncio.ensure_future(self._frontend(int(devid)))
+            present = {devid: (int(devid),) for devid in await self.store.ls("device/vif")
+                       if devid.isdigit()}
+            await self._reconcile(present, self._frontend,
+                                  lambda devid: self.net.frontend_down(devid))
 
     async def _frontend(self, devid: int) -> None:
         own = f"device/vif/{devid}"
@@ -132,14 +137,30 @@ class Agent:
 
     async def _watch_backends(self) -> None:
         async for _ in self.store.watch("backend/vif"):
+            present: dict[str, tuple[int, ...]] = {}
             for domid in await self.store.ls("backend/vif"):
-                if not domid.isdigit():
-                    continue
-                for devid in await self.store.ls(f"backend/vif/{domid}"):
-                    key = f"{domid}/{devid}"
-                    if devid.isdigit() and key not in self.devices:
-                        self.devices[key] = asyncio.ensure_future(
-                            self._backend(int(domid), int(devid)))
+                if domid.isdigit():
+                    for devid in await self.store.ls(f"backend/vif/{domid}"):
+                        if devid.isdigit():
+                            present[f"{domid}/{devid}"] = (int(domid), int(devid))
+            await self._reconcile(present, self._backend,
+                                  lambda domid, devid: self.net.backend_down(domid, devid))
+
+    async def _reconcile(self, present: dict[str, tuple[int, ...]], serve, down) -> None:  # type: ignore[no-untyped-def]
+        """One task per device directory that exists. A directory dom0 removed without the
+        closing handshake (the other end was destroyed) loses its task and its data plane,
+        so a later device at the same path (a domid used again) starts afresh."""
+        for key, task in list(self.devices.items()):
+            if key not in present:
+                task.cancel()
+                del self.devices[key]
+                self.handshakes = {own: hs for own, hs in self.handshakes.items()
+                                   if not own.endswith(f"vif/{key}/state")}
+                with contextlib.suppress(Exception):
+                    await down(*_ids(key))
+        for key, ids in present.items():
+            if key not in self.devices:
+                self.devices[key] = asyncio.ensure_future(serve(*ids))
 
     async def _backend(self, domid: int, devid: int) -> None:
         own = f"backend/vif/{domid}/{devid}"

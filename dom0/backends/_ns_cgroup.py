@@ -9,6 +9,7 @@ Limits: memory (`memory.max` | `memory.limit_in_bytes`), CPU share (`cpu.weight`
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import time
 from collections.abc import Callable
@@ -89,19 +90,15 @@ class DomainCgroup:
             _write(self._dir("cpu") / "cpu.shares", str(cpu_shares(limits.cpu_weight)))
             _write(self._dir("pids") / "pids.max", str(limits.pids_max))
 
-    def joiner(self) -> Callable[[], None]:
-        """A `before_exec` hook that moves the new process in, before it can fork."""
-        files = [str(d / "cgroup.procs") for d in self.dirs()]
+    def joined(self, argv: list[str]) -> list[str]:
+        """`argv` run from inside the domain's cgroup: a shell moves itself in, then execs
+        it (same pid), so the command and all it forks are counted from the start.
 
-        def join() -> None:
-            pid = str(os.getpid()).encode()
-            for name in files:
-                fd = os.open(name, os.O_WRONLY)
-                try:
-                    os.write(fd, pid)
-                finally:
-                    os.close(fd)
-        return join
+        Not a `preexec_fn`: dom0d runs gRPC threads, and running Python between fork and
+        exec in a threaded process can deadlock or crash the child."""
+        files = " ".join(shlex.quote(str(d / "cgroup.procs")) for d in self.dirs())
+        script = f'for f in {files}; do echo $$ > "$f" || exit 125; done; exec "$@"'
+        return ["sh", "-c", script, "hw-cgroup-join", *argv]
 
     def pids(self) -> list[int]:
         # The pids hierarchy (or the v2 group) sees every process of the domain.

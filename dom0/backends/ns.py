@@ -74,8 +74,21 @@ class NsBackend:
 
     # -- where things are -------------------------------------------------------------
 
+    def _record(self, domid: int) -> Path:
+        return self.state_dir / "domids" / str(domid)
+
+    def _recorded(self, dom: DomainHandle) -> tuple[str, str]:
+        """(name, kind) the domain was created with. An orphan found after a dom0 crash
+        comes with a made-up spec; this finds its real folder and whether its writable
+        layer is data to keep."""
+        try:
+            name, kind = self._record(dom.domid).read_text().split()
+            return name, kind
+        except (FileNotFoundError, ValueError):
+            return dom.spec.name, dom.spec.kind
+
     def _dir(self, dom: DomainHandle) -> DomainDir:
-        return DomainDir(self.state_dir / "domains" / dom.spec.name)
+        return DomainDir(self.state_dir / "domains" / self._recorded(dom)[0])
 
     def _cgroup(self, dom: DomainHandle) -> DomainCgroup:
         return DomainCgroup(dom.domid, self.cgroup_root)
@@ -114,6 +127,9 @@ class NsBackend:
             raise self._fail(dom, "create", "already exists (destroy it first)")
         ns = netns_name(dom.domid)
         try:
+            # Recorded first: whatever exists of the domain from here on, destroy finds it.
+            self._record(dom.domid).parent.mkdir(parents=True, exist_ok=True)
+            self._record(dom.domid).write_text(f"{dom.spec.name} {dom.spec.kind}\n")
             await run(["ip", "netns", "add", ns])
             await run(["ip", "-n", ns, "link", "set", "lo", "up"])
             self._cgroup(dom).create(Limits(dom.spec.memory_mb << 20, dom.spec.cpu_weight))
@@ -142,14 +158,14 @@ class NsBackend:
         except (CommandError, OSError) as e:
             raise self._fail(dom, "start", e) from None
         env = {**domain_env(dom), "PYTHONUNBUFFERED": "1"}
-        argv = ["setsid", "--fork", "ip", "netns", "exec", netns_name(dom.domid),
-                *bwrap_argv(root=d.root, hostname=dom.spec.name, xenstore_dir=dom.xenstore_dir,
-                            status_fd=status_fd, env=env, command=self.agent_argv)]
+        argv = cg.joined([
+            "setsid", "--fork", "ip", "netns", "exec", netns_name(dom.domid),
+            *bwrap_argv(root=d.root, hostname=dom.spec.name, xenstore_dir=dom.xenstore_dir,
+                        status_fd=status_fd, env=env, command=self.agent_argv)])
         try:
-            # Joins the cgroup before exec, so bubblewrap and all it forks are counted in it.
             proc = await asyncio.create_subprocess_exec(
                 *argv, stdin=asyncio.subprocess.DEVNULL, stdout=console_fd, stderr=console_fd,
-                pass_fds=(status_fd,), preexec_fn=cg.joiner())
+                pass_fds=(status_fd,))
             if await proc.wait() != 0:
                 raise self._fail(dom, "start", f"setsid exited with {proc.returncode}")
         except OSError as e:
@@ -237,7 +253,7 @@ class NsBackend:
                 await run(["umount", str(d.root)])
             except CommandError as e:
                 raise self._fail(dom, "unmount root", e) from None
-        if dom.spec.kind == "disposable":
+        if self._recorded(dom)[1] == "disposable":
             for layer in (d.upper, d.work):
                 shutil.rmtree(layer, ignore_errors=True)
 
@@ -263,10 +279,11 @@ class NsBackend:
                 shutil.rmtree(path, ignore_errors=True)
             else:
                 path.unlink(missing_ok=True)
-        if dom.spec.kind != "app":
+        if self._recorded(dom)[1] != "app":
             shutil.rmtree(d.upper, ignore_errors=True)
         if d.path.is_dir() and not any(d.path.iterdir()):
             d.path.rmdir()
+        self._record(dom.domid).unlink(missing_ok=True)
 
     @staticmethod
     async def _veths(ns: str) -> list[str]:
@@ -298,11 +315,11 @@ class NsBackend:
         have: it is dom0 acting inside the domain."""
         pid = self._init_pid(dom)
         env = domain_env(dom)
-        cmd = ["nsenter", "--target", str(pid), "--net", "--mount", "--pid", "--uts", "--ipc",
-               "--root", "--wd", "--", *argv]
+        cmd = self._cgroup(dom).joined([
+            "nsenter", "--target", str(pid), "--net", "--mount", "--pid", "--uts", "--ipc",
+            "--root", "--wd", "--", *argv])
         try:
-            done = await run(cmd, input=stdin, timeout=timeout, check=False, env=env,
-                             before_exec=self._cgroup(dom).joiner())
+            done = await run(cmd, input=stdin, timeout=timeout, check=False, env=env)
         except CommandError as e:
             raise self._fail(dom, "exec", e) from None
         return ExecResult(done.returncode, done.stdout, done.stderr)
@@ -337,13 +354,11 @@ class NsBackend:
                              done.stderr.decode(errors="replace").strip())
 
     async def list_domids(self) -> list[int]:
-        found: set[int] = set()
-        names = [p.name for p in NETNS_DIR.iterdir()] if NETNS_DIR.is_dir() else []
-        for d in DomainCgroup(0, self.cgroup_root).dirs():
-            if d.parent.is_dir():
-                names += [p.name for p in d.parent.iterdir() if p.is_dir()]
-        for name in names:
-            prefix, _, number = name.partition("-")
-            if prefix in ("hw", "dom") and number.isdigit():
-                found.add(int(number))
-        return sorted(found)
+        """The domains this backend (this state dir) made and has not destroyed yet.
+
+        Only its own: another platform on the same host (a second dom0d, a test) has other
+        namespaces and cgroups that are none of its business."""
+        records = self.state_dir / "domids"
+        if not records.is_dir():
+            return []
+        return sorted(int(p.name) for p in records.iterdir() if p.name.isdigit())

@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 import pyxs
 import pyxs._internal as pyxs_internal
 import pyxs.client as pyxs_client
-from pyxs.connection import XenBusConnection
+from pyxs.connection import UnixSocketConnection, XenBusConnection
 from pyxs.exceptions import PyXSError
 
 log = logging.getLogger("hyperwall.xenstore.client")
@@ -99,8 +99,40 @@ def locate() -> tuple[str, str]:
 
 
 def _wrap(e: PyXSError, path: str | None) -> XsError:
-    code = e.args[0] if e.args and isinstance(e.args[0], int) else 0
-    return XsError(errno.errorcode.get(code, str(e)), path)
+    code = e.args[0] if e.args and isinstance(e.args[0], int) else None
+    if code is not None and code in errno.errorcode:
+        return XsError(errno.errorcode[code], path)
+    # pyxs refused the request itself (e.g. a payload over 4096 bytes): its message may
+    # carry the whole payload, so only its kind is kept.
+    return XsError("EINVAL", path, f"refused by the client: {type(e).__name__}")
+
+
+class _Router(pyxs.Router):  # type: ignore[misc]
+    """pyxs's router, but a request never waits for a connection that is gone.
+
+    pyxs's router thread ends when the daemon closes the connection or the client closes
+    it, leaving every caller still waiting for a reply blocked for ever. Here they get
+    EIO, and later requests fail at once."""
+
+    dead = False
+
+    def __call__(self) -> None:
+        try:
+            super().__call__()
+        finally:
+            with self.send_lock:
+                self.dead = True
+                pending, self.rvars = list(self.rvars.values()), {}
+            for rvar in pending:
+                rvar.set(pyxs_internal.Packet(Op.ERROR, b"EIO\0", 0, 0))
+
+    def send(self, packet: Any) -> Any:
+        with self.send_lock:
+            if self.dead:
+                raise PyXSError(errno.EIO, "the xenstore connection is closed")
+            self.rvars[packet.rq_id] = rvar = pyxs_client.RVar()
+            self.connection.send(packet)
+            return rvar
 
 
 class _PyxsClient(pyxs.Client):  # type: ignore[misc]
@@ -135,10 +167,8 @@ class XenStore:
             return
         self.where = where or locate()
         kind, path = self.where
-        if kind == "unix":
-            self._c = _PyxsClient(unix_socket_path=path)
-        else:
-            self._c = _PyxsClient(router=pyxs.Router(XenBusConnection(path)))
+        connection = UnixSocketConnection(path) if kind == "unix" else XenBusConnection(path)
+        self._c = _PyxsClient(router=_Router(connection))
 
     # lifecycle
     def connect(self) -> XenStore:

@@ -22,6 +22,7 @@ from dom0.config import DomainSpec
 from dom0.runner import run
 from dom0.xenstore.client import XenStore
 from tests.conftest import Daemon
+from tests.leftovers import processes_in
 
 pytestmark = pytest.mark.root
 
@@ -73,24 +74,6 @@ async def wait_for(condition: Callable[[], bool], what: str, timeout: float = 5.
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.01)
-
-
-def processes_in(domid: int) -> list[int]:
-    """Every live host process whose cgroup names this domain, found by scanning /proc.
-
-    A zombie is skipped: it is dead, and its reaping is up to its parent, here the host's
-    PID 1 for bubblewrap's detached outer process."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                in_domain = f"/hyperwall/dom-{domid}\n" in (entry / "cgroup").read_text()
-                state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-            except OSError:
-                continue
-            if in_domain and state != "Z":
-                found.append(int(entry.name))
-    return found
 
 
 async def test_create_makes_resources_but_runs_nothing(backend: NsBackend, make: Make) -> None:

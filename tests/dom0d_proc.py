@@ -1,0 +1,110 @@
+"""A real `hyperwall-dom0d` (and the xenstored it starts) for tests, torn down to nothing.
+
+`Platform` runs dom0d as a process on a config dir in a short temporary folder, with its
+own domid range so it cannot collide with another test's domains. `close()` stops every
+domain, dom0d and its xenstored, and destroys any domain the backend still holds in that
+range, even when the test failed half-way.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from dom0.backends.base import DomainHandle
+from dom0.backends.ns import NsBackend
+from dom0.config import STANDARD_DIR, DomainSpec
+from dom0.xenstore.client import XenStore, rundir_socket
+from tests.conftest import wait_for_socket
+
+TIMEOUT = 30.0
+
+
+class Platform:
+    def __init__(self, config: dict[str, str] | None = None, *, first_domid: int) -> None:
+        # Unix socket paths must stay under 108 bytes: a short folder in /tmp.
+        self.dir = Path(tempfile.mkdtemp(prefix="hwd-", dir="/tmp"))
+        self.config_dir = self.dir / "domains"
+        if config is None:
+            shutil.copytree(STANDARD_DIR, self.config_dir)
+        else:
+            self.config_dir.mkdir()
+            for name, text in config.items():
+                (self.config_dir / name).write_text(text)
+        self.state_dir = self.dir / "state"
+        self.rundir = self.dir / "run"
+        self.socket = self.dir / "control.sock"
+        self.log = self.dir / "dom0d.log"
+        self.first_domid = first_domid
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def xs_rundir(self) -> Path:
+        return self.rundir / "xenstored"
+
+    def xenstore(self) -> XenStore:
+        return XenStore(rundir_socket(self.xs_rundir)).connect()
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "HYPERWALL_SOCKET": str(self.socket)}
+
+    def start(self) -> Platform:
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "dom0.dom0d", "--config-dir", str(self.config_dir),
+                 "--state-dir", str(self.state_dir), "--rundir", str(self.rundir),
+                 "--socket", str(self.socket), "--first-domid", str(self.first_domid)],
+                stdout=log, stderr=log, start_new_session=True)
+        wait_for_socket(self.socket, self.proc, timeout=TIMEOUT)
+        return self
+
+    def kill(self) -> None:
+        """SIGKILL dom0d, as a crash would."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(TIMEOUT)
+        self.socket.unlink(missing_ok=True)
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(TIMEOUT)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(TIMEOUT)
+
+    async def cli(self, *args: str, timeout: float = 60.0) -> tuple[int, str, str]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "dom0.cli", *args, env=self.env(),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+        assert proc.returncode is not None
+        return proc.returncode, out.decode(), err.decode()
+
+    async def close(self) -> None:
+        try:
+            if self.proc is not None and self.proc.poll() is None:
+                await self.cli("down")
+            self.stop()
+        finally:
+            backend = NsBackend(self.state_dir / "ns")
+            for domid in await backend.list_domids():
+                if self.first_domid <= domid < self.first_domid + 100:
+                    orphan = DomainSpec(name=f"orphan-{domid}", kind="app")
+                    await backend.destroy(DomainHandle(domid, orphan, self.xs_rundir))
+            pidfile = self.xs_rundir / "xenstored.pid"
+            if pidfile.exists():
+                try:
+                    os.kill(int(pidfile.read_text()), signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""

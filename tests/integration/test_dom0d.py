@@ -1,0 +1,229 @@
+"""The whole of dom0 as a person runs it: `hyperwall-dom0d`, its xenstored, the ns backend,
+the agents in every domain, and the `hyperwall` CLI (root only).
+
+Each test runs its own platform in a temporary folder with its own domid range, and tears
+it down to nothing afterwards, whatever happened (tests/dom0d_proc.py).
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import threading
+from collections.abc import AsyncIterator
+
+import pytest
+
+from dom0.backends._ns_rootfs import parse_status
+from dom0.xenstore.client import Perm, XenStore
+from tests.dom0d_proc import Platform
+from tests.leftovers import leftovers, mounts_under
+
+pytestmark = [pytest.mark.root, pytest.mark.slow]
+
+FIRST_DOMID = 2000 + (os.getpid() % 300) * 20
+CONNECTED = b"4"
+
+
+@pytest.fixture
+async def platform() -> AsyncIterator[Platform]:
+    p = Platform(first_domid=FIRST_DOMID)
+    try:
+        p.start()
+        yield p
+    finally:
+        log = p.log_text()
+        await p.close()
+        print(log)
+
+
+async def listing(p: Platform) -> dict[str, dict]:
+    code, out, err = await p.cli("--json", "list")
+    assert code == 0, err
+    return {d["name"]: d for d in json.loads(out)}
+
+
+async def in_domain(p: Platform, name: str, *argv: str) -> tuple[int, str]:
+    code, out, err = await p.cli("exec", name, "--", *argv)
+    return code, out + err
+
+
+def assert_gone(p: Platform, domids: list[int]) -> None:
+    traces = [t for domid in domids for t in leftovers(domid)]
+    traces += [f"mount {m}" for m in mounts_under(p.state_dir)]
+    with p.xenstore() as xs:
+        traces += [f"xenstore /local/domain/{d}" for d in xs.ls("/local/domain") if d != "0"]
+        traces += [f"xenstore /vm/{u}" for u in xs.ls("/vm")] if xs.exists("/vm") else []
+        traces += [f"xenstore /libxl/{d}" for d in xs.ls("/libxl")] if xs.exists("/libxl") \
+            else []
+    traces += [f"domain socket {d}" for d in (p.xs_rundir / "domain").glob("*")
+               if (p.xs_rundir / "domain").exists()]
+    assert not traces, traces
+
+
+async def test_the_standard_platform_runs_isolated_domains_and_leaves_nothing(
+        platform: Platform) -> None:
+    code, out, err = await platform.cli("up")
+    assert code == 0, err + platform.log_text()
+    doms = await listing(platform)
+    assert {n: d["state"] for n, d in doms.items()} == dict.fromkeys(
+        ("sys-sec", "family", "untrusted", "work"), "running")
+    ids = {n: d["domid"] for n, d in doms.items()}
+    assert sorted(ids.values()) == list(range(FIRST_DOMID, FIRST_DOMID + 4))
+    # The person's view, as `xl list` shows it.
+    code, table, _ = await platform.cli("list")
+    assert table.splitlines()[0].split() == ["Name", "ID", "Mem", "VCPUs", "State", "Time(s)",
+                                             "Policy"]
+
+    for name in ids:
+        code, out = await in_domain(platform, name, "hostname")
+        assert (code, out.strip()) == (0, name)
+    sec = ids["sys-sec"]
+    with platform.xenstore() as xs:
+        for name, domid in ids.items():
+            base = f"/local/domain/{domid}"
+            assert xs.read(f"{base}/name") == name.encode()
+            assert xs.read(f"{base}/domid") == str(domid).encode()
+            # As libxl: dom0 owns it, the domain may read it (and write where dom0 lets it).
+            assert xs.get_perms(base) == [Perm(0, "n"), Perm(domid, "r")]
+            vm = xs.read(f"{base}/vm").decode()
+            assert xs.read(f"{vm}/name") == name.encode()
+            if name != "sys-sec":
+                # Both ends of the vif Connected, each directory readable by the other end.
+                fe, be = f"{base}/device/vif/0", f"/local/domain/{sec}/backend/vif/{domid}/0"
+                assert xs.read(f"{fe}/state") == xs.read(f"{be}/state") == CONNECTED
+                assert xs.get_perms(fe) == [Perm(domid, "n"), Perm(sec, "r")]
+                assert xs.get_perms(be) == [Perm(sec, "n"), Perm(domid, "r")]
+                code, out = await in_domain(platform, name, "ip", "-4", "-o", "addr", "show",
+                                            "eth0")
+                assert xs.read(f"{be}/ip").decode() + "/32" in out
+                code, out = await in_domain(platform, name, "ping", "-c1", "-W2",
+                                            "10.137.255.254")
+                assert code == 0, out
+
+    # family reads its own keys through its own socket; work's are not for it; dom0 sees both.
+    work = ids["work"]
+    code, out = await in_domain(platform, "family", "xenstore-read", "name")
+    assert (code, out.strip()) == (0, "family")
+    code, out = await in_domain(platform, "family", "xenstore-read", f"/local/domain/{work}/name")
+    assert code != 0
+    code, out = await in_domain(platform, "family", "xenstore-ls", f"/local/domain/{work}")
+    assert code != 0 and "Permission denied" in out
+    with platform.xenstore() as xs:
+        assert xs.read(f"/local/domain/{work}/name") == b"work"
+
+    code, _, err = await platform.cli("down")
+    assert code == 0, err
+    assert {d["state"] for d in (await listing(platform)).values()} == {"defined"}
+    assert_gone(platform, list(ids.values()))
+    assert not list((platform.state_dir / "ns" / "domids").glob("*"))
+
+
+def init_pid(p: Platform, name: str) -> int:
+    pid = parse_status((p.state_dir / "ns" / "domains" / name / "status").read_text()).init_pid
+    assert pid is not None
+    return pid
+
+
+async def test_a_killed_dom0d_comes_back_and_adopts_what_runs(platform: Platform) -> None:
+    code, _, err = await platform.cli("start", "family")
+    assert code == 0, err
+    before = await listing(platform)
+    pids = {name: init_pid(platform, name) for name in ("sys-sec", "family")}
+    platform.kill()
+    # The domains do not notice: their xenstore is not dom0d's.
+    with platform.xenstore() as xs:
+        assert xs.read(f"/local/domain/{before['family']['domid']}/name") == b"family"
+    platform.start()
+    after = await listing(platform)
+    for name in ("sys-sec", "family"):
+        assert (after[name]["state"], after[name]["domid"]) == ("running", before[name]["domid"])
+        assert init_pid(platform, name) == pids[name]
+    code, out = await in_domain(platform, "family", "hostname")
+    assert (code, out.strip()) == (0, "family")
+    code, _, err = await platform.cli("down")
+    assert code == 0, err
+    assert_gone(platform, [d["domid"] for d in before.values() if d["domid"]])
+
+
+def wait_for_node(p: Platform, path: str, found: threading.Event) -> threading.Thread:
+    """Set `found` the moment `path` exists (xenstore watch events, not polling)."""
+    def watch() -> None:
+        with XenStore(("unix", str(p.xs_rundir / "socket"))).connect() as xs:
+            monitor = xs.monitor()
+            monitor.watch(path.encode(), b"t")
+            for _ in monitor.wait():
+                if xs.exists(path):
+                    found.set()
+                    return
+    t = threading.Thread(target=watch, daemon=True)
+    t.start()
+    return t
+
+
+@pytest.mark.parametrize("kill_when", ["creating", "vif"])
+async def test_dom0d_killed_during_a_start_leaves_it_finished_or_rolled_back(
+        platform: Platform, kill_when: str) -> None:
+    code, _, err = await platform.cli("start", "sys-sec")
+    assert code == 0, err
+    guest = FIRST_DOMID + 1   # the next domid: what dom0d will give family
+    path = (f"/libxl/{guest}/hyperwall/creating" if kill_when == "creating"
+            else f"/local/domain/{guest}/device/vif/0")
+    found = threading.Event()
+    wait_for_node(platform, path, found)
+    start = asyncio.ensure_future(platform.cli("start", "family"))
+    assert await asyncio.to_thread(found.wait, 30), f"{path} never appeared"
+    platform.kill()
+    await start   # its connection broke; what matters is what the next dom0d makes of it
+    platform.start()
+    family = (await listing(platform))["family"]
+    if family["state"] == "defined":     # rolled back: nothing of it is left
+        assert not leftovers(guest)
+        with platform.xenstore() as xs:
+            assert not xs.exists(f"/local/domain/{guest}") and not xs.exists(f"/libxl/{guest}")
+    code, _, err = await platform.cli("start", "family")
+    assert code == 0 or "already" in err, err
+    assert (await listing(platform))["family"]["state"] == "running"
+    code, _, err = await platform.cli("down")
+    assert code == 0, err
+    assert_gone(platform, [FIRST_DOMID, guest, guest + 1])
+
+
+FLOOD = """
+from dom0.xenstore.client import XenStore, XsError
+xs = XenStore().connect()
+xs.write("device/vif/0/state", b"\\xff garbage")
+xs.write("data/hyperwall/agent", b"\\x00\\xfe" * 1000)
+refused = None
+for i in range(5000):
+    try:
+        xs.write(f"data/flood/{i}", "x" * 100)
+    except XsError as e:
+        refused = e.name
+        break
+print(refused)
+"""
+
+
+async def test_a_guest_writing_garbage_and_flooding_xenstore_disturbs_nobody(
+        platform: Platform) -> None:
+    for name in ("family", "untrusted"):
+        code, _, err = await platform.cli("start", name)
+        assert code == 0, err
+    code, out = await in_domain(platform, "family", sys.executable, "-c", FLOOD)
+    assert code == 0, out
+    assert out.split()[-1] in ("EQUOTA", "ENOSPC"), out   # its quota stopped it
+    # dom0, the other guest and sys-sec's agent carry on: a new guest still connects.
+    doms = await listing(platform)
+    assert doms["untrusted"]["state"] == "running"
+    code, out = await in_domain(platform, "untrusted", "xenstore-read", "name")
+    assert (code, out.strip()) == (0, "untrusted")
+    code, _, err = await platform.cli("start", "work")
+    assert code == 0, err
+    with platform.xenstore() as xs:
+        assert xs.read(f"/local/domain/{doms['untrusted']['domid']}/device/vif/0/state") \
+            == CONNECTED
+    code, _, err = await platform.cli("down")
+    assert code == 0, err
+    assert_gone(platform, list(range(FIRST_DOMID, FIRST_DOMID + 4)))
