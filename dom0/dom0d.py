@@ -29,6 +29,11 @@ from dom0.xenstore.client import AsyncXenStore, NoXenStore, XsError, rundir_sock
 log = logging.getLogger("hyperwall.dom0d")
 
 XENSTORED_START_TIMEOUT = 10.0
+# sys-sec is a driver domain: it owns every guest's vif backend directory (~16 nodes) and
+# watches each guest's frontend state, so oxenstored's defaults (1000 nodes, 100 watches
+# per domain) would cap a platform at about 60 guests. These allow ~250; a guest flooding
+# xenstore is still bounded by them.
+XENSTORED_QUOTAS = ["--quota-nodes", "4096", "--quota-watches", "512"]
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -65,7 +70,7 @@ async def ensure_xenstored(rundir: Path, state_dir: Path) -> tuple[AsyncXenStore
     with open(log_path, "ab") as logf:
         proc = subprocess.Popen(
             [sys.executable, "-m", "dom0.xenstore.daemon", "--rundir", str(rundir),
-             "--state-dir", str(state_dir / "xenstore")],
+             "--state-dir", str(state_dir / "xenstore"), *XENSTORED_QUOTAS],
             stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, start_new_session=True)
     # Whoever tears the platform down for good (tests, `make demo`) stops it by this file.
     (rundir / "xenstored.pid").write_text(f"{proc.pid}\n")

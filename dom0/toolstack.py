@@ -127,11 +127,15 @@ class Toolstack:
                                    "domain can be started")
             try:
                 await self.store.write_nodes([self._marker(dom.domid)])
+                # Devices first, then the domain runs, as libxl unpauses a domain only once
+                # its devices exist: sys-sec's side gets ready while the guest boots.
+                if not spec.is_sys_sec:
+                    await self._add_vif(dom, devid=0)
                 await self._backend(spec).start(dom.handle)
                 dom.state = DomainState.RUNNING
                 dom.started_at = time.monotonic()
                 if not spec.is_sys_sec:
-                    await self._connect_vif(dom, devid=0)
+                    await self._wait_vif_connected(dom, devid=0)
                 await self.store.rm(self._marker(dom.domid).path)
             except BaseException:
                 await self._teardown(dom)
@@ -321,15 +325,21 @@ class Toolstack:
         self._emit(EventKind.CREATED, dom)
         return dom
 
-    async def _connect_vif(self, dom: Domain, devid: int) -> None:
+    def _running_sys_sec(self, dom: Domain) -> Domain:
         sys_sec = self.domains.get(self._sys_sec_spec().name)
         if sys_sec is None or sys_sec.state is not DomainState.RUNNING:
             raise InvalidState(f"{self._sys_sec_spec().name} is not running; "
                                f"{dom.spec.name} would have no network")
-        backend = self._backend(dom.spec)
-        await backend.add_vif(dom.handle, sys_sec.handle, devid)
+        return sys_sec
+
+    async def _add_vif(self, dom: Domain, devid: int) -> None:
+        sys_sec = self._running_sys_sec(dom)
+        await self._backend(dom.spec).add_vif(dom.handle, sys_sec.handle, devid)
         await self.store.write_nodes(layout.vif_nodes(dom.domid, sys_sec.domid, devid,
                                                       dom.spec.policy))
+
+    async def _wait_vif_connected(self, dom: Domain, devid: int) -> None:
+        sys_sec = self._running_sys_sec(dom)
         connected = str(int(XenbusState.CONNECTED)).encode()
         for path in (f"{layout.vif_frontend_path(dom.domid, devid)}/state",
                      f"{layout.vif_backend_path(sys_sec.domid, dom.domid, devid)}/state"):
@@ -391,8 +401,10 @@ class Toolstack:
         self._emit(EventKind.PAUSED if paused else EventKind.UNPAUSED, dom)
 
     async def _allocate_domid(self) -> int:
-        used = {d.domid for d in self.domains.values()}
-        used |= {int(e) for e in await self.store.ls("/local/domain") if e.isdigit()}
+        used = {int(e) for e in await self.store.ls("/local/domain") if e.isdigit()}
+        # After the await, with none until the caller records the domain: starts in
+        # flight at the same time never get the same domid.
+        used |= {d.domid for d in self.domains.values()}
         for domid in range(self.first_domid, MAX_DOMID + 1):
             if domid not in used:
                 return domid

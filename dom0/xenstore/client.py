@@ -300,6 +300,10 @@ class AsyncXenStore:
 
     def __init__(self, xs: XenStore) -> None:
         self.xs = xs
+        # One transaction at a time from this connection: dom0 starting twenty domains at
+        # once would otherwise mostly conflict with itself (each create adds a child to
+        # /local/domain) and run out of retries.
+        self._tx_lock = asyncio.Lock()
 
     @classmethod
     async def connect(cls, where: tuple[str, str] | None = None) -> AsyncXenStore:
@@ -353,7 +357,8 @@ class AsyncXenStore:
                     tx.write(n.path, n.value)
                 if n.perms is not None:
                     tx.set_perms(n.path, n.perms)
-        await self._run(self.xs.transaction, body)
+        async with self._tx_lock:
+            await self._run(self.xs.transaction, body)
 
     async def watch(self, path: str) -> AsyncIterator[str]:
         """Yield the path of every event for a watch on `path` (the first one at once)."""
