@@ -2,7 +2,7 @@
 the agents in every domain, and the `hyperwall` CLI (root only).
 
 Each test runs its own platform in a temporary folder with its own domid range, and tears
-it down to nothing afterwards, whatever happened (tests/dom0d_proc.py).
+it down to nothing afterwards, whatever happened (dom0/embedded.py).
 """
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from dom0.backends._ns_rootfs import parse_status
+from dom0.embedded import Platform
 from dom0.xenstore.client import Perm, XenStore
-from tests.dom0d_proc import Platform
 from tests.leftovers import leftovers, mounts_under
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]

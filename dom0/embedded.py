@@ -1,9 +1,10 @@
-"""A real `hyperwall-dom0d` (and the xenstored it starts) for tests, torn down to nothing.
+"""A whole embedded platform in a scratch folder, torn down to nothing: `make demo` and
+the end-to-end tests run Hyperwall this way.
 
-`Platform` runs dom0d as a process on a config dir in a short temporary folder, with its
-own domid range so it cannot collide with another test's domains. `close()` stops every
-domain, dom0d and its xenstored, and destroys any domain the backend still holds in that
-range, even when the test failed half-way.
+`Platform` runs `hyperwall-dom0d` (which starts its own xenstored) on a config dir in a
+short temporary folder, with its own domid range so it cannot collide with another
+platform on the host. `close()` stops every domain, dom0d and its xenstored, and destroys
+any domain the backend still holds, even after a failure half-way.
 """
 from __future__ import annotations
 
@@ -14,19 +15,19 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from dom0.backends.base import DomainHandle
 from dom0.backends.ns import NsBackend
 from dom0.config import STANDARD_DIR, DomainSpec
 from dom0.xenstore.client import XenStore, rundir_socket
-from tests.conftest import wait_for_socket
 
 TIMEOUT = 30.0
 
 
 class Platform:
-    def __init__(self, config: dict[str, str] | None = None, *, first_domid: int) -> None:
+    def __init__(self, config: dict[str, str] | None = None, *, first_domid: int = 1) -> None:
         # Unix socket paths must stay under 108 bytes: a short folder in /tmp.
         self.dir = Path(tempfile.mkdtemp(prefix="hwd-", dir="/tmp"))
         self.config_dir = self.dir / "domains"
@@ -60,7 +61,15 @@ class Platform:
                  "--state-dir", str(self.state_dir), "--rundir", str(self.rundir),
                  "--socket", str(self.socket), "--first-domid", str(self.first_domid)],
                 stdout=log, stderr=log, start_new_session=True)
-        wait_for_socket(self.socket, self.proc, timeout=TIMEOUT)
+        deadline = time.monotonic() + TIMEOUT
+        while not self.socket.exists():
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"hyperwall-dom0d exited with {self.proc.returncode}:\n"
+                                   + self.log_text()[-2000:])
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"hyperwall-dom0d did not serve {self.socket} in {TIMEOUT}s")
+            # dom0d gives no other signal that it serves; the deadline bounds the wait.
+            time.sleep(0.02)
         return self
 
     def kill(self) -> None:
@@ -84,8 +93,7 @@ class Platform:
             sys.executable, "-m", "dom0.cli", *args, env=self.env(),
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
         out, err = await asyncio.wait_for(proc.communicate(), timeout)
-        assert proc.returncode is not None
-        return proc.returncode, out.decode(), err.decode()
+        return proc.returncode or 0, out.decode(), err.decode()
 
     async def close(self) -> None:
         try:
@@ -95,9 +103,8 @@ class Platform:
         finally:
             backend = NsBackend(self.state_dir / "ns")
             for domid in await backend.list_domids():
-                if self.first_domid <= domid < self.first_domid + 100:
-                    orphan = DomainSpec(name=f"orphan-{domid}", kind="app")
-                    await backend.destroy(DomainHandle(domid, orphan, self.xs_rundir))
+                orphan = DomainSpec(name=f"orphan-{domid}", kind="app")
+                await backend.destroy(DomainHandle(domid, orphan, self.xs_rundir))
             pidfile = self.xs_rundir / "xenstored.pid"
             if pidfile.exists():
                 try:
