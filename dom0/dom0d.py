@@ -97,8 +97,8 @@ async def run(args: argparse.Namespace) -> int:
         return 1
     store, xs_rundir = await ensure_xenstored(args.rundir / "xenstored", args.state_dir)
     await store.write("/local/domain/0/name", "Domain-0")
-    toolstack = Toolstack(specs, store, {"ns": NsBackend(args.state_dir / "ns")}, xs_rundir,
-                          first_domid=args.first_domid)
+    ns = NsBackend(args.state_dir / "ns", sys_sec_dir=args.state_dir / "sys-sec")
+    toolstack = Toolstack(specs, store, {"ns": ns}, xs_rundir, first_domid=args.first_domid)
     await toolstack.recover()
     toolstack.supervise()
     api = await serve(toolstack, args.socket)

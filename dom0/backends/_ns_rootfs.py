@@ -20,6 +20,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 INIT = REPO / "domains" / "init.py"
 XENSTORE_DIR_INSIDE = "/var/run/xenstored"
+# sys-sec's state that dom0 reads (EVE logs, the SecurityService socket, the provider's
+# bundles): one host folder, the same for every start, at this path inside.
+SHARED_DIR_INSIDE = "/var/lib/hyperwall"
 # Root inside a domain keeps what an agent and sys-sec's datapath need (configure links,
 # firewall, raw sockets, low ports, own files) and loses mounts, modules, ptrace, devices.
 CAPS = ("CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_NET_BIND_SERVICE", "CAP_CHOWN",
@@ -95,12 +98,14 @@ def host_ro_paths() -> list[Path]:
 
 
 def bwrap_argv(*, root: Path, hostname: str, xenstore_dir: Path, status_fd: int,
-               env: dict[str, str], command: list[str]) -> list[str]:
+               env: dict[str, str], command: list[str],
+               shared_dir: Path | None = None) -> list[str]:
     argv = ["bwrap", "--bind", str(root), "/"]
     for p in host_ro_paths():
         argv += ["--ro-bind", str(p), str(p)]
     argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/run",
              "--bind", str(xenstore_dir), XENSTORE_DIR_INSIDE,
+             *(["--bind", str(shared_dir), SHARED_DIR_INSIDE] if shared_dir else []),
              "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--hostname", hostname,
              "--as-pid-1", "--new-session", "--json-status-fd", str(status_fd),
              "--chdir", "/", "--clearenv", "--cap-drop", "ALL"]

@@ -66,8 +66,11 @@ class NsBackend:
     name = "ns"
 
     def __init__(self, state_dir: Path, *, templates_dir: Path | None = None,
-                 agent_argv: list[str] | None = None, cgroup_root: Path = ROOT) -> None:
+                 agent_argv: list[str] | None = None, cgroup_root: Path = ROOT,
+                 sys_sec_dir: Path | None = None) -> None:
         self.state_dir = state_dir
+        # Where sys-sec's SHARED_DIR_INSIDE lives on the host (dom0 reads its logs there).
+        self.sys_sec_dir = sys_sec_dir or state_dir / "sys-sec"
         self.templates_dir = templates_dir or state_dir / "templates"
         self.agent_argv = agent_argv or [sys.executable, "-m", "domains.agent"]
         self.cgroup_root = cgroup_root
@@ -148,6 +151,8 @@ class NsBackend:
         try:
             d.make()
             dom.xenstore_dir.mkdir(parents=True, exist_ok=True)
+            if dom.spec.is_sys_sec:
+                self.sys_sec_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             if not mounted(d.root):
                 await run(["mount", "-t", "overlay", "overlay", "-o",
                            overlay_options(self._template(dom), d), str(d.root)])
@@ -161,7 +166,8 @@ class NsBackend:
         argv = cg.joined([
             "setsid", "--fork", "ip", "netns", "exec", netns_name(dom.domid),
             *bwrap_argv(root=d.root, hostname=dom.spec.name, xenstore_dir=dom.xenstore_dir,
-                        status_fd=status_fd, env=env, command=self.agent_argv)])
+                        status_fd=status_fd, env=env, command=self.agent_argv,
+                        shared_dir=self.sys_sec_dir if dom.spec.is_sys_sec else None)])
         try:
             proc = await asyncio.create_subprocess_exec(
                 *argv, stdin=asyncio.subprocess.DEVNULL, stdout=console_fd, stderr=console_fd,

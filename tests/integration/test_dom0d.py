@@ -102,6 +102,13 @@ async def test_the_standard_platform_runs_isolated_domains_and_leaves_nothing(
                                             "10.137.255.254")
                 assert code == 0, out
 
+    # sys-sec's state folder is dom0's to read (EVE logs, its API socket); no guest has it.
+    code, out = await in_domain(platform, "sys-sec", "touch", "/var/lib/hyperwall/written")
+    assert code == 0, out
+    assert (platform.state_dir / "sys-sec" / "written").exists()
+    code, out = await in_domain(platform, "family", "ls", "/var/lib/hyperwall/written")
+    assert code != 0
+
     # family reads its own keys through its own socket; work's are not for it; dom0 sees both.
     work = ids["work"]
     code, out = await in_domain(platform, "family", "xenstore-read", "name")
