@@ -127,11 +127,11 @@ class Toolstack:
                                    "domain can be started")
             try:
                 await self.store.write_nodes([self._marker(dom.domid)])
-                # Devices first, then the domain runs, as libxl unpauses a domain only once
-                # its devices exist: sys-sec's side gets ready while the guest boots.
-                if not spec.is_sys_sec:
-                    await self._add_vif(dom, devid=0)
-                await self._backend(spec).start(dom.handle)
+                # The vif is plugged while the domain boots: the agent handles a device
+                # whenever it appears, and sys-sec's side gets ready meanwhile.
+                await asyncio.gather(
+                    self._backend(spec).start(dom.handle),
+                    *([] if spec.is_sys_sec else [self._add_vif(dom, devid=0)]))
                 dom.state = DomainState.RUNNING
                 dom.started_at = time.monotonic()
                 if not spec.is_sys_sec:
