@@ -24,6 +24,7 @@ from dom0.config import DEFAULT_CONFIG_DIR, ConfigError, load_config_dir
 from dom0.logsetup import setup_logging
 from dom0.model import ToolstackError
 from dom0.toolstack import Toolstack
+from dom0.uplink import NsHostUplink
 from dom0.xenstore.client import AsyncXenStore, NoXenStore, XsError, rundir_socket
 
 log = logging.getLogger("hyperwall.dom0d")
@@ -48,6 +49,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="the control API's socket (default: %(default)s)")
     p.add_argument("--autostart", action="store_true",
                    help="start the domains whose definition says `autostart = true`")
+    p.add_argument("--uplink", choices=("host", "none"), default="host",
+                   help="host: sys-sec reaches the host's default route through NAT; none: "
+                   "sys-sec gets no uplink from dom0d (a simulated network plugs one in)")
     p.add_argument("--first-domid", type=int, default=1, metavar="N",
                    help="allocate domids from N up (several platforms on one host: tests)")
     return p.parse_args(argv)
@@ -98,7 +102,8 @@ async def run(args: argparse.Namespace) -> int:
     store, xs_rundir = await ensure_xenstored(args.rundir / "xenstored", args.state_dir)
     await store.write("/local/domain/0/name", "Domain-0")
     ns = NsBackend(args.state_dir / "ns", sys_sec_dir=args.state_dir / "sys-sec")
-    toolstack = Toolstack(specs, store, {"ns": ns}, xs_rundir, first_domid=args.first_domid)
+    toolstack = Toolstack(specs, store, {"ns": ns}, xs_rundir, first_domid=args.first_domid,
+                          uplink=NsHostUplink() if args.uplink == "host" else None)
     await toolstack.recover()
     toolstack.supervise()
     api = await serve(toolstack, args.socket)

@@ -30,6 +30,8 @@ class Platform:
     def __init__(self, config: dict[str, str] | None = None, *, first_domid: int = 1) -> None:
         # Unix socket paths must stay under 108 bytes: a short folder in /tmp.
         self.dir = Path(tempfile.mkdtemp(prefix="hwd-", dir="/tmp"))
+        # Other users reach the control socket in it (the API decides what they may do).
+        self.dir.chmod(0o755)
         self.config_dir = self.dir / "domains"
         if config is None:
             shutil.copytree(STANDARD_DIR, self.config_dir)
@@ -59,7 +61,8 @@ class Platform:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "dom0.dom0d", "--config-dir", str(self.config_dir),
                  "--state-dir", str(self.state_dir), "--rundir", str(self.rundir),
-                 "--socket", str(self.socket), "--first-domid", str(self.first_domid)],
+                 "--socket", str(self.socket), "--first-domid", str(self.first_domid),
+                 "--uplink", "none"],
                 stdout=log, stderr=log, start_new_session=True)
         deadline = time.monotonic() + TIMEOUT
         while not self.socket.exists():

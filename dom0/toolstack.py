@@ -56,6 +56,13 @@ class Store(Protocol):
     def watch(self, path: str) -> AsyncIterator[str]: ...
 
 
+class Uplink(Protocol):
+    """How sys-sec reaches the outside: plugged once it runs, unplugged when it goes."""
+
+    async def plug(self, sys_sec: DomainHandle) -> None: ...
+    async def unplug(self, sys_sec: DomainHandle) -> None: ...
+
+
 @dataclass
 class Domain:
     spec: DomainSpec
@@ -69,8 +76,10 @@ class Domain:
 
 class Toolstack:
     def __init__(self, specs: dict[str, DomainSpec], store: Store,
-                 backends: dict[str, Backend], xs_rundir: Path, *, first_domid: int = 1) -> None:
+                 backends: dict[str, Backend], xs_rundir: Path, *, first_domid: int = 1,
+                 uplink: Uplink | None = None) -> None:
         self.specs = specs
+        self.uplink = uplink
         self.first_domid = first_domid
         self.store = store
         self.backends = backends
@@ -136,6 +145,8 @@ class Toolstack:
                 dom.started_at = time.monotonic()
                 if not spec.is_sys_sec:
                     await self._wait_vif_connected(dom, devid=0)
+                elif self.uplink is not None:
+                    await self.uplink.plug(dom.handle)
                 await self.store.rm(self._marker(dom.domid).path)
             except BaseException:
                 await self._teardown(dom)
@@ -371,6 +382,9 @@ class Toolstack:
             steps.append(("vif", lambda: backend.remove_vif(dom.handle, sys_sec.handle, 0)))
             steps.append(("backend entries", lambda: self.store.rm(
                 f"{layout.dom_path(sys_sec.domid)}/backend/vif/{dom.domid}")))
+        if dom.spec.is_sys_sec and self.uplink is not None:
+            uplink = self.uplink
+            steps.append(("uplink", lambda: uplink.unplug(dom.handle)))
         steps.append(("backend", lambda: backend.destroy(dom.handle)))
         steps.append(("release", lambda: self.store.release(dom.domid)))
         steps.append(("xenstore", lambda: self._remove_entries(dom.domid, dom.uuid)))

@@ -20,7 +20,7 @@ import pytest
 
 from dom0.api.server import serve
 from dom0.config import DomainSpec
-from tests.conftest import wait_for_socket
+from dom0.embedded import Platform
 from tests.control_fakes import StandInToolstack, short_dir
 
 pytestmark = pytest.mark.root
@@ -198,7 +198,6 @@ async def test_users_cannot_reach_grpc_without_the_proxy(socket_path: Path) -> N
 
 # -- end to end: the real hyperwall-dom0d ---------------------------------------------------
 
-DOM0D = Path(__file__).resolve().parents[2] / "dom0" / "dom0d.py"
 CONFIG = {
     "sys-sec.toml": 'name = "sys-sec"\nkind = "sys-sec"\npolicy = "uplink"\n',
     "work.toml": f'name = "work"\nkind = "app"\npolicy = "filtered"\nusers = ["{ALICE}"]\n',
@@ -206,34 +205,15 @@ CONFIG = {
 
 
 @pytest.fixture
-def dom0d(accounts: None) -> Iterator[Path]:
+async def dom0d(accounts: None) -> AsyncIterator[Path]:
     """The real daemon on a config dir of two domains; yields its control socket."""
-    if not DOM0D.exists():
-        pytest.skip("dom0/dom0d.py is not committed yet")
-    with short_dir() as run:
-        config = run / "domains"
-        config.mkdir()
-        for name, text in CONFIG.items():
-            (config / name).write_text(text)
-        socket_path = run / "control.sock"
-        log = open(run / "dom0d.log", "wb")  # noqa: SIM115 - lives as long as the process
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "dom0.dom0d", "--config-dir", str(config), "--state-dir",
-             str(run / "state"), "--rundir", str(run / "run"), "--socket", str(socket_path)],
-            stdout=log, stderr=log, start_new_session=True)
-        log.close()
-        try:
-            wait_for_socket(socket_path, proc, timeout=30.0)
-            yield socket_path
-        finally:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-                try:
-                    proc.wait(TIMEOUT)
-                except subprocess.TimeoutExpired:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                    proc.wait(TIMEOUT)
-            print((run / "dom0d.log").read_text(errors="replace"))
+    platform = Platform(CONFIG, first_domid=4000 + os.getpid() % 1000)
+    try:
+        platform.start()
+        yield platform.socket
+    finally:
+        await platform.close()
+        print(platform.log_text())
 
 
 @pytest.mark.slow
