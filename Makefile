@@ -44,6 +44,8 @@ demo: install
 
 bench: install
 	$(PY) bench/xenstore.py
+	$(PY) bench/ids.py
+	$(PY) bench/domains.py
 
 lint: install
 	$(VENV)/bin/ruff check dom0 domains netsec builder proto tests bench
