@@ -17,6 +17,7 @@ import contextlib
 import ipaddress
 import logging
 import os
+import re
 import sys
 import time
 from collections.abc import AsyncIterator
@@ -38,7 +39,7 @@ class AgentStore(Protocol):
 class Net(Protocol):
     """The data-plane commands, so the agent's logic can run against a recorder in tests."""
 
-    async def frontend_up(self, devid: int, ip: str, gateway: str) -> None: ...
+    async def frontend_up(self, devid: int, ip: str, gateway: str, mac: str) -> None: ...
     async def frontend_down(self, devid: int) -> None: ...
     async def backend_up(self, domid: int, devid: int, ip: str, gateway: str) -> None: ...
     async def backend_down(self, domid: int, devid: int) -> None: ...
@@ -53,6 +54,16 @@ class ShutdownRequested(Exception):
 
 def _ids(key: str) -> tuple[int, ...]:
     return tuple(int(part) for part in key.split("/"))
+
+
+MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
+
+
+def _mac(untrusted: bytes | None, what: str) -> str:
+    text = (untrusted or b"").decode("ascii", "replace").lower()
+    if not MAC.fullmatch(text) or int(text[:2], 16) & 1:
+        raise HandshakeError(f"{what} is not a unicast MAC address: {untrusted!r}")
+    return text
 
 
 def _address(untrusted: bytes | None, what: str) -> str:
@@ -127,7 +138,8 @@ class Agent:
                 ip = _address(await self.store.read(f"{be}/ip"), f"{be}/ip")
                 gw = _address(await self.store.read(f"{be}/hyperwall/gateway"),
                               f"{be}/hyperwall/gateway")
-                await self.net.frontend_up(devid, ip, gw)
+                mac = _mac(await self.store.read(f"{own}/mac"), f"{own}/mac")
+                await self.net.frontend_up(devid, ip, gw, mac)
             else:
                 await self.net.frontend_down(devid)
 
@@ -223,9 +235,11 @@ class IpNet:
         await run(["ip", "-force", "-batch", "-"], input="".join(
             c + "\n" for c in commands).encode(), check=check)
 
-    async def frontend_up(self, devid: int, ip: str, gateway: str) -> None:
+    async def frontend_up(self, devid: int, ip: str, gateway: str, mac: str) -> None:
         dev = f"eth{devid}"
-        await self._ip(f"addr replace {ip}/32 dev {dev}", f"link set {dev} up",
+        # The address dom0 gave the vif (xenstore's `mac`), as netfront takes it.
+        await self._ip(f"link set {dev} address {mac}", f"addr replace {ip}/32 dev {dev}",
+                       f"link set {dev} up",
                        f"route replace {gateway} dev {dev} scope link",
                        *([f"route replace default via {gateway} dev {dev}"] if devid == 0
                          else []))

@@ -63,8 +63,8 @@ class RecordingNet:
     def __init__(self) -> None:
         self.calls: list[tuple] = []
 
-    async def frontend_up(self, devid: int, ip: str, gateway: str) -> None:
-        self.calls.append(("frontend_up", devid, ip, gateway))
+    async def frontend_up(self, devid: int, ip: str, gateway: str, mac: str) -> None:
+        self.calls.append(("frontend_up", devid, ip, gateway, mac))
 
     async def frontend_down(self, devid: int) -> None:
         self.calls.append(("frontend_down", devid))
@@ -115,7 +115,7 @@ async def test_vif_reaches_connected_and_configures_both_ends(vif_first: bool) -
     be_state = f"/local/domain/{SYS}/backend/vif/{GUEST}/0/state"
     await wait_for(lambda: tree.data.get(fe_state) == b"4" and tree.data.get(be_state) == b"4")
     addr = vif_addressing(GUEST, 0)
-    assert ("frontend_up", 0, addr.ip, addr.gateway) in fe_net.calls
+    assert ("frontend_up", 0, addr.ip, addr.gateway, addr.mac) in fe_net.calls
     assert ("backend_up", GUEST, 0, addr.ip, addr.gateway) in be_net.calls
     assert ("forwarding",) in be_net.calls
 
