@@ -98,8 +98,8 @@ async def test_the_standard_platform_runs_isolated_domains_and_leaves_nothing(
                 code, out = await in_domain(platform, name, "ip", "-4", "-o", "addr", "show",
                                             "eth0")
                 assert xs.read(f"{be}/ip").decode() + "/32" in out
-                code, out = await in_domain(platform, name, "cat", "/sys/class/net/eth0/address")
-                assert out.strip() == xs.read(f"{fe}/mac").decode()
+                code, out = await in_domain(platform, name, "ip", "-o", "link", "show", "eth0")
+                assert f"link/ether {xs.read(f'{fe}/mac').decode()} " in out
                 code, out = await in_domain(platform, name, "ping", "-c1", "-W2",
                                             "10.137.255.254")
                 assert code == 0, out
