@@ -110,7 +110,8 @@ def vif_backend_path(backend_domid: int, domid: int, devid: int) -> str:
     return f"{dom_path(backend_domid)}/backend/vif/{domid}/{devid}"
 
 
-def vif_nodes(domid: int, backend_domid: int, devid: int, policy: str) -> list[Node]:
+def vif_nodes(domid: int, backend_domid: int, devid: int, policy: str, *,
+              name: str) -> list[Node]:
     """The frontend and backend directories of a vif, as `libxl__device_nic_add` writes."""
     fe, be = vif_frontend_path(domid, devid), vif_backend_path(backend_domid, domid, devid)
     fe_perms = (f"n{domid}", f"r{backend_domid}")
@@ -137,6 +138,8 @@ def vif_nodes(domid: int, backend_domid: int, devid: int, policy: str) -> list[N
         # Routed addressing and the owner's policy for this guest, applied by sys-sec.
         Node(f"{be}/hyperwall/gateway", addr.gateway),
         Node(f"{be}/hyperwall/policy", policy),
+        # The guest's name for sys-sec's logs and reports: it cannot read the guest's tree.
+        Node(f"{be}/hyperwall/name", name),
         Node(f"{libxl_path(domid)}/device/vif/{devid}/frontend", fe),
         Node(f"{libxl_path(domid)}/device/vif/{devid}/backend", be),
     ]

@@ -347,7 +347,7 @@ class Toolstack:
         sys_sec = self._running_sys_sec(dom)
         await self._backend(dom.spec).add_vif(dom.handle, sys_sec.handle, devid)
         await self.store.write_nodes(layout.vif_nodes(dom.domid, sys_sec.domid, devid,
-                                                      dom.spec.policy))
+                                                      dom.spec.policy, name=dom.spec.name))
 
     async def _wait_vif_connected(self, dom: Domain, devid: int) -> None:
         sys_sec = self._running_sys_sec(dom)

@@ -99,7 +99,7 @@ async def test_vif_reaches_connected_and_configures_both_ends(vif_first: bool) -
     tree = build_tree()
 
     def add_vif() -> None:
-        for n in vif_nodes(GUEST, SYS, 0, "internet"):
+        for n in vif_nodes(GUEST, SYS, 0, "internet", name="guest"):
             if n.value is not None:
                 tree.set(n.path, n.value)
 
@@ -129,7 +129,7 @@ async def test_vif_reaches_connected_and_configures_both_ends(vif_first: bool) -
 
 async def test_garbage_from_the_guest_does_not_connect_sys_sec() -> None:
     tree = build_tree()
-    for n in vif_nodes(GUEST, SYS, 0, "internet"):
+    for n in vif_nodes(GUEST, SYS, 0, "internet", name="guest"):
         if n.value is not None:
             tree.set(n.path, n.value)
     be_net = RecordingNet()

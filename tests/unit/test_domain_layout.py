@@ -29,7 +29,7 @@ def test_domain_layout_paths_and_perms() -> None:
 def test_parents_come_before_children() -> None:
     # A node created without perms inherits its nearest existing ancestor's, so that
     # ancestor must already be written when the node is.
-    nodes = domain_nodes(3, "x", SPEC) + vif_nodes(3, 1, 0, "internet")
+    nodes = domain_nodes(3, "x", SPEC) + vif_nodes(3, 1, 0, "internet", name="guest")
     listed = {n.path for n in nodes}
     seen: set[str] = set()
     for n in nodes:
@@ -41,7 +41,7 @@ def test_parents_come_before_children() -> None:
 
 
 def test_vif_layout_like_libxl() -> None:
-    nodes = nodes_by_path(vif_nodes(5, 1, 0, "filtered"))
+    nodes = nodes_by_path(vif_nodes(5, 1, 0, "filtered", name="guest"))
     fe, be = "/local/domain/5/device/vif/0", "/local/domain/1/backend/vif/5/0"
     assert nodes[fe].perms == ("n5", "r1")
     assert nodes[be].perms == ("n1", "r5")
@@ -50,6 +50,7 @@ def test_vif_layout_like_libxl() -> None:
     assert nodes[f"{be}/frontend-id"].value == "5" and nodes[f"{fe}/backend-id"].value == "1"
     assert nodes[f"{be}/ip"].value == vif_addressing(5, 0).ip
     assert nodes[f"{be}/hyperwall/policy"].value == "filtered"
+    assert nodes[f"{be}/hyperwall/name"].value == "guest"
 
 
 def test_addresses_are_unique_per_domid() -> None:
