@@ -59,6 +59,15 @@ def build_template(dest: Path, progress: Callable[[str], None] = lambda _: None)
     for rel, text in FILES.items():
         (work / rel).write_text(text)
     progress(f"{len(FILES)} files in /etc")
+    # Debian's alternatives: /usr/sbin/iptables and friends are symlinks through
+    # /etc/alternatives, so the domain's /etc needs the host's choices to run them.
+    alternatives = Path("/etc/alternatives")
+    if alternatives.is_dir():
+        (work / "etc" / "alternatives").mkdir()
+        links = [p for p in alternatives.iterdir() if p.is_symlink()]
+        for link in links:
+            (work / "etc" / "alternatives" / link.name).symlink_to(os.readlink(link))
+        progress(f"{len(links)} alternatives")
     work.rename(dest)
     progress(f"template ready at {dest}")
     return dest

@@ -210,7 +210,7 @@ def _events(s: Session, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-@command("up", "bring the platform up: sys-sec, then every autostart domain")
+@command("up", "bring the platform up: sys-sec, then every domain in the config dir")
 def _up(s: Session, args: argparse.Namespace) -> int:
     infos = [domain_from_pb(d) for d in s.stub.Up(pb.UpRequest()).domains]
     s.emit(domain_table(infos), [domain_json(i) for i in infos])
@@ -284,5 +284,11 @@ def run(argv: list[str]) -> int:
             return 128 + signal.SIGINT
 
 
+# Commands defined in their own modules register themselves into COMMANDS on import.
+from dom0 import cli_security  # noqa: E402,F401
+
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run as `python -m dom0.cli`: the commands registered into the module `dom0.cli`,
+    # not into this `__main__` copy of it.
+    from dom0 import cli
+    sys.exit(cli.main())

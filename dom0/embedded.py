@@ -27,7 +27,8 @@ TIMEOUT = 30.0
 
 
 class Platform:
-    def __init__(self, config: dict[str, str] | None = None, *, first_domid: int = 1) -> None:
+    def __init__(self, config: dict[str, str] | None = None, *, first_domid: int = 1,
+                 sys_sec_files: dict[str, str] | None = None) -> None:
         # Unix socket paths must stay under 108 bytes: a short folder in /tmp.
         self.dir = Path(tempfile.mkdtemp(prefix="hwd-", dir="/tmp"))
         # Other users reach the control socket in it (the API decides what they may do).
@@ -40,11 +41,20 @@ class Platform:
             for name, text in config.items():
                 (self.config_dir / name).write_text(text)
         self.state_dir = self.dir / "state"
+        # What sys-sec starts with (its settings, rules, block lists), as dom0 provides it.
+        for rel, text in (sys_sec_files or {}).items():
+            path = self.sys_sec_dir / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
         self.rundir = self.dir / "run"
         self.socket = self.dir / "control.sock"
         self.log = self.dir / "dom0d.log"
         self.first_domid = first_domid
         self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def sys_sec_dir(self) -> Path:
+        return self.state_dir / "sys-sec"
 
     @property
     def xs_rundir(self) -> Path:
@@ -54,7 +64,8 @@ class Platform:
         return XenStore(rundir_socket(self.xs_rundir)).connect()
 
     def env(self) -> dict[str, str]:
-        return {**os.environ, "HYPERWALL_SOCKET": str(self.socket)}
+        return {**os.environ, "HYPERWALL_SOCKET": str(self.socket),
+                "HYPERWALL_STATE_DIR": str(self.state_dir)}
 
     def start(self) -> Platform:
         with open(self.log, "ab") as log:

@@ -237,6 +237,10 @@ class IpNet:
 
     async def frontend_up(self, devid: int, ip: str, gateway: str, mac: str) -> None:
         dev = f"eth{devid}"
+        if devid == 0:
+            # sys-sec's resolver is the domain's resolver (filtered guests get no other).
+            with open("/etc/resolv.conf", "w") as f:
+                f.write(f"nameserver {gateway}\n")
         # The address dom0 gave the vif (xenstore's `mac`), as netfront takes it.
         await self._ip(f"link set {dev} address {mac}", f"addr replace {ip}/32 dev {dev}",
                        f"link set {dev} up",
@@ -260,10 +264,38 @@ class IpNet:
             f.write("1\n")
 
 
+SECURITY_SERVICES = [sys.executable, "-S", "-m", "netsec.syssec",
+                     "--state-dir", "/var/lib/hyperwall"]
+
+
+async def keep_running(argv: list[str]) -> None:
+    """sys-sec's security services: restarted when they die (fail closed meanwhile)."""
+    while True:
+        proc = await asyncio.create_subprocess_exec(*argv)
+        try:
+            code = await proc.wait()
+        except asyncio.CancelledError:
+            proc.terminate()
+            await proc.wait()
+            raise
+        log.error("%s exited with %s; restarting", argv[3], code)
+        await asyncio.sleep(0.5)
+
+
 async def amain() -> int:
     from dom0.xenstore.client import connect_agent_store  # the one client layer
     store = await connect_agent_store()
-    reason = await Agent(store, IpNet()).run()
+    services = None
+    if await store.read("hyperwall/kind") == b"sys-sec" and \
+            os.environ.get("HYPERWALL_SECURITY", "1") != "0":
+        services = asyncio.ensure_future(keep_running(SECURITY_SERVICES))
+    try:
+        reason = await Agent(store, IpNet()).run()
+    finally:
+        if services is not None:
+            services.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await services
     log.info("shutting down: %s", reason)
     return 0
 

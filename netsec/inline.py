@@ -92,12 +92,17 @@ class InlineQueue:
 
     def serve(self, stop: threading.Event | None = None, poll: float = 0.2) -> None:
         """Answer packets until `stop` is set (checked every `poll` seconds when idle)."""
-        assert self.sock is not None, "open() first"
-        fd = self.sock.fileno()
         while stop is None or not stop.is_set():
-            ready, _, _ = select.select([fd], [], [], poll)
-            if ready:
-                self.service()
+            self.serve_once(poll)
+
+    def serve_once(self, timeout: float) -> int:
+        """Wait up to `timeout` for packets and answer what is ready; returns how many."""
+        assert self.sock is not None, "open() first"
+        try:
+            ready, _, _ = select.select([self.sock.fileno()], [], [], timeout)
+        except InterruptedError:
+            return 0
+        return self.service() if ready else 0
 
     def service(self) -> int:
         """Read what is ready (at least one datagram), answer it; returns packets handled."""

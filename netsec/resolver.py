@@ -80,11 +80,13 @@ def parse_question(untrusted: bytes) -> Question:
     return Question(tid, flags, ".".join(labels), qtype, qclass, off + 4)
 
 
-def build_answer(query: bytes, q: Question) -> bytes:
-    """A sinkhole answer that echoes the question (and drops any EDNS record)."""
+def build_answer(query: bytes, q: Question, ipv4: bytes = bytes(4),
+                 ipv6: bytes | None = bytes(16)) -> bytes:
+    """An answer that echoes the question (and drops any EDNS record): by default the
+    sinkhole; `ipv4`/`ipv6` give real addresses (None: no AAAA record)."""
     rd = q.flags & 0x0100
     flags = 0x8000 | 0x0400 | rd | 0x0080   # QR, AA, RD copied, RA
-    rdata = {QTYPE_A: bytes(4), QTYPE_AAAA: bytes(16)}.get(q.qtype)
+    rdata = {QTYPE_A: ipv4, QTYPE_AAAA: ipv6}.get(q.qtype)
     ancount = 1 if rdata is not None else 0
     out = _HEADER.pack(q.tid, flags, 1, ancount, 0, 0) + query[_HEADER.size:q.end]
     if rdata is not None:
@@ -110,8 +112,10 @@ class Resolver:
     """Decides per query; `decisions` keeps what it did, for reports and EVE dns events."""
 
     def __init__(self, blocklist: Blocklist, clock: Callable[[], dt.datetime] = dt.datetime.now,
-                 keep: int = 10000) -> None:
+                 keep: int = 10000, filters: Callable[[str], bool] = lambda client: True) -> None:
         self.blocklist = blocklist
+        # Whose queries the block lists apply to (sys-sec: `filtered` guests only).
+        self.filters = filters
         self.clock = clock
         self.keep = keep
         self.decisions: list[Decision] = []
@@ -127,7 +131,7 @@ class Resolver:
                 raise
             return build_error(e.tid, e.flags, RCODE_FORMERR)
         now = self.clock()
-        category = self.blocklist.lookup(q.name, now)
+        category = self.blocklist.lookup(q.name, now) if self.filters(client) else None
         self._record(Decision(now, client, q.name, q.qtype, category))
         return build_answer(untrusted, q) if category is not None else None
 

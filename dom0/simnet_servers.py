@@ -1,0 +1,99 @@
+"""The simulated internet's servers, run inside its namespace by `dom0.simnet`:
+an authoritative DNS server for the zone, HTTP on port 80 and HTTPS on 443 (the certificate
+for the name the client sends as SNI). Prints "ready" once all listen.
+
+Usage: python -m dom0.simnet_servers ZONE_JSON CERT_DIR
+  ZONE_JSON  {"name": "address", ...}; other names get NXDOMAIN
+  CERT_DIR   <name>.pem (certificate + key) per name, made by dom0.simnet
+"""
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import ssl
+import sys
+from pathlib import Path
+
+from netsec.resolver import QueryError, build_answer, build_error, parse_question
+
+RCODE_NXDOMAIN = 3
+# The EICAR test string: every anti-malware product detects it; harmless by design.
+EICAR = (b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*")
+
+
+def answer(zone: dict[str, str], query: bytes) -> bytes | None:
+    try:
+        q = parse_question(query)
+    except QueryError as e:
+        return build_error(e.tid, e.flags, 1) if e.tid is not None else None
+    address = zone.get(q.name.rstrip(".").lower())
+    if address is None:
+        return build_error(q.tid, q.flags, RCODE_NXDOMAIN)
+    return build_answer(query, q, ipaddress.IPv4Address(address).packed, None)
+
+
+def page(host: str, path: str) -> tuple[str, bytes, str]:
+    if path == "/download/eicar.txt":
+        return "200 OK", EICAR, "application/octet-stream"
+    return "200 OK", f"hello from {host}\n".encode(), "text/plain"
+
+
+async def http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+        lines = head.decode("latin-1").split("\r\n")
+        _, path, _ = lines[0].split(" ", 2)
+        host = next((line.split(":", 1)[1].strip() for line in lines[1:]
+                     if line.lower().startswith("host:")), "")
+        status, body, ctype = page(host, path)
+        writer.write(f"HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: "
+                     f"{len(body)}\r\nConnection: close\r\n\r\n".encode() + body)
+        await writer.drain()
+    except (ValueError, asyncio.IncompleteReadError, TimeoutError, ConnectionError,
+            asyncio.LimitOverrunError):
+        pass
+    finally:
+        writer.close()
+
+
+def tls_context(cert_dir: Path) -> ssl.SSLContext:
+    contexts: dict[str, ssl.SSLContext] = {}
+    for pem in cert_dir.glob("*.pem"):
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(pem)
+        contexts[pem.stem] = ctx
+    default = next(iter(contexts.values()))
+
+    def pick(sock: ssl.SSLObject, name: str | None, _: ssl.SSLContext) -> None:
+        if name in contexts:
+            sock.context = contexts[name]
+    default.sni_callback = pick  # type: ignore[assignment]
+    return default
+
+
+class Dns(asyncio.DatagramProtocol):
+    def __init__(self, zone: dict[str, str]) -> None:
+        self.zone = zone
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        reply = answer(self.zone, data)
+        if reply is not None:
+            self.transport.sendto(reply, addr)  # type: ignore[attr-defined]
+
+
+async def main(zone_file: Path, cert_dir: Path) -> None:
+    zone = json.loads(zone_file.read_text())
+    loop = asyncio.get_running_loop()
+    await loop.create_datagram_endpoint(lambda: Dns(zone), local_addr=("0.0.0.0", 53))
+    await asyncio.start_server(http, "0.0.0.0", 80)
+    await asyncio.start_server(http, "0.0.0.0", 443, ssl=tls_context(cert_dir))
+    print("ready", flush=True)
+    await asyncio.Event().wait()
+
+
+if __name__ == "__main__":
+    asyncio.run(main(Path(sys.argv[1]), Path(sys.argv[2])))

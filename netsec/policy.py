@@ -1,0 +1,98 @@
+"""sys-sec's policy core (pure): what dom0 wrote under sys-sec's backend directories, turned
+into the firewall's vifs, the guest-name map, and the engine rules that block categories by
+TLS SNI and HTTP Host for `filtered` guests.
+
+Everything read here was written by dom0 into sys-sec's own tree, but it is still checked:
+a vif whose address or policy does not parse is shut (`offline`) and reported, and the
+others are unaffected.
+"""
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass, field
+
+from netsec.blocklist import Blocklist
+from netsec.firewall import GUEST_RANGE, POLICIES, Vif
+
+POLICY_SID_BASE = 9_100_000
+
+
+@dataclass(frozen=True)
+class VifKeys:
+    """The keys of one backend directory `backend/vif/<domid>/<devid>`, as read."""
+
+    domid: int
+    devid: int
+    ip: bytes | None
+    policy: bytes | None
+    name: bytes | None
+
+
+@dataclass
+class Plan:
+    vifs: list[Vif] = field(default_factory=list)
+    names: dict[str, str] = field(default_factory=dict)      # guest address -> domain name
+    errors: list[str] = field(default_factory=list)
+
+    @property
+    def filtered(self) -> list[str]:
+        return sorted(v.ip for v in self.vifs if v.policy == "filtered")
+
+
+def _text(raw: bytes | None) -> str | None:
+    try:
+        return raw.decode("ascii") if raw is not None else None
+    except UnicodeDecodeError:
+        return None
+
+
+def plan(keys: list[VifKeys]) -> Plan:
+    out = Plan()
+    for k in sorted(keys, key=lambda k: (k.domid, k.devid)):
+        where = f"backend/vif/{k.domid}/{k.devid}"
+        ip, policy = _text(k.ip), _text(k.policy)
+        try:
+            if ip is None or ipaddress.IPv4Address(ip) not in ipaddress.IPv4Network(
+                    GUEST_RANGE):
+                raise ValueError
+        except ValueError:
+            out.errors.append(f"{where}/ip: {k.ip!r} is not a guest address; vif not routed")
+            continue
+        if policy not in POLICIES:
+            out.errors.append(f"{where}/hyperwall/policy: {k.policy!r} is not one of "
+                              f"{', '.join(POLICIES)}; the vif is offline")
+            policy = "offline"
+        name = _text(k.name) or f"domain-{k.domid}"
+        out.vifs.append(Vif(k.domid, k.devid, ip, policy))
+        out.names[ip] = name
+    return out
+
+
+def _rule_text(s: str) -> str:
+    # Only what a domain name can hold reaches a rule: blocklist.normalise_domain made it.
+    return s.replace('"', "").replace(";", "").replace("\\", "")
+
+
+def category_rules(blocklist: Blocklist, guests: list[str]) -> str:
+    """Drop rules for every blocked site, by TLS SNI and by HTTP Host, for these guests.
+
+    dotprefix + endswith: `.example.com` matches example.com and its subdomains, not
+    notexample.com."""
+    if not guests:
+        return ""
+    src = "[" + ",".join(guests) + "]"
+    lines = []
+    sid = POLICY_SID_BASE
+    for cat_name in sorted(blocklist.categories):
+        for site in sorted(blocklist.categories[cat_name].domains):
+            site, cat = _rule_text(site), _rule_text(cat_name)
+            meta = f"hyperwall_category {cat}, hyperwall_site {site}"
+            # http.host is lower-case already; SNI is as the client sent it.
+            for by, proto, buf, case in (("sni", "tls", "tls.sni", " nocase;"),
+                                         ("host", "http", "http.host", "")):
+                sid += 1
+                lines.append(
+                    f'drop {proto} {src} any -> any any (msg:"hyperwall {cat}: {site} ({by})"; '
+                    f'flow:to_server; {buf}; dotprefix; content:".{site}"; endswith;{case} '
+                    f'metadata:{meta}, hyperwall_by {by}; sid:{sid}; rev:1;)')
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,258 @@
+"""sys-sec's controller: applies each guest's policy on the fly and keeps the inline engine
+running. Started by the agent in sys-sec (`python -m netsec.syssec`).
+
+- Watches its own `backend/vif` in xenstore (what dom0 wrote for each guest: address,
+  policy, name); on every change recompiles the whole firewall and applies it with one
+  `iptables-restore` (atomic), writes the address->name map, and regenerates the category
+  rules (TLS SNI, HTTP Host) for `filtered` guests.
+- Runs the resolver `filtered` guests are forced to use: blocked names get the sinkhole,
+  each block logged as an EVE alert with the `hyperwall` category object.
+- Runs `hyperwall-ipsd` on NFQUEUE 0 and restarts it at once when it dies; while it is down
+  the firewall forwards nothing (fail closed).
+
+Folders, under --state-dir (dom0 sees it as its STATE/sys-sec): `rules/` (the provider's or
+the owner's rules), `lists/` (one block list per category, `<category>.txt`), `log/`
+(`eve.json` from the engine, `dns.json` from the resolver), `run/` (generated files).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+import time
+import tomllib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dom0.logsetup import setup_logging
+from dom0.runner import CommandError, run
+from netsec import eve
+from netsec.blocklist import Blocklist, BlocklistError
+from netsec.firewall import FirewallConfig, FirewallError, compile_ruleset
+from netsec.policy import VifKeys, category_rules, plan
+from netsec.resolver import Decision, Resolver, serve
+
+log = logging.getLogger("hyperwall.syssec")
+GATEWAY = "10.137.255.254"
+RESTART_DELAY = 0.1
+SETTLE = 0.02          # changes arriving together are applied together
+
+
+@dataclass(frozen=True)
+class Settings:
+    """sys-sec's own settings (`STATE/syssec.toml`, written by dom0; all optional)."""
+
+    uplink: str = "uplink0"
+    dns_upstream: str = "9.9.9.9"
+    vpn_iface: str | None = None
+    doh_addresses: tuple[str, ...] = ()
+
+    @classmethod
+    def load(cls, path: Path) -> Settings:
+        if not path.exists():
+            return cls()
+        try:
+            raw = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as e:
+            raise SystemExit(f"{path}: {e}") from None
+        known = {"uplink", "dns_upstream", "vpn_iface", "doh_addresses"}
+        if set(raw) - known:
+            raise SystemExit(f"{path}: unknown setting {sorted(set(raw) - known)[0]!r}")
+        return cls(uplink=raw.get("uplink", cls.uplink),
+                   dns_upstream=raw.get("dns_upstream", cls.dns_upstream),
+                   vpn_iface=raw.get("vpn_iface"),
+                   doh_addresses=tuple(raw.get("doh_addresses", ())))
+
+
+class Controller:
+    def __init__(self, store: Any, state: Path, settings: Settings) -> None:
+        self.store = store
+        self.state = state
+        self.settings = settings
+        for sub in ("rules", "lists", "log", "run"):
+            (state / sub).mkdir(parents=True, exist_ok=True)
+        self.blocklist = self._load_lists()
+        self.filtered: set[str] = set()
+        self.resolver = _LoggedResolver(self.blocklist, self.log_block,
+                                        lambda client: client in self.filtered)
+        self.names: dict[str, str] = {}
+        self.dns_log = open(state / "log" / "dns.json", "a", buffering=1)  # noqa: SIM115
+        self.ipsd: asyncio.subprocess.Process | None = None
+        self.ipsd_ready = False
+        self.applied: str | None = None
+
+    def _load_lists(self) -> Blocklist:
+        files = sorted((self.state / "lists").glob("*.txt"))
+        try:
+            blocklist, reports = Blocklist.from_files(files)
+        except BlocklistError as e:
+            log.error("block lists: %s; filtering with none", e)
+            return Blocklist()
+        for r in reports:
+            if getattr(r, "skipped", None):
+                log.warning("%s", r)
+        log.info("block lists: %d sites in %d categories", len(blocklist),
+                 len(blocklist.categories))
+        return blocklist
+
+    # -- policy ----------------------------------------------------------------------------
+
+    async def snapshot(self) -> list[VifKeys]:
+        keys = []
+        for domid in await self.store.ls("backend/vif"):
+            if not domid.isdigit():
+                continue
+            for devid in await self.store.ls(f"backend/vif/{domid}"):
+                if devid.isdigit():
+                    d = f"backend/vif/{domid}/{devid}"
+                    keys.append(VifKeys(int(domid), int(devid), await self.store.read(f"{d}/ip"),
+                                        await self.store.read(f"{d}/hyperwall/policy"),
+                                        await self.store.read(f"{d}/hyperwall/name")))
+        return keys
+
+    async def apply(self) -> None:
+        p = plan(await self.snapshot())
+        for error in p.errors:
+            log.error("%s", error)
+        await self.store.write("data/hyperwall/policy-errors", "\n".join(p.errors))
+        cfg = FirewallConfig(uplink=self.settings.uplink, gateway=GATEWAY, queue=0,
+                             vpn_iface=self.settings.vpn_iface,
+                             doh_addresses=self.settings.doh_addresses)
+        try:
+            ruleset = compile_ruleset(cfg, p.vifs)
+        except FirewallError as e:   # e.g. two vifs claiming one address: keep what runs
+            log.error("firewall not changed: %s", e)
+            return
+        if ruleset != self.applied:
+            await run(["iptables-restore"], input=ruleset.encode())
+            self.applied = ruleset
+            log.info("firewall applied: %s", ", ".join(
+                f"{p.names[v.ip]}={v.policy}" for v in p.vifs) or "no guests")
+        self.names = p.names
+        self.filtered = set(p.filtered)
+        _write_atomic(self.state / "run" / "domains.json", json.dumps(p.names))
+        rules = category_rules(self.blocklist, p.filtered)
+        path = self.state / "run" / "policy.rules"
+        if not path.exists() or path.read_text() != rules:
+            _write_atomic(path, rules)
+        self.reload_ipsd()
+
+    async def watch_policy(self) -> None:
+        async for _ in self.store.watch("backend/vif"):
+            await asyncio.sleep(SETTLE)
+            try:
+                await self.apply()
+            except (CommandError, OSError) as e:
+                log.error("applying policy: %s", e)
+
+    # -- the resolver ------------------------------------------------------------------------
+
+    def log_block(self, d: Decision) -> None:
+        self.dns_log.write(json.dumps({
+            "timestamp": eve.timestamp(d.when.timestamp()), "event_type": "alert",
+            "src_ip": d.client, "dest_ip": GATEWAY, "proto": "UDP",
+            "alert": {"action": "blocked", "signature_id": 0,
+                      "signature": f"hyperwall {d.category}: {d.name} (dns)",
+                      "category": d.category, "severity": 3},
+            "hyperwall": {"guest": self.names.get(d.client, d.client),
+                          "category": d.category, "site": d.name, "by": "dns"}},
+            separators=(",", ":")) + "\n")
+
+    async def serve_dns(self) -> list[Any]:
+        return await serve(self.resolver, ("0.0.0.0", 53), (self.settings.dns_upstream, 53))
+
+    # -- the engine ----------------------------------------------------------------------------
+
+    def reload_ipsd(self) -> None:
+        # Only once it said ready: a SIGHUP before its handler is set would kill it.
+        if self.ipsd_ready and self.ipsd is not None and self.ipsd.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.ipsd.send_signal(signal.SIGHUP)
+
+    async def keep_ipsd(self) -> None:
+        st, rundir = self.state, self.state / "run"
+        argv = [sys.executable, "-S", "-m", "netsec.ipsd", "--queue", "0",
+                "-S", str(st / "rules"), "-S", str(rundir / "policy.rules"),
+                "-l", str(st / "log"), "--domains", str(rundir / "domains.json"),
+                "--pidfile", str(rundir / "ipsd.pid")]
+        while True:
+            started = time.monotonic()
+            self.ipsd_ready = False
+            self.ipsd = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE)
+            assert self.ipsd.stdout is not None
+            if (await self.ipsd.stdout.readline()).strip() == b"ready":
+                self.ipsd_ready = True
+                log.info("ipsd %d inline on NFQUEUE 0", self.ipsd.pid)
+                await self.store.write("data/hyperwall/ips", "running")
+            code = await self.ipsd.wait()
+            await self.store.write("data/hyperwall/ips", f"restarting (exited {code})")
+            log.error("ipsd exited with %s after %.1fs; restarting", code,
+                      time.monotonic() - started)
+            await asyncio.sleep(RESTART_DELAY)
+
+    async def stop(self) -> None:
+        if self.ipsd is not None and self.ipsd.returncode is None:
+            self.ipsd.terminate()
+            await self.ipsd.wait()
+
+
+class _LoggedResolver(Resolver):
+    """The resolver, telling the controller of every name it blocked."""
+
+    def __init__(self, blocklist: Blocklist, on_block: Callable[[Decision], None],
+                 filters: Callable[[str], bool]) -> None:
+        super().__init__(blocklist, filters=filters)
+        self.on_block = on_block
+
+    def _record(self, d: Decision) -> None:
+        super()._record(d)
+        if d.category is not None:
+            self.on_block(d)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+async def amain(args: argparse.Namespace) -> int:
+    from dom0.xenstore.client import AsyncXenStore, connect_agent_store
+    settings = Settings.load(args.state_dir / "syssec.toml")
+    store = (await AsyncXenStore.connect(("unix", str(args.xenstore))) if args.xenstore
+             else await connect_agent_store())
+    ctl = Controller(store, args.state_dir, settings)
+    await ctl.apply()     # fail closed from the first moment: the firewall before the engine
+    dns = await ctl.serve_dns()
+    tasks = [asyncio.ensure_future(ctl.watch_policy()), asyncio.ensure_future(ctl.keep_ipsd())]
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    for t in tasks:
+        t.cancel()
+    for transport in dns:
+        transport.close()
+    await ctl.stop()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="python -m netsec.syssec", description=__doc__.splitlines()[0])
+    p.add_argument("--state-dir", type=Path, default=Path("/var/lib/hyperwall"))
+    p.add_argument("--xenstore", type=Path, help="xenstore socket (default: the domain's own)")
+    args = p.parse_args(argv)
+    setup_logging("syssec")
+    sys.exit(asyncio.run(amain(args)))
+
+
+if __name__ == "__main__":
+    main()

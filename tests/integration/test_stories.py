@@ -1,0 +1,190 @@
+"""The three stories end to end (root only): the embedded platform (dom0d, xenstored, the
+standard domains, sys-sec's firewall, resolver and inline engine) with the simulated
+internet plugged into sys-sec's uplink. Every check is traffic from inside a guest.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from dom0.embedded import Platform
+from dom0.simnet import LAN_HOST, PUBLIC_RESOLVER, ROUTER, UPLINK_IP, ZONE, SimNet
+
+pytestmark = [pytest.mark.root, pytest.mark.slow]
+
+EICAR_SID = 9000001
+SYS_SEC_FILES = {
+    "syssec.toml": f'dns_upstream = "{ROUTER}"\ndoh_addresses = ["{ZONE["dns.google"]}"]\n',
+    "lists/adult.txt": "# plain domains\nadult.example\n",
+    "lists/ads.txt": "||ads.example^\n",
+    "rules/local.rules":
+        'drop http any any -> $HOME_NET any (msg:"ET MALWARE EICAR test file download"; '
+        'flow:established,to_client; file.data; content:"EICAR-STANDARD-ANTIVIRUS-TEST-FILE"; '
+        f'classtype:trojan-activity; sid:{EICAR_SID}; rev:1;)\n',
+}
+
+# Run inside a guest: fetch over HTTP(S), print the body or the error's class.
+FETCH = """
+import socket, ssl, sys
+host, port, sni = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+src = sys.argv[4] if len(sys.argv) > 4 else None
+try:
+    s = socket.create_connection((host, port), timeout=3,
+                                 source_address=(src, 0) if src else None)
+    if port == 443:
+        ctx = ssl.create_default_context(); ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        s = ctx.wrap_socket(s, server_hostname=sni)
+    s.sendall(f"GET {sys.argv[5] if len(sys.argv) > 5 else '/'} HTTP/1.1\\r\\nHost: {sni}"
+              "\\r\\nConnection: close\\r\\n\\r\\n".encode())
+    data = b""
+    while chunk := s.recv(65536):
+        data += chunk
+    print(data.split(b"\\r\\n\\r\\n", 1)[-1].decode(errors="replace").strip())
+except Exception as e:
+    print("FAILED", type(e).__name__)
+"""
+RESOLVE = """
+import socket, sys
+try:
+    print(socket.gethostbyname(sys.argv[1]))
+except OSError as e:
+    print("FAILED", type(e).__name__)
+"""
+# A raw DNS query to a chosen server (to try to bypass sys-sec's resolver).
+DIG = """
+import socket, struct, sys
+name, server = sys.argv[1], sys.argv[2]
+q = struct.pack("!HHHHHH", 0x1234, 0x0100, 1, 0, 0, 0) + b"".join(
+    bytes([len(p)]) + p.encode() for p in name.split(".")) + b"\\0" + struct.pack("!HH", 1, 1)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(3)
+s.sendto(q, (server, 53))
+try:
+    r = s.recv(512)
+    print(socket.inet_ntoa(r[-4:]) if struct.unpack("!H", r[6:8])[0] else "NOANSWER")
+except OSError as e:
+    print("FAILED", type(e).__name__)
+"""
+
+
+@pytest.fixture(scope="module")
+def world() -> Iterator[Platform]:
+    platform = Platform(first_domid=5000 + os.getpid() % 1000, sys_sec_files=SYS_SEC_FILES)
+    net = SimNet(f"hws{os.getpid() % 10000}")
+    try:
+        platform.start()
+        up = subprocess.run([sys.executable, "-m", "dom0.cli", "--json", "up"],
+                            env=platform.env(), capture_output=True, text=True, timeout=120)
+        assert up.returncode == 0, up.stderr + platform.log_text()
+        sys_sec = next(d for d in json.loads(up.stdout) if d["name"] == "sys-sec")
+        net.plug(f"hw-{sys_sec['domid']}")
+        yield platform
+    finally:
+        net.close()
+        asyncio.run(platform.close())
+
+
+async def py(p: Platform, domain: str, script: str, *args: str) -> str:
+    code, out, err = await p.cli("exec", domain, "--", sys.executable, "-c", script, *args)
+    assert code == 0, err
+    return out.strip()
+
+
+def eve(p: Platform, name: str = "eve.json") -> list[dict]:
+    path = p.sys_sec_dir / "log" / name
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+
+
+async def test_family_reaches_an_allowed_site_but_not_a_blocked_one(world: Platform) -> None:
+    assert await py(world, "family", RESOLVE, "allowed.example") == ZONE["allowed.example"]
+    assert await py(world, "family", FETCH, "allowed.example", "80", "allowed.example") == \
+        "hello from allowed.example"
+    # Blocked by DNS: sys-sec's resolver answers with the sinkhole ...
+    assert await py(world, "family", RESOLVE, "www.adult.example") == "0.0.0.0"
+    # ... also when family asks another resolver (redirected to sys-sec's) ...
+    assert await py(world, "family", DIG, "adult.example", PUBLIC_RESOLVER) == "0.0.0.0"
+    # ... and by SNI when it connects to the site's address directly.
+    assert (await py(world, "family", FETCH, ZONE["adult.example"], "443",
+                     "adult.example")).startswith("FAILED")
+    assert await py(world, "family", FETCH, ZONE["allowed.example"], "443",
+                    "allowed.example") == "hello from allowed.example"
+    # DNS over TLS and the known DNS-over-HTTPS endpoint are refused.
+    assert (await py(world, "family", FETCH, PUBLIC_RESOLVER, "853", "x")).startswith("FAILED")
+    assert (await py(world, "family", FETCH, ZONE["dns.google"], "443", "dns.google")) \
+        .startswith("FAILED")
+    # untrusted (policy internet) is not filtered by category.
+    assert await py(world, "untrusted", RESOLVE, "adult.example") == ZONE["adult.example"]
+
+    blocks = [e["hyperwall"] for e in eve(world, "dns.json") + eve(world)
+              if e.get("hyperwall", {}).get("category")]
+    assert {"guest": "family", "category": "adult", "site": "www.adult.example", "by": "dns"} \
+        in blocks
+    assert any(b["by"] == "sni" and b["site"] == "adult.example" for b in blocks), blocks
+
+
+async def test_a_malicious_download_is_dropped_before_family_sees_it(world: Platform) -> None:
+    got = await py(world, "family", FETCH, "allowed.example", "80", "allowed.example",
+                   "", "/download/eicar.txt")
+    assert "EICAR" not in got and got.startswith("FAILED"), got
+    alerts = [e for e in eve(world) if e.get("event_type") == "alert"
+              and e["alert"]["signature_id"] == EICAR_SID]
+    assert alerts and alerts[0]["alert"]["action"] == "blocked"
+    assert alerts[0]["hyperwall"]["guest"] == "family"
+    assert alerts[0]["alert"]["signature"] == "ET MALWARE EICAR test file download"
+    code, out, err = await world.cli("--json", "alerts", "--domain", "family")
+    assert code == 0, err
+    shown = [json.loads(line) for line in out.splitlines()]
+    assert any(a["signature_id"] == EICAR_SID and a["action"] == "blocked" for a in shown)
+    code, out, _ = await world.cli("--json", "alerts", "--domain", "untrusted")
+    assert all(json.loads(line)["domain"] == "untrusted" for line in out.splitlines())
+
+
+async def test_untrusted_reaches_the_internet_but_neither_the_lan_nor_another_domain(
+        world: Platform) -> None:
+    assert await py(world, "untrusted", FETCH, "allowed.example", "80", "allowed.example") == \
+        "hello from allowed.example"
+    assert (await py(world, "untrusted", FETCH, LAN_HOST, "80", "printer.lan")) \
+        .startswith("FAILED")
+    doms = {d["name"]: d for d in json.loads((await world.cli("--json", "list"))[1])}
+    family_ip = f"10.137.{doms['family']['domid'] // 255}.{doms['family']['domid'] % 255 + 1}"
+    code, _, _ = await world.cli("exec", "untrusted", "--", "ping", "-c1", "-W1", family_ip)
+    assert code != 0
+
+
+async def test_a_spoofed_source_address_is_dropped(world: Platform) -> None:
+    code, out, err = await world.cli("exec", "family", "--", "ip", "addr", "add",
+                                     "10.137.250.250/32", "dev", "eth0")
+    assert code == 0, err
+    try:
+        assert (await py(world, "family", FETCH, ZONE["allowed.example"], "80",
+                         "allowed.example", "10.137.250.250")).startswith("FAILED")
+        assert await py(world, "family", FETCH, ZONE["allowed.example"], "80",
+                        "allowed.example") == "hello from allowed.example"
+    finally:
+        await world.cli("exec", "family", "--", "ip", "addr", "del", "10.137.250.250/32",
+                        "dev", "eth0")
+
+
+async def test_family_reaches_no_management_interface(world: Platform) -> None:
+    # sys-sec answers family's DNS and ping, nothing else; its uplink side not at all.
+    for target in ("10.137.255.254", UPLINK_IP):
+        for port in ("22", "80", "50051"):
+            assert (await py(world, "family", FETCH, target, port, "x")).startswith("FAILED")
+    code, _, _ = await world.cli("exec", "family", "--", "ping", "-c1", "-W1", UPLINK_IP)
+    assert code != 0
+
+
+async def test_the_parents_report_shows_blocks_alerts_and_destinations(world: Platform) -> None:
+    await py(world, "family", RESOLVE, "adult.example")
+    code, out, err = await world.cli("--json", "report", "--domain", "family")
+    assert code == 0, err
+    report = json.loads(out)
+    assert any(b["category"] == "adult" for b in report["blocked"])
+    code, out, err = await world.cli("report", "--domain", "family")
+    assert code == 0 and "Blocked sites by category" in out and "adult" in out
