@@ -188,3 +188,28 @@ async def test_the_parents_report_shows_blocks_alerts_and_destinations(world: Pl
     assert any(b["category"] == "adult" for b in report["blocked"])
     code, out, err = await world.cli("report", "--domain", "family")
     assert code == 0 and "Blocked sites by category" in out and "adult" in out
+
+
+async def test_nothing_passes_while_the_engine_is_down_and_it_comes_back(
+        world: Platform) -> None:
+    async def sh(script: str) -> str:
+        code, out, err = await world.cli("exec", "sys-sec", "--", "sh", "-c", script)
+        assert code == 0, err
+        return out.strip()
+    ipsd = await sh("cat /var/lib/hyperwall/run/ipsd.pid")
+    controller = await sh("pgrep -f 'netsec[.]syssec'")
+    # Hold the supervisor so the engine stays down while we look.
+    await sh(f"kill -STOP {controller}; kill -KILL {ipsd}")
+    try:
+        assert (await py(world, "family", FETCH, "allowed.example", "80",
+                         "allowed.example")).startswith("FAILED")
+    finally:
+        await sh(f"kill -CONT {controller}")
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    async with asyncio.timeout(20):
+        while await py(world, "family", FETCH, "allowed.example", "80",
+                       "allowed.example") != "hello from allowed.example":
+            pass
+    print(f"traffic flowed again {loop.time() - t0:.2f}s after the supervisor resumed")
+    assert await sh("cat /var/lib/hyperwall/run/ipsd.pid") != ipsd
