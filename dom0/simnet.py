@@ -5,12 +5,17 @@ uplink, built and torn down whole.
     <prefix>-inet holds every server address on its loopback and runs dom0.simnet_servers:
       DNS (authoritative for ZONE) on :53 of every address, HTTP on :80, HTTPS on :443
 
+    <prefix>-corp: the corporate network, 10.200.0.0/16 (the intranet server 10.200.0.10),
+      reachable only through its WireGuard server at 203.0.113.202:51820 (wireguard-go);
+      `vpn_settings()` is sys-sec's side of the tunnel
+
 192.0.2.53 plays a public resolver (a guest trying to bypass sys-sec's), 192.168.1.10 a
 host on the local network (what only `lan` guests may reach). Certificates come from a CA
 made for the occasion.
 """
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import json
 import select
@@ -18,11 +23,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, x25519
 from cryptography.x509.oid import NameOID
 
 ROUTER, UPLINK_IP = "198.51.100.1", "198.51.100.2"
@@ -39,6 +45,18 @@ ZONE = {
     "printer.lan": LAN_HOST,
 }
 READY_TIMEOUT = 20.0
+CORP_RANGE, INTRANET = "10.200.0.0/16", "10.200.0.10"
+CORP_WAN, CORP_GW, WG_PORT = "203.0.113.202", "203.0.113.201", 51820
+TUNNEL_SERVER, TUNNEL_CLIENT = "10.200.1.1", "10.200.1.2"
+
+
+def wg_keypair() -> tuple[str, str]:
+    key = x25519.X25519PrivateKey.generate()
+    raw = serialization.Encoding.Raw
+    private = key.private_bytes(raw, serialization.PrivateFormat.Raw,
+                                serialization.NoEncryption())
+    public = key.public_key().public_bytes(raw, serialization.PublicFormat.Raw)
+    return base64.b64encode(private).decode(), base64.b64encode(public).decode()
 
 
 def _run(*argv: str) -> None:
@@ -72,8 +90,19 @@ class SimNet:
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
         self.inet = f"{prefix}-inet"
+        self.corp = f"{prefix}-corp"
+        # wireguard-go's control sockets share /var/run/wireguard across namespaces.
+        self.wg_iface = f"wgc{prefix[-8:]}"
         self.dir = Path(tempfile.mkdtemp(prefix="hwsim-"))
-        self.server: subprocess.Popen[str] | None = None
+        self.processes: list[subprocess.Popen[str]] = []
+        self.server_key, self.server_pub = wg_keypair()
+        self.client_key, self.client_pub = wg_keypair()
+
+    def vpn_settings(self) -> str:
+        """sys-sec's [vpn] settings (syssec.toml) for this world's corporate network."""
+        return (f'[vpn]\nprivate_key = "{self.client_key}"\n'
+                f'peer_public_key = "{self.server_pub}"\nendpoint = "{CORP_WAN}:{WG_PORT}"\n'
+                f'address = "{TUNNEL_CLIENT}/32"\nroutes = ["{CORP_RANGE}"]\n')
 
     def plug(self, sys_sec_netns: str) -> SimNet:
         """Build the world and plug it into sys-sec's namespace as its uplink."""
@@ -93,25 +122,64 @@ class SimNet:
             _run("ip", "-n", ns, "addr", "add", f"{addr}/24", "dev", dev)
             _run("ip", "-n", ns, "link", "set", dev, "up")
         _run("ip", "-n", sys_sec, "route", "replace", "default", "via", ROUTER)
+        _run("ip", "netns", "exec", self.inet, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
         for addr in {*ZONE.values(), PUBLIC_RESOLVER}:
             _run("ip", "-n", self.inet, "addr", "add", f"{addr}/32", "dev", "lo")
-        (self.dir / "zone.json").write_text(json.dumps(ZONE))
-        certs = self.dir / "certs"
-        certs.mkdir()
-        make_certificates(sorted(ZONE), certs)
-        self.server = subprocess.Popen(
-            ["ip", "netns", "exec", self.inet, sys.executable, "-m", "dom0.simnet_servers",
-             str(self.dir / "zone.json"), str(certs)],
-            stdout=subprocess.PIPE, text=True, start_new_session=True)
-        assert self.server.stdout is not None
-        ready, _, _ = select.select([self.server.stdout], [], [], READY_TIMEOUT)
-        if not ready or self.server.stdout.readline().strip() != "ready":
-            raise RuntimeError("simnet: the servers did not start")
+        self._servers(self.inet, ZONE)
+        self._build_corp()
+
+    def _servers(self, ns: str, zone: dict[str, str]) -> None:
+        where = self.dir / ns
+        certs = where / "certs"
+        certs.mkdir(parents=True)
+        (where / "zone.json").write_text(json.dumps(zone))
+        make_certificates(sorted(zone), certs)
+        server = self._spawn(ns, [sys.executable, "-m", "dom0.simnet_servers",
+                                  str(where / "zone.json"), str(certs)], stdout=True)
+        assert server.stdout is not None
+        ready, _, _ = select.select([server.stdout], [], [], READY_TIMEOUT)
+        if not ready or server.stdout.readline().strip() != "ready":
+            raise RuntimeError(f"simnet: the servers in {ns} did not start")
+
+    def _spawn(self, ns: str, argv: list[str], stdout: bool = False) -> subprocess.Popen[str]:
+        proc = subprocess.Popen(["ip", "netns", "exec", ns, *argv], text=True,
+                                stdout=subprocess.PIPE if stdout else subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
+        self.processes.append(proc)
+        return proc
+
+    def _build_corp(self) -> None:
+        _run("ip", "netns", "add", self.corp)
+        _run("ip", "-n", self.corp, "link", "set", "lo", "up")
+        _run("ip", "link", "add", "corp0", "netns", self.inet, "type", "veth",
+             "peer", "name", "wan0", "netns", self.corp)
+        for ns, dev, addr in ((self.inet, "corp0", CORP_GW), (self.corp, "wan0", CORP_WAN)):
+            _run("ip", "-n", ns, "addr", "add", f"{addr}/30", "dev", dev)
+            _run("ip", "-n", ns, "link", "set", dev, "up")
+        _run("ip", "-n", self.corp, "route", "add", "default", "via", CORP_GW)
+        _run("ip", "-n", self.corp, "addr", "add", f"{INTRANET}/32", "dev", "lo")
+        wg = self._spawn(self.corp, ["wireguard-go", "-f", self.wg_iface])
+        sock = Path("/var/run/wireguard") / f"{self.wg_iface}.sock"
+        deadline = time.monotonic() + READY_TIMEOUT
+        while not sock.exists():   # wireguard-go says it is ready only by its socket
+            if wg.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("simnet: wireguard-go did not start in the corp network")
+            time.sleep(0.01)
+        key = self.dir / "corp.key"
+        key.write_text(self.server_key + "\n")
+        _run("ip", "netns", "exec", self.corp, "wg", "set", self.wg_iface, "private-key",
+             str(key), "listen-port", str(WG_PORT), "peer", self.client_pub,
+             "allowed-ips", f"{TUNNEL_CLIENT}/32")
+        _run("ip", "-n", self.corp, "addr", "add", f"{TUNNEL_SERVER}/24", "dev", self.wg_iface)
+        _run("ip", "-n", self.corp, "link", "set", self.wg_iface, "up")
+        self._servers(self.corp, {"intranet.corp": INTRANET})
 
     def close(self) -> None:
-        if self.server is not None:
-            self.server.kill()
-            self.server.wait()
-        # Deleting the namespace takes the veth pair with it, sys-sec's end included.
-        subprocess.run(["ip", "netns", "delete", self.inet], capture_output=True)
+        for proc in self.processes:
+            proc.kill()
+            proc.wait()
+        # Deleting a namespace takes its veth pairs with it, sys-sec's end included.
+        for ns in (self.corp, self.inet):
+            subprocess.run(["ip", "netns", "delete", ns], capture_output=True)
+        (Path("/var/run/wireguard") / f"{self.wg_iface}.sock").unlink(missing_ok=True)
         shutil.rmtree(self.dir, ignore_errors=True)

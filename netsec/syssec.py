@@ -38,6 +38,8 @@ from netsec.blocklist import Blocklist, BlocklistError
 from netsec.firewall import FirewallConfig, FirewallError, compile_ruleset
 from netsec.policy import VifKeys, category_rules, plan
 from netsec.resolver import Decision, Resolver, serve
+from netsec.vpn import IFACE as VPN_IFACE
+from netsec.vpn import Tunnel, VpnConfig, VpnConfigError
 
 log = logging.getLogger("hyperwall.syssec")
 GATEWAY = "10.137.255.254"
@@ -51,8 +53,12 @@ class Settings:
 
     uplink: str = "uplink0"
     dns_upstream: str = "9.9.9.9"
-    vpn_iface: str | None = None
     doh_addresses: tuple[str, ...] = ()
+    vpn: VpnConfig | None = None
+
+    @property
+    def vpn_iface(self) -> str | None:
+        return VPN_IFACE if self.vpn else None
 
     @classmethod
     def load(cls, path: Path) -> Settings:
@@ -62,13 +68,16 @@ class Settings:
             raw = tomllib.loads(path.read_text())
         except (OSError, tomllib.TOMLDecodeError) as e:
             raise SystemExit(f"{path}: {e}") from None
-        known = {"uplink", "dns_upstream", "vpn_iface", "doh_addresses"}
+        known = {"uplink", "dns_upstream", "doh_addresses", "vpn"}
         if set(raw) - known:
             raise SystemExit(f"{path}: unknown setting {sorted(set(raw) - known)[0]!r}")
+        try:
+            tunnel = VpnConfig.from_settings(raw["vpn"], str(path)) if "vpn" in raw else None
+        except VpnConfigError as e:
+            raise SystemExit(str(e)) from None
         return cls(uplink=raw.get("uplink", cls.uplink),
                    dns_upstream=raw.get("dns_upstream", cls.dns_upstream),
-                   vpn_iface=raw.get("vpn_iface"),
-                   doh_addresses=tuple(raw.get("doh_addresses", ())))
+                   doh_addresses=tuple(raw.get("doh_addresses", ())), vpn=tunnel)
 
 
 class Controller:
@@ -230,6 +239,12 @@ async def amain(args: argparse.Namespace) -> int:
              else await connect_agent_store())
     ctl = Controller(store, args.state_dir, settings)
     await ctl.apply()     # fail closed from the first moment: the firewall before the engine
+    tunnel = Tunnel(settings.vpn) if settings.vpn else None
+    if tunnel is not None:
+        try:
+            await tunnel.up()
+        except (OSError, CommandError, TimeoutError) as e:   # vpn-only guests stay cut off
+            log.error("the VPN tunnel did not come up: %s", e)
     dns = await ctl.serve_dns()
     tasks = [asyncio.ensure_future(ctl.watch_policy()), asyncio.ensure_future(ctl.keep_ipsd())]
     stop = asyncio.Event()
@@ -242,6 +257,8 @@ async def amain(args: argparse.Namespace) -> int:
     for transport in dns:
         transport.close()
     await ctl.stop()
+    if tunnel is not None:
+        await tunnel.down()
     return 0
 
 

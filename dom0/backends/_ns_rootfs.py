@@ -105,7 +105,9 @@ def bwrap_argv(*, root: Path, hostname: str, xenstore_dir: Path, status_fd: int,
         argv += ["--ro-bind", str(p), str(p)]
     argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/run",
              "--bind", str(xenstore_dir), XENSTORE_DIR_INSIDE,
-             *(["--bind", str(shared_dir), SHARED_DIR_INSIDE] if shared_dir else []),
+             # sys-sec: its folder dom0 reads, and a tun device for its VPN (wireguard-go).
+             *(["--bind", str(shared_dir), SHARED_DIR_INSIDE,
+                "--dev-bind", "/dev/net/tun", "/dev/net/tun"] if shared_dir else []),
              "--unshare-pid", "--unshare-ipc", "--unshare-uts", "--hostname", hostname,
              "--as-pid-1", "--new-session", "--json-status-fd", str(status_fd),
              "--chdir", "/", "--clearenv", "--cap-drop", "ALL"]

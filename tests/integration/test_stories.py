@@ -14,7 +14,15 @@ from collections.abc import Iterator
 import pytest
 
 from dom0.embedded import Platform
-from dom0.simnet import LAN_HOST, PUBLIC_RESOLVER, ROUTER, UPLINK_IP, ZONE, SimNet
+from dom0.simnet import (
+    INTRANET,
+    LAN_HOST,
+    PUBLIC_RESOLVER,
+    ROUTER,
+    UPLINK_IP,
+    ZONE,
+    SimNet,
+)
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
@@ -75,8 +83,9 @@ except OSError as e:
 
 @pytest.fixture(scope="module")
 def world() -> Iterator[Platform]:
-    platform = Platform(first_domid=5000 + os.getpid() % 1000, sys_sec_files=SYS_SEC_FILES)
     net = SimNet(f"hws{os.getpid() % 10000}")
+    files = {**SYS_SEC_FILES, "syssec.toml": SYS_SEC_FILES["syssec.toml"] + net.vpn_settings()}
+    platform = Platform(first_domid=5000 + os.getpid() % 1000, sys_sec_files=files)
     try:
         platform.start()
         up = subprocess.run([sys.executable, "-m", "dom0.cli", "--json", "up"],
@@ -171,11 +180,24 @@ async def test_a_spoofed_source_address_is_dropped(world: Platform) -> None:
                         "dev", "eth0")
 
 
+CONNECT_ALL = """
+import socket, sys
+for target in sys.argv[1:]:
+    host, port = target.rsplit(":", 1)
+    try:
+        socket.create_connection((host, int(port)), timeout=1).close()
+        print(target, "open")
+    except OSError:
+        print(target, "closed")
+"""
+
+
 async def test_family_reaches_no_management_interface(world: Platform) -> None:
     # sys-sec answers family's DNS and ping, nothing else; its uplink side not at all.
-    for target in ("10.137.255.254", UPLINK_IP):
-        for port in ("22", "80", "50051"):
-            assert (await py(world, "family", FETCH, target, port, "x")).startswith("FAILED")
+    targets = [f"{host}:{port}" for host in ("10.137.255.254", UPLINK_IP)
+               for port in ("22", "80", "443", "50051")]
+    out = await py(world, "family", CONNECT_ALL, *targets)
+    assert out.splitlines() == [f"{t} closed" for t in targets]
     code, _, _ = await world.cli("exec", "family", "--", "ping", "-c1", "-W1", UPLINK_IP)
     assert code != 0
 
@@ -213,3 +235,30 @@ async def test_nothing_passes_while_the_engine_is_down_and_it_comes_back(
             pass
     print(f"traffic flowed again {loop.time() - t0:.2f}s after the supervisor resumed")
     assert await sh("cat /var/lib/hyperwall/run/ipsd.pid") != ipsd
+
+
+async def test_work_reaches_the_intranet_only_through_the_tunnel_and_leaks_nothing(
+        world: Platform) -> None:
+    # (Last in this module: it takes the tunnel down.)
+    async def fetch(domain: str, address: str, host: str) -> str:
+        return await py(world, domain, FETCH, address, "80", host)
+    assert await fetch("work", INTRANET, "intranet.corp") == "hello from intranet.corp"
+    assert (await fetch("work", ZONE["allowed.example"], "allowed.example")).startswith("FAILED")
+    for other in ("family", "untrusted"):   # nobody else, even addressing it directly
+        assert (await fetch(other, INTRANET, "intranet.corp")).startswith("FAILED")
+
+    inet = next(n for n in subprocess.run(["ip", "netns", "list"], capture_output=True,
+                                          text=True).stdout.split() if n.endswith("-inet")
+                and n.startswith(f"hws{os.getpid() % 10000}"))
+    subprocess.run(["ip", "netns", "exec", inet, "iptables", "-I", "FORWARD", "-d",
+                    "10.200.0.0/16", "-i", "sec0"], check=True)
+    subprocess.run(["ip", "netns", "exec", inet, "iptables", "-I", "INPUT", "-d",
+                    "10.200.0.0/16", "-i", "sec0"], check=True)
+    code, _, err = await world.cli("exec", "sys-sec", "--", "pkill", "-f", "wireguard-go")
+    assert code == 0, err
+    assert (await fetch("work", INTRANET, "intranet.corp")).startswith("FAILED")
+    assert (await fetch("work", ZONE["allowed.example"], "allowed.example")).startswith("FAILED")
+    counted = subprocess.run(["ip", "netns", "exec", inet, "iptables", "-L", "-v", "-n", "-x"],
+                             capture_output=True, text=True, check=True).stdout
+    leaked = [line for line in counted.splitlines() if "10.200.0.0/16" in line]
+    assert leaked and all(line.split()[0] == "0" for line in leaked), counted
