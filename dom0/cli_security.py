@@ -144,7 +144,9 @@ def _alerts(s: Session, args: argparse.Namespace) -> int:
         since = parse_since(args.since, dt.datetime.now(dt.UTC)) if args.since else None
     except ValueError as e:
         return _fail(s, "INVALID_ARGUMENT", f"--since: {e}")
-    rows = list(_alerts_in(read_events(state / "log"), args.domain, since))
+    # Two logs (engine, resolver): one timeline.
+    rows = sorted(_alerts_in(read_events(state / "log"), args.domain, since),
+                  key=lambda r: str(r["timestamp"]))
     if s.json:
         for row in rows:
             print(json.dumps(row), flush=True)

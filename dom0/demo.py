@@ -1,5 +1,6 @@
-"""`make demo`: brings up the embedded platform in a scratch folder and shows, with checks,
-what it protects; then tears it all down. Exits 1 if any check failed.
+"""`make demo`: brings up the embedded platform in a scratch folder, plugs the simulated
+internet into sys-sec, and walks through the three stories with checks shown as they run;
+then tears it all down. Exits 1 if any check failed.
 
 Each part is one function taking the running platform; they run in order.
 """
@@ -12,6 +13,9 @@ import sys
 from collections.abc import Awaitable, Callable
 
 from dom0.embedded import Platform
+from dom0.layout import vif_addressing
+from dom0.probes import CONNECT_ALL, DIG, EICAR_SID, FETCH, RESOLVE, SYS_SEC_FILES
+from dom0.simnet import INTRANET, LAN_HOST, PUBLIC_RESOLVER, ZONE, SimNet
 
 GREEN, RED, BOLD, DIM, RESET = ("\033[32m", "\033[31m", "\033[1m", "\033[2m", "\033[0m") \
     if sys.stdout.isatty() else ("", "", "", "", "")
@@ -74,25 +78,99 @@ async def domains_are_isolated(p: Platform, show: Show) -> None:
     show.check(seen == {n: n for n in doms}, "dom0 reads every domain's keys")
 
 
-PARTS: list[Part] = [domains_are_isolated]
+async def probe(p: Platform, domain: str, script: str, *args: str) -> str:
+    code, out, err = await p.cli("exec", domain, "--", sys.executable, "-c", script, *args)
+    return out.strip() if code == 0 else f"FAILED exec: {err.strip()}"
+
+
+async def expect(p: Platform, show: Show, domain: str, what: str, want_ok: bool,
+                 script: str, *args: str, ok: Callable[[str], bool],
+                 outcome: str | None = None) -> None:
+    got = await probe(p, domain, script, *args)
+    show.output(f"{domain}$ {what}  ->  {got[:70]}")
+    outcome = outcome or ("works" if want_ok else "is refused")
+    show.check(ok(got) == want_ok, f"{domain}: {what} {outcome}")
+
+
+def fetched(body: str) -> bool:
+    return body.startswith("hello from")
+
+
+async def family_is_filtered(p: Platform, show: Show) -> None:
+    show.step("the family story: categories blocked by DNS and by SNI, malware dropped")
+    await expect(p, show, "family", "http://allowed.example/", True, FETCH,
+                 "allowed.example", "80", "allowed.example", ok=fetched)
+    await expect(p, show, "family", "resolve adult.example (blocked category)", True, RESOLVE,
+                 "adult.example", ok=lambda ip: ip == "0.0.0.0", outcome="gets the sinkhole")
+    await expect(p, show, "family", f"ask {PUBLIC_RESOLVER} for adult.example", True, DIG,
+                 "adult.example", PUBLIC_RESOLVER, ok=lambda ip: ip == "0.0.0.0",
+                 outcome="is answered by sys-sec (sinkhole)")
+    await expect(p, show, "family", f"https://{ZONE['adult.example']}/ with SNI adult.example",
+                 False, FETCH, ZONE["adult.example"], "443", "adult.example", ok=fetched)
+    await expect(p, show, "family", "download http://allowed.example/download/eicar.txt",
+                 False, FETCH, "allowed.example", "80", "allowed.example", "",
+                 "/download/eicar.txt", ok=lambda body: "EICAR" in body)
+    code, out, err = await p.cli("alerts", "--domain", "family")
+    show.output("dom0$ hyperwall alerts --domain family\n" + out + err)
+    show.check(str(EICAR_SID) in out, "the malicious download is an alert naming family")
+
+
+async def untrusted_is_contained(p: Platform, show: Show) -> None:
+    show.step("the disposable domain: the internet, but not the LAN or another domain")
+    await expect(p, show, "untrusted", "http://allowed.example/", True, FETCH,
+                 "allowed.example", "80", "allowed.example", ok=fetched)
+    await expect(p, show, "untrusted", f"http://{LAN_HOST}/ (the local network)", False,
+                 FETCH, LAN_HOST, "80", "printer.lan", ok=fetched)
+    family = p.domid("family")
+    await expect(p, show, "untrusted", "connect to family", False, CONNECT_ALL,
+                 f"{vif_addressing(family, 0).ip}:22", ok=lambda out: out.endswith("open"))
+
+
+async def work_uses_the_vpn(p: Platform, show: Show) -> None:
+    show.step("the enterprise story: work reaches the intranet only through the tunnel")
+    await expect(p, show, "work", f"http://{INTRANET}/ (intranet, via WireGuard)", True,
+                 FETCH, INTRANET, "80", "intranet.corp", ok=fetched)
+    await expect(p, show, "work", "http://allowed.example/ (outside the tunnel)", False,
+                 FETCH, ZONE["allowed.example"], "80", "allowed.example", ok=fetched)
+    await expect(p, show, "family", f"http://{INTRANET}/", False, FETCH, INTRANET, "80",
+                 "intranet.corp", ok=fetched)
+
+
+async def parents_report(p: Platform, show: Show) -> None:
+    show.step("the parent's view: hyperwall report --domain family")
+    code, out, err = await p.cli("report", "--domain", "family")
+    show.output(out + err)
+    show.check(code == 0 and "adult" in out, "the report shows the blocked category")
+
+
+STORIES: list[Part] = [family_is_filtered, untrusted_is_contained, work_uses_the_vpn,
+                       parents_report]
 
 
 async def run() -> int:
     show = Show()
-    platform = Platform()
+    net = SimNet(f"hwdemo{os.getpid() % 1000}")
+    files = {**SYS_SEC_FILES, "syssec.toml": SYS_SEC_FILES["syssec.toml"] + net.vpn_settings()}
+    platform = Platform(sys_sec_files=files)
     print(f"{BOLD}Hyperwall demo{RESET}: an embedded platform in {platform.dir} "
           "(torn down at the end)")
     try:
         show.step("starting hyperwall-dom0d (it starts its own hyperwall-xenstored)")
         platform.start()
         show.check(True, "dom0d serves the control API", str(platform.socket))
-        for part in PARTS:
-            await part(platform, show)
+        await domains_are_isolated(platform, show)
+        show.step("plugging the simulated internet (and the corporate VPN server behind it) "
+                  "into sys-sec's uplink")
+        net.plug(f"hw-{platform.domid('sys-sec')}")
+        show.check(True, "sys-sec is the only way out", "uplink0 198.51.100.2")
+        for story in STORIES:
+            await story(platform, show)
         show.step("hyperwall down")
         code, out, err = await platform.cli("down")
         show.output(out + err)
         show.check(code == 0, "every domain stopped")
     finally:
+        net.close()
         await platform.close()
     print()
     if show.failed:

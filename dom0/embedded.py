@@ -127,5 +127,13 @@ class Platform:
                     pass
             shutil.rmtree(self.dir, ignore_errors=True)
 
+    def domid(self, name: str) -> int:
+        """A running domain's id, as dom0d wrote it into xenstore."""
+        with self.xenstore() as xs:
+            for entry in xs.ls("/local/domain"):
+                if xs.read_or(f"/local/domain/{entry}/name") == name.encode():
+                    return int(entry)
+        raise LookupError(f"{name} is not running")
+
     def log_text(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
