@@ -1,7 +1,5 @@
-"""`hyperwall alerts` and `hyperwall report`: what sys-sec saw and blocked, from its EVE logs.
-
-sys-sec writes them into its folder, which dom0 holds (STATE/sys-sec/log: `eve.json` from
-the inline engine, `dns.json` from the filtering resolver); only the owner can read them.
+"""`hyperwall alerts` and `hyperwall report`: what sys-sec saw and blocked, read through its
+SecurityService (a Unix socket in sys-sec's folder on the host, reachable by the owner only).
 """
 from __future__ import annotations
 
@@ -9,153 +7,100 @@ import argparse
 import datetime as dt
 import json
 import os
-import time
-from collections.abc import Iterator
+import sys
 from pathlib import Path
 from typing import Any
 
+import grpc
+
 from dom0.cli import EXIT_ERROR, EXIT_OK, Session, arg, command
-from netsec.report import build_report, parse_since, parse_timestamp
+from netsec.report import build_report, parse_since
+from proto.gen.hyperwall.netsec.v1 import security_pb2 as pb
+from proto.gen.hyperwall.netsec.v1 import security_pb2_grpc as pb_grpc
 
 DEFAULT_STATE = Path("/var/lib/hyperwall")
-LOGS = ("eve.json", "dns.json")
-FOLLOW_POLL = 0.5
+SOCKET = arg("--security-socket", type=Path, default=None, metavar="PATH",
+             help="sys-sec's SecurityService (default: $HYPERWALL_SECURITY_SOCKET, or "
+             "STATE/sys-sec/security.sock with STATE from $HYPERWALL_STATE_DIR or "
+             f"{DEFAULT_STATE})")
+SINCE = arg("--since", metavar="T", help="an ISO time, or a duration back: 30m, 12h, 7d")
 
 
-def sys_sec_dir() -> Path:
-    return Path(os.environ.get("HYPERWALL_STATE_DIR", DEFAULT_STATE)) / "sys-sec"
-
-
-def read_events(log_dir: Path) -> Iterator[dict[str, Any]]:
-    for name in LOGS:
-        path = log_dir / name
-        if not path.exists():
-            continue
-        with open(path, encoding="utf-8", errors="replace") as f:
-            for line in f:
-                try:
-                    yield json.loads(line)
-                except ValueError:
-                    continue   # a line being written, or a torn one after a crash
-
-
-def guest_address(state: Path, domain: str) -> str | None:
-    try:
-        names = json.loads((state / "run" / "domains.json").read_text())
-    except (OSError, ValueError):
-        return None
-    return next((ip for ip, name in names.items() if name == domain), None)
+def security_socket(args: argparse.Namespace) -> Path:
+    if args.security_socket:
+        return Path(args.security_socket)
+    if "HYPERWALL_SECURITY_SOCKET" in os.environ:
+        return Path(os.environ["HYPERWALL_SECURITY_SOCKET"])
+    return Path(os.environ.get("HYPERWALL_STATE_DIR", DEFAULT_STATE)) / "sys-sec" / \
+        "security.sock"
 
 
 def _fail(s: Session, code: str, message: str) -> int:
-    s.emit(f"hyperwall: {message}", {"error": {"code": code, "message": message}})
+    if s.json:
+        print(json.dumps({"error": {"code": code, "message": message}}), flush=True)
+    else:
+        print(f"hyperwall: {message}", file=sys.stderr)
     return EXIT_ERROR
 
 
-def _readable(s: Session, state: Path) -> int | None:
-    log_dir = state / "log"
-    if not log_dir.exists():
-        return _fail(s, "NOT_FOUND", f"no sys-sec logs in {log_dir}: has sys-sec run here? "
-                     "(HYPERWALL_STATE_DIR names dom0d's state folder)")
-    if not os.access(log_dir, os.R_OK | os.X_OK):
-        return _fail(s, "PERMISSION_DENIED", f"sys-sec's logs ({log_dir}) are the owner's only")
-    return None
+def _call(s: Session, args: argparse.Namespace, run: Any) -> int:
+    path = security_socket(args)
+    if path.exists() and not os.access(path, os.R_OK | os.W_OK):
+        return _fail(s, "PERMISSION_DENIED", f"sys-sec's SecurityService ({path}) is the "
+                     "owner's only")
+    with grpc.insecure_channel(f"unix:{path}") as channel:
+        try:
+            return run(pb_grpc.SecurityServiceStub(channel))  # type: ignore[no-any-return]
+        except grpc.RpcError as e:
+            if e.code() == grpc.StatusCode.UNAVAILABLE:
+                return _fail(s, "UNAVAILABLE", f"cannot reach sys-sec's SecurityService at "
+                             f"{path}: is sys-sec running?")
+            return _fail(s, e.code().name, e.details() or e.code().name)
+
+
+def alert_line(a: pb.Alert) -> str:
+    return (f"{a.timestamp[:19]}  {a.domain or '-':<10} {a.action:<8} {a.signature_id:>8}  "
+            f"{a.signature}  {a.src} -> {a.dest}")
+
+
+def alert_json(a: pb.Alert) -> dict[str, Any]:
+    return {"timestamp": a.timestamp, "domain": a.domain, "action": a.action,
+            "signature_id": a.signature_id, "signature": a.signature, "src": a.src,
+            "dest": a.dest, "category": a.category}
+
+
+@command("alerts", "sys-sec's alerts (IDS/IPS and category blocks), oldest first",
+         arg("--domain", metavar="NAME", help="only this domain's"), SINCE,
+         arg("--follow", action="store_true", help="keep printing new alerts"), SOCKET)
+def _alerts(s: Session, args: argparse.Namespace) -> int:
+    def run(stub: pb_grpc.SecurityServiceStub) -> int:
+        shown = 0
+        for a in stub.StreamAlerts(pb.StreamAlertsRequest(
+                domain=args.domain or "", since=args.since or "", follow=args.follow)):
+            print(json.dumps(alert_json(a)) if s.json else alert_line(a), flush=True)
+            shown += 1
+        if not shown and not s.json:
+            print("no alerts")
+        return EXIT_OK
+    return _call(s, args, run)
 
 
 @command("report", "what sys-sec blocked and saw for one domain (the parent's view)",
-         arg("--domain", required=True, metavar="NAME"),
-         arg("--since", metavar="T", help="an ISO time, or a duration back: 30m, 12h, 7d"))
+         arg("--domain", required=True, metavar="NAME"), SINCE, SOCKET)
 def _report(s: Session, args: argparse.Namespace) -> int:
-    state = sys_sec_dir()
-    if (refused := _readable(s, state)) is not None:
-        return refused
     since = None
     if args.since:
         try:
             since = parse_since(args.since, dt.datetime.now(dt.UTC))
         except ValueError as e:
             return _fail(s, "INVALID_ARGUMENT", f"--since: {e}")
-    report = build_report(read_events(state / "log"), args.domain,
-                          guest_address(state, args.domain), since)
-    s.emit(report.as_text().rstrip(), report.as_json())
-    return EXIT_OK
 
-
-def alert_row(event: dict[str, Any]) -> dict[str, Any]:
-    a = event.get("alert", {})
-    return {"timestamp": event.get("timestamp"),
-            "domain": event.get("hyperwall", {}).get("guest"),
-            "action": a.get("action"), "signature_id": a.get("signature_id"),
-            "signature": a.get("signature"), "src": f"{event.get('src_ip')}:"
-            f"{event.get('src_port', '')}".rstrip(":"),
-            "dest": f"{event.get('dest_ip')}:{event.get('dest_port', '')}".rstrip(":")}
-
-
-def alert_line(row: dict[str, Any]) -> str:
-    return (f"{row['timestamp'][:19]}  {row['domain'] or '-':<10} {row['action']:<8} "
-            f"{row['signature_id']:>8}  {row['signature']}  {row['src']} -> {row['dest']}")
-
-
-def _alerts_in(events: Iterator[dict[str, Any]], domain: str | None,
-               since: dt.datetime | None) -> Iterator[dict[str, Any]]:
-    for e in events:
-        if e.get("event_type") != "alert":
-            continue
-        if domain and e.get("hyperwall", {}).get("guest") != domain:
-            continue
-        if since is not None:
-            try:
-                if parse_timestamp(str(e.get("timestamp"))) < since:
-                    continue
-            except ValueError:
-                continue
-        yield alert_row(e)
-
-
-def _follow(log_dir: Path) -> Iterator[dict[str, Any]]:
-    """New lines of both logs as they are written (from their current ends)."""
-    files = {}
-    for name in LOGS:
-        f = open(log_dir / name, "a+", encoding="utf-8", errors="replace")  # noqa: SIM115
-        f.seek(0, os.SEEK_END)
-        files[name] = f
-    while True:
-        got = False
-        for f in files.values():
-            while line := f.readline():
-                got = True
-                try:
-                    yield json.loads(line)
-                except ValueError:
-                    continue
-        if not got:
-            time.sleep(FOLLOW_POLL)   # EVE files give no event to wait on
-
-
-@command("alerts", "sys-sec's alerts (IDS/IPS and category blocks), oldest first",
-         arg("--domain", metavar="NAME", help="only this domain's"),
-         arg("--since", metavar="T", help="an ISO time, or a duration back: 30m, 12h, 7d"),
-         arg("--follow", action="store_true", help="keep printing new alerts"))
-def _alerts(s: Session, args: argparse.Namespace) -> int:
-    state = sys_sec_dir()
-    if (refused := _readable(s, state)) is not None:
-        return refused
-    try:
-        since = parse_since(args.since, dt.datetime.now(dt.UTC)) if args.since else None
-    except ValueError as e:
-        return _fail(s, "INVALID_ARGUMENT", f"--since: {e}")
-    # Two logs (engine, resolver): one timeline.
-    rows = sorted(_alerts_in(read_events(state / "log"), args.domain, since),
-                  key=lambda r: str(r["timestamp"]))
-    if s.json:
-        for row in rows:
-            print(json.dumps(row), flush=True)
-    elif not args.follow:
-        print("\n".join(alert_line(r) for r in rows) or "no alerts")
-    else:
-        for r in rows:
-            print(alert_line(r), flush=True)
-    if args.follow:
-        for row in _alerts_in(_follow(state / "log"), args.domain, None):
-            print(json.dumps(row) if s.json else alert_line(row), flush=True)
-    return EXIT_OK
+    def run(stub: pb_grpc.SecurityServiceStub) -> int:
+        records = [json.loads(r.eve_json) for r in
+                   stub.StreamEvents(pb.StreamEventsRequest(domain=args.domain))]
+        ip = next((r["hyperwall"].get("guest_ip") for r in records
+                   if r.get("hyperwall", {}).get("guest_ip")), None)
+        report = build_report(records, args.domain, ip, since)
+        s.emit(report.as_text().rstrip(), report.as_json())
+        return EXIT_OK
+    return _call(s, args, run)

@@ -137,10 +137,11 @@ class Ipsd:
 
     def write(self, event: dict[str, Any]) -> None:
         hw: dict[str, str] = {}
-        guest = self.domains.get(str(event.get("src_ip"))) or \
-            self.domains.get(str(event.get("dest_ip")))
-        if guest:
-            hw["guest"] = guest
+        for end in ("src_ip", "dest_ip"):
+            guest = self.domains.get(str(event.get(end)))
+            if guest:
+                hw["guest"], hw["guest_ip"] = guest, str(event[end])
+                break
         if event.get("event_type") == "alert":
             hw.update(category_of(event) or {})
         if hw:

@@ -33,7 +33,7 @@ from typing import Any
 
 from dom0.logsetup import setup_logging
 from dom0.runner import CommandError, run
-from netsec import eve
+from netsec import eve, security_service
 from netsec.blocklist import Blocklist, BlocklistError
 from netsec.firewall import FirewallConfig, FirewallError, compile_ruleset
 from netsec.policy import VifKeys, category_rules, plan
@@ -170,7 +170,7 @@ class Controller:
             "alert": {"action": "blocked", "signature_id": 0,
                       "signature": f"hyperwall {d.category}: {d.name} (dns)",
                       "category": d.category, "severity": 3},
-            "hyperwall": {"guest": self.names.get(d.client, d.client),
+            "hyperwall": {"guest": self.names.get(d.client, d.client), "guest_ip": d.client,
                           "category": d.category, "site": d.name, "by": "dns"}},
             separators=(",", ":")) + "\n")
 
@@ -246,6 +246,8 @@ async def amain(args: argparse.Namespace) -> int:
         except (OSError, CommandError, TimeoutError) as e:   # vpn-only guests stay cut off
             log.error("the VPN tunnel did not come up: %s", e)
     dns = await ctl.serve_dns()
+    security = await security_service.serve(args.state_dir / "log",
+                                            args.state_dir / "security.sock")
     tasks = [asyncio.ensure_future(ctl.watch_policy()), asyncio.ensure_future(ctl.keep_ipsd())]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -256,6 +258,7 @@ async def amain(args: argparse.Namespace) -> int:
         t.cancel()
     for transport in dns:
         transport.close()
+    await security.stop(1.0)
     await ctl.stop()
     if tunnel is not None:
         await tunnel.down()
