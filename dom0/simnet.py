@@ -174,6 +174,16 @@ class SimNet:
         _run("ip", "-n", self.corp, "link", "set", self.wg_iface, "up")
         self._servers(self.corp, {"intranet.corp": INTRANET})
 
+    def publish(self, name: str, address: str) -> None:
+        """Make the internet's DNS answer `name` from now on (e.g. the laptop has joined
+        the corporate LAN, whose DNS knows the probe's name)."""
+        zone_file = self.dir / self.inet / "zone.json"
+        zone = json.loads(zone_file.read_text())
+        zone[name] = address
+        tmp = zone_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(zone))
+        tmp.replace(zone_file)
+
     def close(self) -> None:
         for proc in self.processes:
             proc.kill()

@@ -73,22 +73,28 @@ def tls_context(cert_dir: Path) -> ssl.SSLContext:
 
 
 class Dns(asyncio.DatagramProtocol):
-    def __init__(self, zone: dict[str, str]) -> None:
-        self.zone = zone
+    """Answers from the zone file, read again whenever it changed (names come and go)."""
+
+    def __init__(self, zone_file: Path) -> None:
+        self.zone_file = zone_file
+        self.mtime = 0.0
+        self.zone: dict[str, str] = {}
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport
 
     def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+        mtime = self.zone_file.stat().st_mtime
+        if mtime != self.mtime:
+            self.zone, self.mtime = json.loads(self.zone_file.read_text()), mtime
         reply = answer(self.zone, data)
         if reply is not None:
             self.transport.sendto(reply, addr)  # type: ignore[attr-defined]
 
 
 async def main(zone_file: Path, cert_dir: Path) -> None:
-    zone = json.loads(zone_file.read_text())
     loop = asyncio.get_running_loop()
-    await loop.create_datagram_endpoint(lambda: Dns(zone), local_addr=("0.0.0.0", 53))
+    await loop.create_datagram_endpoint(lambda: Dns(zone_file), local_addr=("0.0.0.0", 53))
     await asyncio.start_server(http, "0.0.0.0", 80)
     await asyncio.start_server(http, "0.0.0.0", 443, ssl=tls_context(cert_dir))
     print("ready", flush=True)

@@ -88,6 +88,8 @@ class Toolstack:
         self._subscribers: set[asyncio.Queue[DomainEvent]] = set()
         self._locks: dict[str, asyncio.Lock] = {}
         self._supervisor: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[None]] = set()
+        self._probe_matched: dict[str, bool] = {}
 
     # -- queries ---------------------------------------------------------------------------
 
@@ -290,6 +292,7 @@ class Toolstack:
                         await wake.wait()
                 wake.clear()
                 await self._check_domains()
+                await self._check_probes()
         finally:
             watcher.cancel()
             # Its unwatch must reach xenstore before the connection closes.
@@ -313,6 +316,38 @@ class Toolstack:
                     kind = EventKind.CRASHED if run is RunState.CRASHED else EventKind.SHUTDOWN
                     self._emit(kind, dom, "stopped by itself")
                     await self._teardown(dom)
+
+    async def _check_probes(self) -> None:
+        """Start a domain whose `autostart` probe sys-sec reports as matching (e.g. `work`
+        once the uplink is on the corporate network). sys-sec's answer is only compared."""
+        sys_sec = self.domains.get(self._sys_sec_spec().name)
+        if sys_sec is None or sys_sec.state is not DomainState.RUNNING:
+            return
+        base = layout.dom_path(sys_sec.domid)
+        for spec in self.specs.values():
+            probe = spec.autostart
+            if not probe.probe_name or spec.name in self.domains or self._lock(spec.name).locked():
+                continue
+            asked = f"{base}/hyperwall/probes/{spec.name}"
+            if await self.store.read(asked) != probe.probe_name.encode():
+                await self.store.write_nodes([layout.Node(asked, probe.probe_name)])
+            answer = await self.store.read(f"{base}/data/hyperwall/probes/{spec.name}")
+            matched = answer == (probe.probe_address or "").encode()
+            # Once per change to a match: a start that failed is not retried every second.
+            if matched and self._probe_matched.get(spec.name) is not True:
+                log.info("%s resolves to %s through sys-sec's uplink: starting %s",
+                         probe.probe_name, probe.probe_address, spec.name)
+                self._spawn_start(spec.name)
+            self._probe_matched[spec.name] = matched
+
+    def _spawn_start(self, name: str) -> None:
+        async def start() -> None:
+            try:
+                await self.start(name)
+            except Exception as e:   # reported; dom0d carries on
+                log.error("autostart of %s failed: %s", name, e)
+        self._background.add(task := asyncio.get_running_loop().create_task(start()))
+        task.add_done_callback(self._background.discard)
 
     # -- internals -------------------------------------------------------------------------
 

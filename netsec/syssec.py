@@ -33,7 +33,7 @@ from typing import Any
 
 from dom0.logsetup import setup_logging
 from dom0.runner import CommandError, run
-from netsec import eve, security_service
+from netsec import eve, security_service, uplink_probe
 from netsec.blocklist import Blocklist, BlocklistError
 from netsec.firewall import FirewallConfig, FirewallError, compile_ruleset
 from netsec.policy import VifKeys, category_rules, plan
@@ -45,6 +45,7 @@ log = logging.getLogger("hyperwall.syssec")
 GATEWAY = "10.137.255.254"
 RESTART_DELAY = 0.1
 SETTLE = 0.02          # changes arriving together are applied together
+PROBE_INTERVAL = 2.0
 
 
 @dataclass(frozen=True)
@@ -177,6 +178,23 @@ class Controller:
     async def serve_dns(self) -> list[Any]:
         return await serve(self.resolver, ("0.0.0.0", 53), (self.settings.dns_upstream, 53))
 
+    # -- where the uplink is (dom0's autostart probes) ---------------------------------------
+
+    async def answer_probes(self) -> None:
+        answers: dict[str, str] = {}
+        while True:
+            for domain in await self.store.ls("hyperwall/probes"):
+                raw = await self.store.read(f"hyperwall/probes/{domain}") or b""
+                try:
+                    got = await uplink_probe.resolve(raw.decode("ascii"),
+                                                     self.settings.dns_upstream) or "-"
+                except (UnicodeDecodeError, ValueError):
+                    got = "-"
+                if answers.get(domain) != got:
+                    await self.store.write(f"data/hyperwall/probes/{domain}", got)
+                    answers[domain] = got
+            await asyncio.sleep(PROBE_INTERVAL)   # DNS gives no event when an answer changes
+
     # -- the engine ----------------------------------------------------------------------------
 
     def reload_ipsd(self) -> None:
@@ -248,7 +266,8 @@ async def amain(args: argparse.Namespace) -> int:
     dns = await ctl.serve_dns()
     security = await security_service.serve(args.state_dir / "log",
                                             args.state_dir / "security.sock")
-    tasks = [asyncio.ensure_future(ctl.watch_policy()), asyncio.ensure_future(ctl.keep_ipsd())]
+    tasks = [asyncio.ensure_future(ctl.watch_policy()), asyncio.ensure_future(ctl.keep_ipsd()),
+             asyncio.ensure_future(ctl.answer_probes())]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import tomllib
 from collections.abc import Iterator
 
 import pytest
@@ -30,7 +31,7 @@ pytestmark = [pytest.mark.root, pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")
-def world() -> Iterator[Platform]:
+def both() -> Iterator[tuple[Platform, SimNet]]:
     net = SimNet(f"hws{os.getpid() % 10000}")
     files = {**SYS_SEC_FILES, "syssec.toml": SYS_SEC_FILES["syssec.toml"] + net.vpn_settings()}
     platform = Platform(first_domid=5000 + os.getpid() % 1000, sys_sec_files=files)
@@ -41,10 +42,15 @@ def world() -> Iterator[Platform]:
         assert up.returncode == 0, up.stderr + platform.log_text()
         sys_sec = next(d for d in json.loads(up.stdout) if d["name"] == "sys-sec")
         net.plug(f"hw-{sys_sec['domid']}")
-        yield platform
+        yield platform, net
     finally:
         net.close()
         asyncio.run(platform.close())
+
+
+@pytest.fixture
+def world(both: tuple[Platform, SimNet]) -> Platform:
+    return both[0]
 
 
 async def py(p: Platform, domain: str, script: str, *args: str) -> str:
@@ -174,6 +180,37 @@ async def test_nothing_passes_while_the_engine_is_down_and_it_comes_back(
             pass
     print(f"traffic flowed again {loop.time() - t0:.2f}s after the supervisor resumed")
     assert await sh("cat /var/lib/hyperwall/run/ipsd.pid") != ipsd
+
+
+async def test_work_starts_by_itself_once_the_uplink_is_on_the_corporate_network(
+        both: tuple[Platform, SimNet]) -> None:
+    world, net = both
+    code, _, err = await world.cli("destroy", "work")
+    assert code == 0, err
+    events = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "dom0.cli", "--json", "events", env=world.env(),
+        stdout=asyncio.subprocess.PIPE)
+    try:
+        assert events.stdout is not None
+        probe = tomllib.loads((world.config_dir / "work.toml").read_text())["autostart"]
+        # Not yet: the uplink's DNS does not know the corporate name.
+        assert (await listing(world))["work"]["state"] == "defined"
+        net.publish(probe["probe_name"], probe["probe_address"])
+        async with asyncio.timeout(30):
+            while True:
+                event = json.loads(await events.stdout.readline())
+                if (event["kind"], event["domain"]) == ("started", "work"):
+                    break
+    finally:
+        events.terminate()
+        await events.wait()
+    assert (await listing(world))["work"]["state"] == "running"
+
+
+async def listing(p: Platform) -> dict[str, dict]:
+    code, out, err = await p.cli("--json", "list")
+    assert code == 0, err
+    return {d["name"]: d for d in json.loads(out)}
 
 
 async def test_work_reaches_the_intranet_only_through_the_tunnel_and_leaks_nothing(
