@@ -15,6 +15,7 @@ While this process is down nothing is forwarded (the firewall queues without byp
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import logging
 import os
@@ -22,6 +23,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -72,8 +74,11 @@ def category_of(event: dict[str, Any]) -> dict[str, str] | None:
 
 class Ipsd:
     def __init__(self, rule_paths: list[Path], logdir: Path, domains_file: Path | None,
-                 flow_config: FlowConfig) -> None:
+                 flow_config: FlowConfig, clean: Sequence[str] = ()) -> None:
         self.rule_paths = rule_paths
+        # Destinations the owner judged clean (e.g. a backup server): their flows are
+        # handed to the kernel from the first packet.
+        self.clean = [ipaddress.ip_network(c) for c in clean]
         self.domains_file = domains_file
         self.domains: dict[str, str] = {}
         self.flows = _Tracked(FlowTable(flow_config))
@@ -120,20 +125,27 @@ class Ipsd:
     def decide(self, payload: bytes) -> Verdict:
         self.count += 1
         pkt = self.decoder.decode(LINKTYPE_RAW, time.time(), self.count, payload)
-        if pkt is None:
+        if pkt is None or not pkt.src:
             return Verdict.DROP      # not an IP packet we can read: it does not pass
         verdict = self.engine.process(pkt)
         for event in self.engine.take_events():
             self.write(event)
         if verdict in (EngineVerdict.DROP, EngineVerdict.REJECT):
             return Verdict.DROP
-        flow = self.flows.last
-        if flow is not None and flow.streams[0] is not None and flow.streams[1] is not None \
-                and flow.streams[0].past_depth and flow.streams[1].past_depth \
-                and not flow.detect_state.get("dropped"):
+        if self._bypass(self.flows.last):
             self.bypassed += 1
             return Verdict.BYPASS
         return Verdict.ACCEPT
+
+    def _bypass(self, flow: Any) -> bool:
+        if flow is None or flow.detect_state.get("dropped"):
+            return False
+        if self.clean and any(ipaddress.ip_address(flow.dst) in net for net in self.clean):
+            return True
+        streams = flow.streams
+        # Past the depth both ways: the engine would see nothing more of this flow.
+        return streams[0] is not None and streams[1] is not None and \
+            streams[0].past_depth and streams[1].past_depth
 
     def write(self, event: dict[str, Any]) -> None:
         hw: dict[str, str] = {}
@@ -157,6 +169,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("-l", dest="logdir", type=Path, required=True, help="folder for eve.json")
     p.add_argument("--domains", type=Path, help="JSON map guest address -> domain name")
     p.add_argument("--pidfile", type=Path)
+    p.add_argument("--clean", action="append", default=[], metavar="CIDR",
+                   help="flows to these destinations bypass the engine (repeatable)")
     p.add_argument("--depth", type=int, default=1 << 20,
                    help="stream.reassembly.depth: past it in both directions a flow is "
                    "bypassed (default 1 MiB)")
@@ -166,8 +180,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     setup_logging("ipsd")
-    ipsd = Ipsd(args.rules, args.logdir, args.domains,
-                FlowConfig(inline=True, reassembly_depth=args.depth))
+    try:
+        ipsd = Ipsd(args.rules, args.logdir, args.domains,
+                    FlowConfig(inline=True, reassembly_depth=args.depth), args.clean)
+    except ValueError as e:   # a bad --clean network, or rules that do not load
+        sys.exit(f"hyperwall-ipsd: {e}")
     queue = InlineQueue(args.queue, ipsd.decide)
     try:
         queue.open()

@@ -27,7 +27,7 @@ import sys
 import time
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,10 @@ class Settings:
     dns_upstream: str = "9.9.9.9"
     doh_addresses: tuple[str, ...] = ()
     vpn: VpnConfig | None = None
+    # Destinations whose flows skip the engine (judged clean by the owner).
+    clean: tuple[str, ...] = ()
+    # When a category is enforced, e.g. {"games": ["mon-fri 08:00-16:00"]}; default always.
+    schedules: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def vpn_iface(self) -> str | None:
@@ -69,7 +73,7 @@ class Settings:
             raw = tomllib.loads(path.read_text())
         except (OSError, tomllib.TOMLDecodeError) as e:
             raise SystemExit(f"{path}: {e}") from None
-        known = {"uplink", "dns_upstream", "doh_addresses", "vpn"}
+        known = {"uplink", "dns_upstream", "doh_addresses", "vpn", "clean", "schedules"}
         if set(raw) - known:
             raise SystemExit(f"{path}: unknown setting {sorted(set(raw) - known)[0]!r}")
         try:
@@ -78,7 +82,8 @@ class Settings:
             raise SystemExit(str(e)) from None
         return cls(uplink=raw.get("uplink", cls.uplink),
                    dns_upstream=raw.get("dns_upstream", cls.dns_upstream),
-                   doh_addresses=tuple(raw.get("doh_addresses", ())), vpn=tunnel)
+                   doh_addresses=tuple(raw.get("doh_addresses", ())), vpn=tunnel,
+                   clean=tuple(raw.get("clean", ())), schedules=dict(raw.get("schedules", {})))
 
 
 class Controller:
@@ -101,7 +106,7 @@ class Controller:
     def _load_lists(self) -> Blocklist:
         files = sorted((self.state / "lists").glob("*.txt"))
         try:
-            blocklist, reports = Blocklist.from_files(files)
+            blocklist, reports = Blocklist.from_files(files, self.settings.schedules)
         except BlocklistError as e:
             log.error("block lists: %s; filtering with none", e)
             return Blocklist()
@@ -208,7 +213,8 @@ class Controller:
         argv = [sys.executable, "-S", "-m", "netsec.ipsd", "--queue", "0",
                 "-S", str(st / "rules"), "-S", str(rundir / "policy.rules"),
                 "-l", str(st / "log"), "--domains", str(rundir / "domains.json"),
-                "--pidfile", str(rundir / "ipsd.pid")]
+                "--pidfile", str(rundir / "ipsd.pid"),
+                *(arg for net in self.settings.clean for arg in ("--clean", net))]
         while True:
             started = time.monotonic()
             self.ipsd_ready = False

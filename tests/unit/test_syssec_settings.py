@@ -51,3 +51,11 @@ def test_settings_default_without_a_file_and_refuse_unknown_keys(tmp_path: Path)
     path.write_text('uplink = \n')
     with pytest.raises(SystemExit, match="syssec.toml"):
         Settings.load(path)
+
+
+def test_clean_destinations_and_category_schedules(tmp_path: Path) -> None:
+    path = tmp_path / "syssec.toml"
+    path.write_text('clean = ["192.0.2.0/24"]\n[schedules]\ngames = ["mon-fri 08:00-16:00"]\n')
+    settings = Settings.load(path)
+    assert settings.clean == ("192.0.2.0/24",)
+    assert settings.schedules == {"games": ["mon-fri 08:00-16:00"]}
