@@ -8,17 +8,11 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from builder.bundle import build
 from netsec.bundle import BundleError, key_id, verify
 from netsec.trust import TrustError, TrustStore
 from netsec.updates import Updater
-
-NOW = dt.datetime(2026, 11, 24, 12, tzinfo=dt.UTC)
-RULE = ('alert http any any -> any any (msg:"provider rule {n}"; content:"evil{n}"; '
-        'sid:{n}; rev:1;)\n')
+from tests.bundle_helpers import KEY, NOW, OTHER, RULE, make, public_pem, trusted
 
 
 @pytest.fixture
@@ -30,19 +24,6 @@ def inputs(tmp_path: Path) -> Path:
     (tmp_path / "policy.toml").write_text('[schedules]\nadult = ["mon-sun 00:00-23:59"]\n')
     return tmp_path
 
-
-KEY = Ed25519PrivateKey.generate()
-OTHER = Ed25519PrivateKey.generate()
-
-
-def make(inputs: Path, version: int = 1, key: Ed25519PrivateKey = KEY, days: int = 30,
-         created: dt.datetime = NOW) -> bytes:
-    return build(rules=inputs / "rules", lists=inputs / "lists", policy=inputs / "policy.toml",
-                 key=key, provider="acme", version=version, created=created, valid_days=days)
-
-
-def trusted(key: Ed25519PrivateKey = KEY) -> dict:
-    return {key_id(key.public_key()): key.public_key()}
 
 
 def test_same_inputs_same_bytes_and_it_verifies(inputs: Path) -> None:
@@ -108,9 +89,6 @@ def test_a_path_escaping_the_bundle_is_refused(inputs: Path) -> None:
     with pytest.raises(BundleError, match="a path outside the bundle"):
         verify(out.getvalue(), trusted(), now=NOW, min_version=0)
 
-
-def public_pem(key: Ed25519PrivateKey) -> bytes:
-    return key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
 
 
 @pytest.fixture

@@ -1,0 +1,134 @@
+"""`hyperwall.provider.v1.ProviderService`: the provider's channel into sys-sec, gRPC over
+mutual TLS. The client certificate must chain to the provider CA the owner enrolled; every
+call first checks the trust store, so `hyperwall provider revoke` cuts the provider off at
+once, open connections included. Only sys-sec's content is within reach: the service has
+no call that names a domain, and bundles are verified like any other (netsec/updates.py).
+"""
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+
+import grpc
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+
+from netsec import evelog
+from netsec.trust import TrustStore
+from netsec.updates import Updater
+from proto.gen.hyperwall.provider.v1 import provider_pb2 as pb
+from proto.gen.hyperwall.provider.v1 import provider_pb2_grpc as pb_grpc
+
+log = logging.getLogger("hyperwall.provider")
+SERVICE = "hyperwall.provider.v1.ProviderService"
+
+
+def server_identity(folder: Path, name: str = "sys-sec") -> tuple[bytes, bytes]:
+    """sys-sec's own certificate and key for the channel, made once and kept."""
+    cert, key = folder / "server.pem", folder / "server.key"
+    if not cert.exists() or not key.exists():
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private = ec.generate_private_key(ec.SECP256R1())
+        now = dt.datetime.now(dt.UTC)
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+        certificate = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject)
+                       .public_key(private.public_key())
+                       .serial_number(x509.random_serial_number())
+                       .not_valid_before(now - dt.timedelta(minutes=5))
+                       .not_valid_after(now + dt.timedelta(days=3650))
+                       .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), False)
+                       .sign(private, hashes.SHA256()))
+        key.write_bytes(private.private_bytes(serialization.Encoding.PEM,
+                                              serialization.PrivateFormat.PKCS8,
+                                              serialization.NoEncryption()))
+        key.chmod(0o600)
+        cert.write_bytes(certificate.public_bytes(serialization.Encoding.PEM))
+    return cert.read_bytes(), key.read_bytes()
+
+
+class ProviderServicer(pb_grpc.ProviderServiceServicer):
+    def __init__(self, trust: TrustStore, updater: Updater, log_dir: Path,
+                 engine_state: Callable[[], str], rules_changed: Callable[[], None]) -> None:
+        self.trust = trust
+        self.updater = updater
+        self.log_dir = log_dir
+        self.engine_state = engine_state
+        self.rules_changed = rules_changed
+
+    async def _admit(self, context: grpc.aio.ServicerContext) -> None:
+        state = self.trust.load()
+        if not state.enrolled or state.revoked:
+            why = "revoked by the owner" if state.revoked else "not enrolled"
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"this provider is {why}")
+
+    async def GetStatus(self, request: pb.GetStatusRequest,
+                        context: grpc.aio.ServicerContext) -> pb.GetStatusResponse:
+        await self._admit(context)
+        state = self.trust.load()
+        return pb.GetStatusResponse(provider=state.provider, bundle_version=state.last_version,
+                                    engine=self.engine_state(),
+                                    disabled_sids=sorted(state.disabled_sids))
+
+    async def GetAlertSummary(self, request: pb.GetAlertSummaryRequest,
+                              context: grpc.aio.ServicerContext) -> pb.GetAlertSummaryResponse:
+        await self._admit(context)
+        if not self.trust.load().share_alerts:
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                                "the owner has not shared alerts with this provider")
+        counts: Counter[tuple[int, str]] = Counter()
+        for record in evelog.read_events(self.log_dir):
+            if evelog.is_alert(record, None, None):
+                a = evelog.alert_fields(record)
+                counts[(a["signature_id"], a["signature"])] += 1
+        return pb.GetAlertSummaryResponse(alerts=[
+            pb.AlertCount(signature_id=sid, signature=sig, count=n)
+            for (sid, sig), n in counts.most_common()])
+
+    async def PushBundle(self, request: pb.PushBundleRequest,
+                         context: grpc.aio.ServicerContext) -> pb.PushBundleResponse:
+        await self._admit(context)
+        outcome = await asyncio.to_thread(self.updater.apply, request.bundle, "provider push")
+        if not outcome.applied:
+            log.warning("bundle refused: %s", outcome.reason)
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, outcome.reason)
+        log.info("%s", outcome.reason)
+        return pb.PushBundleResponse(applied_version=outcome.version or 0,
+                                     message=outcome.reason)
+
+    async def SetRuleEnabled(self, request: pb.SetRuleEnabledRequest,
+                             context: grpc.aio.ServicerContext) -> pb.SetRuleEnabledResponse:
+        await self._admit(context)
+        if request.sid == 0:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "sid 0 is not a rule")
+        disabled = set(self.trust.load().disabled_sids)
+        (disabled.discard if request.enabled else disabled.add)(request.sid)
+        self.trust.update(disabled_sids=sorted(disabled))
+        self.rules_changed()
+        return pb.SetRuleEnabledResponse()
+
+
+async def serve(servicer: ProviderServicer, address: str, identity: tuple[bytes, bytes],
+                client_ca: bytes) -> tuple[grpc.aio.Server, int]:
+    """Listen on `address` (host:port; port 0 picks one); returns the server and its port."""
+    cert, key = identity
+    credentials = grpc.ssl_server_credentials([(key, cert)], root_certificates=client_ca,
+                                              require_client_auth=True)
+    server = grpc.aio.server()
+    pb_grpc.add_ProviderServiceServicer_to_server(servicer, server)
+    health_servicer = health.aio.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    port = server.add_secure_port(address, credentials)
+    if port == 0:
+        raise OSError(f"cannot listen on {address}")
+    await server.start()
+    for name in ("", SERVICE):
+        await health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    log.info("ProviderService on %s (mutual TLS)", address)
+    return server, port
