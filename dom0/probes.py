@@ -71,3 +71,20 @@ for target in sys.argv[1:]:
     except OSError:
         print(target, "closed")
 """
+
+# Fetch http://HOST/ COUNT times, one after another; prints each body (or FAILED).
+FETCH_LOOP = """
+import socket, sys, time
+for _ in range(int(sys.argv[2])):
+    try:
+        s = socket.create_connection((sys.argv[1], 80), timeout=5)
+        s.sendall(f"GET / HTTP/1.1\\r\\nHost: {sys.argv[1]}\\r\\nConnection: close\\r\\n\\r\\n"
+                  .encode())
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+        print(data.split(b"\\r\\n\\r\\n", 1)[-1].decode().strip(), flush=True)
+    except OSError as e:
+        print("FAILED", type(e).__name__, flush=True)
+    time.sleep(0.1)
+"""

@@ -61,6 +61,8 @@ class FirewallConfig:
     # Addresses of DNS-over-HTTPS services `filtered` guests may not reach.
     doh_addresses: tuple[str, ...] = ()
     lan_ranges: tuple[str, ...] = field(default=LAN_RANGES)
+    # The provider's channel (ProviderService) on sys-sec's uplink, if one is enrolled.
+    provider_port: int | None = None
 
 
 def _check(vif: Vif) -> None:
@@ -168,6 +170,8 @@ def compile_ruleset(cfg: FirewallConfig, vifs: Iterable[Vif]) -> str:
         "-A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
         "-A INPUT -m conntrack --ctstate INVALID -j DROP",
         "-A INPUT -j HW-INPUT",
+        *([f"-A INPUT -i {cfg.uplink} -p tcp --dport {cfg.provider_port} -j ACCEPT"]
+          if cfg.provider_port else []),
         "-A FORWARD -j HW-SPOOF",
         "-A FORWARD -m conntrack --ctstate INVALID -j DROP",
         "-A FORWARD -j HW-FORWARD",

@@ -74,8 +74,10 @@ def category_of(event: dict[str, Any]) -> dict[str, str] | None:
 
 class Ipsd:
     def __init__(self, rule_paths: list[Path], logdir: Path, domains_file: Path | None,
-                 flow_config: FlowConfig, clean: Sequence[str] = ()) -> None:
+                 flow_config: FlowConfig, clean: Sequence[str] = (),
+                 disabled_file: Path | None = None) -> None:
         self.rule_paths = rule_paths
+        self.disabled_file = disabled_file
         # Destinations the owner judged clean (e.g. a backup server): their flows are
         # handed to the kernel from the first packet.
         self.clean = [ipaddress.ip_network(c) for c in clean]
@@ -95,9 +97,22 @@ class Ipsd:
     def load_rules(self) -> list[Any]:
         paths = [p for p in self.rule_paths if p.exists()]
         ruleset = load_rules(paths) if paths else None
-        rules = list(ruleset.rules) if ruleset else []
-        log.info("loaded %d rules from %s", len(rules), ", ".join(map(str, paths)) or "nothing")
+        disabled = self.disabled_sids()
+        rules = [r for r in ruleset.rules if r.sid not in disabled] if ruleset else []
+        log.info("loaded %d rules from %s (%d disabled)", len(rules),
+                 ", ".join(map(str, paths)) or "nothing", len(disabled))
         return rules
+
+    def disabled_sids(self) -> set[int]:
+        """Rules the provider turned off (the trust store's `disabled_sids`)."""
+        if self.disabled_file is None or not self.disabled_file.exists():
+            return set()
+        try:
+            return {int(s) for s in json.loads(self.disabled_file.read_text())
+                    .get("disabled_sids", [])}
+        except (OSError, ValueError, TypeError, AttributeError) as e:
+            log.error("%s: %s; no rule disabled", self.disabled_file, e)
+            return set()
 
     def load_domains(self) -> None:
         if self.domains_file is None:
@@ -169,6 +184,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("-l", dest="logdir", type=Path, required=True, help="folder for eve.json")
     p.add_argument("--domains", type=Path, help="JSON map guest address -> domain name")
     p.add_argument("--pidfile", type=Path)
+    p.add_argument("--disabled", type=Path, metavar="JSON",
+                   help="a file whose `disabled_sids` are not loaded (the provider's)")
     p.add_argument("--clean", action="append", default=[], metavar="CIDR",
                    help="flows to these destinations bypass the engine (repeatable)")
     p.add_argument("--depth", type=int, default=1 << 20,
@@ -182,7 +199,8 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging("ipsd")
     try:
         ipsd = Ipsd(args.rules, args.logdir, args.domains,
-                    FlowConfig(inline=True, reassembly_depth=args.depth), args.clean)
+                    FlowConfig(inline=True, reassembly_depth=args.depth), args.clean,
+                    args.disabled)
     except ValueError as e:   # a bad --clean network, or rules that do not load
         sys.exit(f"hyperwall-ipsd: {e}")
     queue = InlineQueue(args.queue, ipsd.decide)

@@ -114,12 +114,32 @@ class ProviderServicer(pb_grpc.ProviderServiceServicer):
         return pb.SetRuleEnabledResponse()
 
 
-async def serve(servicer: ProviderServicer, address: str, identity: tuple[bytes, bytes],
-                client_ca: bytes) -> tuple[grpc.aio.Server, int]:
-    """Listen on `address` (host:port; port 0 picks one); returns the server and its port."""
+def _credentials(identity: tuple[bytes, bytes],
+                 client_ca: Callable[[], bytes | None]) -> grpc.ServerCredentials:
+    """Client certificates are checked against the CA enrolled *now*: the fetcher runs at
+    each handshake, so enrolling another CA needs no restart. With none enrolled, sys-sec's
+    own certificate stands in: it signed no client, so nobody gets in."""
     cert, key = identity
-    credentials = grpc.ssl_server_credentials([(key, cert)], root_certificates=client_ca,
-                                              require_client_auth=True)
+    seen: list[bytes | None] = [None]
+
+    def config(ca: bytes | None) -> grpc.ServerCertificateConfiguration:
+        return grpc.ssl_server_certificate_configuration([(key, cert)], ca or cert)
+
+    def fetch() -> grpc.ServerCertificateConfiguration | None:
+        ca = client_ca()
+        if ca == seen[0]:
+            return None
+        seen[0] = ca
+        return config(ca)
+    seen[0] = client_ca()
+    return grpc.dynamic_ssl_server_credentials(config(seen[0]), fetch,
+                                               require_client_authentication=True)
+
+
+async def serve(servicer: ProviderServicer, address: str, identity: tuple[bytes, bytes],
+                client_ca: Callable[[], bytes | None]) -> tuple[grpc.aio.Server, int]:
+    """Listen on `address` (host:port; port 0 picks one); returns the server and its port."""
+    credentials = _credentials(identity, client_ca)
     server = grpc.aio.server()
     pb_grpc.add_ProviderServiceServicer_to_server(servicer, server)
     health_servicer = health.aio.HealthServicer()

@@ -33,11 +33,14 @@ from typing import Any
 
 from dom0.logsetup import setup_logging
 from dom0.runner import CommandError, run
-from netsec import eve, security_service, uplink_probe
+from netsec import eve, provider_service, security_service, uplink_probe
 from netsec.blocklist import Blocklist, BlocklistError
 from netsec.firewall import FirewallConfig, FirewallError, compile_ruleset
 from netsec.policy import VifKeys, category_rules, plan
+from netsec.provider_service import ProviderServicer, server_identity
 from netsec.resolver import Decision, Resolver, serve
+from netsec.trust import TrustStore
+from netsec.updates import Updater
 from netsec.vpn import IFACE as VPN_IFACE
 from netsec.vpn import Tunnel, VpnConfig, VpnConfigError
 
@@ -54,6 +57,8 @@ class Settings:
 
     uplink: str = "uplink0"
     dns_upstream: str = "9.9.9.9"
+    # Where the provider's channel listens (host:port on the uplink side); None: no channel.
+    provider_listen: str | None = None
     doh_addresses: tuple[str, ...] = ()
     vpn: VpnConfig | None = None
     # Destinations whose flows skip the engine (judged clean by the owner).
@@ -73,7 +78,8 @@ class Settings:
             raw = tomllib.loads(path.read_text())
         except (OSError, tomllib.TOMLDecodeError) as e:
             raise SystemExit(f"{path}: {e}") from None
-        known = {"uplink", "dns_upstream", "doh_addresses", "vpn", "clean", "schedules"}
+        known = {"uplink", "dns_upstream", "doh_addresses", "vpn", "clean", "schedules",
+                 "provider_listen"}
         if set(raw) - known:
             raise SystemExit(f"{path}: unknown setting {sorted(set(raw) - known)[0]!r}")
         try:
@@ -83,7 +89,8 @@ class Settings:
         return cls(uplink=raw.get("uplink", cls.uplink),
                    dns_upstream=raw.get("dns_upstream", cls.dns_upstream),
                    doh_addresses=tuple(raw.get("doh_addresses", ())), vpn=tunnel,
-                   clean=tuple(raw.get("clean", ())), schedules=dict(raw.get("schedules", {})))
+                   clean=tuple(raw.get("clean", ())), schedules=dict(raw.get("schedules", {})),
+                   provider_listen=raw.get("provider_listen"))
 
 
 class Controller:
@@ -104,9 +111,18 @@ class Controller:
         self.applied: str | None = None
 
     def _load_lists(self) -> Blocklist:
-        files = sorted((self.state / "lists").glob("*.txt"))
+        """The owner's lists and the provider's (the bundle in force), with both schedules."""
+        current = self.state / "bundles" / "current"
+        files = sorted((self.state / "lists").glob("*.txt")) + \
+            sorted((current / "lists").glob("*.txt"))
+        schedules = dict(self.settings.schedules)
         try:
-            blocklist, reports = Blocklist.from_files(files, self.settings.schedules)
+            schedules |= tomllib.loads((current / "policy.toml").read_text()).get(
+                "schedules", {})
+        except (OSError, tomllib.TOMLDecodeError):
+            pass   # no bundle yet (it was verified when applied)
+        try:
+            blocklist, reports = Blocklist.from_files(files, schedules)
         except BlocklistError as e:
             log.error("block lists: %s; filtering with none", e)
             return Blocklist()
@@ -137,9 +153,11 @@ class Controller:
         for error in p.errors:
             log.error("%s", error)
         await self.store.write("data/hyperwall/policy-errors", "\n".join(p.errors))
+        listen = self.settings.provider_listen
         cfg = FirewallConfig(uplink=self.settings.uplink, gateway=GATEWAY, queue=0,
                              vpn_iface=self.settings.vpn_iface,
-                             doh_addresses=self.settings.doh_addresses)
+                             doh_addresses=self.settings.doh_addresses,
+                             provider_port=int(listen.rpartition(":")[2]) if listen else None)
         try:
             ruleset = compile_ruleset(cfg, p.vifs)
         except FirewallError as e:   # e.g. two vifs claiming one address: keep what runs
@@ -153,11 +171,24 @@ class Controller:
         self.names = p.names
         self.filtered = set(p.filtered)
         _write_atomic(self.state / "run" / "domains.json", json.dumps(p.names))
-        rules = category_rules(self.blocklist, p.filtered)
+        self.write_category_rules()
+        self.reload_ipsd()
+
+    def write_category_rules(self) -> None:
+        rules = category_rules(self.blocklist, sorted(self.filtered))
         path = self.state / "run" / "policy.rules"
         if not path.exists() or path.read_text() != rules:
             _write_atomic(path, rules)
-        self.reload_ipsd()
+
+    def reload_content(self) -> None:
+        """A bundle was swapped in: lists, category rules and the engine's rules follow.
+        Raises when the engine cannot take them (the updater then rolls back)."""
+        self.blocklist = self._load_lists()
+        self.resolver.blocklist = self.blocklist
+        self.write_category_rules()
+        if not self.ipsd_ready or self.ipsd is None or self.ipsd.returncode is not None:
+            raise OSError("the engine is not running")
+        os.kill(self.ipsd.pid, signal.SIGHUP)
 
     async def watch_policy(self) -> None:
         async for _ in self.store.watch("backend/vif"):
@@ -202,6 +233,11 @@ class Controller:
 
     # -- the engine ----------------------------------------------------------------------------
 
+    def engine_state(self) -> str:
+        if self.ipsd is None:
+            return "unknown"
+        return "running" if self.ipsd_ready and self.ipsd.returncode is None else "restarting"
+
     def reload_ipsd(self) -> None:
         # Only once it said ready: a SIGHUP before its handler is set would kill it.
         if self.ipsd_ready and self.ipsd is not None and self.ipsd.returncode is None:
@@ -212,6 +248,8 @@ class Controller:
         st, rundir = self.state, self.state / "run"
         argv = [sys.executable, "-S", "-m", "netsec.ipsd", "--queue", "0",
                 "-S", str(st / "rules"), "-S", str(rundir / "policy.rules"),
+                "-S", str(st / "bundles" / "current" / "rules"),
+                "--disabled", str(st / "provider" / "state.json"),
                 "-l", str(st / "log"), "--domains", str(rundir / "domains.json"),
                 "--pidfile", str(rundir / "ipsd.pid"),
                 *(arg for net in self.settings.clean for arg in ("--clean", net))]
@@ -256,6 +294,20 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+async def serve_provider(ctl: Controller, state: Path) -> Any:
+    """The provider's channel, when the settings open one."""
+    if not ctl.settings.provider_listen:
+        return None
+    trust = TrustStore(state / "provider")
+    updater = Updater(trust, state / "bundles", ctl.reload_content)
+    servicer = ProviderServicer(trust, updater, state / "log", ctl.engine_state,
+                                ctl.reload_content)
+    server, _ = await provider_service.serve(
+        servicer, ctl.settings.provider_listen, server_identity(state / "tls"),
+        trust.provider_ca)
+    return server
+
+
 async def amain(args: argparse.Namespace) -> int:
     from dom0.xenstore.client import AsyncXenStore, connect_agent_store
     settings = Settings.load(args.state_dir / "syssec.toml")
@@ -272,6 +324,7 @@ async def amain(args: argparse.Namespace) -> int:
     dns = await ctl.serve_dns()
     security = await security_service.serve(args.state_dir / "log",
                                             args.state_dir / "security.sock")
+    provider = await serve_provider(ctl, args.state_dir)
     tasks = [asyncio.ensure_future(ctl.watch_policy()), asyncio.ensure_future(ctl.keep_ipsd()),
              asyncio.ensure_future(ctl.answer_probes())]
     stop = asyncio.Event()
@@ -284,6 +337,8 @@ async def amain(args: argparse.Namespace) -> int:
     for transport in dns:
         transport.close()
     await security.stop(1.0)
+    if provider is not None:
+        await provider.stop(1.0)
     await ctl.stop()
     if tunnel is not None:
         await tunnel.down()

@@ -5,17 +5,27 @@ internet plugged into sys-sec's uplink. Every check is traffic from inside a gue
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import os
 import subprocess
 import sys
 import tomllib
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from dom0.embedded import Platform
-from dom0.probes import CONNECT_ALL, DIG, EICAR_SID, FETCH, RESOLVE, SYS_SEC_FILES
+from dom0.probes import (
+    CONNECT_ALL,
+    DIG,
+    EICAR_SID,
+    FETCH,
+    FETCH_LOOP,
+    RESOLVE,
+    SYS_SEC_FILES,
+)
 from dom0.simnet import (
     INTRANET,
     LAN_HOST,
@@ -24,8 +34,28 @@ from dom0.simnet import (
     ZONE,
     SimNet,
 )
+from netsec.trust import TrustStore
+from tests.bundle_helpers import KEY, make, public_pem
+from tests.tls_helpers import ca_and_client
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
+PROVIDER_PORT = 50443
+PROVIDER_CA, PROVIDER_CERT, PROVIDER_KEY = ca_and_client("acme")
+# The provider's side, run in the simulated internet: push a bundle, print the outcome.
+PUSH = """
+import sys, grpc
+from proto.gen.hyperwall.provider.v1 import provider_pb2 as pb, provider_pb2_grpc as pb_grpc
+server_cert, cert, key, bundle = (open(a, "rb").read() for a in sys.argv[1:5])
+creds = grpc.ssl_channel_credentials(server_cert, key, cert)
+with grpc.secure_channel(sys.argv[5], creds, options=[
+        ("grpc.ssl_target_name_override", "sys-sec")]) as channel:
+    try:
+        done = pb_grpc.ProviderServiceStub(channel).PushBundle(
+            pb.PushBundleRequest(bundle=bundle), timeout=60)
+        print("applied", done.applied_version)
+    except grpc.RpcError as e:
+        print(e.code().name, e.details())
+"""
 
 
 
@@ -33,8 +63,12 @@ pytestmark = [pytest.mark.root, pytest.mark.slow]
 @pytest.fixture(scope="module")
 def both() -> Iterator[tuple[Platform, SimNet]]:
     net = SimNet(f"hws{os.getpid() % 10000}")
-    files = {**SYS_SEC_FILES, "syssec.toml": SYS_SEC_FILES["syssec.toml"] + net.vpn_settings()}
+    files = {**SYS_SEC_FILES, "syssec.toml": SYS_SEC_FILES["syssec.toml"]
+             + f'provider_listen = "0.0.0.0:{PROVIDER_PORT}"\n' + net.vpn_settings()}
     platform = Platform(first_domid=5000 + os.getpid() % 1000, sys_sec_files=files)
+    # The owner enrolled a provider before the platform came up.
+    TrustStore(platform.sys_sec_dir / "provider").enroll(
+        "acme", [public_pem(KEY)], ca_pem=PROVIDER_CA)
     try:
         platform.start()
         up = subprocess.run([sys.executable, "-m", "dom0.cli", "--json", "up"],
@@ -238,3 +272,41 @@ async def test_work_reaches_the_intranet_only_through_the_tunnel_and_leaks_nothi
                              capture_output=True, text=True, check=True).stdout
     leaked = [line for line in counted.splitlines() if "10.200.0.0/16" in line]
     assert leaked and all(line.split()[0] == "0" for line in leaked), counted
+
+
+async def test_a_provider_update_applies_while_traffic_flows_and_revoking_cuts_it_off(
+        both: tuple[Platform, SimNet], tmp_path: Path) -> None:
+    world, net = both
+    assert await py(world, "family", FETCH, "news.example", "80", "news.example") == \
+        "hello from news.example"
+    (tmp_path / "rules").mkdir()
+    (tmp_path / "rules" / "acme.rules").write_text(
+        'drop http $HOME_NET any -> any any (msg:"acme: news.example blocked"; '
+        'flow:established,to_server; http.host; content:"news.example"; sid:9200001; rev:1;)\n')
+    (tmp_path / "lists").mkdir()
+    (tmp_path / "policy.toml").write_text("")
+    for name, content in (("cert", PROVIDER_CERT), ("key", PROVIDER_KEY)):
+        (tmp_path / name).write_bytes(content)
+
+    async def push(version: int) -> str:
+        (tmp_path / "bundle").write_bytes(make(tmp_path, version=version,
+                                              created=dt.datetime.now(dt.UTC)))
+        done = await asyncio.create_subprocess_exec(
+            "ip", "netns", "exec", net.inet, sys.executable, "-c", PUSH,
+            str(world.sys_sec_dir / "tls" / "server.pem"), str(tmp_path / "cert"),
+            str(tmp_path / "key"), str(tmp_path / "bundle"), f"{UPLINK_IP}:{PROVIDER_PORT}",
+            stdout=asyncio.subprocess.PIPE, cwd=Path(__file__).resolve().parents[2])
+        out, _ = await done.communicate()
+        return out.decode().strip()
+
+    # Traffic flows in family all along the update: every fetch of the loop gets through.
+    loop = asyncio.ensure_future(py(world, "family", FETCH_LOOP, "allowed.example", "12"))
+    assert await push(1) == "applied 1"
+    assert (await loop).splitlines() == ["hello from allowed.example"] * 12
+    assert (await py(world, "family", FETCH, "news.example", "80", "news.example")) \
+        .startswith("FAILED")
+    assert any(e.get("alert", {}).get("signature_id") == 9200001 for e in eve(world))
+
+    code, _, err = await world.cli("provider", "revoke")
+    assert code == 0, err
+    assert (await push(2)).startswith("PERMISSION_DENIED")
