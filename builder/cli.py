@@ -1,5 +1,6 @@
 """`hyperwall-build`: what providers and the project build — signed security bundles (and the
-key to sign them), and the root-filesystem template domains boot from."""
+key to sign them), the TUF repository that serves them to fleets, and the root-filesystem
+template domains boot from."""
 from __future__ import annotations
 
 import argparse
@@ -10,6 +11,7 @@ from pathlib import Path
 
 from builder.bundle import BuildError, build, keygen, load_key
 from builder.template import build_template
+from builder.tuf_repo import publish
 
 
 def _created(text: str | None) -> dt.datetime:
@@ -37,6 +39,12 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--expires", type=int, default=30, metavar="DAYS")
     b.add_argument("--created", help="ISO time (default: SOURCE_DATE_EPOCH, else now)")
     b.add_argument("-o", dest="out", type=Path, required=True)
+    u = sub.add_parser("publish", help="add a bundle to a TUF repository for fleets")
+    u.add_argument("--repo", type=Path, required=True, help="the folder a web server serves")
+    u.add_argument("--key", type=Path, required=True, help="the provider's private key (PEM)")
+    u.add_argument("--expires", type=int, default=7, metavar="DAYS",
+                   help="how long the metadata stays fresh (default 7)")
+    u.add_argument("bundle", type=Path)
     t = sub.add_parser("template", help="the root-filesystem template of the ns backend")
     t.add_argument("-o", dest="out", type=Path, required=True)
     args = p.parse_args(argv)
@@ -54,6 +62,11 @@ def main(argv: list[str] | None = None) -> int:
             args.out.write_bytes(data)
             print(f"wrote {args.out}: bundle {args.version} of {args.provider}, "
                   f"{len(data)} bytes")
+        elif args.what == "publish":
+            version = publish(args.repo, load_key(args.key), args.bundle.read_bytes(),
+                              now=dt.datetime.now(dt.UTC), expires_days=args.expires)
+            print(f"published {args.bundle} in {args.repo} (targets version {version}); "
+                  f"enroll {args.repo / 'metadata' / '1.root.json'} as the root")
         else:
             build_template(args.out, progress=lambda step: print(f"  {step}", flush=True))
     except (BuildError, OSError, ValueError) as e:

@@ -48,6 +48,13 @@ READY_TIMEOUT = 20.0
 CORP_RANGE, INTRANET = "10.200.0.0/16", "10.200.0.10"
 CORP_WAN, CORP_GW, WG_PORT = "203.0.113.202", "203.0.113.201", 51820
 TUNNEL_SERVER, TUNNEL_CLIENT = "10.200.1.1", "10.200.1.2"
+STATIC_SERVER = """
+import functools, http.server, sys
+handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[1])
+server = http.server.ThreadingHTTPServer((sys.argv[2], int(sys.argv[3])), handler)
+print("ready", flush=True)
+server.serve_forever()
+"""
 
 
 def wg_keypair() -> tuple[str, str]:
@@ -173,6 +180,16 @@ class SimNet:
         _run("ip", "-n", self.corp, "addr", "add", f"{TUNNEL_SERVER}/24", "dev", self.wg_iface)
         _run("ip", "-n", self.corp, "link", "set", self.wg_iface, "up")
         self._servers(self.corp, {"intranet.corp": INTRANET})
+
+    def serve_folder(self, folder: Path, address: str, port: int = 8080) -> None:
+        """A static web server for `folder` on the internet (a provider's TUF repository)."""
+        _run("ip", "-n", self.inet, "addr", "add", f"{address}/32", "dev", "lo")
+        server = self._spawn(self.inet, [sys.executable, "-u", "-c", STATIC_SERVER, str(folder),
+                                         address, str(port)], stdout=True)
+        assert server.stdout is not None
+        ready, _, _ = select.select([server.stdout], [], [], READY_TIMEOUT)
+        if not ready or server.stdout.readline().strip() != "ready":
+            raise RuntimeError(f"simnet: no web server for {folder}")
 
     def publish(self, name: str, address: str) -> None:
         """Make the internet's DNS answer `name` from now on (e.g. the laptop has joined

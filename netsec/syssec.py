@@ -33,7 +33,7 @@ from typing import Any
 
 from dom0.logsetup import setup_logging
 from dom0.runner import CommandError, run
-from netsec import eve, provider_service, security_service, uplink_probe
+from netsec import eve, provider_service, security_service, subscription, uplink_probe
 from netsec.blocklist import Blocklist, BlocklistError
 from netsec.firewall import FirewallConfig, FirewallError, compile_ruleset
 from netsec.policy import VifKeys, category_rules, plan
@@ -59,6 +59,9 @@ class Settings:
     dns_upstream: str = "9.9.9.9"
     # Where the provider's channel listens (host:port on the uplink side); None: no channel.
     provider_listen: str | None = None
+    # The provider's TUF repository (its base URL) and how often to poll it.
+    subscription_url: str | None = None
+    subscription_interval: float = 300.0
     doh_addresses: tuple[str, ...] = ()
     vpn: VpnConfig | None = None
     # Destinations whose flows skip the engine (judged clean by the owner).
@@ -79,7 +82,7 @@ class Settings:
         except (OSError, tomllib.TOMLDecodeError) as e:
             raise SystemExit(f"{path}: {e}") from None
         known = {"uplink", "dns_upstream", "doh_addresses", "vpn", "clean", "schedules",
-                 "provider_listen"}
+                 "provider_listen", "subscription_url", "subscription_interval"}
         if set(raw) - known:
             raise SystemExit(f"{path}: unknown setting {sorted(set(raw) - known)[0]!r}")
         try:
@@ -90,7 +93,9 @@ class Settings:
                    dns_upstream=raw.get("dns_upstream", cls.dns_upstream),
                    doh_addresses=tuple(raw.get("doh_addresses", ())), vpn=tunnel,
                    clean=tuple(raw.get("clean", ())), schedules=dict(raw.get("schedules", {})),
-                   provider_listen=raw.get("provider_listen"))
+                   provider_listen=raw.get("provider_listen"),
+                   subscription_url=raw.get("subscription_url"),
+                   subscription_interval=float(raw.get("subscription_interval", 300.0)))
 
 
 class Controller:
@@ -294,18 +299,34 @@ def _write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-async def serve_provider(ctl: Controller, state: Path) -> Any:
+async def serve_provider(ctl: Controller, updater: Updater, state: Path) -> Any:
     """The provider's channel, when the settings open one."""
     if not ctl.settings.provider_listen:
         return None
-    trust = TrustStore(state / "provider")
-    updater = Updater(trust, state / "bundles", ctl.reload_content)
-    servicer = ProviderServicer(trust, updater, state / "log", ctl.engine_state,
+    servicer = ProviderServicer(updater.trust, updater, state / "log", ctl.engine_state,
                                 ctl.reload_content)
     server, _ = await provider_service.serve(
         servicer, ctl.settings.provider_listen, server_identity(state / "tls"),
-        trust.provider_ca)
+        updater.trust.provider_ca)
     return server
+
+
+async def follow_subscription(settings: Settings, updater: Updater, state: Path) -> None:
+    """Poll the provider's TUF repository; apply what is new (verified like any bundle)."""
+    last: bytes | None = None
+    while settings.subscription_url:
+        try:
+            data = await asyncio.to_thread(
+                subscription.poll, state / "provider" / "root.json",
+                state / "run" / "tuf", settings.subscription_url)
+            if data is not None and data != last:
+                outcome = await asyncio.to_thread(updater.apply, data, "subscription")
+                log.log(logging.INFO if outcome.applied else logging.WARNING, "subscription: %s",
+                        outcome.reason)
+                last = data
+        except subscription.SubscriptionError as e:
+            log.warning("subscription: %s", e)
+        await asyncio.sleep(settings.subscription_interval)
 
 
 async def amain(args: argparse.Namespace) -> int:
@@ -324,9 +345,12 @@ async def amain(args: argparse.Namespace) -> int:
     dns = await ctl.serve_dns()
     security = await security_service.serve(args.state_dir / "log",
                                             args.state_dir / "security.sock")
-    provider = await serve_provider(ctl, args.state_dir)
+    updater = Updater(TrustStore(args.state_dir / "provider"), args.state_dir / "bundles",
+                      ctl.reload_content)
+    provider = await serve_provider(ctl, updater, args.state_dir)
     tasks = [asyncio.ensure_future(ctl.watch_policy()), asyncio.ensure_future(ctl.keep_ipsd()),
-             asyncio.ensure_future(ctl.answer_probes())]
+             asyncio.ensure_future(ctl.answer_probes()),
+             asyncio.ensure_future(follow_subscription(settings, updater, args.state_dir))]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from builder.tuf_repo import publish
 from dom0.embedded import Platform
 from dom0.probes import (
     CONNECT_ALL,
@@ -40,6 +41,19 @@ from tests.tls_helpers import ca_and_client
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 PROVIDER_PORT = 50443
+UPDATES = "203.0.113.80"
+
+
+def provider_bundle(folder: Path, version: int, host: str) -> bytes:
+    """A provider bundle of version `version` whose one rule drops HTTP to `host`."""
+    (folder / "rules").mkdir(parents=True, exist_ok=True)
+    (folder / "lists").mkdir(exist_ok=True)
+    (folder / "policy.toml").write_text("")
+    (folder / "rules" / "acme.rules").write_text(
+        f'drop http $HOME_NET any -> any any (msg:"acme: {host} blocked"; '
+        f'flow:established,to_server; http.host; content:"{host}"; sid:{9200000 + version}; '
+        'rev:1;)\n')
+    return make(folder, version=version, created=dt.datetime.now(dt.UTC))
 PROVIDER_CA, PROVIDER_CERT, PROVIDER_KEY = ca_and_client("acme")
 # The provider's side, run in the simulated internet: push a bundle, print the outcome.
 PUSH = """
@@ -64,11 +78,18 @@ with grpc.secure_channel(sys.argv[5], creds, options=[
 def both() -> Iterator[tuple[Platform, SimNet]]:
     net = SimNet(f"hws{os.getpid() % 10000}")
     files = {**SYS_SEC_FILES, "syssec.toml": SYS_SEC_FILES["syssec.toml"]
-             + f'provider_listen = "0.0.0.0:{PROVIDER_PORT}"\n' + net.vpn_settings()}
+             + f'provider_listen = "0.0.0.0:{PROVIDER_PORT}"\n'
+             + f'subscription_url = "http://{UPDATES}:8080"\nsubscription_interval = 1\n'
+             + net.vpn_settings()}
     platform = Platform(first_domid=5000 + os.getpid() % 1000, sys_sec_files=files)
-    # The owner enrolled a provider before the platform came up.
+    # The provider's TUF repository, with a first bundle sys-sec will pick up by itself.
+    repo = platform.dir / "provider-repo"
+    publish(repo, KEY, provider_bundle(platform.dir / "bundle-in", 5, "nothing.example"),
+            now=dt.datetime.now(dt.UTC))
+    # The owner enrolled the provider before the platform came up.
     TrustStore(platform.sys_sec_dir / "provider").enroll(
-        "acme", [public_pem(KEY)], ca_pem=PROVIDER_CA)
+        "acme", [public_pem(KEY)], ca_pem=PROVIDER_CA,
+        root_json=(repo / "metadata" / "1.root.json").read_bytes())
     try:
         platform.start()
         up = subprocess.run([sys.executable, "-m", "dom0.cli", "--json", "up"],
@@ -76,6 +97,7 @@ def both() -> Iterator[tuple[Platform, SimNet]]:
         assert up.returncode == 0, up.stderr + platform.log_text()
         sys_sec = next(d for d in json.loads(up.stdout) if d["name"] == "sys-sec")
         net.plug(f"hw-{sys_sec['domid']}")
+        net.serve_folder(repo, UPDATES)
         yield platform, net
     finally:
         net.close()
@@ -274,23 +296,36 @@ async def test_work_reaches_the_intranet_only_through_the_tunnel_and_leaks_nothi
     assert leaked and all(line.split()[0] == "0" for line in leaked), counted
 
 
+async def test_the_subscription_brings_the_providers_new_bundle(
+        both: tuple[Platform, SimNet]) -> None:
+    world, _ = both
+    repo = world.dir / "provider-repo"
+    # sys-sec picked up the repository's first bundle by itself.
+    async with asyncio.timeout(20):
+        while TrustStore(world.sys_sec_dir / "provider").load().last_version < 5:
+            await asyncio.sleep(0.2)   # the trust store is a file; no event to wait on
+    assert await py(world, "untrusted", FETCH, "ads.example", "80", "ads.example") == \
+        "hello from ads.example"
+    publish(repo, KEY, provider_bundle(world.dir / "bundle-in", 6, "ads.example"),
+            now=dt.datetime.now(dt.UTC))
+    async with asyncio.timeout(30):
+        while not (await py(world, "untrusted", FETCH, "ads.example", "80", "ads.example")) \
+                .startswith("FAILED"):
+            pass
+    assert TrustStore(world.sys_sec_dir / "provider").load().last_version == 6
+
+
 async def test_a_provider_update_applies_while_traffic_flows_and_revoking_cuts_it_off(
         both: tuple[Platform, SimNet], tmp_path: Path) -> None:
     world, net = both
     assert await py(world, "family", FETCH, "news.example", "80", "news.example") == \
         "hello from news.example"
-    (tmp_path / "rules").mkdir()
-    (tmp_path / "rules" / "acme.rules").write_text(
-        'drop http $HOME_NET any -> any any (msg:"acme: news.example blocked"; '
-        'flow:established,to_server; http.host; content:"news.example"; sid:9200001; rev:1;)\n')
-    (tmp_path / "lists").mkdir()
-    (tmp_path / "policy.toml").write_text("")
     for name, content in (("cert", PROVIDER_CERT), ("key", PROVIDER_KEY)):
         (tmp_path / name).write_bytes(content)
 
     async def push(version: int) -> str:
-        (tmp_path / "bundle").write_bytes(make(tmp_path, version=version,
-                                              created=dt.datetime.now(dt.UTC)))
+        (tmp_path / "bundle").write_bytes(provider_bundle(tmp_path / "in", version,
+                                                          "news.example"))
         done = await asyncio.create_subprocess_exec(
             "ip", "netns", "exec", net.inet, sys.executable, "-c", PUSH,
             str(world.sys_sec_dir / "tls" / "server.pem"), str(tmp_path / "cert"),
@@ -301,12 +336,13 @@ async def test_a_provider_update_applies_while_traffic_flows_and_revoking_cuts_i
 
     # Traffic flows in family all along the update: every fetch of the loop gets through.
     loop = asyncio.ensure_future(py(world, "family", FETCH_LOOP, "allowed.example", "12"))
-    assert await push(1) == "applied 1"
+    assert await push(7) == "applied 7"
     assert (await loop).splitlines() == ["hello from allowed.example"] * 12
     assert (await py(world, "family", FETCH, "news.example", "80", "news.example")) \
         .startswith("FAILED")
-    assert any(e.get("alert", {}).get("signature_id") == 9200001 for e in eve(world))
+    assert any(e.get("alert", {}).get("signature_id") == 9200007 for e in eve(world))
+    assert "not newer" in await push(7)      # a replay
 
     code, _, err = await world.cli("provider", "revoke")
     assert code == 0, err
-    assert (await push(2)).startswith("PERMISSION_DENIED")
+    assert (await push(8)).startswith("PERMISSION_DENIED")
