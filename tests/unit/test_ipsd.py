@@ -82,3 +82,13 @@ def test_reload_brings_new_rules_and_keeps_flows(tmp_path: Path) -> None:
     # which needs an established flow, applies to its next packet.
     assert engine.decide(first[4]) is Verdict.ACCEPT
     assert engine.decide(first[5]) is Verdict.DROP
+
+
+def test_rules_the_provider_disabled_are_not_loaded(tmp_path: Path) -> None:
+    engine = ipsd(tmp_path)
+    assert [r.sid for r in engine.load_rules()] == [1]
+    (tmp_path / "state.json").write_text(json.dumps({"disabled_sids": [1]}))
+    engine.disabled_file = tmp_path / "state.json"
+    assert engine.load_rules() == []
+    (tmp_path / "state.json").write_text("{broken")
+    assert [r.sid for r in engine.load_rules()] == [1]   # a bad file disables nothing
