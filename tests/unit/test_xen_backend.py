@@ -1,0 +1,59 @@
+"""The xen backend's pure parts: the xl.cfg it writes and how it reads `xl list`."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from dom0.backends.base import RunState
+from dom0.backends.xen import GuestImage, parse_xl_list, xl_config
+from dom0.config import DomainSpec
+from dom0.layout import vif_addressing
+
+IMAGE = GuestImage(Path("/var/lib/hyperwall/xen/vmlinuz"),
+                   Path("/var/lib/hyperwall/xen/agent.cpio"))
+# As `xl list` prints it (tabs between the last columns, as xl does).
+XL_LIST = """Name                                        ID   Mem VCPUs\tState\tTime(s)
+Domain-0                                     0   768     2     r-----       5.2
+sys-sec                                      1   512     1     -b----       1.0
+work                                         2  1024     2     --p---       0.0
+gone                                         3   128     1     ---s--       0.3
+"""
+
+
+def cfg(text: str) -> dict[str, str]:
+    return {k.strip(): v.strip() for k, v in (line.split("=", 1) for line in text.splitlines())}
+
+
+def test_a_guest_is_a_pv_domain_whose_vif_backend_is_sys_sec() -> None:
+    spec = DomainSpec(name="work", kind="app", memory_mb=1024, vcpus=2, policy="vpn-only")
+    c = cfg(xl_config(spec, IMAGE, domid_hint=7))
+    addr = vif_addressing(7, 0)
+    assert c["name"] == '"work"' and c["type"] == '"pv"' and c["memory"] == "1024"
+    assert c["vcpus"] == "2" and c["on_poweroff"] == '"destroy"'
+    assert c["vif"] == f"[ 'backend=sys-sec,mac={addr.mac},ip={addr.ip},script=vif-route' ]"
+    assert "hyperwall.kind=app" in c["extra"]
+
+
+def test_sys_sec_is_the_driver_domain_and_has_no_vif_from_dom0() -> None:
+    c = cfg(xl_config(DomainSpec(name="sys-sec", kind="sys-sec"), IMAGE))
+    assert c["driver_domain"] == "1" and "vif" not in c
+
+
+def test_a_value_that_would_break_the_file_is_refused() -> None:
+    with pytest.raises(ValueError, match="cannot go into an xl.cfg string"):
+        xl_config(DomainSpec(name="work", kind="app"),
+                  GuestImage(Path('/x"; kernel="/evil'), Path("/r")))
+
+
+def test_xl_list_is_read_with_states() -> None:
+    doms = {d.name: d for d in parse_xl_list(XL_LIST)}
+    assert doms["Domain-0"].domid == 0 and doms["Domain-0"].state is RunState.RUNNING
+    assert doms["sys-sec"].state is RunState.RUNNING       # blocked is running, idle
+    assert doms["work"].state is RunState.PAUSED and doms["work"].memory_mb == 1024
+    assert doms["gone"].state is RunState.SHUTDOWN
+
+
+def test_an_unreadable_xl_list_line_is_an_error_naming_it() -> None:
+    with pytest.raises(ValueError, match="cannot read 'garbage here'"):
+        parse_xl_list(XL_LIST + "garbage here\n")
