@@ -100,10 +100,12 @@ def host_ro_paths() -> list[Path]:
 def bwrap_argv(*, root: Path, hostname: str, xenstore_dir: Path, status_fd: int,
                env: dict[str, str], command: list[str],
                shared_dir: Path | None = None) -> list[str]:
-    argv = ["bwrap", "--bind", str(root), "/"]
+    # The domain's own /tmp and /run come first, so that host paths bound after them stay
+    # visible even when they live there (a checkout or venv under /tmp, a rundir in /run).
+    argv = ["bwrap", "--bind", str(root), "/", "--tmpfs", "/tmp", "--tmpfs", "/run"]
     for p in host_ro_paths():
         argv += ["--ro-bind", str(p), str(p)]
-    argv += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", "/run",
+    argv += ["--proc", "/proc", "--dev", "/dev",
              "--bind", str(xenstore_dir), XENSTORE_DIR_INSIDE,
              # sys-sec: its folder dom0 reads, and a tun device for its VPN (wireguard-go).
              *(["--bind", str(shared_dir), SHARED_DIR_INSIDE,

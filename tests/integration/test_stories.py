@@ -177,6 +177,21 @@ async def test_untrusted_reaches_the_internet_but_neither_the_lan_nor_another_do
     assert code != 0
 
 
+async def test_a_policy_changed_in_xenstore_applies_at_once(world: Platform) -> None:
+    sys_sec, untrusted = world.domid("sys-sec"), world.domid("untrusted")
+    key = f"/local/domain/{sys_sec}/backend/vif/{untrusted}/0/hyperwall/policy"
+    with world.xenstore() as xs:
+        xs.write(key, "offline")
+    try:
+        assert (await py(world, "untrusted", FETCH, ZONE["allowed.example"], "80",
+                         "allowed.example")).startswith("FAILED")
+    finally:
+        with world.xenstore() as xs:
+            xs.write(key, "internet")
+    assert await py(world, "untrusted", FETCH, ZONE["allowed.example"], "80",
+                    "allowed.example") == "hello from allowed.example"
+
+
 async def test_a_spoofed_source_address_is_dropped(world: Platform) -> None:
     code, out, err = await world.cli("exec", "family", "--", "ip", "addr", "add",
                                      "10.137.250.250/32", "dev", "eth0")
