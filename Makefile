@@ -9,11 +9,11 @@ PY := $(VENV)/bin/python
 # DNS, real Xen clients for compatibility tests, traffic tools).
 APT_PACKAGES := iproute2 iptables nftables conntrack xenstore-utils wireguard-go \
 	wireguard-tools dnsmasq-base bubblewrap iperf3 tcpdump procps psmisc iputils-ping \
-	python3-venv gcc libc6-dev
+	python3-venv gcc libc6-dev qemu-system-x86 cpio
 APT_STAMP := $(VENV)/.apt-stamp
 PIP_STAMP := $(VENV)/.pip-stamp
 
-.PHONY: install test test-unit demo bench lint clean
+.PHONY: install test test-unit test-xen demo bench lint clean
 
 install: $(APT_STAMP) $(PIP_STAMP)
 
@@ -35,6 +35,10 @@ $(PIP_STAMP): pyproject.toml
 
 test: install
 	$(VENV)/bin/pytest tests
+
+# Real Xen under QEMU: the xen backend and the client layer against Xen's own tools.
+test-xen: install
+	$(VENV)/bin/pytest -v tests/xen
 
 test-unit: install
 	$(VENV)/bin/pytest -m "not root and not oxenstored" tests
