@@ -55,7 +55,6 @@ def domain_nodes(domid: int, uuid: str, spec: DomainSpec) -> list[Node]:
         Node(libxl_path(domid), None, no),
         Node(f"{libxl_path(domid)}/device", None, no),
         Node(f"{libxl_path(domid)}/type", "pv"),
-        Node(f"{libxl_path(domid)}/hyperwall/backend", spec.backend),
         Node(f"{d}/vm", vm_path(uuid)),
         Node(f"{d}/name", spec.name),
         Node(f"{d}/domid", str(domid)),
@@ -76,12 +75,19 @@ def domain_nodes(domid: int, uuid: str, spec: DomainSpec) -> list[Node]:
         Node(f"{d}/control/platform-feature-xs_reset_watches", "1"),
         Node(f"{vm_path(uuid)}/uuid", uuid),
         Node(f"{vm_path(uuid)}/name", spec.name),
-        # What dom0 tells the domain about itself; read-only for it.
-        Node(f"{d}/hyperwall", None, ro),
-        Node(f"{d}/hyperwall/kind", spec.kind),
-        Node(f"{d}/hyperwall/policy", spec.policy),
+        *hyperwall_nodes(domid, spec),
     ]
     return nodes
+
+
+def hyperwall_nodes(domid: int, spec: DomainSpec) -> list[Node]:
+    """What dom0 tells the domain about itself, read-only for it (on Xen, libxl writes the
+    rest of the layout and dom0 adds only these)."""
+    d = dom_path(domid)
+    return [Node(f"{d}/hyperwall", None, ("n0", f"r{domid}")),
+            Node(f"{d}/hyperwall/kind", spec.kind),
+            Node(f"{d}/hyperwall/policy", spec.policy),
+            Node(f"{libxl_path(domid)}/hyperwall/backend", spec.backend)]
 
 
 @dataclass(frozen=True)

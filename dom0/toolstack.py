@@ -355,6 +355,8 @@ class Toolstack:
         spec = self._spec(name)
         if name in self.domains:
             raise InvalidState(f"{name} already exists (domain {self.domains[name].domid})")
+        if self._backend(spec).hypervisor_owned:
+            return await self._create_by_hypervisor(spec)
         domid = await self._allocate_domid()
         dom = Domain(spec, domid, str(uuidlib.uuid4()), self._handle(domid, spec),
                      DomainState.CREATED)
@@ -364,6 +366,27 @@ class Toolstack:
                                           self._marker(domid)])
             await self.store.introduce(domid)
             await self._backend(spec).create(dom.handle)
+            await self.store.rm(self._marker(domid).path)
+        except BaseException:
+            await self._teardown(dom, emit=False)
+            raise
+        self._emit(EventKind.CREATED, dom)
+        return dom
+
+    async def _create_by_hypervisor(self, spec: DomainSpec) -> Domain:
+        """On Xen: `xl create` picks the domid, writes the layout and introduces the domain;
+        dom0 adds its own keys (and the marker a restarted dom0d rolls back by)."""
+        backend = self._backend(spec)
+        domid = await backend.create(self._handle(0, spec))
+        if domid is None:
+            raise ToolstackError(f"{spec.name}: backend {backend.name} gave no domid")
+        vm = (await self.store.read(f"{layout.dom_path(domid)}/vm") or b"").decode()
+        dom = Domain(spec, domid, vm.removeprefix("/vm/"), self._handle(domid, spec),
+                     DomainState.CREATED)
+        self.domains[spec.name] = dom
+        try:
+            await self.store.write_nodes([*layout.hyperwall_nodes(domid, spec),
+                                          self._marker(domid)])
             await self.store.rm(self._marker(domid).path)
         except BaseException:
             await self._teardown(dom, emit=False)

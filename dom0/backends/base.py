@@ -48,9 +48,13 @@ class ExecResult:
 
 class Backend(Protocol):
     name: str
+    # True where the hypervisor's own toolstack (libxl) picks the domid at create, writes
+    # the domain's xenstore layout and introduces it; dom0 then adds only its own keys.
+    hypervisor_owned: bool
 
-    async def create(self, dom: DomainHandle) -> None:
-        """Make the domain's resources (isolation, root filesystem, limits); don't start it."""
+    async def create(self, dom: DomainHandle) -> int | None:
+        """Make the domain's resources (isolation, root filesystem, limits); don't start it.
+        Returns the domid the hypervisor gave it, or None when it is `dom.domid`."""
 
     async def start(self, dom: DomainHandle) -> None:
         """Start its init, which runs the in-domain agent."""

@@ -66,6 +66,7 @@ def mounted(path: Path) -> bool:
 
 class NsBackend:
     name = "ns"
+    hypervisor_owned = False
 
     def __init__(self, state_dir: Path, *, templates_dir: Path | None = None,
                  agent_argv: list[str] | None = None, cgroup_root: Path = ROOT,

@@ -6,9 +6,10 @@ The xl.cfg text and the reading of `xl list` are pure (`xl_config`, `parse_xl_li
 class runs `xl` through dom0's runner.
 
 What differs from `ns`, and why: Xen picks a domain's id at `xl create` (xl.cfg cannot ask
-for one), so `create` reports the id Xen gave (`created_domid`) and the toolstack must use
-it; there is no `exec` into a Xen guest (dom0 reaches a guest only through xenstore and its
-console), so `exec` is refused with that reason.
+for one) and libxl writes its xenstore layout, so the backend is `hypervisor_owned`: `create`
+returns the id Xen gave and the toolstack adds only Hyperwall's own keys. There is no
+`exec` into a Xen guest (dom0 reaches a guest only through xenstore and its console), so
+`exec` is refused with that reason.
 """
 from __future__ import annotations
 
@@ -100,11 +101,11 @@ def parse_xl_list(text: str) -> list[XlDomain]:
 
 class XenBackend:
     name = "xen"
+    hypervisor_owned = True
 
     def __init__(self, state_dir: Path, image: GuestImage) -> None:
         self.state_dir = state_dir
         self.image = image
-        self.created_domid: dict[str, int] = {}
 
     def _cfg(self, dom: DomainHandle) -> Path:
         return self.state_dir / "xl" / f"{dom.spec.name}.cfg"
@@ -121,8 +122,9 @@ class XenBackend:
     async def _find(self, dom: DomainHandle) -> XlDomain | None:
         return next((d for d in await self.list() if d.name == dom.spec.name), None)
 
-    async def create(self, dom: DomainHandle) -> None:
-        """Built paused (`xl create -p`), as Xen does before devices are connected."""
+    async def create(self, dom: DomainHandle) -> int:
+        """Built paused (`xl create -p`), as Xen does before devices are connected; returns
+        the domid Xen gave it."""
         cfg = self._cfg(dom)
         cfg.parent.mkdir(parents=True, exist_ok=True)
         cfg.write_text(xl_config(dom.spec, self.image, domid_hint=dom.domid))
@@ -130,7 +132,7 @@ class XenBackend:
         found = await self._find(dom)
         if found is None:
             raise BackendError(f"xen: {dom.spec.name} is not in `xl list` after create")
-        self.created_domid[dom.spec.name] = found.domid
+        return found.domid
 
     async def start(self, dom: DomainHandle) -> None:
         await self._xl("unpause", dom.spec.name)

@@ -11,7 +11,8 @@ from pathlib import Path
 from dom0.backends.base import DomainHandle, RunState
 from dom0.backends.xen import GuestImage, XenBackend
 from dom0.config import DomainSpec
-from dom0.xenstore.client import Perm, XenStore
+from dom0.toolstack import Toolstack
+from dom0.xenstore.client import AsyncXenStore, Perm, XenStore
 
 
 def report(name: str, ok: bool, detail: str = "") -> None:
@@ -36,8 +37,7 @@ async def guest() -> None:
     backend = XenBackend(Path("/tmp/hyperwall-xen"),
                          GuestImage(Path("/guest/vmlinuz"), Path("/guest/initrd.gz")))
     dom = DomainHandle(0, spec, Path("/tmp"))
-    await backend.create(dom)
-    domid = backend.created_domid["sys-sec"]
+    domid = await backend.create(dom)
     report("xl-create-paused", await backend.state(dom) is RunState.PAUSED, f"domid={domid}")
     with XenStore() as xs:
         base = f"/local/domain/{domid}"
@@ -63,9 +63,32 @@ async def guest() -> None:
                and not xs.exists(f"/local/domain/{domid}"))
 
 
+async def toolstack() -> None:
+    """`hyperwall list` (the toolstack's view) against `xl list`, on the real xenstored."""
+    spec = DomainSpec(name="sys-sec", kind="sys-sec", backend="xen", memory_mb=128, vcpus=1)
+    backend = XenBackend(Path("/tmp/hyperwall-xen"),
+                         GuestImage(Path("/guest/vmlinuz"), Path("/guest/initrd.gz")))
+    store = await AsyncXenStore.connect()
+    ts = Toolstack({"sys-sec": spec}, store, {"xen": backend}, Path("/tmp"))
+    try:
+        info = await ts.start("sys-sec")
+        xl = {d.name: d for d in await backend.list()}["sys-sec"]
+        kind = await store.read(f"/local/domain/{xl.domid}/hyperwall/kind")
+        report("hyperwall-list-agrees-with-xl-list",
+               (info.domid, info.state.value, info.memory_mb) == (xl.domid, "running", 128)
+               and kind == b"sys-sec", f"toolstack={info.domid}/{info.state.value} "
+               f"xl={xl.domid}/{xl.state.value}")
+        await ts.destroy("sys-sec")
+        report("toolstack-destroy", await backend.state(ts._handle(xl.domid, spec))
+               is RunState.ABSENT and "sys-sec" not in ts.domains)
+    finally:
+        await store.close()
+
+
 def main() -> None:
     for name, check in (("client-layer-vs-oxenstored", client_layer),
-                        ("guest", lambda: asyncio.run(guest()))):
+                        ("guest", lambda: asyncio.run(guest())),
+                        ("toolstack", lambda: asyncio.run(toolstack()))):
         try:
             check()
         except Exception:

@@ -35,6 +35,8 @@ def test_a_guest_runs_under_real_xen_through_the_xen_backend() -> None:
                  timeout=240, on_line=print)
     checks = {line.split()[1]: line for line in lines if line.startswith("HWCHECK ")}
     assert set(checks) >= {"client-layer-vs-oxenstored", "xl-create-paused", "libxl-layout",
-                           "xl-list-agrees", "guest-boots", "destroyed"}, lines[-30:]
+                           "xl-list-agrees", "guest-boots", "destroyed",
+                           "hyperwall-list-agrees-with-xl-list", "toolstack-destroy"}, \
+        lines[-30:]
     failed = [line for line in checks.values() if " PASS" not in line]
     assert not failed, failed
