@@ -8,6 +8,7 @@ others are unaffected.
 """
 from __future__ import annotations
 
+import datetime as dt
 import ipaddress
 from dataclasses import dataclass, field
 
@@ -73,8 +74,10 @@ def _rule_text(s: str) -> str:
     return s.replace('"', "").replace(";", "").replace("\\", "")
 
 
-def category_rules(blocklist: Blocklist, guests: list[str]) -> str:
-    """Drop rules for every blocked site, by TLS SNI and by HTTP Host, for these guests.
+def category_rules(blocklist: Blocklist, guests: list[str],
+                   when: dt.datetime | None = None) -> str:
+    """Drop rules for every blocked site, by TLS SNI and by HTTP Host, for these guests;
+    with `when`, only for the categories whose schedule is in force then.
 
     dotprefix + endswith: `.example.com` matches example.com and its subdomains, not
     notexample.com."""
@@ -84,7 +87,11 @@ def category_rules(blocklist: Blocklist, guests: list[str]) -> str:
     lines = []
     sid = POLICY_SID_BASE
     for cat_name in sorted(blocklist.categories):
-        for site in sorted(blocklist.categories[cat_name].domains):
+        category = blocklist.categories[cat_name]
+        if when is not None and not category.active(when):
+            sid += 2 * len(category.domains)    # sids stay stable across schedule changes
+            continue
+        for site in sorted(category.domains):
             site, cat = _rule_text(site), _rule_text(cat_name)
             meta = f"hyperwall_category {cat}, hyperwall_site {site}"
             # http.host is lower-case already; SNI is as the client sent it.

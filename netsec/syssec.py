@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import datetime as dt
 import json
 import logging
 import os
@@ -49,6 +50,7 @@ GATEWAY = "10.137.255.254"
 RESTART_DELAY = 0.1
 SETTLE = 0.02          # changes arriving together are applied together
 PROBE_INTERVAL = 2.0
+SCHEDULE_CHECK = 30.0
 
 
 @dataclass(frozen=True)
@@ -179,11 +181,23 @@ class Controller:
         self.write_category_rules()
         self.reload_ipsd()
 
-    def write_category_rules(self) -> None:
-        rules = category_rules(self.blocklist, sorted(self.filtered))
+    def write_category_rules(self) -> bool:
+        """The SNI/Host rules of the categories in force now; True if they changed."""
+        rules = category_rules(self.blocklist, sorted(self.filtered), dt.datetime.now())
         path = self.state / "run" / "policy.rules"
-        if not path.exists() or path.read_text() != rules:
-            _write_atomic(path, rules)
+        if path.exists() and path.read_text() == rules:
+            return False
+        _write_atomic(path, rules)
+        return True
+
+    async def follow_schedules(self) -> None:
+        """A category's time window opening or closing changes the engine's rules (the
+        resolver asks the block list at each query and needs nothing)."""
+        while True:
+            await asyncio.sleep(SCHEDULE_CHECK)   # wall-clock boundaries give no event
+            if self.write_category_rules():
+                log.info("category schedules changed: engine rules regenerated")
+                self.reload_ipsd()
 
     def reload_content(self) -> None:
         """A bundle was swapped in: lists, category rules and the engine's rules follow.
@@ -350,6 +364,7 @@ async def amain(args: argparse.Namespace) -> int:
     provider = await serve_provider(ctl, updater, args.state_dir)
     tasks = [asyncio.ensure_future(ctl.watch_policy()), asyncio.ensure_future(ctl.keep_ipsd()),
              asyncio.ensure_future(ctl.answer_probes()),
+             asyncio.ensure_future(ctl.follow_schedules()),
              asyncio.ensure_future(follow_subscription(settings, updater, args.state_dir))]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -2,6 +2,7 @@
 rule loader and engine on scapy packets."""
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import pytest
@@ -91,3 +92,18 @@ def test_category_rules_drop_by_sni_and_host_for_filtered_guests_only(
         assert events[0]["alert"]["signature_id"] > POLICY_SID_BASE
     else:
         assert not events
+
+
+def test_category_rules_follow_the_schedule(tmp_path: Path) -> None:
+    (tmp_path / "games.txt").write_text("games.example\n")
+    (tmp_path / "adult.txt").write_text("adult.example\n")
+    lists = Blocklist.from_files([tmp_path / "adult.txt", tmp_path / "games.txt"],
+                                 {"games": ["mon-fri 08:00-16:00"]})[0]
+    school = dt.datetime(2026, 11, 24, 10, 0)      # a Tuesday morning
+    evening = dt.datetime(2026, 11, 24, 19, 0)
+    assert "games.example" in category_rules(lists, [FILTERED], school)
+    at_night = category_rules(lists, [FILTERED], evening)
+    assert "games.example" not in at_night and "adult.example" in at_night
+    # The sids of what stays do not move when a category comes and goes.
+    sids = lambda text: {line.split("sid:")[1].split(";")[0] for line in text.splitlines()}  # noqa: E731
+    assert sids(at_night) <= sids(category_rules(lists, [FILTERED], school))
