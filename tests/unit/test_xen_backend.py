@@ -10,9 +10,10 @@ from dom0.backends.xen import GuestImage, parse_xl_list, xl_config
 from dom0.config import DomainSpec
 from dom0.layout import vif_addressing
 
+DATA = Path(__file__).resolve().parents[1] / "xen" / "data"   # captured from Xen 4.17
 IMAGE = GuestImage(Path("/var/lib/hyperwall/xen/vmlinuz"),
                    Path("/var/lib/hyperwall/xen/agent.cpio"))
-# As `xl list` prints it (tabs between the last columns, as xl does).
+# A blocked domain and a dying one, which the captures do not show (tabs as xl prints).
 XL_LIST = """Name                                        ID   Mem VCPUs\tState\tTime(s)
 Domain-0                                     0   768     2     r-----       5.2
 sys-sec                                      1   512     1     -b----       1.0
@@ -52,6 +53,18 @@ def test_xl_list_is_read_with_states() -> None:
     assert doms["sys-sec"].state is RunState.RUNNING       # blocked is running, idle
     assert doms["work"].state is RunState.PAUSED and doms["work"].memory_mb == 1024
     assert doms["gone"].state is RunState.SHUTDOWN
+
+
+@pytest.mark.parametrize(("capture", "state"), [
+    ("xl-list-paused.txt", RunState.PAUSED),       # xl create -p
+    ("xl-list-running.txt", RunState.RUNNING),     # xl unpause
+    ("xl-list-shutdown.txt", RunState.SHUTDOWN),   # xl shutdown, on_poweroff="preserve"
+])
+def test_real_xl_list_output_is_read(capture: str, state: RunState) -> None:
+    doms = parse_xl_list((DATA / capture).read_text())
+    assert [(d.name, d.domid, d.memory_mb, d.vcpus) for d in doms] == [
+        ("Domain-0", 0, 768, 2), ("work", 1, 128, 1)]
+    assert doms[0].state is RunState.RUNNING and doms[1].state is state
 
 
 def test_an_unreadable_xl_list_line_is_an_error_naming_it() -> None:
