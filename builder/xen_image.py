@@ -72,6 +72,16 @@ echo "HW-DOM0-DONE rc=$?"
 poweroff -f
 """
 
+# The tiny guest: says DOMU_ALIVE on its console and idles. Xen's polite shutdown reaches
+# its kernel, which runs /sbin/poweroff (orderly_poweroff, not forced): without one the
+# guest ignores `xl shutdown`, as a guest without an init system would.
+GUEST_INIT = """#!/bin/sh
+mount -t proc p /proc
+echo "DOMU_ALIVE $(uname -r)"
+while :; do sleep 3600; done
+"""
+GUEST_POWEROFF = "#!/bin/sh\nexec /bin/busybox poweroff -f\n"
+
 
 @dataclass(frozen=True)
 class Image:
@@ -105,7 +115,8 @@ def _run(*argv: str, cwd: Path | None = None) -> str:
 def _key(packages: list[str]) -> str:
     """The packages' versions and how we assemble them: either changing makes a new image."""
     out = _run("apt-cache", "policy", *packages)
-    recipe = INIT + " ".join(XEN_MODULES + SHARE_MODULES + ROOT_DIRS)
+    recipe = INIT + GUEST_INIT + GUEST_POWEROFF + " ".join(XEN_MODULES + SHARE_MODULES
+                                                          + ROOT_DIRS)
     return hashlib.sha256((out + recipe).encode()).hexdigest()[:16]
 
 
@@ -153,14 +164,14 @@ def build(progress: Callable[[str], None] = lambda _: None) -> Image:
     _vmlinux(x / "boot" / f"vmlinuz-{release}", work / "vmlinux")
     progress("guest initramfs")
     du = work / "domu"
-    for d in ("bin", "proc", "sys", "dev"):
+    for d in ("bin", "sbin", "proc", "sys", "dev"):
         (du / d).mkdir(parents=True)
     shutil.copy(x / "bin" / "busybox", du / "bin")
     for a in ("sh", "mount", "cat", "sleep", "uname"):
         (du / "bin" / a).symlink_to("busybox")
-    (du / "init").write_text('#!/bin/sh\nmount -t proc p /proc\necho "DOMU_ALIVE $(uname -r)"\n'
-                             "while :; do sleep 3600; done\n")
-    (du / "init").chmod(0o755)
+    for script, text in ((du / "init", GUEST_INIT), (du / "sbin" / "poweroff", GUEST_POWEROFF)):
+        script.write_text(text)
+        script.chmod(0o755)
     progress("dom0 root")
     r = work / "root"
     for d in ROOT_DIRS:

@@ -110,9 +110,9 @@ class XenBackend:
     def _cfg(self, dom: DomainHandle) -> Path:
         return self.state_dir / "xl" / f"{dom.spec.name}.cfg"
 
-    async def _xl(self, *args: str) -> str:
+    async def _xl(self, *args: str, timeout: float = 120.0) -> str:
         try:
-            return (await run(["xl", *args], timeout=120)).stdout.decode()
+            return (await run(["xl", *args], timeout=timeout)).stdout.decode()
         except CommandError as e:
             raise BackendError(f"xen: {e}") from None
 
@@ -144,7 +144,13 @@ class XenBackend:
         await self._xl("unpause", dom.spec.name)
 
     async def shutdown(self, dom: DomainHandle, timeout: float = 10.0) -> None:
-        await self._xl("shutdown", "-w", dom.spec.name)
+        """The polite path: libxl writes `control/shutdown = poweroff`, the guest's kernel
+        powers off, and on_poweroff="destroy" removes it; waits at most `timeout`."""
+        try:
+            await self._xl("shutdown", "-w", dom.spec.name, timeout=timeout)
+        except BackendError as e:
+            raise BackendError(f"xen: {dom.spec.name} did not shut down within {timeout:g}s "
+                               f"({e})") from None
 
     async def destroy(self, dom: DomainHandle) -> None:
         if await self._find(dom) is not None:
