@@ -10,7 +10,7 @@ PY := $(VENV)/bin/python
 APT_PACKAGES := iproute2 iptables nftables conntrack xenstore-utils wireguard-go \
 	wireguard-tools dnsmasq-base bubblewrap iperf3 tcpdump procps psmisc iputils-ping \
 	python3-venv gcc libc6-dev
-# Only for booting real Xen under QEMU (make test-xen; the Xen smoke in make test skips
+# For booting real Xen under QEMU (make test and make test-xen; the Xen smoke skips
 # without them). Xen itself is not installed: builder/xen_image.py unpacks its packages.
 XEN_APT_PACKAGES := qemu-system-x86 cpio
 APT_STAMP := $(VENV)/.apt-stamp
@@ -39,7 +39,8 @@ $(PIP_STAMP): pyproject.toml
 	@$(PY) -m pip install -q -e '.[dev]'
 	@touch $@
 
-test: install
+# QEMU too: the real-Xen smoke subset (tests/integration/test_xen_smoke.py, ~40 s) runs here.
+test: install $(XEN_APT_STAMP)
 	$(VENV)/bin/pytest tests --ignore=tests/xen
 
 # Real Xen under QEMU: Hyperwall's dom0 code against Xen itself (the image is built once
