@@ -71,6 +71,12 @@ class Engine:
         self.flows_ended = 0
         self._events: list[eve.Event] = []
 
+    def replace_rules(self, rules: Sequence[Any]) -> None:
+        """Swap in a new rule set (a reload): the detector is built first and replaced in
+        one assignment, so a packet sees the old rules or the new ones, never a mix; the
+        flow table, and every flow's state, stays."""
+        self.detector = Detector(rules, prefilter=self.config.prefilter)
+
     def process(self, pkt: Packet) -> Verdict:
         self._count(pkt)
         inspections = self.flows.process(pkt)

@@ -1,16 +1,26 @@
 """`hyperwall-ipsd`: the engine inline, on the NFQUEUE sys-sec's firewall sends forwarded
 traffic to. Runs inside sys-sec.
 
+    hyperwall-ipsd --queue 0 -S RULES [-S RULES ...] [-c suricata.yaml] -l LOGDIR
+                   [--socket PATH] [--pidfile PATH] [--domains FILE] [--disabled JSON]
+                   [--clean CIDR|PORT ...] [--set stream.reassembly.depth=N]
+                   [--bypass-after-depth | --no-bypass-after-depth]
+
 Every queued packet (an IP packet: NFQUEUE gives no link layer) goes through the same
 decoder, flow table and detector as `hyperwall-ids -r`, in IPS mode: drop and reject rules
-drop the packet and the rest of its flow before any guest sees it. A TCP flow whose two
-directions are both past the reassembly depth is handed back to the kernel (connmark
-bypass), so bulk transfers stop costing the engine. EVE goes to LOGDIR/eve.json, each
-record naming the guest it concerns (`hyperwall.guest`, from the --domains map that
-sys-sec's controller keeps) and, for the controller's category rules, the category.
+drop the packet and the rest of its flow before any guest sees it (reject also answers with
+TCP RSTs or ICMP unreachable, netsec/reject.py). A TCP flow whose two directions are both
+past the reassembly depth is handed back to the kernel (connmark bypass), so bulk transfers
+stop costing the engine; so is a flow to a destination judged clean (--clean, or the
+`bypass` list of -c's file). EVE goes to LOGDIR/eve.json, each record naming the guest it
+concerns (`hyperwall.domain`, from the --domains map that sys-sec's controller keeps and
+this process re-reads when it changes) and, for the controller's category rules, the
+category. --socket answers each connection with one JSON line of live counters (what the
+SecurityService's GetStats shows).
 
-SIGHUP reloads the rules and the domains map, keeping every flow's state; SIGTERM stops.
-While this process is down nothing is forwarded (the firewall queues without bypass).
+SIGHUP reloads the rules (every -S path), the disabled list and the domains map, keeping
+every flow's state; SIGTERM stops. Prints `ready` once it holds the queue. While this
+process is down nothing is forwarded (the firewall queues without bypass).
 """
 from __future__ import annotations
 
@@ -19,27 +29,38 @@ import ipaddress
 import json
 import logging
 import os
+import select
 import signal
+import socket
 import sys
-import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from dom0.logsetup import setup_logging
-from netsec import eve
+from netsec import eve, reject
+from netsec.cli import UsageError, parse_sets
 from netsec.decode import Decoder, DecoderConfig
-from netsec.detect.detector import Detector
 from netsec.engine import Engine, EngineConfig
 from netsec.engine import Verdict as EngineVerdict
 from netsec.flow import FlowConfig, FlowTable
 from netsec.inline import InlineQueue, Verdict
 from netsec.rules import load_rules
+from netsec.rules.errors import RuleError
+from netsec.rules.variables import Variables
 
 log = logging.getLogger("hyperwall.ipsd")
 LINKTYPE_RAW = 101
 STATS_INTERVAL = 30.0
+DOMAINS_CHECK = 1.0     # how often the --domains file is looked at (a file gives no event)
+SKIPPED_SHOWN = 5
+
+
+class ConfigError(ValueError):
+    """A bad -c file, --clean entry or --set: the message names what and where."""
 
 
 class _Tracked:
@@ -61,6 +82,77 @@ class _Tracked:
         return self.table.flush()
 
 
+class Bypass:
+    """Flows judged clean by configuration: to a listed address or network, or to a listed
+    server port (e.g. `203.0.113.7`, `198.51.100.0/24`, `443`)."""
+
+    def __init__(self, entries: Iterable[str], where: str = "--clean") -> None:
+        self.networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+        self.ports: set[int] = set()
+        for entry in entries:
+            text = str(entry).strip()
+            if text.isdigit():
+                if not 0 < int(text) < 65536:
+                    raise ConfigError(f"{where}: bypass port {text} is not in 1-65535")
+                self.ports.add(int(text))
+                continue
+            try:
+                self.networks.append(ipaddress.ip_network(text))
+            except ValueError:
+                raise ConfigError(f"{where}: bypass entry {text!r} is not an address, a "
+                                  "network or a port") from None
+
+    def __bool__(self) -> bool:
+        return bool(self.networks or self.ports)
+
+    def matches(self, flow: Any) -> bool:
+        if flow.dport in self.ports:
+            return True
+        dst = ipaddress.ip_address(flow.dst)
+        return any(dst in net for net in self.networks)
+
+
+class Config:
+    """What -c's suricata.yaml gives the inline engine: address/port variables, stream
+    settings (`stream: {inline, reassembly: {depth}}`) and a `bypass` list."""
+
+    def __init__(self, variables: Variables | None = None, flow: dict[str, Any] | None = None,
+                 bypass: list[str] | None = None) -> None:
+        self.variables = variables
+        self.flow = flow or {}
+        self.bypass = bypass or []
+
+    @classmethod
+    def load(cls, path: Path) -> Config:
+        try:
+            doc = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as e:
+            raise ConfigError(f"-c {path}: {e}") from None
+        if not isinstance(doc, dict):
+            raise ConfigError(f"-c {path}: not a mapping")
+        try:
+            variables = Variables.from_yaml(path) if "vars" in doc else None
+        except RuleError as e:
+            raise ConfigError(f"-c {path}: {e}") from None
+        stream = doc.get("stream") or {}
+        if not isinstance(stream, dict):
+            raise ConfigError(f"-c {path}: stream: not a mapping")
+        pairs = []
+        if "inline" in stream:
+            pairs.append(f"stream.inline={stream['inline']}")
+        depth = (stream.get("reassembly") or {}).get("depth")
+        if depth is not None:
+            pairs.append(f"stream.reassembly.depth={depth}")
+        bypass = doc.get("bypass") or []
+        if not isinstance(bypass, list):
+            raise ConfigError(f"-c {path}: bypass: want a list of addresses, networks, ports")
+        try:
+            flow = parse_sets(pairs)
+        except UsageError as e:
+            raise ConfigError(f"-c {path}: {e}") from None
+        return cls(variables, flow, [str(b) for b in bypass])
+
+
 def category_of(event: dict[str, Any]) -> dict[str, str] | None:
     """The controller's category rules carry `hyperwall_category`, `hyperwall_site` and
     `hyperwall_by` in their metadata; the report reads them as a block by category."""
@@ -73,34 +165,60 @@ def category_of(event: dict[str, Any]) -> dict[str, str] | None:
 
 
 class Ipsd:
+    """The inline decisions (sans-IO): `decide(ip_packet) -> Verdict`. EVE goes to the
+    writer; packets a reject asks to send collect in `outbox` for the shell to send."""
+
     def __init__(self, rule_paths: list[Path], logdir: Path, domains_file: Path | None,
-                 flow_config: FlowConfig, clean: Sequence[str] = (),
-                 disabled_file: Path | None = None) -> None:
+                 flow_config: FlowConfig, clean: Iterable[str] | Bypass = (),
+                 disabled_file: Path | None = None, *, variables: Variables | None = None,
+                 bypass_after_depth: bool = True) -> None:
         self.rule_paths = rule_paths
         self.disabled_file = disabled_file
-        # Destinations the owner judged clean (e.g. a backup server): their flows are
-        # handed to the kernel from the first packet.
-        self.clean = [ipaddress.ip_network(c) for c in clean]
+        self.variables = variables
+        self.bypass = clean if isinstance(clean, Bypass) else Bypass(clean)
+        self.bypass_after_depth = bypass_after_depth
         self.domains_file = domains_file
         self.domains: dict[str, str] = {}
+        self._domains_stamp: tuple[int, int] | None = None
         self.flows = _Tracked(FlowTable(flow_config))
         self.decoder = Decoder(DecoderConfig(checksums=False))
-        self.engine = Engine(self.load_rules(), self.flows, EngineConfig(simulate_ips=True))
+        rules = self.load_rules()
+        if rules is None:
+            raise ConfigError("no rule loaded: every rule given was refused (see above)")
+        self.engine = Engine(rules, self.flows, EngineConfig(simulate_ips=True))
+        self.rules_loaded = len(rules)
         self.load_domains()
         logdir.mkdir(parents=True, exist_ok=True)
         self.out = open(logdir / "eve.json", "a", buffering=1)  # noqa: SIM115 - process-long
         self.writer = eve.EveWriter(self.out)
+        self.outbox: list[bytes] = []
+        self.started = time.time()
         self.count = 0
         self.bypassed = 0
+        self.bypassed_clean = 0
+        self.rejected = 0
+        self.undecodable = 0
+        self.reloads = 0
+        self.reload_failures = 0
         self.reload_requested = False
 
-    def load_rules(self) -> list[Any]:
+    def load_rules(self) -> list[Any] | None:
+        """The rules of every -S path, less the disabled ones. None when rules were there
+        but not one loaded (a broken update must not leave the engine blind); an empty
+        or missing folder is no rules, not an error."""
         paths = [p for p in self.rule_paths if p.exists()]
-        ruleset = load_rules(paths) if paths else None
+        ruleset = load_rules(paths, self.variables) if paths else None
         disabled = self.disabled_sids()
         rules = [r for r in ruleset.rules if r.sid not in disabled] if ruleset else []
-        log.info("loaded %d rules from %s (%d disabled)", len(rules),
-                 ", ".join(map(str, paths)) or "nothing", len(disabled))
+        skipped = ruleset.skipped if ruleset else []
+        for s in skipped[:SKIPPED_SHOWN]:
+            log.warning("rule skipped: %s:%d sid %s: %s", s.file, s.line, s.sid, s.reason)
+        if len(skipped) > SKIPPED_SHOWN:
+            log.warning("... and %d more rules skipped", len(skipped) - SKIPPED_SHOWN)
+        log.info("loaded %d rules from %s (%d skipped, %d disabled)", len(rules),
+                 ", ".join(map(str, paths)) or "nothing", len(skipped), len(disabled))
+        if ruleset is not None and not ruleset.rules and skipped:
+            return None
         return rules
 
     def disabled_sids(self) -> set[int]:
@@ -118,56 +236,91 @@ class Ipsd:
         if self.domains_file is None:
             return
         try:
+            st = self.domains_file.stat()
+            self._domains_stamp = (st.st_mtime_ns, st.st_ino)
             data = json.loads(self.domains_file.read_text())
         except FileNotFoundError:
             data = {}
         except (OSError, ValueError) as e:
             log.error("%s: %s; keeping the previous map", self.domains_file, e)
             return
-        self.domains = {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+        if not isinstance(data, dict):
+            log.error("%s: not a JSON object of address -> domain; keeping the previous map",
+                      self.domains_file)
+            return
+        self.domains = {str(k): str(v) for k, v in data.items()}
 
-    def reload(self) -> None:
-        """New rules and map; the flow table (and so every flow's state) stays."""
+    def domains_changed(self) -> bool:
+        """Whether the --domains file is another one than the one read (the controller
+        replaces it by rename, which changes the inode)."""
+        if self.domains_file is None:
+            return False
+        try:
+            st = self.domains_file.stat()
+        except FileNotFoundError:
+            return self._domains_stamp is not None
+        return (st.st_mtime_ns, st.st_ino) != self._domains_stamp
+
+    def reload(self) -> bool:
+        """New rules and map; the flow table (and so every flow's state) stays. False when
+        the new rules could not be used (the running ones stay)."""
         self.reload_requested = False
+        self.load_domains()
         try:
             rules = self.load_rules()
         except Exception as e:   # a broken rule folder must not stop the datapath
             log.error("reload failed, keeping the running rules: %s", e)
-            return
-        self.engine.detector = Detector(rules, prefilter=self.engine.config.prefilter)
-        self.load_domains()
+            rules = None
+        if rules is None:
+            self.reload_failures += 1
+            log.error("reload refused: no rule loaded; keeping the %d running rules",
+                      self.rules_loaded)
+            return False
+        self.engine.replace_rules(rules)
+        self.rules_loaded = len(rules)
+        self.reloads += 1
+        return True
 
     def decide(self, payload: bytes) -> Verdict:
         self.count += 1
         pkt = self.decoder.decode(LINKTYPE_RAW, time.time(), self.count, payload)
         if pkt is None or not pkt.src:
+            self.undecodable += 1
             return Verdict.DROP      # not an IP packet we can read: it does not pass
         verdict = self.engine.process(pkt)
         for event in self.engine.take_events():
             self.write(event)
+        if verdict is EngineVerdict.REJECT and self.flows.last is not None and \
+                self.flows.last.detect_state.get("rejected") is None:
+            # Answer once per flow: later packets of a rejected flow are only dropped.
+            self.flows.last.detect_state["rejected"] = True
+            self.outbox.extend(reject.answers(pkt, payload))
+            self.rejected += 1
         if verdict in (EngineVerdict.DROP, EngineVerdict.REJECT):
             return Verdict.DROP
-        if self._bypass(self.flows.last):
+        flow = self.flows.last
+        if flow is None or flow.detect_state.get("dropped"):
+            return Verdict.ACCEPT
+        if self.bypass and self.bypass.matches(flow):
+            self.bypassed_clean += 1
+            return Verdict.BYPASS
+        if self.bypass_after_depth and _past_depth(flow):
             self.bypassed += 1
             return Verdict.BYPASS
         return Verdict.ACCEPT
 
-    def _bypass(self, flow: Any) -> bool:
-        if flow is None or flow.detect_state.get("dropped"):
-            return False
-        if self.clean and any(ipaddress.ip_address(flow.dst) in net for net in self.clean):
-            return True
-        streams = flow.streams
-        # Past the depth both ways: the engine would see nothing more of this flow.
-        return streams[0] is not None and streams[1] is not None and \
-            streams[0].past_depth and streams[1].past_depth
+    def take_outbox(self) -> list[bytes]:
+        out, self.outbox = self.outbox, []
+        return out
 
     def write(self, event: dict[str, Any]) -> None:
         hw: dict[str, str] = {}
         for end in ("src_ip", "dest_ip"):
             guest = self.domains.get(str(event.get(end)))
             if guest:
-                hw["guest"], hw["guest_ip"] = guest, str(event[end])
+                # `guest` is what sys-sec's readers (evelog, the report) have always read.
+                hw["domain"] = hw["guest"] = guest
+                hw["guest_ip"] = str(event[end])
                 break
         if event.get("event_type") == "alert":
             hw.update(category_of(event) or {})
@@ -175,58 +328,199 @@ class Ipsd:
             event["hyperwall"] = hw
         self.writer.write(event)
 
+    def stats(self) -> dict[str, Any]:
+        """Live counters: the engine's, and this process's inline decisions."""
+        c = self.engine.counters
+        return {"pid": os.getpid(), "uptime": round(time.time() - self.started, 3),
+                "rules_loaded": self.rules_loaded, "reloads": self.reloads,
+                "reload_failures": self.reload_failures, "flows_active": len(self.flows.table),
+                "packets": c.pkts, "bytes": c.bytes, "alerts": c.alerts, "drops": c.drops,
+                "rejected_flows": self.rejected, "undecodable": self.undecodable,
+                "bypassed_depth": self.bypassed, "bypassed_clean": self.bypassed_clean}
+
+    def stats_event(self, inline: dict[str, int] | None = None) -> dict[str, Any]:
+        """Suricata's `stats` record, with its `ips` block (accepted/blocked/...)."""
+        event = self.engine.stats_event({"active": len(self.flows.table)})
+        event["stats"]["ips"] = {"accepted": (inline or {}).get("accepted", 0),
+                                 "blocked": self.engine.counters.drops,
+                                 "rejected": self.rejected,
+                                 "bypassed": self.bypassed + self.bypassed_clean}
+        return event
+
+
+def _past_depth(flow: Any) -> bool:
+    # Past the depth both ways: the engine would see nothing more of this flow.
+    streams = flow.streams
+    return streams[0] is not None and streams[1] is not None and \
+        streams[0].past_depth and streams[1].past_depth
+
+
+class StatsSocket:
+    """--socket: every connection gets one JSON line of counters, then is closed."""
+
+    def __init__(self, path: Path, counters: Callable[[], dict[str, Any]]) -> None:
+        self.path = path
+        self.counters = counters
+        path.unlink(missing_ok=True)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(str(path))
+        os.chmod(path, 0o600)
+        self.sock.listen(8)
+        self.sock.setblocking(False)
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def answer(self) -> None:
+        try:
+            conn, _ = self.sock.accept()
+        except BlockingIOError:
+            return
+        with conn:
+            conn.settimeout(1.0)
+            try:
+                conn.sendall(json.dumps(self.counters()).encode() + b"\n")
+            except OSError:
+                pass     # the reader went away: nothing to do
+
+    def close(self) -> None:
+        self.sock.close()
+        self.path.unlink(missing_ok=True)
+
+
+def read_stats(path: Path, timeout: float = 2.0) -> dict[str, Any]:
+    """A running ipsd's counters through its --socket (OSError when it is not there)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(str(path))
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    try:
+        return dict(json.loads(data))
+    except ValueError as e:
+        raise OSError(f"{path}: not ipsd's counters: {e}") from None
+
+
+class _Sender:
+    """Sends what reject answers (raw IPv4, headers included) from sys-sec."""
+
+    def __init__(self) -> None:
+        self.sock: socket.socket | None = None
+
+    def send(self, packets: list[bytes]) -> None:
+        try:
+            if self.sock is None:
+                self.sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+            for p in packets:
+                self.sock.sendto(p, (socket.inet_ntoa(p[16:20]), 0))
+        except OSError as e:   # the drop stands; only the courtesy answer is lost
+            log.warning("reject: could not send the answer: %s", e)
+
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="hyperwall-ipsd", description=__doc__.splitlines()[0])
     p.add_argument("--queue", type=int, default=0, help="NFQUEUE number (default 0)")
     p.add_argument("-S", dest="rules", type=Path, action="append", default=[],
                    help="rule file or folder (repeatable; missing ones are skipped)")
+    p.add_argument("-c", dest="config", type=Path,
+                   help="suricata.yaml: vars, stream.inline, stream.reassembly.depth, and a "
+                   "`bypass` list of addresses, networks and server ports")
     p.add_argument("-l", dest="logdir", type=Path, required=True, help="folder for eve.json")
+    p.add_argument("--socket", type=Path, help="Unix socket answering live counters (JSON)")
     p.add_argument("--domains", type=Path, help="JSON map guest address -> domain name")
     p.add_argument("--pidfile", type=Path)
     p.add_argument("--disabled", type=Path, metavar="JSON",
                    help="a file whose `disabled_sids` are not loaded (the provider's)")
-    p.add_argument("--clean", action="append", default=[], metavar="CIDR",
+    p.add_argument("--clean", action="append", default=[], metavar="CIDR|PORT",
                    help="flows to these destinations bypass the engine (repeatable)")
-    p.add_argument("--depth", type=int, default=1 << 20,
-                   help="stream.reassembly.depth: past it in both directions a flow is "
-                   "bypassed (default 1 MiB)")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="NAME=VALUE",
+                   help="stream.reassembly.depth=N (default 1mb), stream.inline=yes, ...")
+    p.add_argument("--bypass-after-depth", action=argparse.BooleanOptionalAction,
+                   default=True, help="hand a TCP flow to the kernel once both directions "
+                   "are past the depth (default: yes)")
+    p.add_argument("--stats-interval", type=float, default=STATS_INTERVAL, metavar="S",
+                   help=f"seconds between EVE stats records (default {STATS_INTERVAL:g})")
     return p.parse_args(argv)
+
+
+def build(args: argparse.Namespace) -> Ipsd:
+    """The engine the command line describes; ConfigError names what is wrong."""
+    cfg = Config.load(args.config) if args.config else Config()
+    try:
+        flow_settings = {"inline": True, **cfg.flow, **parse_sets(args.sets)}
+    except UsageError as e:
+        raise ConfigError(str(e)) from None
+    bypass = Bypass([*cfg.bypass, *args.clean],
+                    f"-c {args.config} / --clean" if args.config else "--clean")
+    return Ipsd(args.rules, args.logdir, args.domains, FlowConfig(**flow_settings), bypass,
+                args.disabled, variables=cfg.variables,
+                bypass_after_depth=args.bypass_after_depth)
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     setup_logging("ipsd")
     try:
-        ipsd = Ipsd(args.rules, args.logdir, args.domains,
-                    FlowConfig(inline=True, reassembly_depth=args.depth), args.clean,
-                    args.disabled)
-    except ValueError as e:   # a bad --clean network, or rules that do not load
+        ipsd = build(args)
+    except ConfigError as e:
         sys.exit(f"hyperwall-ipsd: {e}")
     queue = InlineQueue(args.queue, ipsd.decide)
     try:
         queue.open()
     except OSError as e:
         sys.exit(f"hyperwall-ipsd: {e}")
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    assert queue.sock is not None
+
+    def counters() -> dict[str, Any]:
+        return {**ipsd.stats(), "queue": vars(queue.stats).copy()}
+    stats_socket = StatsSocket(args.socket, counters) if args.socket else None
+    sender = _Sender()
+    stop = False
+
+    def on_term(*_: Any) -> None:
+        nonlocal stop
+        stop = True
+    signal.signal(signal.SIGTERM, on_term)
+    signal.signal(signal.SIGINT, on_term)
     signal.signal(signal.SIGHUP, lambda *_: setattr(ipsd, "reload_requested", True))
     if args.pidfile:
         args.pidfile.write_text(f"{os.getpid()}\n")
     log.info("inline on NFQUEUE %d", args.queue)
     print("ready", flush=True)
-    next_stats = time.monotonic() + STATS_INTERVAL
+    readers: list[Any] = [queue.sock] + ([stats_socket] if stats_socket else [])
+    next_stats = time.monotonic() + args.stats_interval
+    next_domains = time.monotonic() + DOMAINS_CHECK
     try:
-        while not stop.is_set():
-            queue.serve_once(0.2)
+        while not stop:
+            try:
+                ready, _, _ = select.select(readers, [], [], 0.2)
+            except InterruptedError:
+                ready = []
+            if queue.sock in ready:
+                queue.service()
+                if ipsd.outbox:
+                    sender.send(ipsd.take_outbox())
+            if stats_socket is not None and stats_socket in ready:
+                stats_socket.answer()
             if ipsd.reload_requested:
                 ipsd.reload()
-            if time.monotonic() > next_stats:
-                next_stats = time.monotonic() + STATS_INTERVAL
-                ipsd.write(ipsd.engine.stats_event())
+            now = time.monotonic()
+            if now > next_domains:
+                next_domains = now + DOMAINS_CHECK
+                if ipsd.domains_changed():
+                    ipsd.load_domains()
+            if now > next_stats:
+                next_stats = now + args.stats_interval
+                ipsd.write(ipsd.stats_event(vars(queue.stats)))
     finally:
+        ipsd.write(ipsd.stats_event(vars(queue.stats)))
         queue.close()
+        if stats_socket is not None:
+            stats_socket.close()
         if args.pidfile:
             args.pidfile.unlink(missing_ok=True)
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from scapy.layers.inet import IP, TCP
 
 from netsec.flow import FlowConfig
 from netsec.inline import Verdict
-from netsec.ipsd import Ipsd
+from netsec.ipsd import Bypass, Config, ConfigError, Ipsd
 
 GUEST, SERVER = "10.137.0.3", "203.0.113.10"
 RULE = ('drop tcp any any -> $HOME_NET any (msg:"evil reply"; flow:established,to_client; '
@@ -51,7 +52,7 @@ def test_a_drop_rule_drops_the_packet_and_the_rest_of_its_flow_and_names_the_gue
     alerts = [json.loads(line) for line in (tmp_path / "log" / "eve.json").read_text()
               .splitlines() if '"alert"' in line]
     assert alerts[0]["alert"]["action"] == "blocked"
-    assert alerts[0]["hyperwall"] == {"guest": "family", "guest_ip": GUEST}
+    assert alerts[0]["hyperwall"] == {"domain": "family", "guest": "family", "guest_ip": GUEST}
 
 
 def test_a_flow_past_the_depth_both_ways_is_bypassed(tmp_path: Path) -> None:
@@ -92,3 +93,99 @@ def test_rules_the_provider_disabled_are_not_loaded(tmp_path: Path) -> None:
     assert engine.load_rules() == []
     (tmp_path / "state.json").write_text("{broken")
     assert [r.sid for r in engine.load_rules()] == [1]   # a bad file disables nothing
+
+
+def test_without_bypass_after_depth_the_engine_keeps_every_packet(tmp_path: Path) -> None:
+    engine = ipsd(tmp_path, depth=100)
+    engine.bypass_after_depth = False
+    verdicts = [engine.decide(p) for p in flow([(True, b"a" * 150), (False, b"b" * 150),
+                                                (False, b"c" * 10)])]
+    assert Verdict.BYPASS not in verdicts
+
+
+def test_a_clean_server_port_is_bypassed_and_other_ports_are_not(tmp_path: Path) -> None:
+    engine = ipsd(tmp_path, clean=("80",))
+    assert engine.decide(flow([])[0]) is Verdict.BYPASS
+    assert ipsd(tmp_path, clean=("443",)).decide(flow([])[0]) is Verdict.ACCEPT
+
+
+@pytest.mark.parametrize("entry, says", [("example.org", "'example.org' is not an address"),
+                                         ("70000", "70000 is not in 1-65535")])
+def test_a_bad_bypass_entry_is_refused_naming_it(entry: str, says: str) -> None:
+    with pytest.raises(ConfigError, match=says):
+        Bypass([entry], "test.yaml")
+
+
+def test_the_config_file_gives_depth_bypass_and_vars(tmp_path: Path) -> None:
+    cfg = tmp_path / "suricata.yaml"
+    cfg.write_text("vars:\n  address-groups:\n    HOME_NET: '[10.137.0.0/16]'\n"
+                   "stream:\n  reassembly:\n    depth: 64kb\nbypass: ['198.51.100.0/24', 443]\n")
+    got = Config.load(cfg)
+    assert got.flow == {"reassembly_depth": 65536}
+    assert got.bypass == ["198.51.100.0/24", "443"]
+    assert got.variables is not None and got.variables.address("HOME_NET") == "[10.137.0.0/16]"
+
+
+@pytest.mark.parametrize("text, says", [
+    ("stream:\n  reassembly:\n    depth: lots\n", "not a size"),
+    ("bypass: 443\n", "bypass: want a list"),
+    ("stream: [1]\n", "stream: not a mapping"),
+    ("a: [unclosed\n", "suricata.yaml"),
+])
+def test_a_bad_config_file_is_refused_naming_the_file(tmp_path: Path, text: str,
+                                                      says: str) -> None:
+    cfg = tmp_path / "suricata.yaml"
+    cfg.write_text(text)
+    with pytest.raises(ConfigError, match=says) as e:
+        Config.load(cfg)
+    assert str(cfg) in str(e.value)
+
+
+def test_rules_that_all_fail_are_fatal_at_start_but_not_at_reload(tmp_path: Path) -> None:
+    engine = ipsd(tmp_path)
+    (tmp_path / "rules" / "a.rules").write_text("this is not a rule\n")
+    assert engine.reload() is False and engine.rules_loaded == 1
+    assert engine.stats()["reload_failures"] == 1
+    with pytest.raises(ConfigError, match="no rule loaded"):
+        Ipsd([tmp_path / "rules"], tmp_path / "log", None, FlowConfig(inline=True))
+    # No rules at all (an empty folder, nothing given) is not an error: nothing to match.
+    (tmp_path / "empty").mkdir()
+    assert Ipsd([tmp_path / "empty"], tmp_path / "log", None, FlowConfig()).rules_loaded == 0
+
+
+def test_a_reject_rule_drops_and_queues_resets_once_per_flow(tmp_path: Path) -> None:
+    engine = ipsd(tmp_path)
+    (tmp_path / "rules" / "a.rules").write_text(RULE.replace("drop", "reject"))
+    engine.reload()
+    packets = flow([(True, b"GET /"), (False, b"EVIL"), (False, b"more")])
+    verdicts = [engine.decide(p) for p in packets]
+    assert verdicts[-2:] == [Verdict.DROP, Verdict.DROP]
+    resets = [IP(p) for p in engine.take_outbox()]
+    assert [(r.src, r.dst, r[TCP].flags.R) for r in resets] == [(GUEST, SERVER, True),
+                                                               (SERVER, GUEST, True)]
+    assert engine.stats()["rejected_flows"] == 1 and engine.take_outbox() == []
+
+
+def test_the_domains_map_is_reread_when_the_controller_replaces_it(tmp_path: Path) -> None:
+    engine = ipsd(tmp_path)
+    assert not engine.domains_changed()
+    new = tmp_path / "domains.json.tmp"
+    new.write_text(json.dumps({GUEST: "work"}))
+    new.replace(tmp_path / "domains.json")
+    assert engine.domains_changed()
+    engine.load_domains()
+    assert engine.domains == {GUEST: "work"} and not engine.domains_changed()
+    (tmp_path / "domains.json").write_text("[1, 2]")   # not a map: the old one stays
+    engine.load_domains()
+    assert engine.domains == {GUEST: "work"}
+
+
+def test_stats_count_the_inline_decisions(tmp_path: Path) -> None:
+    engine = ipsd(tmp_path, depth=100)
+    for p in flow([(True, b"a" * 150), (False, b"b" * 150), (False, b"c" * 10)]):
+        engine.decide(p)
+    engine.decide(b"\x45junk")
+    stats = engine.stats()
+    assert (stats["packets"], stats["bypassed_depth"], stats["undecodable"]) == (6, 2, 1)
+    event = engine.stats_event({"accepted": 5})
+    assert event["event_type"] == "stats" and event["stats"]["ips"]["bypassed"] == 2
