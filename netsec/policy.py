@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import json
 from dataclasses import dataclass, field
 
 from netsec.blocklist import Blocklist
@@ -39,6 +40,16 @@ class Plan:
     def filtered(self) -> list[str]:
         return sorted(v.ip for v in self.vifs if v.policy == "filtered")
 
+    def applied_text(self) -> str:
+        """One `domid/devid name ip policy` line per vif in force (sys-sec's data/ tree)."""
+        return "\n".join(f"{v.domid}/{v.devid} {self.names[v.ip]} {v.ip} {v.policy}"
+                         for v in self.vifs)
+
+    def domains_json(self) -> str:
+        """The address -> name map hyperwall-ipsd reads (`--domains`), sorted so that an
+        unchanged plan writes the same bytes."""
+        return json.dumps(self.names, sort_keys=True, separators=(",", ":")) + "\n"
+
 
 def _text(raw: bytes | None) -> str | None:
     try:
@@ -58,6 +69,9 @@ def plan(keys: list[VifKeys]) -> Plan:
                 raise ValueError
         except ValueError:
             out.errors.append(f"{where}/ip: {k.ip!r} is not a guest address; vif not routed")
+            continue
+        if ip in out.names:
+            out.errors.append(f"{where}/ip: {ip} is already {out.names[ip]}'s; vif not routed")
             continue
         if policy not in POLICIES:
             out.errors.append(f"{where}/hyperwall/policy: {k.policy!r} is not one of "

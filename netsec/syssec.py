@@ -11,14 +11,22 @@ running. Started by the agent in sys-sec (`python -m netsec.syssec`).
   the firewall forwards nothing (fail closed).
 
 Folders, under --state-dir (dom0 sees it as its STATE/sys-sec): `rules/` (the provider's or
-the owner's rules), `lists/` (one block list per category, `<category>.txt`), `log/`
-(`eve.json` from the engine, `dns.json` from the resolver), `run/` (generated files).
+the owner's rules), `lists/` (one block list per category, `<category>.txt`; --lists moves
+it), `log/` (`eve.json` from the engine, `dns.json` from the resolver), `run/` (generated
+files: `domains.json`, `hyperwall-policy.rules` unless --rules-dir moves it).
+
+The command line overrides `syssec.toml` where both say something (--uplink), and says who
+runs the engine: by default the controller starts and supervises `hyperwall-ipsd` itself;
+with --ipsd-pidfile an engine started by someone else is only signalled (SIGHUP) when its
+rules or the domains map change; --no-engine forwards without inspection (fail open: for
+tests and bring-up only, and said so in the log and in `data/hyperwall/ips`).
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -51,6 +59,7 @@ RESTART_DELAY = 0.1
 SETTLE = 0.02          # changes arriving together are applied together
 PROBE_INTERVAL = 2.0
 SCHEDULE_CHECK = 30.0
+POLICY_RULES = "hyperwall-policy.rules"
 
 
 @dataclass(frozen=True)
@@ -100,13 +109,35 @@ class Settings:
                    subscription_interval=float(raw.get("subscription_interval", 300.0)))
 
 
+@dataclass(frozen=True)
+class Launch:
+    """What the command line says: where the controller's files are, who runs the engine."""
+
+    lists: Path
+    rules_dir: Path                      # where hyperwall-policy.rules is written
+    ipsd_pidfile: Path | None = None     # an engine run by someone else: signal, not start
+    engine: bool = True                  # False: no inspection at all (fail open)
+    vpn_iface: str | None = None         # a tunnel managed elsewhere, for vpn-only guests
+
+    @classmethod
+    def defaults(cls, state: Path) -> Launch:
+        return cls(lists=state / "lists", rules_dir=state / "run")
+
+    @property
+    def policy_rules(self) -> Path:
+        return self.rules_dir / POLICY_RULES
+
+
 class Controller:
-    def __init__(self, store: Any, state: Path, settings: Settings) -> None:
+    def __init__(self, store: Any, state: Path, settings: Settings,
+                 launch: Launch | None = None) -> None:
         self.store = store
         self.state = state
         self.settings = settings
-        for sub in ("rules", "lists", "log", "run"):
-            (state / sub).mkdir(parents=True, exist_ok=True)
+        self.launch = launch or Launch.defaults(state)
+        for folder in (state / "rules", state / "log", state / "run", self.launch.lists,
+                       self.launch.rules_dir):
+            folder.mkdir(parents=True, exist_ok=True)
         self.blocklist = self._load_lists()
         self.filtered: set[str] = set()
         self.resolver = _LoggedResolver(self.blocklist, self.log_block,
@@ -120,7 +151,7 @@ class Controller:
     def _load_lists(self) -> Blocklist:
         """The owner's lists and the provider's (the bundle in force), with both schedules."""
         current = self.state / "bundles" / "current"
-        files = sorted((self.state / "lists").glob("*.txt")) + \
+        files = sorted(self.launch.lists.glob("*.txt")) + \
             sorted((current / "lists").glob("*.txt"))
         schedules = dict(self.settings.schedules)
         try:
@@ -159,16 +190,17 @@ class Controller:
         p = plan(await self.snapshot())
         for error in p.errors:
             log.error("%s", error)
-        await self.store.write("data/hyperwall/policy-errors", "\n".join(p.errors))
         listen = self.settings.provider_listen
-        cfg = FirewallConfig(uplink=self.settings.uplink, gateway=GATEWAY, queue=0,
-                             vpn_iface=self.settings.vpn_iface,
+        cfg = FirewallConfig(uplink=self.settings.uplink, gateway=GATEWAY,
+                             queue=0 if self.launch.engine else None,
+                             vpn_iface=self.launch.vpn_iface or self.settings.vpn_iface,
                              doh_addresses=self.settings.doh_addresses,
                              provider_port=int(listen.rpartition(":")[2]) if listen else None)
         try:
             ruleset = compile_ruleset(cfg, p.vifs)
-        except FirewallError as e:   # e.g. two vifs claiming one address: keep what runs
+        except FirewallError as e:   # plan() refused what compiles badly; keep what runs
             log.error("firewall not changed: %s", e)
+            await self.store.write("data/hyperwall/policy-errors", f"firewall not changed: {e}")
             return
         if ruleset != self.applied:
             await run(["iptables-restore"], input=ruleset.encode())
@@ -177,14 +209,18 @@ class Controller:
                 f"{p.names[v.ip]}={v.policy}" for v in p.vifs) or "no guests")
         self.names = p.names
         self.filtered = set(p.filtered)
-        _write_atomic(self.state / "run" / "domains.json", json.dumps(p.names))
+        _write_atomic(self.state / "run" / "domains.json", p.domains_json())
         self.write_category_rules()
         self.reload_ipsd()
+        # Written last, once all of it is in force, so whoever watches (dom0, tests) sees
+        # what holds now.
+        await self.store.write("data/hyperwall/policy-errors", "\n".join(p.errors))
+        await self.store.write("data/hyperwall/policy-applied", p.applied_text())
 
     def write_category_rules(self) -> bool:
         """The SNI/Host rules of the categories in force now; True if they changed."""
         rules = category_rules(self.blocklist, sorted(self.filtered), dt.datetime.now())
-        path = self.state / "run" / "policy.rules"
+        path = self.launch.policy_rules
         if path.exists() and path.read_text() == rules:
             return False
         _write_atomic(path, rules)
@@ -205,17 +241,22 @@ class Controller:
         self.blocklist = self._load_lists()
         self.resolver.blocklist = self.blocklist
         self.write_category_rules()
-        if not self.ipsd_ready or self.ipsd is None or self.ipsd.returncode is not None:
+        if not self.launch.engine:
+            return
+        pid = self.engine_pid()
+        if pid is None:
             raise OSError("the engine is not running")
-        os.kill(self.ipsd.pid, signal.SIGHUP)
+        os.kill(pid, signal.SIGHUP)
 
     async def watch_policy(self) -> None:
         async for _ in self.store.watch("backend/vif"):
             await asyncio.sleep(SETTLE)
             try:
                 await self.apply()
-            except (CommandError, OSError) as e:
+            except (CommandError, OSError) as e:   # the next change tries again
                 log.error("applying policy: %s", e)
+            except Exception:   # e.g. a xenstore error: the watch must outlive it
+                log.exception("applying policy failed; the next change tries again")
 
     # -- the resolver ------------------------------------------------------------------------
 
@@ -252,21 +293,41 @@ class Controller:
 
     # -- the engine ----------------------------------------------------------------------------
 
-    def engine_state(self) -> str:
-        if self.ipsd is None:
-            return "unknown"
-        return "running" if self.ipsd_ready and self.ipsd.returncode is None else "restarting"
-
-    def reload_ipsd(self) -> None:
+    def engine_pid(self) -> int | None:
+        """The engine's pid if it runs and may be signalled, else None."""
+        if self.launch.ipsd_pidfile is not None:
+            # hyperwall-ipsd writes its pidfile once its SIGHUP handler is set.
+            try:
+                pid = int(self.launch.ipsd_pidfile.read_text().strip())
+                os.kill(pid, 0)
+            except (OSError, ValueError):
+                return None
+            return pid
         # Only once it said ready: a SIGHUP before its handler is set would kill it.
         if self.ipsd_ready and self.ipsd is not None and self.ipsd.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                self.ipsd.send_signal(signal.SIGHUP)
+            return self.ipsd.pid
+        return None
+
+    def engine_state(self) -> str:
+        if not self.launch.engine:
+            return "off"
+        if self.launch.ipsd_pidfile is None and self.ipsd is None:
+            return "unknown"
+        return "running" if self.engine_pid() is not None else "restarting"
+
+    def reload_ipsd(self) -> None:
+        pid = self.engine_pid() if self.launch.engine else None
+        if pid is None:
+            if self.launch.ipsd_pidfile is not None and self.launch.engine:
+                log.warning("engine not reloaded: no live pid in %s", self.launch.ipsd_pidfile)
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGHUP)
 
     async def keep_ipsd(self) -> None:
         st, rundir = self.state, self.state / "run"
         argv = [sys.executable, "-S", "-m", "netsec.ipsd", "--queue", "0",
-                "-S", str(st / "rules"), "-S", str(rundir / "policy.rules"),
+                "-S", str(st / "rules"), "-S", str(self.launch.policy_rules),
                 "-S", str(st / "bundles" / "current" / "rules"),
                 "--disabled", str(st / "provider" / "state.json"),
                 "-l", str(st / "log"), "--domains", str(rundir / "domains.json"),
@@ -343,13 +404,26 @@ async def follow_subscription(settings: Settings, updater: Updater, state: Path)
         await asyncio.sleep(settings.subscription_interval)
 
 
+def launch_from(args: argparse.Namespace) -> Launch:
+    d = Launch.defaults(args.state_dir)
+    return Launch(lists=args.lists or d.lists, rules_dir=args.rules_dir or d.rules_dir,
+                  ipsd_pidfile=args.ipsd_pidfile, engine=not args.no_engine,
+                  vpn_iface=args.vpn_iface)
+
+
 async def amain(args: argparse.Namespace) -> int:
     from dom0.xenstore.client import AsyncXenStore, connect_agent_store
     settings = Settings.load(args.state_dir / "syssec.toml")
+    if args.uplink:
+        settings = dataclasses.replace(settings, uplink=args.uplink)
+    launch = launch_from(args)
     store = (await AsyncXenStore.connect(("unix", str(args.xenstore))) if args.xenstore
              else await connect_agent_store())
-    ctl = Controller(store, args.state_dir, settings)
+    ctl = Controller(store, args.state_dir, settings, launch)
     await ctl.apply()     # fail closed from the first moment: the firewall before the engine
+    if not launch.engine:
+        log.warning("--no-engine: guests' traffic is forwarded WITHOUT inspection")
+        await store.write("data/hyperwall/ips", "off (--no-engine)")
     tunnel = Tunnel(settings.vpn) if settings.vpn else None
     if tunnel is not None:
         try:
@@ -362,7 +436,9 @@ async def amain(args: argparse.Namespace) -> int:
     updater = Updater(TrustStore(args.state_dir / "provider"), args.state_dir / "bundles",
                       ctl.reload_content)
     provider = await serve_provider(ctl, updater, args.state_dir)
-    tasks = [asyncio.ensure_future(ctl.watch_policy()), asyncio.ensure_future(ctl.keep_ipsd()),
+    tasks = [asyncio.ensure_future(ctl.watch_policy()),
+             *([asyncio.ensure_future(ctl.keep_ipsd())]
+               if launch.engine and launch.ipsd_pidfile is None else []),
              asyncio.ensure_future(ctl.answer_probes()),
              asyncio.ensure_future(ctl.follow_schedules()),
              asyncio.ensure_future(follow_subscription(settings, updater, args.state_dir))]
@@ -388,6 +464,19 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m netsec.syssec", description=__doc__.splitlines()[0])
     p.add_argument("--state-dir", type=Path, default=Path("/var/lib/hyperwall"))
     p.add_argument("--xenstore", type=Path, help="xenstore socket (default: the domain's own)")
+    p.add_argument("--uplink", metavar="IFACE", help="the uplink interface (default: "
+                   "syssec.toml's uplink, else uplink0)")
+    p.add_argument("--vpn-iface", metavar="IFACE", help="the tunnel vpn-only guests go out "
+                   "through, when it is managed elsewhere (default: syssec.toml's [vpn])")
+    p.add_argument("--lists", type=Path, metavar="DIR",
+                   help="block lists, one <category>.txt each (default: STATE/lists)")
+    p.add_argument("--rules-dir", type=Path, metavar="DIR", help="where the category rules "
+                   f"go, as {POLICY_RULES} (default: STATE/run)")
+    engine = p.add_mutually_exclusive_group()
+    engine.add_argument("--ipsd-pidfile", type=Path, metavar="FILE", help="the engine is run "
+                        "by someone else with this pidfile: SIGHUP it, do not start one")
+    engine.add_argument("--no-engine", action="store_true", help="forward without inspection "
+                        "(fail open; tests and bring-up only)")
     args = p.parse_args(argv)
     setup_logging("syssec")
     sys.exit(asyncio.run(amain(args)))

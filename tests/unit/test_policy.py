@@ -3,6 +3,7 @@ rule loader and engine on scapy packets."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 from pathlib import Path
 
 import pytest
@@ -36,6 +37,20 @@ def test_plan_routes_good_vifs_and_shuts_or_skips_bad_ones() -> None:
     assert len(p.errors) == 4
     assert "backend/vif/4/0/hyperwall/policy: b'sideways' is not one of" in p.errors[0]
     assert any("backend/vif/5/0/ip" in e and "not a guest address" in e for e in p.errors)
+
+
+def test_an_address_claimed_twice_routes_the_first_vif_only() -> None:
+    p = plan([VifKeys(4, 0, b"10.137.0.3", b"internet", b"untrusted"),
+              VifKeys(3, 0, b"10.137.0.3", b"filtered", b"family")])
+    assert [(v.domid, v.policy) for v in p.vifs] == [(3, "filtered")]
+    assert p.errors == ["backend/vif/4/0/ip: 10.137.0.3 is already family's; vif not routed"]
+
+
+def test_what_is_in_force_and_the_domains_map_for_the_engine() -> None:
+    p = plan([VifKeys(5, 0, b"10.137.0.6", b"internet", b"work"),
+              VifKeys(3, 1, b"10.137.0.3", b"bogus", b"family")])
+    assert p.applied_text() == "3/1 family 10.137.0.3 offline\n5/0 work 10.137.0.6 internet"
+    assert json.loads(p.domains_json()) == {"10.137.0.3": "family", "10.137.0.6": "work"}
 
 
 def blocklist(tmp_path: Path) -> Blocklist:

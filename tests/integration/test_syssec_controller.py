@@ -1,0 +1,202 @@
+"""sys-sec's controller on its own, against the real Hyperwall xenstored: dom0's part is
+played by the test (it introduces a sys-sec domain and writes the vif backend directories as
+the toolstack does), the controller runs in a `-sec` namespace connected through that
+domain's own xenstore socket, with veths to two guests and to an `inet` namespace.
+
+No engine runs here (--no-engine: the firewall forwards without inspection), so these
+tests say nothing of the IPS; they pin down policy, DNS filtering and what gets reported.
+"""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from dom0.layout import Node, vif_addressing, vif_nodes
+from dom0.xenstore.client import AsyncXenStore
+from netsec.rules import load_rules
+from tests.conftest import REPO, Daemon
+from tests.netlab import Lab, lab
+
+pytestmark = pytest.mark.root
+
+SEC, FAMILY, OTHER = 7, 11, 12
+GW = "10.137.255.254"
+INET, UPSTREAM, PUBLIC_RESOLVER, SITE = "198.51.100.1", "198.51.100.1", "198.51.100.53", \
+    "198.51.100.80"
+ZONE = {"allowed.example": SITE, "blocked.example": "198.51.100.66"}
+APPLIED = f"/local/domain/{SEC}/data/hyperwall/policy-applied"
+ERRORS = f"/local/domain/{SEC}/data/hyperwall/policy-errors"
+
+
+def ip(domid: int) -> str:
+    return vif_addressing(domid, 0).ip
+
+
+def policy_key(domid: int) -> str:
+    return f"/local/domain/{SEC}/backend/vif/{domid}/0/hyperwall/policy"
+
+
+@dataclass
+class World:
+    net: Lab
+    ns: dict[str, str]
+    xs: AsyncXenStore
+    state: Path
+    rules_dir: Path
+    controller_log: Path
+
+    def probe(self, guest: str, *argv: str) -> str:
+        out = self.net.run(self.ns[guest], sys.executable, str(REPO / "tests" / "net_probe.py"),
+                           *argv, check=False)
+        return out.stdout.decode().strip() or out.stderr.decode()
+
+    async def applied(self, line: str, timeout: float = 1.0) -> float:
+        """Seconds until sys-sec says `line` is in force (fails after `timeout`)."""
+        started = time.monotonic()
+        got = await self.xs.wait_value(APPLIED, lambda v: v is not None and
+                                       line in v.decode(errors="replace"), timeout)
+        assert got is not None and line in got.decode(errors="replace"), \
+            f"not applied within {timeout}s: {line!r}; sys-sec says {got!r}\n" + self.log()
+        return time.monotonic() - started
+
+    def log(self) -> str:
+        return self.controller_log.read_text(errors="replace")
+
+
+def build(net: Lab) -> dict[str, str]:
+    ns = {name: net.ns(name) for name in ("sec", "family", "other", "inet")}
+    net.run(ns["sec"], "sysctl", "-qw", "net.ipv4.ip_forward=1")
+    for guest, domid in (("family", FAMILY), ("other", OTHER)):
+        vif = f"vif{domid}.0"
+        net.link(ns[guest], "eth0", ns["sec"], vif)
+        # What the agents do once the vif handshake is through (domains/agent.py).
+        net.run(ns[guest], "ip", "addr", "add", f"{ip(domid)}/32", "dev", "eth0")
+        net.run(ns[guest], "ip", "route", "add", GW, "dev", "eth0", "scope", "link")
+        net.run(ns[guest], "ip", "route", "add", "default", "via", GW)
+        net.run(ns["sec"], "ip", "addr", "add", f"{GW}/32", "dev", vif)
+        net.run(ns["sec"], "ip", "route", "add", f"{ip(domid)}/32", "dev", vif)
+    net.link(ns["sec"], "uplink0", ns["inet"], "eth0")
+    net.run(ns["sec"], "ip", "addr", "add", "198.51.100.2/24", "dev", "uplink0")
+    net.run(ns["sec"], "ip", "route", "add", "default", "via", INET)
+    for addr in (INET, PUBLIC_RESOLVER, SITE):
+        net.run(ns["inet"], "ip", "addr", "add", f"{addr}/24", "dev", "eth0")
+    return ns
+
+
+def start(argv: list[str], log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "ab") as f:
+        return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=f, start_new_session=True)
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+@pytest.fixture
+async def world(hw_xenstored: Daemon, tmp_path: Path) -> AsyncIterator[World]:
+    xs = await AsyncXenStore.connect(("unix", str(hw_xenstored.socket)))
+    # dom0's part: sys-sec exists and owns its tree; two guests' vifs have it as backend.
+    await xs.introduce(SEC)
+    await xs.write_nodes([Node(f"/local/domain/{SEC}", None, (f"n{SEC}",)),
+                          *vif_nodes(FAMILY, SEC, 0, "filtered", name="family"),
+                          *vif_nodes(OTHER, SEC, 0, "internet", name="other")])
+    state, lists, rules_dir = tmp_path / "sec", tmp_path / "lists", tmp_path / "rules"
+    for d in (state, lists, rules_dir):
+        d.mkdir()
+    (state / "syssec.toml").write_text(f'dns_upstream = "{UPSTREAM}"\n')
+    (lists / "adult.txt").write_text("# the parent's list\nblocked.example\n")
+    (tmp_path / "zone.json").write_text(json.dumps(ZONE))
+    procs: list[subprocess.Popen[bytes]] = []
+    with lab("hwpol") as net:
+        try:
+            ns = build(net)
+            stub = start(["ip", "netns", "exec", ns["inet"], sys.executable,
+                          str(REPO / "tests" / "inet_stub.py"), str(tmp_path / "zone.json"),
+                          f"{UPSTREAM},{PUBLIC_RESOLVER}", "80", "853"], tmp_path / "inet.log")
+            procs.append(stub)
+            assert stub.stdout is not None and stub.stdout.readline().strip() == b"ready"
+            socket = hw_xenstored.rundir / "domain" / str(SEC) / "socket"
+            procs.append(start(
+                ["ip", "netns", "exec", ns["sec"], sys.executable, "-m", "netsec.syssec",
+                 "--state-dir", str(state), "--uplink", "uplink0", "--lists", str(lists),
+                 "--rules-dir", str(rules_dir), "--no-engine", "--xenstore", str(socket)],
+                tmp_path / "syssec.log"))
+            w = World(net, ns, xs, state, rules_dir, tmp_path / "syssec.log")
+            await w.applied(f"{FAMILY}/0 family {ip(FAMILY)} filtered", timeout=15)
+            await w.applied(f"{OTHER}/0 other {ip(OTHER)} internet")
+            yield w
+        finally:
+            for p in reversed(procs):
+                stop(p)
+            await xs.close()
+
+
+async def test_a_policy_change_cuts_the_guest_off_at_once_and_back(world: World) -> None:
+    assert world.probe("other", "tcp", SITE, "80") == "OPEN"
+    await world.xs.write(policy_key(OTHER), "offline")
+    assert await world.applied(f"other {ip(OTHER)} offline") < 1.0
+    assert world.probe("other", "tcp", SITE, "80") == "TIMEOUT"
+    await world.xs.write(policy_key(OTHER), "internet")
+    assert await world.applied(f"other {ip(OTHER)} internet") < 1.0
+    assert world.probe("other", "tcp", SITE, "80") == "OPEN"
+
+
+async def test_a_garbage_policy_shuts_that_vif_and_is_reported_others_unaffected(
+        world: World) -> None:
+    await world.xs.write(policy_key(OTHER), b"\xffnope")
+    await world.applied(f"other {ip(OTHER)} offline")
+    errors = (await world.xs.read(ERRORS) or b"").decode()
+    assert f"backend/vif/{OTHER}/0/hyperwall/policy" in errors and "offline" in errors
+    assert world.probe("other", "tcp", SITE, "80") == "TIMEOUT"
+    assert world.probe("family", "tcp", SITE, "80") == "OPEN"
+    # An address outside the guest range: that vif is not routed, the other keeps its policy.
+    await world.xs.write(policy_key(OTHER), "internet")
+    await world.xs.write(f"/local/domain/{SEC}/backend/vif/{OTHER}/0/ip", "192.168.1.9")
+    await world.xs.wait_value(ERRORS, lambda v: v is not None and b"192.168.1.9" in v, 1.0)
+    assert f"family {ip(FAMILY)} filtered" in (await world.xs.read(APPLIED) or b"").decode()
+    assert "other" not in (await world.xs.read(APPLIED) or b"").decode()
+    assert world.probe("family", "tcp", SITE, "80") == "OPEN"
+
+
+async def test_a_filtered_guest_gets_the_sinkhole_and_no_other_resolver(world: World) -> None:
+    assert world.probe("family", "dns", GW, "blocked.example") == "0.0.0.0"
+    assert world.probe("family", "dns", GW, "allowed.example") == SITE
+    # Another resolver is redirected to sys-sec's (that one would answer 198.51.100.66)...
+    assert world.probe("family", "dns", PUBLIC_RESOLVER, "blocked.example") == "0.0.0.0"
+    assert world.probe("other", "dns", PUBLIC_RESOLVER, "blocked.example") == "198.51.100.66"
+    # ... and DNS-over-TLS is refused, for the filtered guest only.
+    assert world.probe("family", "tcp", PUBLIC_RESOLVER, "853") == "REFUSED"
+    assert world.probe("other", "tcp", PUBLIC_RESOLVER, "853") == "OPEN"
+    blocks = [json.loads(line) for line in (world.state / "log" / "dns.json").read_text()
+              .splitlines()]
+    assert [b["hyperwall"] for b in blocks] == 2 * [
+        {"guest": "family", "guest_ip": ip(FAMILY), "category": "adult",
+         "site": "blocked.example", "by": "dns"}]
+    assert all(b["event_type"] == "alert" for b in blocks)
+
+
+async def test_the_engine_gets_the_domains_map_and_the_category_rules(world: World) -> None:
+    assert json.loads((world.state / "run" / "domains.json").read_text()) == {
+        ip(FAMILY): "family", ip(OTHER): "other"}
+    rules = world.rules_dir / "hyperwall-policy.rules"
+    loaded = load_rules([rules])
+    assert len(loaded.rules) == 2 and not loaded.skipped
+    assert all(ip(FAMILY) in line and ip(OTHER) not in line
+               for line in rules.read_text().splitlines())
+    # The guest stops being filtered: its category rules go, its name stays.
+    await world.xs.write(policy_key(FAMILY), "internet")
+    await world.applied(f"family {ip(FAMILY)} internet")
+    assert rules.read_text() == ""
