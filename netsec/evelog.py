@@ -60,12 +60,21 @@ class Follower:
                 f.close()
 
 
+def domain_of(record: dict[str, Any]) -> str:
+    # `domain` is what ipsd writes now; `guest` what the resolver's log and older records say.
+    hw = record.get("hyperwall", {})
+    return str(hw.get("domain") or hw.get("guest") or "")
+
+
 def concerns(record: dict[str, Any], domain: str | None) -> bool:
-    return not domain or record.get("hyperwall", {}).get("guest") == domain
+    return not domain or domain_of(record) == domain
 
 
-def is_alert(record: dict[str, Any], domain: str | None, since: dt.datetime | None) -> bool:
-    if record.get("event_type") != "alert" or not concerns(record, domain):
+def is_alert(record: dict[str, Any], domain: str | None, since: dt.datetime | None,
+             drops: bool = False) -> bool:
+    """An alert (or, with `drops`, a drop record) of `domain` at or after `since`."""
+    kinds = ("alert", "drop") if drops else ("alert",)
+    if record.get("event_type") not in kinds or not concerns(record, domain):
         return False
     if since is None:
         return True
@@ -75,15 +84,32 @@ def is_alert(record: dict[str, Any], domain: str | None, since: dt.datetime | No
         return False
 
 
+def _int(value: Any) -> int:
+    try:
+        return max(0, int(value))
+    except (TypeError, ValueError):
+        return 0
+
+
 def alert_fields(record: dict[str, Any]) -> dict[str, Any]:
-    a, hw = record.get("alert", {}), record.get("hyperwall", {})
+    """The SecurityService's Alert fields of an EVE alert or drop record (a record written
+    by hand or torn in a crash gives empty fields, not an error)."""
+    a, hw = record.get("alert") or {}, record.get("hyperwall") or {}
+    event_type = str(record.get("event_type", ""))
 
     def end(ip: str, port: str) -> str:
         return f"{record.get(ip)}:{record[port]}" if port in record else str(record.get(ip))
-    return {"timestamp": str(record.get("timestamp", "")), "domain": str(hw.get("guest", "")),
-            "action": str(a.get("action", "")), "signature_id": int(a.get("signature_id", 0)),
+    return {"timestamp": str(record.get("timestamp", "")), "domain": domain_of(record),
+            "action": str(a.get("action", "blocked" if event_type == "drop" else "")),
+            "signature_id": _int(a.get("signature_id")),
             "signature": str(a.get("signature", "")), "src": end("src_ip", "src_port"),
-            "dest": end("dest_ip", "dest_port"), "category": str(hw.get("category", ""))}
+            "dest": end("dest_ip", "dest_port"), "category": str(hw.get("category", "")),
+            "event_type": event_type, "src_ip": str(record.get("src_ip", "")),
+            "src_port": _int(record.get("src_port")), "dest_ip": str(record.get("dest_ip", "")),
+            "dest_port": _int(record.get("dest_port")), "proto": str(record.get("proto", "")),
+            "severity": _int(a.get("severity")), "flow_id": _int(record.get("flow_id")),
+            "app_proto": str(record.get("app_proto", "")), "gid": _int(a.get("gid")),
+            "rev": _int(a.get("rev"))}
 
 
 def timeline(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -1,31 +1,73 @@
-"""`hyperwall.netsec.v1.SecurityService`, served by sys-sec's controller on a Unix socket in
-its folder: dom0 (the owner) reaches it there; no guest has a path to it."""
+"""`hyperwall.netsec.v1.SecurityService`: sys-sec's alerts, EVE records and engine on a
+Unix socket that only the owner reaches (dom0 sees it through the path the integrator binds;
+no guest has a path to it).
+
+    python -m netsec.security_service -l LOGDIR [--socket /run/hyperwall/security.sock]
+        [--ipsd-socket PATH] [--ipsd-pidfile PATH]
+
+It runs beside the engine, not inside it: alerts stay readable and `--follow` streams stay
+open while the supervisor restarts a crashed hyperwall-ipsd, and the datapath's one thread
+does not share its interpreter with gRPC's. It reads what the engine writes (LOGDIR's
+eve.json and the resolver's dns.json; records already name their domain), asks the engine
+for live counters through ipsd's --socket, and reloads it with SIGHUP through its pidfile.
+"""
 from __future__ import annotations
 
+import argparse
+import asyncio
 import datetime as dt
+import grp
 import json
 import logging
 import os
+import signal
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 
 from netsec import evelog
+from netsec.ipsd import read_stats
 from netsec.report import parse_since
 from proto.gen.hyperwall.netsec.v1 import security_pb2 as pb
 from proto.gen.hyperwall.netsec.v1 import security_pb2_grpc as pb_grpc
 
 log = logging.getLogger("hyperwall.security")
+DEFAULT_SOCKET = Path("/run/hyperwall/security.sock")
+OWNER_GROUP = "hyperwall"
+RELOAD_TIMEOUT = 60.0     # a large rule set takes seconds to parse
+RELOAD_POLL = 0.05
 
 
 def to_alert(record: dict) -> pb.Alert:
     return pb.Alert(**evelog.alert_fields(record), eve_json=json.dumps(record))
 
 
+def stats_message(counters: dict[str, Any]) -> pb.Stats:
+    q = counters.get("queue") or {}
+    return pb.Stats(
+        engine="running", pid=counters.get("pid", 0), uptime=counters.get("uptime", 0.0),
+        rules_loaded=counters.get("rules_loaded", 0), reloads=counters.get("reloads", 0),
+        reload_failures=counters.get("reload_failures", 0),
+        packets=counters.get("packets", 0), bytes=counters.get("bytes", 0),
+        alerts=counters.get("alerts", 0), drops=counters.get("drops", 0),
+        accepted=q.get("accepted", 0),
+        bypassed=counters.get("bypassed_depth", 0) + counters.get("bypassed_clean", 0),
+        bypassed_depth=counters.get("bypassed_depth", 0),
+        bypassed_clean=counters.get("bypassed_clean", 0),
+        queue_received=q.get("received", 0), queue_batches=q.get("batches", 0),
+        queue_overflows=q.get("overflows", 0), flows_active=counters.get("flows_active", 0),
+        stats_json=json.dumps(counters))
+
+
 class SecurityServicer(pb_grpc.SecurityServiceServicer):
-    def __init__(self, log_dir: Path) -> None:
+    def __init__(self, log_dir: Path, ipsd_socket: Path | None = None,
+                 ipsd_pidfile: Path | None = None) -> None:
         self.log_dir = log_dir
+        self.ipsd_socket = ipsd_socket
+        self.ipsd_pidfile = ipsd_pidfile
 
     async def StreamAlerts(self, request: pb.StreamAlertsRequest,
                            context: grpc.aio.ServicerContext) -> AsyncIterator[pb.Alert]:
@@ -35,14 +77,15 @@ class SecurityServicer(pb_grpc.SecurityServiceServicer):
         except ValueError as e:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"since: {e}")
         domain = request.domain or None
+        drops = request.include_drops
         # Start following before reading the past, so nothing falls between the two.
         new = evelog.Follower(self.log_dir) if request.follow else None
         for record in evelog.timeline(r for r in evelog.read_events(self.log_dir)
-                                      if evelog.is_alert(r, domain, since)):
+                                      if evelog.is_alert(r, domain, since, drops)):
             yield to_alert(record)
         if new is not None:
             async for record in new.records():
-                if evelog.is_alert(record, domain, None):
+                if evelog.is_alert(record, domain, None, drops):
                     yield to_alert(record)
 
     async def StreamEvents(self, request: pb.StreamEventsRequest,
@@ -51,14 +94,126 @@ class SecurityServicer(pb_grpc.SecurityServiceServicer):
             if evelog.concerns(record, request.domain or None):
                 yield pb.EveRecord(eve_json=json.dumps(record))
 
+    async def _counters(self) -> dict[str, Any]:
+        if self.ipsd_socket is None:
+            raise OSError("this SecurityService was started without --ipsd-socket")
+        return await asyncio.to_thread(read_stats, self.ipsd_socket)
 
-async def serve(log_dir: Path, socket_path: Path) -> grpc.aio.Server:
+    async def GetStats(self, request: pb.GetStatsRequest,
+                       context: grpc.aio.ServicerContext) -> pb.Stats:
+        try:
+            return stats_message(await self._counters())
+        except OSError as e:
+            return pb.Stats(engine="down", message=f"the engine does not answer: {e}")
+
+    async def Reload(self, request: pb.ReloadRequest,
+                     context: grpc.aio.ServicerContext) -> pb.ReloadReply:
+        outcome = await self._reload()
+        if isinstance(outcome, pb.ReloadReply):
+            return outcome
+        await context.abort(*outcome)
+        raise AssertionError("abort returned")
+
+    async def _reload(self) -> pb.ReloadReply | tuple[grpc.StatusCode, str]:
+        unavailable = grpc.StatusCode.UNAVAILABLE
+        pid = self._engine_pid()
+        if pid is None:
+            return unavailable, (f"the engine is not running (no live pid in "
+                                 f"{self.ipsd_pidfile}); it loads the rules when it starts")
+        try:
+            before: dict[str, Any] | None = await self._counters()
+        except OSError:
+            before = None
+        try:
+            os.kill(pid, signal.SIGHUP)
+        except ProcessLookupError:
+            return unavailable, f"the engine ({pid}) just exited"
+        if before is None:   # no counters to watch: the signal is all we can vouch for
+            return pb.ReloadReply(pid=pid, message="reload signalled")
+        done = before["reloads"] + before["reload_failures"]
+        deadline = time.monotonic() + RELOAD_TIMEOUT
+        while time.monotonic() < deadline:
+            await asyncio.sleep(RELOAD_POLL)   # the engine gives no event; its counters tell
+            try:
+                now = await self._counters()
+            except OSError:
+                break
+            if now["pid"] != pid:
+                break
+            if now["reload_failures"] > before["reload_failures"]:
+                return grpc.StatusCode.FAILED_PRECONDITION, (
+                    f"the engine refused the new rules (none loaded); it keeps its "
+                    f"{now['rules_loaded']} running rules")
+            if now["reloads"] + now["reload_failures"] > done:
+                return pb.ReloadReply(pid=pid, rules_loaded=now["rules_loaded"],
+                                      message=f"{now['rules_loaded']} rules in force")
+        return unavailable, f"the engine ({pid}) did not confirm the reload"
+
+    def _engine_pid(self) -> int | None:
+        if self.ipsd_pidfile is None:
+            return None
+        try:
+            pid = int(self.ipsd_pidfile.read_text().strip())
+            os.kill(pid, 0)
+        except (OSError, ValueError):
+            return None
+        return pid
+
+
+def _restrict(path: Path) -> None:
+    """Owners only: root, and the `hyperwall` group where it exists (as the control API)."""
+    try:
+        gid = grp.getgrnam(OWNER_GROUP).gr_gid
+    except KeyError:
+        os.chmod(path, 0o600)
+        return
+    os.chown(path, 0, gid)
+    os.chmod(path, 0o660)
+
+
+async def serve(log_dir: Path, socket_path: Path, *, ipsd_socket: Path | None = None,
+                ipsd_pidfile: Path | None = None) -> grpc.aio.Server:
+    socket_path.parent.mkdir(parents=True, exist_ok=True)
     socket_path.unlink(missing_ok=True)
     server = grpc.aio.server()
-    pb_grpc.add_SecurityServiceServicer_to_server(SecurityServicer(log_dir), server)
+    pb_grpc.add_SecurityServiceServicer_to_server(
+        SecurityServicer(log_dir, ipsd_socket, ipsd_pidfile), server)
     if server.add_insecure_port(f"unix:{socket_path}") == 0:
         raise OSError(f"cannot listen on {socket_path}")
     await server.start()
-    os.chmod(socket_path, 0o600)
+    _restrict(socket_path)
     log.info("SecurityService on %s", socket_path)
     return server
+
+
+async def amain(args: argparse.Namespace) -> int:
+    server = await serve(args.logdir, args.socket, ipsd_socket=args.ipsd_socket,
+                         ipsd_pidfile=args.ipsd_pidfile)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    print("ready", flush=True)
+    await stop.wait()
+    await server.stop(1.0)
+    args.socket.unlink(missing_ok=True)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    from dom0.logsetup import setup_logging
+    p = argparse.ArgumentParser(prog="python -m netsec.security_service",
+                                description=__doc__.splitlines()[0])
+    p.add_argument("-l", dest="logdir", type=Path, required=True,
+                   help="sys-sec's log folder (eve.json, dns.json)")
+    p.add_argument("--socket", type=Path, default=DEFAULT_SOCKET,
+                   help=f"where to serve (default {DEFAULT_SOCKET})")
+    p.add_argument("--ipsd-socket", type=Path, help="hyperwall-ipsd's --socket (GetStats)")
+    p.add_argument("--ipsd-pidfile", type=Path, help="hyperwall-ipsd's --pidfile (Reload)")
+    args = p.parse_args(argv)
+    setup_logging("security")
+    raise SystemExit(asyncio.run(amain(args)))
+
+
+if __name__ == "__main__":
+    main()

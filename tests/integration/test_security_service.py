@@ -85,3 +85,30 @@ async def test_events_for_the_report(stub: tuple) -> None:
     got = [json.loads(r.eve_json)["event_type"]
            async for r in s.StreamEvents(pb.StreamEventsRequest(domain="family"))]
     assert sorted(got) == ["alert", "alert", "flow"]
+
+
+async def test_drops_come_only_when_asked_with_the_key_fields(stub: tuple) -> None:
+    s, logs = stub
+    append(logs / "eve.json", {"timestamp": "2026-11-24T10:00:07.000000+0000",
+                               "event_type": "drop", "src_ip": "203.0.113.10", "src_port": 80,
+                               "dest_ip": "10.137.0.3", "dest_port": 4000, "proto": "TCP",
+                               "flow_id": 77, "hyperwall": {"domain": "family"}})
+    plain = [a.event_type async for a in s.StreamAlerts(pb.StreamAlertsRequest())]
+    assert "drop" not in plain
+    got = [a async for a in s.StreamAlerts(pb.StreamAlertsRequest(include_drops=True,
+                                                                   domain="family"))]
+    drop = got[-1]
+    assert (drop.event_type, drop.action, drop.domain, drop.src_ip, drop.src_port,
+            drop.dest_port, drop.proto, drop.flow_id) == (
+        "drop", "blocked", "family", "203.0.113.10", 80, 4000, "TCP", 77)
+
+
+async def test_without_an_engine_stats_say_down_and_reload_is_unavailable(
+        stub: tuple) -> None:
+    s, _ = stub
+    stats = await s.GetStats(pb.GetStatsRequest())
+    assert stats.engine == "down" and "--ipsd-socket" in stats.message
+    with pytest.raises(grpc.aio.AioRpcError) as e:
+        await s.Reload(pb.ReloadRequest())
+    assert e.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert "not running" in (e.value.details() or "")

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"hyperwall/netsec/v1/security.proto\x12\x13hyperwall.netsec.v1\"D\n\x13StreamAlertsRequest\x12\x0e\n\x06\x64omain\x18\x01 \x01(\t\x12\r\n\x05since\x18\x02 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\"\xa2\x01\n\x05\x41lert\x12\x11\n\ttimestamp\x18\x01 \x01(\t\x12\x0e\n\x06\x64omain\x18\x02 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x03 \x01(\t\x12\x14\n\x0csignature_id\x18\x04 \x01(\r\x12\x11\n\tsignature\x18\x05 \x01(\t\x12\x0b\n\x03src\x18\x06 \x01(\t\x12\x0c\n\x04\x64\x65st\x18\x07 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x08 \x01(\t\x12\x10\n\x08\x65ve_json\x18\t \x01(\t\"%\n\x13StreamEventsRequest\x12\x0e\n\x06\x64omain\x18\x01 \x01(\t\"\x1d\n\tEveRecord\x12\x10\n\x08\x65ve_json\x18\x01 \x01(\t2\xc5\x01\n\x0fSecurityService\x12V\n\x0cStreamAlerts\x12(.hyperwall.netsec.v1.StreamAlertsRequest\x1a\x1a.hyperwall.netsec.v1.Alert0\x01\x12Z\n\x0cStreamEvents\x12(.hyperwall.netsec.v1.StreamEventsRequest\x1a\x1e.hyperwall.netsec.v1.EveRecord0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"hyperwall/netsec/v1/security.proto\x12\x13hyperwall.netsec.v1\"[\n\x13StreamAlertsRequest\x12\x0e\n\x06\x64omain\x18\x01 \x01(\t\x12\r\n\x05since\x18\x02 \x01(\t\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\x12\x15\n\rinclude_drops\x18\x04 \x01(\x08\"\xdb\x02\n\x05\x41lert\x12\x11\n\ttimestamp\x18\x01 \x01(\t\x12\x0e\n\x06\x64omain\x18\x02 \x01(\t\x12\x0e\n\x06\x61\x63tion\x18\x03 \x01(\t\x12\x14\n\x0csignature_id\x18\x04 \x01(\r\x12\x11\n\tsignature\x18\x05 \x01(\t\x12\x0b\n\x03src\x18\x06 \x01(\t\x12\x0c\n\x04\x64\x65st\x18\x07 \x01(\t\x12\x10\n\x08\x63\x61tegory\x18\x08 \x01(\t\x12\x10\n\x08\x65ve_json\x18\t \x01(\t\x12\x12\n\nevent_type\x18\n \x01(\t\x12\x0e\n\x06src_ip\x18\x0b \x01(\t\x12\x10\n\x08src_port\x18\x0c \x01(\r\x12\x0f\n\x07\x64\x65st_ip\x18\r \x01(\t\x12\x11\n\tdest_port\x18\x0e \x01(\r\x12\r\n\x05proto\x18\x0f \x01(\t\x12\x10\n\x08severity\x18\x10 \x01(\r\x12\x0f\n\x07\x66low_id\x18\x11 \x01(\x04\x12\x11\n\tapp_proto\x18\x12 \x01(\t\x12\x0b\n\x03gid\x18\x13 \x01(\r\x12\x0b\n\x03rev\x18\x14 \x01(\r\"%\n\x13StreamEventsRequest\x12\x0e\n\x06\x64omain\x18\x01 \x01(\t\"\x1d\n\tEveRecord\x12\x10\n\x08\x65ve_json\x18\x01 \x01(\t\"\x11\n\x0fGetStatsRequest\"\x8a\x03\n\x05Stats\x12\x0e\n\x06\x65ngine\x18\x01 \x01(\t\x12\x0b\n\x03pid\x18\x02 \x01(\r\x12\x0e\n\x06uptime\x18\x03 \x01(\x01\x12\x14\n\x0crules_loaded\x18\x04 \x01(\r\x12\x0f\n\x07reloads\x18\x05 \x01(\r\x12\x17\n\x0freload_failures\x18\x06 \x01(\r\x12\x0f\n\x07packets\x18\x07 \x01(\x04\x12\r\n\x05\x62ytes\x18\x08 \x01(\x04\x12\x0e\n\x06\x61lerts\x18\t \x01(\x04\x12\r\n\x05\x64rops\x18\n \x01(\x04\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x0b \x01(\x04\x12\x10\n\x08\x62ypassed\x18\x0c \x01(\x04\x12\x16\n\x0e\x62ypassed_depth\x18\r \x01(\x04\x12\x16\n\x0e\x62ypassed_clean\x18\x0e \x01(\x04\x12\x16\n\x0equeue_received\x18\x0f \x01(\x04\x12\x15\n\rqueue_batches\x18\x10 \x01(\x04\x12\x17\n\x0fqueue_overflows\x18\x11 \x01(\x04\x12\x14\n\x0c\x66lows_active\x18\x12 \x01(\x04\x12\x12\n\nstats_json\x18\x13 \x01(\t\x12\x0f\n\x07message\x18\x14 \x01(\t\"\x0f\n\rReloadRequest\"A\n\x0bReloadReply\x12\x0b\n\x03pid\x18\x01 \x01(\r\x12\x14\n\x0crules_loaded\x18\x02 \x01(\r\x12\x0f\n\x07message\x18\x03 \x01(\t2\xe3\x02\n\x0fSecurityService\x12V\n\x0cStreamAlerts\x12(.hyperwall.netsec.v1.StreamAlertsRequest\x1a\x1a.hyperwall.netsec.v1.Alert0\x01\x12Z\n\x0cStreamEvents\x12(.hyperwall.netsec.v1.StreamEventsRequest\x1a\x1e.hyperwall.netsec.v1.EveRecord0\x01\x12L\n\x08GetStats\x12$.hyperwall.netsec.v1.GetStatsRequest\x1a\x1a.hyperwall.netsec.v1.Stats\x12N\n\x06Reload\x12\".hyperwall.netsec.v1.ReloadRequest\x1a .hyperwall.netsec.v1.ReloadReplyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,13 +32,21 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'hyperwall.netsec.v1.securit
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_STREAMALERTSREQUEST']._serialized_start=59
-  _globals['_STREAMALERTSREQUEST']._serialized_end=127
-  _globals['_ALERT']._serialized_start=130
-  _globals['_ALERT']._serialized_end=292
-  _globals['_STREAMEVENTSREQUEST']._serialized_start=294
-  _globals['_STREAMEVENTSREQUEST']._serialized_end=331
-  _globals['_EVERECORD']._serialized_start=333
-  _globals['_EVERECORD']._serialized_end=362
-  _globals['_SECURITYSERVICE']._serialized_start=365
-  _globals['_SECURITYSERVICE']._serialized_end=562
+  _globals['_STREAMALERTSREQUEST']._serialized_end=150
+  _globals['_ALERT']._serialized_start=153
+  _globals['_ALERT']._serialized_end=500
+  _globals['_STREAMEVENTSREQUEST']._serialized_start=502
+  _globals['_STREAMEVENTSREQUEST']._serialized_end=539
+  _globals['_EVERECORD']._serialized_start=541
+  _globals['_EVERECORD']._serialized_end=570
+  _globals['_GETSTATSREQUEST']._serialized_start=572
+  _globals['_GETSTATSREQUEST']._serialized_end=589
+  _globals['_STATS']._serialized_start=592
+  _globals['_STATS']._serialized_end=986
+  _globals['_RELOADREQUEST']._serialized_start=988
+  _globals['_RELOADREQUEST']._serialized_end=1003
+  _globals['_RELOADREPLY']._serialized_start=1005
+  _globals['_RELOADREPLY']._serialized_end=1070
+  _globals['_SECURITYSERVICE']._serialized_start=1073
+  _globals['_SECURITYSERVICE']._serialized_end=1428
 # @@protoc_insertion_point(module_scope)

@@ -44,6 +44,16 @@ class SecurityServiceStub:
                 request_serializer=hyperwall_dot_netsec_dot_v1_dot_security__pb2.StreamEventsRequest.SerializeToString,
                 response_deserializer=hyperwall_dot_netsec_dot_v1_dot_security__pb2.EveRecord.FromString,
                 _registered_method=True)
+        self.GetStats = channel.unary_unary(
+                '/hyperwall.netsec.v1.SecurityService/GetStats',
+                request_serializer=hyperwall_dot_netsec_dot_v1_dot_security__pb2.GetStatsRequest.SerializeToString,
+                response_deserializer=hyperwall_dot_netsec_dot_v1_dot_security__pb2.Stats.FromString,
+                _registered_method=True)
+        self.Reload = channel.unary_unary(
+                '/hyperwall.netsec.v1.SecurityService/Reload',
+                request_serializer=hyperwall_dot_netsec_dot_v1_dot_security__pb2.ReloadRequest.SerializeToString,
+                response_deserializer=hyperwall_dot_netsec_dot_v1_dot_security__pb2.ReloadReply.FromString,
+                _registered_method=True)
 
 
 class SecurityServiceServicer:
@@ -64,6 +74,21 @@ class SecurityServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetStats(self, request, context):
+        """The inline engine's live counters (`engine` says "down" while it is being restarted).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Reload(self, request, context):
+        """Reload every rule file and the domains map (SIGHUP to hyperwall-ipsd through its
+        pidfile), keeping every flow; answers once the engine has taken the new rules or not.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SecurityServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -76,6 +101,16 @@ def add_SecurityServiceServicer_to_server(servicer, server):
                     servicer.StreamEvents,
                     request_deserializer=hyperwall_dot_netsec_dot_v1_dot_security__pb2.StreamEventsRequest.FromString,
                     response_serializer=hyperwall_dot_netsec_dot_v1_dot_security__pb2.EveRecord.SerializeToString,
+            ),
+            'GetStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetStats,
+                    request_deserializer=hyperwall_dot_netsec_dot_v1_dot_security__pb2.GetStatsRequest.FromString,
+                    response_serializer=hyperwall_dot_netsec_dot_v1_dot_security__pb2.Stats.SerializeToString,
+            ),
+            'Reload': grpc.unary_unary_rpc_method_handler(
+                    servicer.Reload,
+                    request_deserializer=hyperwall_dot_netsec_dot_v1_dot_security__pb2.ReloadRequest.FromString,
+                    response_serializer=hyperwall_dot_netsec_dot_v1_dot_security__pb2.ReloadReply.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -132,6 +167,60 @@ class SecurityService:
             '/hyperwall.netsec.v1.SecurityService/StreamEvents',
             hyperwall_dot_netsec_dot_v1_dot_security__pb2.StreamEventsRequest.SerializeToString,
             hyperwall_dot_netsec_dot_v1_dot_security__pb2.EveRecord.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hyperwall.netsec.v1.SecurityService/GetStats',
+            hyperwall_dot_netsec_dot_v1_dot_security__pb2.GetStatsRequest.SerializeToString,
+            hyperwall_dot_netsec_dot_v1_dot_security__pb2.Stats.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Reload(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hyperwall.netsec.v1.SecurityService/Reload',
+            hyperwall_dot_netsec_dot_v1_dot_security__pb2.ReloadRequest.SerializeToString,
+            hyperwall_dot_netsec_dot_v1_dot_security__pb2.ReloadReply.FromString,
             options,
             channel_credentials,
             insecure,
