@@ -67,7 +67,8 @@ def first_a(reply: bytes, tid: int) -> str | None:
     return None
 
 
-async def resolve(name: str, server: str, timeout: float = TIMEOUT) -> str | None:
+async def resolve(name: str, server: str, timeout: float = TIMEOUT,
+                  port: int = 53) -> str | None:
     """Ask `server` over UDP; None when the name does not resolve or nobody answers."""
     tid = random.randrange(1 << 16)
     loop = asyncio.get_running_loop()
@@ -78,7 +79,7 @@ async def resolve(name: str, server: str, timeout: float = TIMEOUT) -> str | Non
             if not got.done():
                 got.set_result(data)
 
-    transport, _ = await loop.create_datagram_endpoint(Proto, remote_addr=(server, 53))
+    transport, _ = await loop.create_datagram_endpoint(Proto, remote_addr=(server, port))
     try:
         transport.sendto(query(name, tid))
         return first_a(await asyncio.wait_for(got, timeout), tid)
