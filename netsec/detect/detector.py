@@ -16,6 +16,7 @@ Suricata semantics kept here:
 """
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +39,11 @@ _PROTO_NUMBERS: dict[str, tuple[int, ...]] = {
 _APP_ON_UDP = frozenset({"dns", "dhcp", "ntp", "tftp", "snmp", "sip", "quic", "krb5",
                          "ikev2", "ike", "nfs", "dcerpc", "smb"})
 _PAYLOAD = frozenset({PKT, STREAM})
+# Per-flow caches that name this detector's rules by index; a flow carried over a rule
+# reload (Engine.replace_rules) drops them, as Suricata resets a flow's detect state when
+# its de_ctx version changes. Verdicts already given ("pass", the engine's "dropped") stay.
+_RULE_CACHES = ("hdr_ts", "hdr_tc", "always", "tx")
+_GENERATIONS = itertools.count(1)   # a number, not the detector: flows must not pin it
 _INDEX_FROM = 8  # patternless rules in a group before their addresses get an index
 
 
@@ -175,6 +181,7 @@ class Detector:
     """Runs a packet's inspections against the rule set; see the module docstring."""
 
     def __init__(self, rules: Sequence[Any], prefilter: str | None = None) -> None:
+        self.generation = next(_GENERATIONS)
         self.compiled = [_Compiled(i, r) for i, r in enumerate(rules)]
         per_proto: dict[int, list[_Compiled]] = {p: [] for p in _ALL}
         for c in self.compiled:
@@ -190,8 +197,14 @@ class Detector:
         flow = None
         for ins in inspections:
             flow = ins.flow
-            if flow is not None and flow.detect_state.get("pass"):
-                return []
+            if flow is not None:
+                state = flow.detect_state
+                if state.get("detector") != self.generation:
+                    for cache in _RULE_CACHES:
+                        state.pop(cache, None)
+                    state["detector"] = self.generation
+                if state.get("pass"):
+                    return []
             work.extend(self._candidates(ins))
         if not work:
             return []
