@@ -14,7 +14,7 @@ from typing import Any
 import grpc
 
 from dom0.cli import EXIT_ERROR, EXIT_OK, Session, arg, command
-from netsec.report import build_report, parse_since
+from netsec.report import build_report, guest_address, parse_since, read_eve
 from proto.gen.hyperwall.netsec.v1 import security_pb2 as pb
 from proto.gen.hyperwall.netsec.v1 import security_pb2_grpc as pb_grpc
 
@@ -86,7 +86,10 @@ def _alerts(s: Session, args: argparse.Namespace) -> int:
 
 
 @command("report", "what sys-sec blocked and saw for one domain (the parent's view)",
-         arg("--domain", required=True, metavar="NAME"), SINCE, SOCKET)
+         arg("--domain", required=True, metavar="NAME"), SINCE, SOCKET,
+         arg("--eve", type=Path, action="append", metavar="FILE",
+             help="read these EVE logs instead of asking sys-sec (repeatable; e.g. "
+             "STATE/sys-sec/log/eve.json and dns.json)"))
 def _report(s: Session, args: argparse.Namespace) -> int:
     since = None
     if args.since:
@@ -95,12 +98,16 @@ def _report(s: Session, args: argparse.Namespace) -> int:
         except ValueError as e:
             return _fail(s, "INVALID_ARGUMENT", f"--since: {e}")
 
-    def run(stub: pb_grpc.SecurityServiceStub) -> int:
-        records = [json.loads(r.eve_json) for r in
-                   stub.StreamEvents(pb.StreamEventsRequest(domain=args.domain))]
-        ip = next((r["hyperwall"].get("guest_ip") for r in records
-                   if r.get("hyperwall", {}).get("guest_ip")), None)
-        report = build_report(records, args.domain, ip, since)
+    def show(records: list[dict[str, Any]]) -> int:
+        report = build_report(records, args.domain, guest_address(records, args.domain), since)
         s.emit(report.as_text().rstrip(), report.as_json())
         return EXIT_OK
-    return _call(s, args, run)
+
+    if args.eve:
+        try:
+            return show(read_eve(args.eve))
+        except OSError as e:
+            return _fail(s, "NOT_FOUND", f"--eve {e.filename}: {e.strerror}")
+    return _call(s, args, lambda stub: show(
+        [json.loads(r.eve_json) for r in
+         stub.StreamEvents(pb.StreamEventsRequest(domain=args.domain))]))

@@ -3,14 +3,17 @@
 Input is EVE JSON records (Suricata's `alert`, `drop`, `flow`, `dns`, `tls`, `http`
 events, plus Hyperwall's category blocks, which are `alert` events carrying a `hyperwall`
 object: `{"guest": ..., "category": ..., "site": ..., "by": "dns"|"sni"|"host"}`). Records
-are matched to the guest by its address (either end) or by `hyperwall.guest`.
+are matched to the guest by its address (either end) or by its name in the `hyperwall`
+object (`domain`, as the inline engine writes it, or `guest`, as the resolver does).
 """
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 TOP = 10
@@ -92,9 +95,35 @@ def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
 
 def _concerns(event: dict[str, Any], guest: str, ip: str | None) -> bool:
     hw = event.get("hyperwall")
-    if isinstance(hw, dict) and hw.get("guest") == guest:
+    if isinstance(hw, dict) and guest in (hw.get("domain"), hw.get("guest")):
         return True
     return ip is not None and ip in (event.get("src_ip"), event.get("dest_ip"))
+
+
+def guest_address(events: Iterable[dict[str, Any]], guest: str) -> str | None:
+    """The guest's address as the records that name it say (`hyperwall.guest_ip`)."""
+    for event in events:
+        hw = event.get("hyperwall") if isinstance(event, dict) else None
+        if isinstance(hw, dict) and guest in (hw.get("domain"), hw.get("guest")) and \
+                hw.get("guest_ip"):
+            return str(hw["guest_ip"])
+    return None
+
+
+def read_eve(paths: Iterable[Path]) -> list[dict[str, Any]]:
+    """The records of EVE JSON files (one object a line); a torn or foreign line is skipped,
+    as Suricata's consumers do. A file that cannot be read raises OSError naming it."""
+    records: list[dict[str, Any]] = []
+    for path in paths:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(record, dict):
+                    records.append(record)
+    return records
 
 
 def build_report(events: Iterable[dict[str, Any]], guest: str, ip: str | None,
