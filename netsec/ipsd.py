@@ -9,8 +9,9 @@ traffic to. Runs inside sys-sec.
 Every queued packet (an IP packet: NFQUEUE gives no link layer) goes through the same
 decoder, flow table and detector as `hyperwall-ids -r`, in IPS mode: drop and reject rules
 drop the packet and the rest of its flow before any guest sees it (reject also answers with
-TCP RSTs or ICMP unreachable, netsec/reject.py). A TCP flow whose two directions are both
-past the reassembly depth is handed back to the kernel (connmark bypass), so bulk transfers
+TCP RSTs or ICMP unreachable, netsec/reject.py). A TCP flow with a direction past the
+reassembly depth is handed back to the kernel (connmark bypass, as Suricata's
+stream.bypass), so bulk transfers
 stop costing the engine; so is a flow to a destination judged clean (--clean, or the
 `bypass` list of -c's file). EVE goes to LOGDIR/eve.json, each record naming the guest it
 concerns (`hyperwall.domain`, from the --domains map that sys-sec's controller keeps and
@@ -349,10 +350,11 @@ class Ipsd:
 
 
 def _past_depth(flow: Any) -> bool:
-    # Past the depth both ways: the engine would see nothing more of this flow.
-    streams = flow.streams
-    return streams[0] is not None and streams[1] is not None and \
-        streams[0].past_depth and streams[1].past_depth
+    # As Suricata's stream.bypass: once one direction is past the depth the engine sees
+    # nothing more of it, and a bulk transfer (a download, an upload) is one-way, so
+    # waiting for both directions would never hand it to the kernel. The price, as in
+    # Suricata: the other direction is not inspected after that either.
+    return any(s is not None and s.past_depth for s in flow.streams)
 
 
 class StatsSocket:
@@ -440,8 +442,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="NAME=VALUE",
                    help="stream.reassembly.depth=N (default 1mb), stream.inline=yes, ...")
     p.add_argument("--bypass-after-depth", action=argparse.BooleanOptionalAction,
-                   default=True, help="hand a TCP flow to the kernel once both directions "
-                   "are past the depth (default: yes)")
+                   default=True, help="hand a TCP flow to the kernel once a direction is "
+                   "past the depth (default: yes)")
     p.add_argument("--stats-interval", type=float, default=STATS_INTERVAL, metavar="S",
                    help=f"seconds between EVE stats records (default {STATS_INTERVAL:g})")
     return p.parse_args(argv)

@@ -55,11 +55,12 @@ def test_a_drop_rule_drops_the_packet_and_the_rest_of_its_flow_and_names_the_gue
     assert alerts[0]["hyperwall"] == {"domain": "family", "guest": "family", "guest_ip": GUEST}
 
 
-def test_a_flow_past_the_depth_both_ways_is_bypassed(tmp_path: Path) -> None:
+def test_a_download_past_the_depth_is_bypassed(tmp_path: Path) -> None:
     engine = ipsd(tmp_path, depth=100)
-    verdicts = [engine.decide(p) for p in flow([(True, b"a" * 150), (False, b"b" * 150),
-                                                (False, b"c" * 10)])]
-    assert verdicts[-1] is Verdict.BYPASS and Verdict.BYPASS not in verdicts[:4]
+    verdicts = [engine.decide(p) for p in flow([(True, b"GET /"), (False, b"b" * 60),
+                                                (False, b"c" * 60), (False, b"d" * 10)])]
+    assert verdicts[:5] == [Verdict.ACCEPT] * 5
+    assert verdicts[5:] == [Verdict.BYPASS] * 2
 
 
 def test_a_destination_judged_clean_is_bypassed_at_once(tmp_path: Path) -> None:
@@ -186,6 +187,6 @@ def test_stats_count_the_inline_decisions(tmp_path: Path) -> None:
         engine.decide(p)
     engine.decide(b"\x45junk")
     stats = engine.stats()
-    assert (stats["packets"], stats["bypassed_depth"], stats["undecodable"]) == (6, 2, 1)
+    assert (stats["packets"], stats["bypassed_depth"], stats["undecodable"]) == (6, 3, 1)
     event = engine.stats_event({"accepted": 5})
-    assert event["event_type"] == "stats" and event["stats"]["ips"]["bypassed"] == 2
+    assert event["event_type"] == "stats" and event["stats"]["ips"]["bypassed"] == 3
