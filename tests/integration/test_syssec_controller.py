@@ -186,6 +186,14 @@ async def test_a_filtered_guest_gets_the_sinkhole_and_no_other_resolver(world: W
         {"guest": "family", "guest_ip": ip(FAMILY), "category": "adult",
          "site": "blocked.example", "by": "dns"}]
     assert all(b["event_type"] == "alert" for b in blocks)
+    # What the parent sees of it, from the same log.
+    report = subprocess.run([sys.executable, "-m", "dom0.cli", "--json", "report", "--domain",
+                             "family", "--eve", str(world.state / "log" / "dns.json")],
+                            capture_output=True, text=True, timeout=30)
+    assert report.returncode == 0, report.stderr
+    assert json.loads(report.stdout)["blocked"] == [
+        {"category": "adult", "requests": 2,
+         "sites": [{"site": "blocked.example", "requests": 2}]}]
 
 
 async def test_the_engine_gets_the_domains_map_and_the_category_rules(world: World) -> None:

@@ -1,0 +1,62 @@
+"""The controller and an engine it did not start (--ipsd-pidfile): it signals the pid in the
+pidfile when rules change, and says the engine is gone when that pid is not alive."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from netsec.syssec import Controller, Launch, Settings
+
+# Stands in for hyperwall-ipsd: says ready once its SIGHUP handler is set, "hup" per SIGHUP.
+ENGINE = """
+import signal, sys, time
+signal.signal(signal.SIGHUP, lambda *_: print("hup", flush=True))
+print("ready", flush=True)
+time.sleep(30)
+"""
+
+
+@pytest.fixture
+def engine() -> Iterator[subprocess.Popen[str]]:
+    proc = subprocess.Popen([sys.executable, "-c", ENGINE], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+def controller(tmp_path: Path, pidfile: Path) -> Controller:
+    launch = Launch.defaults(tmp_path)
+    return Controller(None, tmp_path, Settings(),
+                      Launch(launch.lists, launch.rules_dir, ipsd_pidfile=pidfile))
+
+
+def test_rules_changes_reach_an_engine_run_elsewhere(
+        tmp_path: Path, engine: subprocess.Popen[str]) -> None:
+    pidfile = tmp_path / "ipsd.pid"
+    pidfile.write_text(f"{engine.pid}\n")
+    ctl = controller(tmp_path, pidfile)
+    assert ctl.engine_state() == "running"
+    ctl.reload_ipsd()
+    ctl.reload_content()
+    assert engine.stdout is not None
+    assert [engine.stdout.readline(), engine.stdout.readline()] == ["hup\n", "hup\n"]
+
+
+def test_a_stale_or_garbled_pidfile_is_an_engine_that_is_not_there(
+        tmp_path: Path, engine: subprocess.Popen[str]) -> None:
+    pidfile = tmp_path / "ipsd.pid"
+    engine.kill()
+    engine.wait()
+    for text in (f"{engine.pid}\n", "not a pid\n"):
+        pidfile.write_text(text)
+        ctl = controller(tmp_path, pidfile)
+        assert ctl.engine_state() == "restarting"
+        ctl.reload_ipsd()   # nothing to signal: logged, not raised
+        # A bundle swapped in must not count as applied when no engine took it.
+        with pytest.raises(OSError, match="not running"):
+            ctl.reload_content()
