@@ -50,8 +50,8 @@ def _provider(s: Session, args: argparse.Namespace) -> int:
             if not args.name or not args.bundle_key:
                 return _error(s, "enroll needs --name and at least one --bundle-key")
             keys = [_read(k, "--bundle-key") or b"" for k in args.bundle_key]
-            trust.enroll(args.name, keys, ca_pem=_read(args.ca, "--ca"),
-                         threshold=args.threshold, root_json=_read(args.root, "--root"))
+            trust.enroll(_read(args.root, "--root"), keys, _read(args.ca, "--ca"),
+                         provider=args.name, threshold=args.threshold)
             state = trust.update(share_alerts=args.share_alerts)
         elif args.action == "revoke":
             state = trust.revoke()

@@ -1,27 +1,40 @@
-"""The owner's trust in a provider, kept in sys-sec's folder (`provider/`): the keys that
-may sign bundles, how many must (threshold), the provider CA for its channel, the highest
-bundle version applied, what the owner shares, and whether the provider is cut off.
+"""The owner's trust in a provider, kept in sys-sec's folder (`provider/`): the provider's
+TUF root (`root.json`, where the subscription starts), the keys that may sign bundles
+(`keys/<key id>.pub`) and how many must (threshold), the provider CA for its channel
+(`ca.pem`), the highest bundle version applied, what the owner shares, and whether the
+provider is cut off (`state.json`).
 
-Every write is atomic (a temporary file renamed over the old one), so a crash leaves the
-old trust or the new one, never half of either.
+Every file is written atomically (temporary file, fsync, rename, fsync of the folder), and
+`state.json` is written last and names the keys in force: a crash during an enrollment
+leaves the old key set or the new one, never a mix. Everything given to `enroll` is checked
+before the first byte is written, so bad input changes nothing.
 """
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from cryptography.hazmat.primitives.serialization import (
+    Encoding,
+    PublicFormat,
+    load_pem_public_key,
+)
 from cryptography.x509 import load_pem_x509_certificate
 
-from netsec.bundle import key_id
+from netsec.bundle import TrustedKeys, key_id
+
+DEFAULT_DIR = Path("/var/lib/hyperwall/sys-sec/provider")
+ENV_DIR = "HYPERWALL_PROVIDER_DIR"
+MAX_INPUT = 1 << 20     # a root, key or certificate bigger than this is not one
 
 
 class TrustError(ValueError):
-    pass
+    """Input the trust store refuses, or a store it cannot read; the message says which."""
 
 
 @dataclass
@@ -30,28 +43,78 @@ class TrustState:
     enrolled: bool = False
     revoked: bool = False
     threshold: int = 1
+    keys: list[str] = field(default_factory=list)    # key ids of keys/<id>.pub in force
     last_version: int = 0
     share_alerts: bool = False
     disabled_sids: list[int] = field(default_factory=list)
 
 
+_TYPES: dict[str, type | tuple[type, ...]] = {
+    "provider": str, "enrolled": bool, "revoked": bool, "threshold": int, "keys": list,
+    "last_version": int, "share_alerts": bool, "disabled_sids": list}
+
+
+def default_dir() -> Path:
+    """$HYPERWALL_PROVIDER_DIR, else sys-sec's folder on the host."""
+    return Path(os.environ.get(ENV_DIR) or DEFAULT_DIR)
+
+
 def read_public_key(pem: bytes, where: str) -> Ed25519PublicKey:
     try:
         key = load_pem_public_key(pem)
-    except ValueError as e:
-        raise TrustError(f"{where}: not a public key: {e}") from None
+    except (ValueError, TypeError) as e:
+        raise TrustError(f"{where}: not a PEM public key ({e})") from None
     if not isinstance(key, Ed25519PublicKey):
-        raise TrustError(f"{where}: not an Ed25519 public key")
+        raise TrustError(f"{where}: a {type(key).__name__.removeprefix('_')}, but bundles are "
+                         "signed with Ed25519 keys")
     return key
 
 
+def _pem(key: Ed25519PublicKey) -> bytes:
+    return key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+
+
+def root_targets_keys(root_json: bytes) -> tuple[list[Ed25519PublicKey], int]:
+    """Check that `root_json` is TUF root metadata signed by its own root keys; return the
+    Ed25519 keys of its targets role and that role's threshold. The provider signs bundles
+    with its targets key, so enrolling the root alone pins the bundle keys too."""
+    from tuf.api.exceptions import UnsignedMetadataError
+    from tuf.api.metadata import Metadata, Root
+    try:
+        md = Metadata[Root].from_bytes(root_json)
+        if not isinstance(md.signed, Root):
+            raise TrustError(f"root.json: {md.signed.type} metadata, not root")
+        md.signed.verify_delegate(Root.type, md.signed_bytes, md.signatures)
+    except TrustError:
+        raise
+    except UnsignedMetadataError as e:
+        raise TrustError(f"root.json: not signed by its own root keys ({e})") from None
+    except Exception as e:   # tuf raises many kinds for malformed input; all mean "not a root"
+        raise TrustError(f"root.json: not TUF root metadata ({type(e).__name__}: {e})") \
+            from None
+    role = md.signed.get_delegated_role("targets")
+    keys = []
+    for kid in role.keyids:
+        tuf_key = md.signed.keys[kid]
+        if tuf_key.keytype == "ed25519" and "public" in tuf_key.keyval:
+            keys.append(Ed25519PublicKey.from_public_bytes(
+                bytes.fromhex(tuf_key.keyval["public"])))
+    return keys, role.threshold
+
+
 class TrustStore:
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path if path is not None else default_dir()
 
     @property
     def state_file(self) -> Path:
         return self.path / "state.json"
+
+    @property
+    def root_file(self) -> Path:
+        return self.path / "root.json"
+
+    # -- reading ---------------------------------------------------------------------------
 
     def load(self) -> TrustState:
         try:
@@ -59,64 +122,110 @@ class TrustStore:
         except FileNotFoundError:
             return TrustState()
         except (OSError, ValueError) as e:
-            raise TrustError(f"{self.state_file}: {e}") from None
-        known = {k: v for k, v in raw.items() if k in TrustState.__dataclass_fields__}
+            raise TrustError(f"{self.state_file}: unreadable ({e})") from None
+        if not isinstance(raw, dict):
+            raise TrustError(f"{self.state_file}: not a JSON object")
+        known = {}
+        for f in fields(TrustState):
+            if f.name in raw:
+                if not isinstance(raw[f.name], _TYPES[f.name]):
+                    raise TrustError(f"{self.state_file}: {f.name} has the wrong type")
+                known[f.name] = raw[f.name]
         return TrustState(**known)
+
+    @property
+    def last_version(self) -> int:
+        return self.load().last_version
+
+    def is_revoked(self) -> bool:
+        return self.load().revoked
+
+    def trusted_keys(self) -> TrustedKeys:
+        """The enrolled bundle keys; none at all when nothing is enrolled or it is revoked."""
+        state = self.load()
+        if not state.enrolled or state.revoked:
+            return TrustedKeys({}, max(state.threshold, 1))
+        keys = {}
+        for kid in state.keys:
+            path = self.path / "keys" / f"{kid}.pub"
+            try:
+                keys[kid] = read_public_key(path.read_bytes(), str(path))
+            except OSError as e:
+                raise TrustError(f"{path}: {e.strerror}") from None
+        return TrustedKeys(keys, state.threshold)
+
+    def provider_ca(self) -> bytes | None:
+        ca = self.path / "ca.pem"
+        return ca.read_bytes() if ca.exists() else None
+
+    def root_json(self) -> bytes | None:
+        return self.root_file.read_bytes() if self.root_file.exists() else None
+
+    # -- changing --------------------------------------------------------------------------
 
     def save(self, state: TrustState) -> None:
         self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
         _atomic(self.state_file, json.dumps(asdict(state), indent=1).encode())
 
-    def enroll(self, provider: str, keys: list[bytes], *, ca_pem: bytes | None = None,
-               threshold: int = 1, root_json: bytes | None = None) -> TrustState:
-        """Trust `keys` (PEM) for `provider`; everything is checked before anything changes."""
-        parsed = [read_public_key(k, f"key {i + 1}") for i, k in enumerate(keys)]
-        if not parsed:
-            raise TrustError("no bundle-signing key given")
-        if not 1 <= threshold <= len(parsed):
-            raise TrustError(f"threshold {threshold} with {len(parsed)} key(s)")
+    def enroll(self, root_json: bytes | None, bundle_keys: Sequence[bytes] = (),
+               ca_pem: bytes | None = None, *, provider: str = "",
+               threshold: int | None = None) -> TrustState:
+        """Trust a provider: its TUF root, its bundle keys (PEM; taken from the root's
+        targets role when none are given) and its channel CA. Replaces any earlier
+        enrollment whole and lifts a revocation. The applied version is kept when the
+        bundle keys stay the same (no rollback through a re-enrollment) and starts over
+        for new keys (another provider numbers its bundles its own way)."""
+        for what, blob in (("root.json", root_json), ("provider CA", ca_pem),
+                           *((f"bundle key {i + 1}", k) for i, k in enumerate(bundle_keys))):
+            if blob is not None and len(blob) > MAX_INPUT:
+                raise TrustError(f"{what}: {len(blob)} bytes, too big to be one")
+        keys = [read_public_key(k, f"bundle key {i + 1}") for i, k in enumerate(bundle_keys)]
+        root_threshold = 1
+        if root_json is not None:
+            from_root, root_threshold = root_targets_keys(root_json)
+            if not keys:
+                keys = from_root
+                if not keys:
+                    raise TrustError("root.json: its targets role has no Ed25519 key; give "
+                                     "the bundle key with --bundle-key")
+        if not keys:
+            raise TrustError("no bundle-signing key: give the provider's root.json or a key")
+        ids = sorted({key_id(k): k for k in keys})
+        threshold = threshold if threshold is not None else \
+            (root_threshold if not bundle_keys else 1)
+        if not 1 <= threshold <= len(ids):
+            raise TrustError(f"threshold {threshold} cannot be met by {len(ids)} key(s)")
         if ca_pem is not None:
             try:
                 load_pem_x509_certificate(ca_pem)
             except ValueError as e:
-                raise TrustError(f"provider CA: not a PEM certificate: {e}") from None
-        if root_json is not None:
-            try:
-                root = json.loads(root_json)
-                assert root["signed"]["_type"] == "root"
-            except (ValueError, KeyError, TypeError, AssertionError):
-                raise TrustError("root.json: not TUF root metadata") from None
+                raise TrustError(f"provider CA: not a PEM certificate ({e})") from None
+        before = self.load()
+        # Checked; now written, state.json last (it names the keys in force).
         keys_dir = self.path / "keys"
-        keys_dir.mkdir(parents=True, exist_ok=True)
-        for old in keys_dir.glob("*.pub"):
-            old.unlink()
-        for pem, key in zip(keys, parsed, strict=True):
-            _atomic(keys_dir / f"{key_id(key)}.pub", pem)
+        keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        for k in keys:
+            _atomic(keys_dir / f"{key_id(k)}.pub", _pem(k))
         for name, content in (("ca.pem", ca_pem), ("root.json", root_json)):
             if content is not None:
                 _atomic(self.path / name, content)
-        state = self.load()
-        state = TrustState(provider=provider, enrolled=True, threshold=threshold,
-                           last_version=state.last_version, share_alerts=state.share_alerts)
+            else:   # a new enrollment replaces the old one whole: no stale CA or root
+                (self.path / name).unlink(missing_ok=True)
+        same_keys = before.enrolled and sorted(before.keys) == ids
+        state = TrustState(provider=provider or (before.provider if same_keys else ""),
+                           enrolled=True, threshold=threshold, keys=ids,
+                           last_version=before.last_version if same_keys else 0,
+                           share_alerts=before.share_alerts)
         self.save(state)
+        for stale in keys_dir.glob("*.pub"):
+            if stale.stem not in ids:
+                stale.unlink()
         return state
 
     def revoke(self) -> TrustState:
-        state = self.load()
-        state.revoked = True
-        self.save(state)
-        return state
-
-    def trusted_keys(self) -> dict[str, Ed25519PublicKey]:
-        state = self.load()
-        if not state.enrolled or state.revoked:
-            return {}
-        return {p.stem: read_public_key(p.read_bytes(), str(p))
-                for p in sorted((self.path / "keys").glob("*.pub"))}
-
-    def provider_ca(self) -> bytes | None:
-        ca = self.path / "ca.pem"
-        return ca.read_bytes() if ca.exists() else None
+        """Cut the provider off: no bundle of it applies and its channel refuses it, until
+        the owner enrolls again."""
+        return self.update(revoked=True)
 
     def record_applied(self, version: int) -> None:
         state = self.load()
@@ -126,6 +235,8 @@ class TrustStore:
     def update(self, **changes: Any) -> TrustState:
         state = self.load()
         for k, v in changes.items():
+            if k not in _TYPES or not isinstance(v, _TYPES[k]):
+                raise TrustError(f"trust setting {k}={v!r} unknown or of the wrong type")
             setattr(state, k, v)
         self.save(state)
         return state
@@ -138,3 +249,9 @@ def _atomic(path: Path, content: bytes) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+    # The rename is durable only once the folder holding it is on disk.
+    fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

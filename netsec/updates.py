@@ -1,13 +1,16 @@
 """Applying a provider's bundle in sys-sec: verify, stage, self-test, swap, and roll back on
-failure. A refused bundle changes nothing and leaves an event saying why.
+failure. A refused bundle changes nothing (symlinks, trust store, running rules) and leaves
+an event saying why.
 
     bundles/<version>/     each applied bundle's files, as shipped
     bundles/current        -> the one in force (the engine loads bundles/current/rules,
     bundles/previous       -> the one before     the resolver bundles/current/lists)
-    bundles/events.jsonl   one line per apply or refusal
+    bundles/events.jsonl   one JSON line per apply or refusal
 
-The swap is one rename of a symlink; the running engine then reloads its rules in place,
-keeping every flow (`hyperwall-ipsd` on SIGHUP), so an established flow loses nothing.
+A bundle's folder is written under a temporary name and renamed into place; the swap is
+one rename of a symlink; the running engine then reloads its rules in place, keeping every
+flow (`hyperwall-ipsd` on SIGHUP), so an established flow loses nothing. When the engine
+does not take the new rules, both symlinks go back and the engine reloads the old ones.
 """
 from __future__ import annotations
 
@@ -15,19 +18,22 @@ import datetime as dt
 import json
 import os
 import shutil
+import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from netsec.bundle import Bundle, BundleError, verify
-from netsec.decode import Decoder
-from netsec.engine import Engine, EngineConfig, Verdict
-from netsec.flow import FlowConfig, FlowTable
-from netsec.rules import load_rules
-from netsec.trust import TrustStore
+from netsec.staging import StagingError, build, builtin_case, bundle_cases, self_test
+from netsec.trust import TrustError, TrustStore
 
 Reload = Callable[[], None]
+EVENTS = "events.jsonl"
+# Outcome kinds: what the provider channel maps to a status code.
+APPLIED = "applied"
+INVALID = "invalid"     # the bundle itself is bad, whatever sys-sec's state
+REFUSED = "refused"     # a good bundle sys-sec will not take now (replay, expiry, revoked...)
 
 
 @dataclass(frozen=True)
@@ -35,35 +41,24 @@ class Outcome:
     applied: bool
     version: int | None
     reason: str
+    kind: str = APPLIED
+    step: str = ""          # where a refusal happened: trust, verify, stage, write, reload
+    provider: str = ""
+    source: str = ""
+    time: float = field(default_factory=time.time)
 
 
-def _benign_flow() -> list[bytes]:
-    """A plain HTTP exchange no sane rule set drops: the self-test's traffic."""
-    from scapy.layers.inet import IP, TCP  # only when a bundle is staged: it loads slowly
-    c = lambda **kw: IP(src="10.137.0.2", dst="203.0.113.10") / TCP(  # noqa: E731
-        sport=43210, dport=80, **kw)
-    s = lambda **kw: IP(src="203.0.113.10", dst="10.137.0.2") / TCP(  # noqa: E731
-        sport=80, dport=43210, **kw)
-    req = b"GET / HTTP/1.1\r\nHost: selftest.example\r\nUser-Agent: hyperwall\r\n\r\n"
-    resp = b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
-    return [bytes(p) for p in (
-        c(flags="S", seq=1), s(flags="SA", seq=100, ack=2), c(flags="A", seq=2, ack=101),
-        c(flags="PA", seq=2, ack=101) / req, s(flags="PA", seq=101, ack=2 + len(req)) / resp)]
+@dataclass(frozen=True)
+class Status:
+    version: int | None     # of bundles/current; None before the first
+    applied_at: float | None
+    previous: int | None
 
 
-def self_test(rules_dir: Path) -> str | None:
-    """None if the staged rules load and pass benign traffic; else what went wrong."""
-    ruleset = load_rules(sorted(rules_dir.glob("*.rules")))
-    if not ruleset.rules:
-        return "no rule of the bundle loads"
-    engine = Engine(ruleset.rules, FlowTable(FlowConfig(inline=True)),
-                    EngineConfig(simulate_ips=True))
-    decoder = Decoder()
-    for i, raw in enumerate(_benign_flow()):
-        pkt = decoder.decode(101, float(i), i, raw)
-        if pkt is not None and engine.process(pkt) is not Verdict.ACCEPT:
-            return f"the rules drop plain benign traffic (packet {i + 1} of the self-test)"
-    return None
+class _Refused(Exception):
+    def __init__(self, kind: str, step: str, reason: str) -> None:
+        super().__init__(reason)
+        self.kind, self.step, self.reason = kind, step, reason
 
 
 class Updater:
@@ -73,64 +68,130 @@ class Updater:
         self.bundles = bundles
         self.reload = reload
         self.clock = clock
+        # One apply at a time: a push and the subscription must not interleave their flips.
+        self._lock = threading.Lock()
         bundles.mkdir(parents=True, exist_ok=True)
 
-    def apply(self, data: bytes, source: str) -> Outcome:
-        try:
-            bundle = self._check(data)
-            staged = self._stage(bundle)
-        except BundleError as e:
-            return self._event(Outcome(False, None, str(e)), source)
-        previous = self._target("current")
-        self._point("current", staged)
-        if previous is not None:
-            self._point("previous", previous)
-        try:
-            self.reload()
-        except Exception as e:   # the engine refused the new rules: back to the old ones
-            if previous is not None:
-                self._point("current", previous)
-            else:
-                (self.bundles / "current").unlink(missing_ok=True)
-            self.reload()
-            return self._event(Outcome(False, bundle.version,
-                                       f"the engine did not take it ({e}); rolled back"), source)
-        self.trust.record_applied(bundle.version)
-        return self._event(Outcome(True, bundle.version,
-                                   f"applied bundle {bundle.version} of {bundle.provider}"),
-                           source)
+    def apply(self, data: bytes, source: str = "provider") -> Outcome:
+        with self._lock:
+            bundle: Bundle | None = None
+            try:
+                bundle = self._verify(data)
+                staged = self._stage(bundle)
+                self._swap(bundle, staged)
+            except _Refused as r:
+                return self._event(Outcome(False, bundle.version if bundle else None, r.reason,
+                                           r.kind, r.step,
+                                           bundle.provider if bundle else "", source))
+            return self._event(Outcome(True, bundle.version,
+                                       f"applied bundle {bundle.version} of {bundle.provider}",
+                                       APPLIED, "", bundle.provider, source))
 
-    def _check(self, data: bytes) -> Bundle:
-        state = self.trust.load()
-        if not state.enrolled:
-            raise BundleError("no provider is enrolled (hyperwall provider enroll)")
-        if state.revoked:
-            raise BundleError(f"provider {state.provider!r} is revoked")
-        return verify(data, self.trust.trusted_keys(), now=self.clock(),
-                      min_version=state.last_version, threshold=state.threshold)
+    def status(self) -> Status:
+        current, previous = self.bundles / "current", self._target("previous")
+        if not current.is_symlink():
+            return Status(None, None, _version(previous))
+        return Status(_version(self._target("current")), current.lstat().st_mtime,
+                      _version(previous))
+
+    def _verify(self, data: bytes) -> Bundle:
+        try:
+            state = self.trust.load()
+            if not state.enrolled:
+                raise _Refused(REFUSED, "trust",
+                               "no provider is enrolled (hyperwall provider enroll)")
+            if state.revoked:
+                raise _Refused(REFUSED, "trust", f"provider {state.provider!r} is revoked "
+                                                 "by the owner")
+            keys = self.trust.trusted_keys()
+        except TrustError as e:
+            raise _Refused(REFUSED, "trust", f"the trust store: {e}") from None
+        try:
+            return verify(data, keys, now=self.clock(), min_version=state.last_version)
+        except BundleError as e:
+            kind = REFUSED if self._intact(data, keys) else INVALID
+            raise _Refused(kind, "verify", str(e)) from None
+
+    @staticmethod
+    def _intact(data: bytes, keys: object) -> bool:
+        """Whether the bundle verifies once its age and version are left out: then it was
+        refused for sys-sec's state (expired now, not newer than what is applied), not for
+        what it is."""
+        try:
+            verify(data, keys, now=dt.datetime.min.replace(tzinfo=dt.UTC),  # type: ignore[arg-type]
+                   min_version=0)
+        except BundleError:
+            return False
+        return True
 
     def _stage(self, bundle: Bundle) -> Path:
+        """The bundle's files under a temporary folder, its rules staged and self-tested,
+        then renamed to bundles/<version>."""
         final = self.bundles / str(bundle.version)
+        if final in (self._target("current"), self._target("previous")):
+            raise _Refused(REFUSED, "stage", f"{final} is in use (the trust store's applied "
+                                             "version is behind the bundles folder)")
         staging = self.bundles / f".staging-{bundle.version}-{os.getpid()}"
-        shutil.rmtree(staging, ignore_errors=True)
         try:
-            for name, content in bundle.files.items():
-                path = staging / name
-                path.parent.mkdir(parents=True, exist_ok=True)
-                path.write_bytes(content)
-            (staging / "rules").mkdir(exist_ok=True)
-            failed = self_test(staging / "rules")
-            if failed:
-                raise BundleError(f"self-test failed: {failed}")
-            shutil.rmtree(final, ignore_errors=True)
-            staging.rename(final)
+            shutil.rmtree(staging, ignore_errors=True)
+            try:
+                for name, content in bundle.files.items():
+                    path = staging / name
+                    path.parent.mkdir(parents=True, exist_ok=True)
+                    path.write_bytes(content)
+                (staging / "rules").mkdir(parents=True, exist_ok=True)
+            except OSError as e:
+                raise _Refused(REFUSED, "write", f"cannot write the bundle: {e}") from None
+            try:
+                disabled = frozenset(self.trust.load().disabled_sids)
+                staged = build(bundle.version, staging / "rules", disabled=disabled)
+                self_test(staged, [builtin_case(), *bundle_cases(staging, bundle.policy)])
+            except StagingError as e:
+                raise _Refused(INVALID, "stage", str(e)) from None
+            except TrustError as e:
+                raise _Refused(REFUSED, "trust", f"the trust store: {e}") from None
+            try:
+                shutil.rmtree(final, ignore_errors=True)  # a leftover of an earlier failure
+                staging.rename(final)
+            except OSError as e:
+                raise _Refused(REFUSED, "write", f"cannot write the bundle: {e}") from None
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return final
 
+    def _swap(self, bundle: Bundle, staged: Path) -> None:
+        """Flip current (and previous) to the staged bundle, have the engine reload, record
+        the version; if any of it fails, put both links back and reload the old rules."""
+        old_current, old_previous = self._target("current"), self._target("previous")
+        try:
+            self._point("current", staged)
+            if old_current is not None:
+                self._point("previous", old_current)
+            self.reload()
+            self.trust.record_applied(bundle.version)
+        except Exception as e:  # noqa: BLE001 - whatever failed, the old bundle goes back
+            again = self._restore(old_current, old_previous)
+            shutil.rmtree(staged, ignore_errors=True)
+            raise _Refused(REFUSED, "reload", f"the engine did not take bundle "
+                                              f"{bundle.version} ({e}); rolled back{again}") \
+                from None
+
+    def _restore(self, current: Path | None, previous: Path | None) -> str:
+        """Both links as they were, and the engine reloaded on them; what went wrong again."""
+        for link, target in (("current", current), ("previous", previous)):
+            if target is None:
+                (self.bundles / link).unlink(missing_ok=True)
+            else:
+                self._point(link, target)
+        try:
+            self.reload()
+        except Exception as e:  # noqa: BLE001 - reported; the links are back regardless
+            return f"; reloading the old rules failed too ({e})"
+        return ""
+
     def _target(self, link: str) -> Path | None:
         path = self.bundles / link
-        return path.resolve() if path.is_symlink() else None
+        return self.bundles / os.readlink(path) if path.is_symlink() else None
 
     def _point(self, link: str, target: Path) -> None:
         tmp = self.bundles / f".{link}.tmp"
@@ -138,9 +199,16 @@ class Updater:
         tmp.symlink_to(target.name)
         os.replace(tmp, self.bundles / link)
 
-    def _event(self, outcome: Outcome, source: str) -> Outcome:
-        with open(self.bundles / "events.jsonl", "a") as f:
-            f.write(json.dumps({"time": time.time(), "source": source,
-                                "applied": outcome.applied, "version": outcome.version,
-                                "reason": outcome.reason}) + "\n")
+    def _event(self, outcome: Outcome) -> Outcome:
+        record = {k: v for k, v in asdict(outcome).items() if v not in ("", None)
+                  or k in ("version", "reason")}
+        with open(self.bundles / EVENTS, "a") as f:
+            f.write(json.dumps(record, sort_keys=True) + "\n")
         return outcome
+
+
+def _version(path: Path | None) -> int | None:
+    try:
+        return int(path.name) if path is not None else None
+    except ValueError:
+        return None

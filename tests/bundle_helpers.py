@@ -8,7 +8,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from builder.bundle import build
-from netsec.bundle import key_id
+from netsec.bundle import TrustedKeys
 
 NOW = dt.datetime(2026, 11, 24, 12, tzinfo=dt.UTC)
 RULE = ('alert http any any -> any any (msg:"provider rule {n}"; content:"evil{n}"; '
@@ -23,8 +23,8 @@ def make(inputs: Path, version: int = 1, key: Ed25519PrivateKey = KEY, days: int
                  key=key, provider="acme", version=version, created=created, valid_days=days)
 
 
-def trusted(key: Ed25519PrivateKey = KEY) -> dict:
-    return {key_id(key.public_key()): key.public_key()}
+def trusted(key: Ed25519PrivateKey = KEY, threshold: int = 1) -> TrustedKeys:
+    return TrustedKeys.of(key.public_key(), threshold=threshold)
 
 
 def public_pem(key: Ed25519PrivateKey) -> bytes:

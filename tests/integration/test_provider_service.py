@@ -22,7 +22,7 @@ from tests.tls_helpers import ca_and_client
 async def channel_to(tmp_path: Path) -> AsyncIterator:  # type: ignore[type-arg]
     provider_ca, client_cert, client_key = ca_and_client("acme")
     trust = TrustStore(tmp_path / "provider")
-    trust.enroll("acme", [public_pem(KEY)], ca_pem=provider_ca)
+    trust.enroll(None, [public_pem(KEY)], provider_ca, provider="acme")
     reloads: list[str] = []
     updater = Updater(trust, tmp_path / "bundles", lambda: reloads.append("reload"))
     (tmp_path / "log").mkdir()

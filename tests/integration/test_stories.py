@@ -88,8 +88,8 @@ def both() -> Iterator[tuple[Platform, SimNet]]:
             now=dt.datetime.now(dt.UTC))
     # The owner enrolled the provider before the platform came up.
     TrustStore(platform.sys_sec_dir / "provider").enroll(
-        "acme", [public_pem(KEY)], ca_pem=PROVIDER_CA,
-        root_json=(repo / "metadata" / "1.root.json").read_bytes())
+        (repo / "metadata" / "1.root.json").read_bytes(), [public_pem(KEY)], PROVIDER_CA,
+        provider="acme")
     try:
         platform.start()
         up = subprocess.run([sys.executable, "-m", "dom0.cli", "--json", "up"],

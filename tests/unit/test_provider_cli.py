@@ -43,7 +43,7 @@ def test_provider_enroll_status_revoke(tmp_path: Path) -> None:
     run(tmp_path, str(BIN / "hyperwall-build"), "keygen", "-o", "p.key")
     bad = run(tmp_path, hw, "--json", "provider", "enroll", "--name", "acme",
               "--bundle-key", "p.key")
-    assert bad.returncode == 1 and "not a public key" in json.loads(bad.stdout)["error"][
+    assert bad.returncode == 1 and "not a PEM public key" in json.loads(bad.stdout)["error"][
         "message"]
     missing = run(tmp_path, hw, "provider", "enroll", "--name", "acme", "--bundle-key", "no.pub")
     assert missing.returncode == 1 and "no.pub" in missing.stdout
