@@ -11,13 +11,18 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+import socket
 import ssl
+import struct
 import sys
 from pathlib import Path
 
 from netsec.resolver import QueryError, build_answer, build_error, parse_question
 
 RCODE_NXDOMAIN = 3
+# Linux's IP_PKTINFO (the socket module names it only from Python 3.12 on).
+IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
+IN_PKTINFO = struct.Struct("=I4s4s")
 # The EICAR test string: every anti-malware product detects it; harmless by design.
 EICAR = (b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*")
 
@@ -72,7 +77,7 @@ def tls_context(cert_dir: Path) -> ssl.SSLContext:
     return default
 
 
-class Dns(asyncio.DatagramProtocol):
+class Dns:
     """Answers from the zone file, read again whenever it changed (names come and go)."""
 
     def __init__(self, zone_file: Path) -> None:
@@ -80,25 +85,51 @@ class Dns(asyncio.DatagramProtocol):
         self.mtime = 0.0
         self.zone: dict[str, str] = {}
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport
-
-    def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+    def reply(self, query: bytes) -> bytes | None:
         mtime = self.zone_file.stat().st_mtime
         if mtime != self.mtime:
             self.zone, self.mtime = json.loads(self.zone_file.read_text()), mtime
-        reply = answer(self.zone, data)
-        if reply is not None:
-            self.transport.sendto(reply, addr)  # type: ignore[attr-defined]
+        return answer(self.zone, query)
+
+
+def serve_dns(dns: Dns, port: int = 53) -> socket.socket:
+    """UDP DNS on every address of the namespace. Each reply leaves from the address its
+    query went to (IP_PKTINFO): a resolver that connect()s its socket, as glibc's does,
+    takes no answer from any other."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.IPPROTO_IP, IP_PKTINFO, 1)
+    sock.bind(("0.0.0.0", port))
+    sock.setblocking(False)
+
+    def readable() -> None:
+        try:
+            data, ancillary, _, peer = sock.recvmsg(4096, socket.CMSG_SPACE(IN_PKTINFO.size))
+        except BlockingIOError:
+            return
+        reply = dns.reply(data)
+        if reply is None:
+            return
+        # struct in_pktinfo {ifindex; spec_dst; addr}: the query's destination is `addr`,
+        # and on sending, `spec_dst` is the source to use.
+        to = [IN_PKTINFO.unpack(d[:IN_PKTINFO.size])[2] for level, kind, d in ancillary
+              if level == socket.IPPROTO_IP and kind == IP_PKTINFO]
+        source = [(socket.IPPROTO_IP, IP_PKTINFO, IN_PKTINFO.pack(0, to[0], bytes(4)))] \
+            if to else []
+        try:
+            sock.sendmsg([reply], source, 0, peer)
+        except OSError:
+            pass   # the asker is gone; nothing to tell it
+
+    asyncio.get_running_loop().add_reader(sock.fileno(), readable)
+    return sock
 
 
 async def main(zone_file: Path, cert_dir: Path) -> None:
-    loop = asyncio.get_running_loop()
-    await loop.create_datagram_endpoint(lambda: Dns(zone_file), local_addr=("0.0.0.0", 53))
-    await asyncio.start_server(http, "0.0.0.0", 80)
-    await asyncio.start_server(http, "0.0.0.0", 443, ssl=tls_context(cert_dir))
-    print("ready", flush=True)
-    await asyncio.Event().wait()
+    with serve_dns(Dns(zone_file)):
+        await asyncio.start_server(http, "0.0.0.0", 80)
+        await asyncio.start_server(http, "0.0.0.0", 443, ssl=tls_context(cert_dir))
+        print("ready", flush=True)
+        await asyncio.Event().wait()
 
 
 if __name__ == "__main__":

@@ -51,6 +51,17 @@ def test_vpn_only_without_a_tunnel_forwards_nothing() -> None:
     assert not any(r.startswith("-A HW-FORWARD") and "vif4.0" in r for r in lines)
 
 
+def test_guests_are_masqueraded_onto_the_uplink_and_the_tunnel() -> None:
+    # The corporate server admits only sys-sec's tunnel address (its peer's allowed IPs),
+    # so guests must leave through wg0 under that address, as through the uplink.
+    nat = [r for r in rules_for(Vif(4, 0, "10.137.0.5", "vpn-only")) if "MASQUERADE" in r]
+    assert nat == ["-A POSTROUTING -s 10.137.0.0/16 -o uplink0 -j MASQUERADE",
+                   "-A POSTROUTING -s 10.137.0.0/16 -o wg0 -j MASQUERADE"]
+    cfg = FirewallConfig(uplink="uplink0", gateway="10.137.255.254", vpn_iface=None)
+    assert not any("MASQUERADE" in r and "wg0" in r
+                   for r in rules_for(Vif(4, 0, "10.137.0.5", "vpn-only"), cfg=cfg))
+
+
 def test_filtered_forces_dns_and_blocks_dot_doh() -> None:
     lines = rules_for(Vif(5, 0, "10.137.0.6", "filtered"))
     assert ("-A HW-DNS -i vif5.0 -p udp --dport 53 -j DNAT --to-destination "
