@@ -3,6 +3,9 @@ mutual TLS. The client certificate must chain to the provider CA the owner enrol
 call first checks the trust store, so `hyperwall provider revoke` cuts the provider off at
 once, open connections included. Only sys-sec's content is within reach: the service has
 no call that names a domain, and bundles are verified like any other (netsec/updates.py).
+
+The check on every call is cheap: the trust store's state is re-read only when its file
+changed (the store replaces it by rename, so a new inode or mtime says so).
 """
 from __future__ import annotations
 
@@ -21,8 +24,8 @@ from cryptography.x509.oid import NameOID
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from netsec import evelog
-from netsec.trust import TrustStore
-from netsec.updates import Updater
+from netsec.trust import TrustError, TrustState, TrustStore
+from netsec.updates import INVALID, Updater
 from proto.gen.hyperwall.provider.v1 import provider_pb2 as pb
 from proto.gen.hyperwall.provider.v1 import provider_pb2_grpc as pb_grpc
 
@@ -53,33 +56,66 @@ def server_identity(folder: Path, name: str = "sys-sec") -> tuple[bytes, bytes]:
     return cert.read_bytes(), key.read_bytes()
 
 
+class TrustCache:
+    """The trust store's state, re-read only when its file is another one than last time."""
+
+    def __init__(self, trust: TrustStore) -> None:
+        self.trust = trust
+        self._stamp: tuple[int, int, int] | None = None
+        self._state = TrustState()
+
+    def state(self) -> TrustState:
+        try:
+            st = self.trust.state_file.stat()
+            stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+        except FileNotFoundError:
+            stamp = None
+        if stamp is None or stamp != self._stamp:
+            # A store that cannot be read admits nobody (TrustError goes to the caller).
+            self._state = self.trust.load()
+            self._stamp = stamp
+        return self._state
+
+
 class ProviderServicer(pb_grpc.ProviderServiceServicer):
     def __init__(self, trust: TrustStore, updater: Updater, log_dir: Path,
                  engine_state: Callable[[], str], rules_changed: Callable[[], None]) -> None:
         self.trust = trust
+        self.cache = TrustCache(trust)
         self.updater = updater
         self.log_dir = log_dir
         self.engine_state = engine_state
         self.rules_changed = rules_changed
 
-    async def _admit(self, context: grpc.aio.ServicerContext) -> None:
-        state = self.trust.load()
+    async def _admit(self, context: grpc.aio.ServicerContext) -> TrustState:
+        try:
+            state = self.cache.state()
+        except TrustError as e:
+            log.error("provider refused: %s", e)
+            await context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                                "sys-sec cannot read the owner's trust in this provider")
         if not state.enrolled or state.revoked:
             why = "revoked by the owner" if state.revoked else "not enrolled"
             await context.abort(grpc.StatusCode.PERMISSION_DENIED, f"this provider is {why}")
+        return state
 
     async def GetStatus(self, request: pb.GetStatusRequest,
                         context: grpc.aio.ServicerContext) -> pb.GetStatusResponse:
-        await self._admit(context)
-        state = self.trust.load()
-        return pb.GetStatusResponse(provider=state.provider, bundle_version=state.last_version,
-                                    engine=self.engine_state(),
-                                    disabled_sids=sorted(state.disabled_sids))
+        state = await self._admit(context)
+        status = self.updater.status()
+        reply = pb.GetStatusResponse(provider=state.provider,
+                                     bundle_version=status.version or 0,
+                                     previous_version=status.previous or 0,
+                                     engine=self.engine_state(),
+                                     disabled_sids=sorted(state.disabled_sids))
+        if status.applied_at is not None:
+            reply.applied_at.FromNanoseconds(int(status.applied_at * 1e9))
+        return reply
 
     async def GetAlertSummary(self, request: pb.GetAlertSummaryRequest,
                               context: grpc.aio.ServicerContext) -> pb.GetAlertSummaryResponse:
-        await self._admit(context)
-        if not self.trust.load().share_alerts:
+        state = await self._admit(context)
+        if not state.share_alerts:
             await context.abort(grpc.StatusCode.PERMISSION_DENIED,
                                 "the owner has not shared alerts with this provider")
         counts: Counter[tuple[int, str]] = Counter()
@@ -96,8 +132,10 @@ class ProviderServicer(pb_grpc.ProviderServiceServicer):
         await self._admit(context)
         outcome = await asyncio.to_thread(self.updater.apply, request.bundle, "provider push")
         if not outcome.applied:
-            log.warning("bundle refused: %s", outcome.reason)
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, outcome.reason)
+            log.warning("bundle refused at %s: %s", outcome.step, outcome.reason)
+            code = (grpc.StatusCode.INVALID_ARGUMENT if outcome.kind == INVALID
+                    else grpc.StatusCode.FAILED_PRECONDITION)
+            await context.abort(code, outcome.reason)
         log.info("%s", outcome.reason)
         return pb.PushBundleResponse(applied_version=outcome.version or 0,
                                      message=outcome.reason)
@@ -110,7 +148,14 @@ class ProviderServicer(pb_grpc.ProviderServiceServicer):
         disabled = set(self.trust.load().disabled_sids)
         (disabled.discard if request.enabled else disabled.add)(request.sid)
         self.trust.update(disabled_sids=sorted(disabled))
-        self.rules_changed()
+        try:
+            self.rules_changed()
+        except Exception as e:  # noqa: BLE001 - kept; the engine takes it at its next load
+            what = f"sid {request.sid} {'enabled' if request.enabled else 'disabled'}"
+            log.warning("%s, but the engine did not reload now: %s", what, e)
+            await context.abort(grpc.StatusCode.UNAVAILABLE,
+                                f"{what} from the next load on; the engine did not reload "
+                                f"now: {e}")
         return pb.SetRuleEnabledResponse()
 
 

@@ -22,33 +22,34 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$hyperwall/provider/v1/provider.proto\x12\x15hyperwall.provider.v1\"\x12\n\x10GetStatusRequest\"d\n\x11GetStatusResponse\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\x16\n\x0e\x62undle_version\x18\x02 \x01(\x04\x12\x0e\n\x06\x65ngine\x18\x03 \x01(\t\x12\x15\n\rdisabled_sids\x18\x04 \x03(\r\"\x18\n\x16GetAlertSummaryRequest\"D\n\nAlertCount\x12\x14\n\x0csignature_id\x18\x01 \x01(\r\x12\x11\n\tsignature\x18\x02 \x01(\t\x12\r\n\x05\x63ount\x18\x03 \x01(\x04\"L\n\x17GetAlertSummaryResponse\x12\x31\n\x06\x61lerts\x18\x01 \x03(\x0b\x32!.hyperwall.provider.v1.AlertCount\"#\n\x11PushBundleRequest\x12\x0e\n\x06\x62undle\x18\x01 \x01(\x0c\">\n\x12PushBundleResponse\x12\x17\n\x0f\x61pplied_version\x18\x01 \x01(\x04\x12\x0f\n\x07message\x18\x02 \x01(\t\"5\n\x15SetRuleEnabledRequest\x12\x0b\n\x03sid\x18\x01 \x01(\r\x12\x0f\n\x07\x65nabled\x18\x02 \x01(\x08\"\x18\n\x16SetRuleEnabledResponse2\xb5\x03\n\x0fProviderService\x12^\n\tGetStatus\x12\'.hyperwall.provider.v1.GetStatusRequest\x1a(.hyperwall.provider.v1.GetStatusResponse\x12p\n\x0fGetAlertSummary\x12-.hyperwall.provider.v1.GetAlertSummaryRequest\x1a..hyperwall.provider.v1.GetAlertSummaryResponse\x12\x61\n\nPushBundle\x12(.hyperwall.provider.v1.PushBundleRequest\x1a).hyperwall.provider.v1.PushBundleResponse\x12m\n\x0eSetRuleEnabled\x12,.hyperwall.provider.v1.SetRuleEnabledRequest\x1a-.hyperwall.provider.v1.SetRuleEnabledResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$hyperwall/provider/v1/provider.proto\x12\x15hyperwall.provider.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x12\n\x10GetStatusRequest\"\xae\x01\n\x11GetStatusResponse\x12\x10\n\x08provider\x18\x01 \x01(\t\x12\x16\n\x0e\x62undle_version\x18\x02 \x01(\x04\x12\x0e\n\x06\x65ngine\x18\x03 \x01(\t\x12\x15\n\rdisabled_sids\x18\x04 \x03(\r\x12.\n\napplied_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x18\n\x10previous_version\x18\x06 \x01(\x04\"\x18\n\x16GetAlertSummaryRequest\"D\n\nAlertCount\x12\x14\n\x0csignature_id\x18\x01 \x01(\r\x12\x11\n\tsignature\x18\x02 \x01(\t\x12\r\n\x05\x63ount\x18\x03 \x01(\x04\"L\n\x17GetAlertSummaryResponse\x12\x31\n\x06\x61lerts\x18\x01 \x03(\x0b\x32!.hyperwall.provider.v1.AlertCount\"#\n\x11PushBundleRequest\x12\x0e\n\x06\x62undle\x18\x01 \x01(\x0c\">\n\x12PushBundleResponse\x12\x17\n\x0f\x61pplied_version\x18\x01 \x01(\x04\x12\x0f\n\x07message\x18\x02 \x01(\t\"5\n\x15SetRuleEnabledRequest\x12\x0b\n\x03sid\x18\x01 \x01(\r\x12\x0f\n\x07\x65nabled\x18\x02 \x01(\x08\"\x18\n\x16SetRuleEnabledResponse2\xb5\x03\n\x0fProviderService\x12^\n\tGetStatus\x12\'.hyperwall.provider.v1.GetStatusRequest\x1a(.hyperwall.provider.v1.GetStatusResponse\x12p\n\x0fGetAlertSummary\x12-.hyperwall.provider.v1.GetAlertSummaryRequest\x1a..hyperwall.provider.v1.GetAlertSummaryResponse\x12\x61\n\nPushBundle\x12(.hyperwall.provider.v1.PushBundleRequest\x1a).hyperwall.provider.v1.PushBundleResponse\x12m\n\x0eSetRuleEnabled\x12,.hyperwall.provider.v1.SetRuleEnabledRequest\x1a-.hyperwall.provider.v1.SetRuleEnabledResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'hyperwall.provider.v1.provider_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_GETSTATUSREQUEST']._serialized_start=63
-  _globals['_GETSTATUSREQUEST']._serialized_end=81
-  _globals['_GETSTATUSRESPONSE']._serialized_start=83
-  _globals['_GETSTATUSRESPONSE']._serialized_end=183
-  _globals['_GETALERTSUMMARYREQUEST']._serialized_start=185
-  _globals['_GETALERTSUMMARYREQUEST']._serialized_end=209
-  _globals['_ALERTCOUNT']._serialized_start=211
-  _globals['_ALERTCOUNT']._serialized_end=279
-  _globals['_GETALERTSUMMARYRESPONSE']._serialized_start=281
-  _globals['_GETALERTSUMMARYRESPONSE']._serialized_end=357
-  _globals['_PUSHBUNDLEREQUEST']._serialized_start=359
-  _globals['_PUSHBUNDLEREQUEST']._serialized_end=394
-  _globals['_PUSHBUNDLERESPONSE']._serialized_start=396
-  _globals['_PUSHBUNDLERESPONSE']._serialized_end=458
-  _globals['_SETRULEENABLEDREQUEST']._serialized_start=460
-  _globals['_SETRULEENABLEDREQUEST']._serialized_end=513
-  _globals['_SETRULEENABLEDRESPONSE']._serialized_start=515
-  _globals['_SETRULEENABLEDRESPONSE']._serialized_end=539
-  _globals['_PROVIDERSERVICE']._serialized_start=542
-  _globals['_PROVIDERSERVICE']._serialized_end=979
+  _globals['_GETSTATUSREQUEST']._serialized_start=96
+  _globals['_GETSTATUSREQUEST']._serialized_end=114
+  _globals['_GETSTATUSRESPONSE']._serialized_start=117
+  _globals['_GETSTATUSRESPONSE']._serialized_end=291
+  _globals['_GETALERTSUMMARYREQUEST']._serialized_start=293
+  _globals['_GETALERTSUMMARYREQUEST']._serialized_end=317
+  _globals['_ALERTCOUNT']._serialized_start=319
+  _globals['_ALERTCOUNT']._serialized_end=387
+  _globals['_GETALERTSUMMARYRESPONSE']._serialized_start=389
+  _globals['_GETALERTSUMMARYRESPONSE']._serialized_end=465
+  _globals['_PUSHBUNDLEREQUEST']._serialized_start=467
+  _globals['_PUSHBUNDLEREQUEST']._serialized_end=502
+  _globals['_PUSHBUNDLERESPONSE']._serialized_start=504
+  _globals['_PUSHBUNDLERESPONSE']._serialized_end=566
+  _globals['_SETRULEENABLEDREQUEST']._serialized_start=568
+  _globals['_SETRULEENABLEDREQUEST']._serialized_end=621
+  _globals['_SETRULEENABLEDRESPONSE']._serialized_start=623
+  _globals['_SETRULEENABLEDRESPONSE']._serialized_end=647
+  _globals['_PROVIDERSERVICE']._serialized_start=650
+  _globals['_PROVIDERSERVICE']._serialized_end=1087
 # @@protoc_insertion_point(module_scope)

@@ -1,3 +1,6 @@
+import datetime
+
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -11,16 +14,20 @@ class GetStatusRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetStatusResponse(_message.Message):
-    __slots__ = ("provider", "bundle_version", "engine", "disabled_sids")
+    __slots__ = ("provider", "bundle_version", "engine", "disabled_sids", "applied_at", "previous_version")
     PROVIDER_FIELD_NUMBER: _ClassVar[int]
     BUNDLE_VERSION_FIELD_NUMBER: _ClassVar[int]
     ENGINE_FIELD_NUMBER: _ClassVar[int]
     DISABLED_SIDS_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_AT_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_VERSION_FIELD_NUMBER: _ClassVar[int]
     provider: str
     bundle_version: int
     engine: str
     disabled_sids: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, provider: _Optional[str] = ..., bundle_version: _Optional[int] = ..., engine: _Optional[str] = ..., disabled_sids: _Optional[_Iterable[int]] = ...) -> None: ...
+    applied_at: _timestamp_pb2.Timestamp
+    previous_version: int
+    def __init__(self, provider: _Optional[str] = ..., bundle_version: _Optional[int] = ..., engine: _Optional[str] = ..., disabled_sids: _Optional[_Iterable[int]] = ..., applied_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., previous_version: _Optional[int] = ...) -> None: ...
 
 class GetAlertSummaryRequest(_message.Message):
     __slots__ = ()

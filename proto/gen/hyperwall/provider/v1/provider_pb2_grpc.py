@@ -74,15 +74,20 @@ class ProviderServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def PushBundle(self, request, context):
-        """Verify, stage, self-test and apply a bundle now. A refusal is FAILED_PRECONDITION with
-        the reason; nothing changes then.
+        """Verify, stage, self-test and apply a bundle now. A refusal carries the reason and
+        changes nothing: INVALID_ARGUMENT when the bundle itself is bad (damaged, truncated,
+        altered, signed by a key the owner did not enroll, a policy naming anything but
+        sys-sec's content, rules that do not load or fail the self-test); FAILED_PRECONDITION
+        when a sound bundle does not fit sys-sec's state (not newer than the one applied,
+        expired, the engine did not take it and the old rules were put back).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def SetRuleEnabled(self, request, context):
-        """Disable or enable one rule by sid (persists across bundles until changed).
+        """Disable or enable one rule by sid: kept in the owner's trust store across bundles until
+        changed, and applied at once (the engine reloads) and at every later load.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
