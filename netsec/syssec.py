@@ -20,6 +20,9 @@ runs the engine: by default the controller starts and supervises `hyperwall-ipsd
 with --ipsd-pidfile an engine started by someone else is only signalled (SIGHUP) when its
 rules or the domains map change; --no-engine forwards without inspection (fail open: for
 tests and bring-up only, and said so in the log and in `data/hyperwall/ips`).
+
+SIGHUP to the controller re-reads the block lists (`data/hyperwall/lists` then names each
+category and its number of sites).
 """
 from __future__ import annotations
 
@@ -138,7 +141,8 @@ class Controller:
         for folder in (state / "rules", state / "log", state / "run", self.launch.lists,
                        self.launch.rules_dir):
             folder.mkdir(parents=True, exist_ok=True)
-        self.blocklist = self._load_lists()
+        self.lists_error: str | None = None
+        self.blocklist = self._load_lists(Blocklist())
         self.filtered: set[str] = set()
         self.resolver = _LoggedResolver(self.blocklist, self.log_block,
                                         lambda client: client in self.filtered)
@@ -148,8 +152,9 @@ class Controller:
         self.ipsd_ready = False
         self.applied: str | None = None
 
-    def _load_lists(self) -> Blocklist:
-        """The owner's lists and the provider's (the bundle in force), with both schedules."""
+    def _load_lists(self, fallback: Blocklist) -> Blocklist:
+        """The owner's lists and the provider's (the bundle in force), with both schedules;
+        `fallback` (what is in force) when they cannot be used."""
         current = self.state / "bundles" / "current"
         files = sorted(self.launch.lists.glob("*.txt")) + \
             sorted((current / "lists").glob("*.txt"))
@@ -162,8 +167,10 @@ class Controller:
         try:
             blocklist, reports = Blocklist.from_files(files, schedules)
         except BlocklistError as e:
-            log.error("block lists: %s; filtering with none", e)
-            return Blocklist()
+            self.lists_error = str(e)
+            log.error("block lists: %s; the lists in force stay (%d sites)", e, len(fallback))
+            return fallback
+        self.lists_error = None
         for r in reports:
             if getattr(r, "skipped", None):
                 log.warning("%s", r)
@@ -235,10 +242,25 @@ class Controller:
                 log.info("category schedules changed: engine rules regenerated")
                 self.reload_ipsd()
 
+    async def reload_lists(self) -> None:
+        """SIGHUP: the owner changed a list in --lists; the resolver and the engine's
+        category rules follow, and `data/hyperwall/lists` says what is now in force."""
+        self.blocklist = self._load_lists(self.blocklist)
+        self.resolver.blocklist = self.blocklist
+        if self.write_category_rules():
+            self.reload_ipsd()
+        await self.store.write("data/hyperwall/lists", self.lists_text())
+
+    def lists_text(self) -> str:
+        """`adult=2 games=1`; with `error: ...; kept: ` before it when a reload failed."""
+        text = " ".join(f"{name}={len(c.domains)}"
+                        for name, c in sorted(self.blocklist.categories.items()))
+        return f"error: {self.lists_error}; kept: {text}" if self.lists_error else text
+
     def reload_content(self) -> None:
         """A bundle was swapped in: lists, category rules and the engine's rules follow.
         Raises when the engine cannot take them (the updater then rolls back)."""
-        self.blocklist = self._load_lists()
+        self.blocklist = self._load_lists(self.blocklist)
         self.resolver.blocklist = self.blocklist
         self.write_category_rules()
         if not self.launch.engine:
@@ -267,7 +289,9 @@ class Controller:
             "alert": {"action": "blocked", "signature_id": 0,
                       "signature": f"hyperwall {d.category}: {d.name} (dns)",
                       "category": d.category, "severity": 3},
-            "hyperwall": {"guest": self.names.get(d.client, d.client), "guest_ip": d.client,
+            # `domain` and `guest` both, as the engine's records carry them.
+            "hyperwall": {"domain": self.names.get(d.client, d.client),
+                          "guest": self.names.get(d.client, d.client), "guest_ip": d.client,
                           "category": d.category, "site": d.name, "by": "dns"}},
             separators=(",", ":")) + "\n")
 
@@ -446,6 +470,14 @@ async def amain(args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    reloads: set[asyncio.Task[None]] = set()    # held so that a running reload is not lost
+
+    def on_hup() -> None:
+        task = asyncio.ensure_future(ctl.reload_lists())
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
+    await store.write("data/hyperwall/lists", ctl.lists_text())
     await stop.wait()
     for t in tasks:
         t.cancel()

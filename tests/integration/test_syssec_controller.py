@@ -9,10 +9,11 @@ tests say nothing of the IPS; they pin down policy, DNS filtering and what gets 
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +34,7 @@ INET, UPSTREAM, PUBLIC_RESOLVER, SITE = "198.51.100.1", "198.51.100.1", "198.51.
 ZONE = {"allowed.example": SITE, "blocked.example": "198.51.100.66"}
 APPLIED = f"/local/domain/{SEC}/data/hyperwall/policy-applied"
 ERRORS = f"/local/domain/{SEC}/data/hyperwall/policy-errors"
+LISTS = f"/local/domain/{SEC}/data/hyperwall/lists"
 
 
 def ip(domid: int) -> str:
@@ -49,7 +51,9 @@ class World:
     ns: dict[str, str]
     xs: AsyncXenStore
     state: Path
+    lists: Path
     rules_dir: Path
+    controller: subprocess.Popen[bytes]
     controller_log: Path
 
     def probe(self, guest: str, *argv: str) -> str:
@@ -65,6 +69,13 @@ class World:
         assert got is not None and line in got.decode(errors="replace"), \
             f"not applied within {timeout}s: {line!r}; sys-sec says {got!r}\n" + self.log()
         return time.monotonic() - started
+
+    async def reload_lists(self, pred: Callable[[str], bool]) -> str:
+        """SIGHUP the controller; what it says of its lists once `pred` holds (or fail)."""
+        self.controller.send_signal(signal.SIGHUP)
+        got = await self.xs.wait_value(LISTS, lambda v: v is not None and pred(v.decode()), 2.0)
+        assert got is not None and pred(got.decode()), f"lists: {got!r}\n" + self.log()
+        return got.decode()
 
     def log(self) -> str:
         return self.controller_log.read_text(errors="replace")
@@ -125,18 +136,21 @@ async def world(hw_xenstored: Daemon, tmp_path: Path) -> AsyncIterator[World]:
             ns = build(net)
             stub = start(["ip", "netns", "exec", ns["inet"], sys.executable,
                           str(REPO / "tests" / "inet_stub.py"), str(tmp_path / "zone.json"),
-                          f"{UPSTREAM},{PUBLIC_RESOLVER}", "80", "853"], tmp_path / "inet.log")
+                          "80", "853"], tmp_path / "inet.log")
             procs.append(stub)
             assert stub.stdout is not None and stub.stdout.readline().strip() == b"ready"
             socket = hw_xenstored.rundir / "domain" / str(SEC) / "socket"
-            procs.append(start(
+            controller = start(
                 ["ip", "netns", "exec", ns["sec"], sys.executable, "-m", "netsec.syssec",
                  "--state-dir", str(state), "--uplink", "uplink0", "--lists", str(lists),
                  "--rules-dir", str(rules_dir), "--no-engine", "--xenstore", str(socket)],
-                tmp_path / "syssec.log"))
-            w = World(net, ns, xs, state, rules_dir, tmp_path / "syssec.log")
+                tmp_path / "syssec.log")
+            procs.append(controller)
+            w = World(net, ns, xs, state, lists, rules_dir, controller, tmp_path / "syssec.log")
             await w.applied(f"{FAMILY}/0 family {ip(FAMILY)} filtered", timeout=15)
             await w.applied(f"{OTHER}/0 other {ip(OTHER)} internet")
+            # Said once its SIGHUP handler is set.
+            assert await xs.wait_value(LISTS, lambda v: v == b"adult=1", 5.0) == b"adult=1"
             yield w
         finally:
             for p in reversed(procs):
@@ -183,7 +197,7 @@ async def test_a_filtered_guest_gets_the_sinkhole_and_no_other_resolver(world: W
     blocks = [json.loads(line) for line in (world.state / "log" / "dns.json").read_text()
               .splitlines()]
     assert [b["hyperwall"] for b in blocks] == 2 * [
-        {"guest": "family", "guest_ip": ip(FAMILY), "category": "adult",
+        {"domain": "family", "guest": "family", "guest_ip": ip(FAMILY), "category": "adult",
          "site": "blocked.example", "by": "dns"}]
     assert all(b["event_type"] == "alert" for b in blocks)
     # What the parent sees of it, from the same log.
@@ -208,3 +222,17 @@ async def test_the_engine_gets_the_domains_map_and_the_category_rules(world: Wor
     await world.xs.write(policy_key(FAMILY), "internet")
     await world.applied(f"family {ip(FAMILY)} internet")
     assert rules.read_text() == ""
+
+
+async def test_lists_are_read_again_on_sighup_and_a_broken_one_changes_nothing(
+        world: World) -> None:
+    assert world.probe("family", "dns", GW, "allowed.example") == SITE
+    (world.lists / "social.txt").write_text("||allowed.example^\n")
+    await world.reload_lists(lambda v: v == "adult=1 social=1")
+    assert world.probe("family", "dns", GW, "allowed.example") == "0.0.0.0"
+    assert "allowed.example" in (world.rules_dir / "hyperwall-policy.rules").read_text()
+    (world.lists / "broken.txt").mkdir()      # cannot be read as a list
+    said = await world.reload_lists(lambda v: v.startswith("error:"))
+    assert "broken.txt" in said and said.endswith("kept: adult=1 social=1")
+    assert world.probe("family", "dns", GW, "allowed.example") == "0.0.0.0"
+    assert world.probe("family", "dns", GW, "blocked.example") == "0.0.0.0"

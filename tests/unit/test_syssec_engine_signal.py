@@ -16,7 +16,7 @@ ENGINE = """
 import signal, sys, time
 signal.signal(signal.SIGHUP, lambda *_: print("hup", flush=True))
 print("ready", flush=True)
-time.sleep(30)
+time.sleep(10)   # the bound on a test that waits for a line in vain
 """
 
 
@@ -41,10 +41,12 @@ def test_rules_changes_reach_an_engine_run_elsewhere(
     pidfile.write_text(f"{engine.pid}\n")
     ctl = controller(tmp_path, pidfile)
     assert ctl.engine_state() == "running"
-    ctl.reload_ipsd()
-    ctl.reload_content()
     assert engine.stdout is not None
-    assert [engine.stdout.readline(), engine.stdout.readline()] == ["hup\n", "hup\n"]
+    # One at a time: two SIGHUPs sent together may arrive as one.
+    ctl.reload_ipsd()
+    assert engine.stdout.readline() == "hup\n"
+    ctl.reload_content()
+    assert engine.stdout.readline() == "hup\n"
 
 
 def test_a_stale_or_garbled_pidfile_is_an_engine_that_is_not_there(
