@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from netsec.bundle import Bundle, BundleError, verify
+from netsec.bundle import Bundle, BundleError, TrustedKeys, verify
 from netsec.staging import StagingError, build, builtin_case, bundle_cases, self_test
 from netsec.trust import TrustError, TrustStore
 
@@ -113,13 +113,12 @@ class Updater:
             raise _Refused(kind, "verify", str(e)) from None
 
     @staticmethod
-    def _intact(data: bytes, keys: object) -> bool:
+    def _intact(data: bytes, keys: TrustedKeys) -> bool:
         """Whether the bundle verifies once its age and version are left out: then it was
         refused for sys-sec's state (expired now, not newer than what is applied), not for
         what it is."""
         try:
-            verify(data, keys, now=dt.datetime.min.replace(tzinfo=dt.UTC),  # type: ignore[arg-type]
-                   min_version=0)
+            verify(data, keys, now=dt.datetime.min.replace(tzinfo=dt.UTC), min_version=0)
         except BundleError:
             return False
         return True
