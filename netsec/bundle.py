@@ -235,7 +235,9 @@ def read_manifest(data: bytes) -> dict[str, Any]:
         raise BundleError(f"{MANIFEST} missing")
     m = _parse_manifest(manifest)
     return {"provider": m.provider, "version": m.version, "created": m.created,
-            "expires": m.expires.isoformat(), "files": sorted(m.files)}
+            "expires": m.expires.isoformat(),
+            "files": {n: {"size": size, "sha256": digest}
+                      for n, (size, digest) in sorted(m.files.items())}}
 
 
 def verify(data: bytes, trust: TrustedKeys, *, now: dt.datetime, min_version: int) -> Bundle:

@@ -15,6 +15,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 import netsec.bundle
+from builder.bundle import assemble
 from netsec.bundle import BundleError, TrustedKeys, key_id, read_manifest, verify
 from tests.bundle_helpers import KEY, NOW, OTHER, RULE, make, trusted
 
@@ -166,13 +167,21 @@ def test_oversized_bundles_and_files_are_refused(inputs: Path,
     refused(data, r"bundle is \d+ bytes, over the 1000 limit")
 
 
-def test_a_policy_reaching_beyond_sys_sec_is_refused(inputs: Path) -> None:
-    (inputs / "policy.toml").write_text('[domains.work]\npolicy = "internet"\n')
-    refused(make(inputs), "'domains' is not the provider's to set")
-    (inputs / "policy.toml").write_text('disabled_sids = ["all"]\n')
-    refused(make(inputs), "disabled_sids must be a list of sids")
-    (inputs / "policy.toml").write_text('schedules = "x" = 1\n')
-    refused(make(inputs), "policy.toml: ")
+def with_policy(text: str) -> bytes:
+    """Built past the builder's own check of the policy (a hostile or buggy builder)."""
+    return assemble({"rules/p.rules": RULE.format(n=1).encode(), "policy.toml": text.encode()},
+                    key=KEY, provider="acme", version=1, created=NOW, valid_days=30)
+
+
+@pytest.mark.parametrize(("policy", "reason"), [
+    ('[domains.work]\npolicy = "internet"\n', "'domains' is not the provider's to set"),
+    ('share_alerts = true\n', "'share_alerts' is not the provider's to set"),
+    ('disabled_sids = ["all"]\n', "disabled_sids must be a list of sids"),
+    ('schedules = "always"\n', r"\[schedules\] must be a table"),
+    ('schedules = "x" = 1\n', "policy.toml: "),
+])
+def test_a_policy_reaching_beyond_sys_sec_is_refused(policy: str, reason: str) -> None:
+    refused(with_policy(policy), reason)
 
 
 GOOD_MANIFEST = {"format": 1, "provider": "acme", "version": 2, "created": NOW.isoformat(),
