@@ -289,9 +289,7 @@ class Controller:
             "alert": {"action": "blocked", "signature_id": 0,
                       "signature": f"hyperwall {d.category}: {d.name} (dns)",
                       "category": d.category, "severity": 3},
-            # `domain` and `guest` both, as the engine's records carry them.
-            "hyperwall": {"domain": self.names.get(d.client, d.client),
-                          "guest": self.names.get(d.client, d.client), "guest_ip": d.client,
+            "hyperwall": {"guest": self.names.get(d.client, d.client), "guest_ip": d.client,
                           "category": d.category, "site": d.name, "by": "dns"}},
             separators=(",", ":")) + "\n")
 
