@@ -7,8 +7,10 @@ from pathlib import Path
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from netsec.provider_service import ProviderServicer, serve, server_identity
+from builder.bundle import assemble
+from netsec.provider_service import ProviderServicer, TrustCache, serve, server_identity
 from netsec.trust import TrustStore
 from netsec.updates import Updater
 from proto.gen.hyperwall.control.v1 import control_pb2, control_pb2_grpc
@@ -105,7 +107,132 @@ async def test_revoking_cuts_off_an_open_connection(channel_to) -> None:  # type
 
 async def test_a_domain_operation_is_not_there_to_ask_for(channel_to) -> None:  # type: ignore[no-untyped-def]
     connect, *_ = channel_to
-    control = control_pb2_grpc.ControlServiceStub(connect())
+    channel = connect()
+    control = control_pb2_grpc.ControlServiceStub(channel)
     with pytest.raises(grpc.aio.AioRpcError) as e:
         await control.Start(control_pb2.StartRequest(name="work"))
     assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    # every method of the control API, whatever its shape, finds nothing on this channel
+    service = control_pb2.DESCRIPTOR.services_by_name["ControlService"]
+    assert len(service.methods) > 3
+    for method in service.methods:
+        call = channel.unary_unary(f"/{service.full_name}/{method.name}")
+        with pytest.raises(grpc.aio.AioRpcError) as e:
+            await call(b"", timeout=5)
+        assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED, method.name
+
+
+def bundle_inputs(root: Path, rule: str, policy: str = "") -> Path:
+    (root / "rules").mkdir(parents=True, exist_ok=True)
+    (root / "rules" / "p.rules").write_text(rule)
+    (root / "lists").mkdir(exist_ok=True)
+    (root / "policy.toml").write_text(policy)
+    return root
+
+
+GOOD = 'alert http any any -> any any (msg:"p"; content:"evil"; sid:9; rev:1;)\n'
+
+
+async def test_a_bad_bundle_is_invalid_argument_and_changes_nothing(channel_to) -> None:  # type: ignore[no-untyped-def]
+    connect, trust, reloads, tmp = channel_to
+    stub = pb_grpc.ProviderServiceStub(connect())
+    now = dt.datetime.now(dt.UTC)
+    good = make(bundle_inputs(Path(tmp) / "good", GOOD), version=2, created=now)
+    # signed by the enrolled key, but its policy reaches for a domain (the builder would
+    # refuse to make it, so the files are assembled by hand)
+    domain = assemble({"rules/p.rules": GOOD.encode(),
+                       "policy.toml": b'[domains.work]\npolicy = "open"\n'},
+                      key=KEY, provider="acme", version=3, created=now, valid_days=1)
+    broad = make(bundle_inputs(Path(tmp) / "broad", 'drop http any any -> any any '
+                               '(msg:"every page"; sid:5; rev:1;)\n'), version=3, created=now)
+    for bad, says in ((good[: len(good.rstrip(b"\0")) - 10], "truncated"),
+                      (b"", "not a readable bundle"),
+                      (domain, "'domains' is not the provider's to set"),
+                      (broad, "self-test failed")):
+        with pytest.raises(grpc.aio.AioRpcError) as e:
+            await stub.PushBundle(pb.PushBundleRequest(bundle=bad))
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT, e.value.details()
+        assert says in (e.value.details() or "")
+    status = await stub.GetStatus(pb.GetStatusRequest())
+    assert status.bundle_version == 0 and not status.HasField("applied_at") and reloads == []
+    assert trust.last_version == 0
+
+
+async def test_status_names_the_bundle_in_force_and_when(channel_to) -> None:  # type: ignore[no-untyped-def]
+    connect, _, _, tmp = channel_to
+    stub = pb_grpc.ProviderServiceStub(connect())
+    inputs = bundle_inputs(Path(tmp) / "in", GOOD)
+    before = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+    for version in (5, 6):
+        await stub.PushBundle(pb.PushBundleRequest(
+            bundle=make(inputs, version=version, created=dt.datetime.now(dt.UTC))))
+    status = await stub.GetStatus(pb.GetStatusRequest())
+    assert (status.bundle_version, status.previous_version, status.engine) == (6, 5, "running")
+    assert status.applied_at.ToDatetime(dt.UTC) >= before
+
+
+async def test_health_is_served_beside_the_service(channel_to) -> None:  # type: ignore[no-untyped-def]
+    connect, *_ = channel_to
+    health = health_pb2_grpc.HealthStub(connect())
+    for name in ("", "hyperwall.provider.v1.ProviderService"):
+        got = await health.Check(health_pb2.HealthCheckRequest(service=name))
+        assert got.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_revoked_provider_cannot_push_on_its_open_connection(channel_to) -> None:  # type: ignore[no-untyped-def]
+    connect, trust, reloads, tmp = channel_to
+    stub = pb_grpc.ProviderServiceStub(connect())
+    await stub.GetStatus(pb.GetStatusRequest())
+    trust.revoke()
+    inputs = bundle_inputs(Path(tmp) / "in", GOOD)
+    for call in (stub.PushBundle(pb.PushBundleRequest(
+                     bundle=make(inputs, version=7, created=dt.datetime.now(dt.UTC)))),
+                 stub.SetRuleEnabled(pb.SetRuleEnabledRequest(sid=9, enabled=False)),
+                 stub.GetAlertSummary(pb.GetAlertSummaryRequest())):
+        with pytest.raises(grpc.aio.AioRpcError) as e:
+            await call
+        assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert reloads == [] and trust.load().disabled_sids == [] and trust.last_version == 0
+
+
+async def test_a_disabled_sid_is_kept_when_the_engine_cannot_reload_now(tmp_path: Path) -> None:
+    provider_ca, cert, key = ca_and_client("acme")
+    trust = TrustStore(tmp_path / "provider")
+    trust.enroll(None, [public_pem(KEY)], provider_ca, provider="acme")
+
+    def engine_down() -> None:
+        raise OSError("ipsd is not running")
+    servicer = ProviderServicer(trust, Updater(trust, tmp_path / "bundles", engine_down),
+                                tmp_path / "log", lambda: "restarting", engine_down)
+    identity = server_identity(tmp_path / "tls")
+    server, port = await serve(servicer, "127.0.0.1:0", identity, trust.provider_ca)
+    channel = grpc.aio.secure_channel(
+        f"127.0.0.1:{port}", grpc.ssl_channel_credentials(identity[0], key, cert),
+        options=[("grpc.ssl_target_name_override", "sys-sec")])
+    try:
+        with pytest.raises(grpc.aio.AioRpcError) as e:
+            await pb_grpc.ProviderServiceStub(channel).SetRuleEnabled(
+                pb.SetRuleEnabledRequest(sid=42, enabled=False))
+        assert e.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "from the next load on" in (e.value.details() or "")
+        assert trust.load().disabled_sids == [42]
+    finally:
+        await channel.close()
+        await server.stop(None)
+
+
+def test_the_trust_cache_rereads_only_a_changed_store(tmp_path: Path) -> None:
+    trust = TrustStore(tmp_path / "provider")
+    trust.enroll(None, [public_pem(KEY)], provider="acme")
+    loads: list[int] = []
+    real = trust.load
+
+    def counting():  # type: ignore[no-untyped-def]
+        loads.append(1)
+        return real()
+    trust.load = counting  # type: ignore[method-assign]
+    cache = TrustCache(trust)
+    assert not cache.state().revoked and not cache.state().revoked and len(loads) == 1
+    real_revoke = TrustStore(trust.path)
+    real_revoke.revoke()
+    assert cache.state().revoked and len(loads) == 2

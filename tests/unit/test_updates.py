@@ -10,7 +10,10 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from scapy.layers.inet import IP, TCP
+from scapy.utils import wrpcap
 
+from builder.bundle import assemble, build
 from netsec.trust import TrustStore
 from netsec.updates import INVALID, REFUSED, Updater
 from tests.bundle_helpers import KEY, NOW, OTHER, RULE, make, public_pem
@@ -117,8 +120,10 @@ def test_a_bad_bundle_is_refused_with_its_reason_and_changes_nothing(
 
 def test_a_policy_naming_a_domain_is_refused(inputs: Path, setup) -> None:  # type: ignore[no-untyped-def]
     u, _, engine = setup
-    (inputs / "policy.toml").write_text('[domains.work]\npolicy = "internet"\n')
-    out = u.apply(make(inputs))
+    # signed by the enrolled key; the builder refuses to make such a bundle, so by hand
+    out = u.apply(assemble({"rules/p.rules": RULE.format(n=1).encode(),
+                            "policy.toml": b'[domains.work]\npolicy = "internet"\n'},
+                           key=KEY, provider="acme", version=1, created=NOW, valid_days=30))
     assert (out.applied, out.kind) == (False, INVALID)
     assert "'domains' is not the provider's to set" in out.reason
     assert u.status().version is None and engine.loaded == []
@@ -186,3 +191,32 @@ def test_disabled_sids_are_left_out_of_the_self_test(inputs: Path, setup) -> Non
     assert not u.apply(make(inputs)).applied
     trust.update(disabled_sids=[5])   # the provider turned the broad rule off
     assert u.apply(make(inputs)).applied
+
+
+def http_capture(path: Path, request: bytes) -> None:
+    c = lambda **kw: IP(src="10.137.0.9", dst="192.0.2.80") / TCP(  # noqa: E731
+        sport=41000, dport=80, **kw)
+    s = lambda **kw: IP(src="192.0.2.80", dst="10.137.0.9") / TCP(  # noqa: E731
+        sport=80, dport=41000, **kw)
+    wrpcap(str(path), [c(flags="S", seq=10), s(flags="SA", seq=70, ack=11),
+                       c(flags="A", seq=11, ack=71), c(flags="PA", seq=11, ack=71) / request])
+
+
+def test_the_bundle_s_own_captures_must_raise_the_sids_it_expects(inputs: Path, setup) -> None:  # type: ignore[no-untyped-def]
+    u, _, engine = setup
+    (inputs / "selftest").mkdir()
+    http_capture(inputs / "selftest" / "evil.pcap", b"GET /evil1 HTTP/1.1\r\nHost: x\r\n\r\n")
+    (inputs / "policy.toml").write_text('[selftest]\n"evil.pcap" = [1]\n')
+
+    def bundle(version: int) -> bytes:
+        return build(rules=inputs / "rules", lists=inputs / "lists",
+                     policy=inputs / "policy.toml", selftest=inputs / "selftest", key=KEY,
+                     provider="acme", version=version, created=NOW, valid_days=30)
+    assert u.apply(bundle(1)).applied
+    assert (u.bundles / "current" / "selftest" / "evil.pcap").exists()
+    # the provider's new rules no longer catch what its own capture says they must
+    (inputs / "rules" / "provider.rules").write_text(RULE.format(n=2))
+    out = u.apply(bundle(2))
+    assert (out.applied, out.kind, out.step) == (False, INVALID, "stage")
+    assert "selftest/evil.pcap: expected sid(s) 1 did not alert" in out.reason
+    assert engine.loaded == ["1"] and u.status().version == 1
