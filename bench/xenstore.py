@@ -2,8 +2,9 @@
 
 For each server, each operation (read, write, directory, watch-event delivery, a
 transaction of 10 writes) and 1, 4 and 16 concurrent clients — separate processes, each a
-pyxs client through dom0.xenstore.client, so no client GIL bounds the server — it runs a
-closed loop for a fixed time and reports ops/s and p50/p99 latency. Then it writes 100,000
+minimal blocking client (`Wire`), so neither a client GIL nor a client library's own cost
+bounds the server — it runs a closed loop for a fixed time and reports ops/s, p50/p99
+latency, and the CPU time per operation of the server and of the clients. Then it writes 100,000
 nodes into Hyperwall's daemon and reads its resident size.
 
 Usage: .venv/bin/python bench/xenstore.py [--quick] [--json OUT]
@@ -23,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import deque
 from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
@@ -40,6 +42,7 @@ OXENSTORED_RUN = SHARED / "tools" / "oxenstored-run"
 OPS = ("read", "write", "directory", "watch", "tx10")
 CLIENTS = (1, 4, 16)
 NODES = 100_000
+CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 def progress(msg: str) -> None:
@@ -101,43 +104,106 @@ def servers(tmp: Path) -> list[Server]:
 
 # ---- the client loops (one per process) --------------------------------------------------
 
-def op_loop(op: str, xs: XenStore, me: int) -> Callable[[], None]:
+class Wire:
+    """The bench's own blocking client: a request out, frames in until its reply.
+
+    Not pyxs: pyxs hands each reply from its reader thread to the caller through a
+    Condition, which cost as much CPU per request as a server's whole answer (35-55 µs
+    against 20-35 µs per read, measured here), so with clients and server sharing two cores
+    the cells measured the clients. This costs a few µs, the same for every server.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.sock = socket.socket(socket.AF_UNIX)
+        self.sock.connect(path)
+        self.decoder = wire.FrameDecoder()
+        self.frames: deque[wire.Frame] = deque()
+        self.events: deque[wire.Frame] = deque()
+        self.req_id = 0
+
+    def _next(self) -> wire.Frame:
+        while not self.frames:
+            data = self.sock.recv(65536)
+            if not data:
+                raise ConnectionError("server closed the connection")
+            self.frames.extend(self.decoder.feed(data))
+        return self.frames.popleft()
+
+    def call(self, op: int, payload: bytes, tx_id: int = 0) -> bytes:
+        self.req_id += 1
+        self.sock.sendall(wire.encode(op, self.req_id, tx_id, payload))
+        while True:
+            f = self._next()
+            if f.op == Op.WATCH_EVENT:
+                self.events.append(f)
+            elif f.op == Op.ERROR:
+                raise BenchError(f.payload.rstrip(b"\0").decode())
+            else:
+                return f.payload
+
+    def event(self) -> wire.Frame:
+        if self.events:
+            return self.events.popleft()
+        f = self._next()
+        assert f.op == Op.WATCH_EVENT, f
+        return f
+
+
+class BenchError(Exception):
+    """An error reply (its errno name)."""
+
+
+def op_loop(op: str, xs: Wire, where: str, me: int) -> Callable[[], object]:
     """The body of one timed operation for client number `me`."""
-    base = f"/bench/c{me}"
+    base = b"/bench/c%d" % me
     if op == "read":
-        return lambda: xs.read(f"{base}/r")
+        return lambda: xs.call(Op.READ, base + b"/r\0")
     if op == "write":
-        return lambda: xs.write(f"{base}/w", "value-0123456789")
+        return lambda: xs.call(Op.WRITE, base + b"/w\0value-0123456789")
     if op == "directory":
-        return lambda: xs.ls("/bench/dir")
+        return lambda: xs.call(Op.DIRECTORY, b"/bench/dir\0")
     if op == "tx10":
-        def tx10(tx: XenStore) -> None:
-            for k in range(10):
-                tx.write(f"{base}/tx/k{k}", "v")
-        return lambda: xs.transaction(tx10, attempts=100)
+        writes = [base + b"/tx/k%d\0v" % k for k in range(10)]
+
+        def tx10() -> None:
+            for _ in range(100):
+                tx_id = int(xs.call(Op.TRANSACTION_START, b"\0").rstrip(b"\0"))
+                for payload in writes:
+                    xs.call(Op.WRITE, payload, tx_id)
+                try:
+                    xs.call(Op.TRANSACTION_END, b"T\0", tx_id)
+                    return
+                except BenchError as e:
+                    if str(e) != "EAGAIN":
+                        raise
+            raise BenchError("EAGAIN 100 times")
+        return tx10
     if op == "watch":
         # Delivery: a write on one connection, its event on another (the watcher).
-        watcher = XenStore(xs.where).connect()
-        monitor = watcher.monitor()
-        monitor.watch(f"{base}/ev".encode(), b"bench")
-        events = monitor.wait()
-        next(events)                                   # the watch's initial firing
+        watcher = Wire(where)
+        watcher.call(Op.WATCH, base + b"/ev\0bench\0")
+        watcher.event()                                # the watch's initial firing
         counter = iter(range(1 << 62))
 
         def deliver() -> None:
-            value = str(next(counter))
-            xs.write(f"{base}/ev", value)
-            next(events)
+            xs.call(Op.WRITE, b"%s/ev\0%d" % (base, next(counter)))
+            watcher.event()
         return deliver
     raise ValueError(f"unknown operation {op}")
 
 
+def cpu_seconds(pid: int | str = "self") -> float:
+    """utime + stime of a process (and its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
 def client(where: tuple[str, str], op: str, me: int, seconds: float, barrier: Any,
            out: Any) -> None:
-    xs = XenStore(where).connect()
-    body = op_loop(op, xs, me)
+    body = op_loop(op, Wire(where[1]), where[1], me)
     body()                                             # warm up, and set up the node
     barrier.wait()
+    cpu0 = cpu_seconds()
     lat: list[int] = []
     clock = time.perf_counter_ns
     end = clock() + int(seconds * 1e9)
@@ -147,10 +213,10 @@ def client(where: tuple[str, str], op: str, me: int, seconds: float, barrier: An
             break
         body()
         lat.append(clock() - t0)
-    out.put(lat)
+    out.put((lat, cpu_seconds() - cpu0))
     out.close()
     out.join_thread()
-    os._exit(0)    # pyxs's reader thread would keep the process alive
+    os._exit(0)    # no atexit or inherited cleanup in a forked child
 
 
 def prepare(where: tuple[str, str]) -> None:
@@ -161,7 +227,8 @@ def prepare(where: tuple[str, str]) -> None:
             xs.write(f"/bench/c{me}/r", "value-0123456789")
 
 
-def measure(where: tuple[str, str], op: str, clients: int, seconds: float) -> dict[str, float]:
+def measure(where: tuple[str, str], op: str, clients: int, seconds: float,
+            server_pid: int) -> dict[str, float]:
     ctx = mp.get_context("fork")
     barrier = ctx.Barrier(clients + 1)
     out = ctx.Queue()
@@ -171,14 +238,22 @@ def measure(where: tuple[str, str], op: str, clients: int, seconds: float) -> di
         p.start()
     barrier.wait(timeout=60)
     t0 = time.perf_counter()
-    lat = sorted(x for _ in procs for x in out.get(timeout=seconds + 60))
+    server_cpu0 = cpu_seconds(server_pid)
+    got = [out.get(timeout=seconds + 60) for _ in procs]
+    server_cpu = cpu_seconds(server_pid) - server_cpu0
     wall = time.perf_counter() - t0
+    lat = sorted(x for one, _ in got for x in one)
+    client_cpu = sum(cpu for _, cpu in got)
     for p in procs:
         p.join(timeout=10)
     n = len(lat)
     return {"ops": n, "ops_per_s": n / max(wall, seconds),
             "p50_us": lat[n // 2] / 1000 if n else 0.0,
-            "p99_us": lat[min(n - 1, n * 99 // 100)] / 1000 if n else 0.0}
+            "p99_us": lat[min(n - 1, n * 99 // 100)] / 1000 if n else 0.0,
+            # CPU per operation: the server's shows its own cost, free of how busy the
+            # shared machine was; the clients' shows whether they, not it, bound the cell.
+            "server_cpu_us": server_cpu * 1e6 / n if n else 0.0,
+            "client_cpu_us": client_cpu * 1e6 / n if n else 0.0}
 
 
 # ---- 100k nodes --------------------------------------------------------------------------
@@ -219,12 +294,13 @@ def rss_mb(pid: int) -> float:
 
 def table(results: dict[str, dict[str, dict[str, dict[str, float]]]]) -> str:
     lines = [f"{'server':<11} {'op':<10} {'clients':>7} {'ops/s':>10} {'p50 µs':>9} "
-             f"{'p99 µs':>9}"]
+             f"{'p99 µs':>9} {'srv cpu µs/op':>14} {'cli cpu µs/op':>14}"]
     for server, by_op in results.items():
         for op, by_n in by_op.items():
             for n, r in by_n.items():
                 lines.append(f"{server:<11} {op:<10} {n:>7} {r['ops_per_s']:>10.0f} "
-                             f"{r['p50_us']:>9.0f} {r['p99_us']:>9.0f}")
+                             f"{r['p50_us']:>9.0f} {r['p99_us']:>9.0f} "
+                             f"{r['server_cpu_us']:>14.1f} {r['client_cpu_us']:>14.1f}")
     return "\n".join(lines)
 
 
@@ -276,7 +352,8 @@ def main() -> int:
             for op in OPS:
                 for n in CLIENTS:
                     for server in running:
-                        r = measure(("unix", str(server.socket)), op, n, seconds)
+                        r = measure(("unix", str(server.socket)), op, n, seconds,
+                                    server.pid())
                         results[server.name][op][str(n)] = r
                         progress(f"{server.name} {op} x{n}: {r['ops_per_s']:.0f} ops/s, "
                                  f"p99 {r['p99_us']:.0f} µs")
