@@ -68,10 +68,10 @@ def test_the_intranet_is_not_routed_from_the_internet(net: tuple[SimNet, str]) -
     assert py(sys_sec, FETCH, INTRANET, "80", "intranet.corp").startswith("FAILED")
 
 
-def test_close_leaves_nothing_behind() -> None:
+async def test_stop_leaves_nothing_behind() -> None:
     prefix = f"hwnet{tag()}z"
     with sys_sec_namespace(f"{prefix}sec") as sys_sec:
-        net = SimNet(prefix, wg_iface=f"{prefix}c").plug(sys_sec)
+        net = await SimNet(prefix, wg_iface=f"{prefix}c").start(sys_sec)
         try:
             # What there is to remove, so an empty list afterwards means something.
             found = net.leftovers()
@@ -79,7 +79,7 @@ def test_close_leaves_nothing_behind() -> None:
             assert any(f.startswith("wireguard-go") for f in found)
             assert any(f.startswith("socket") for f in found)
         finally:
-            net.close()
+            await net.stop()
         assert net.leftovers() == []
         # sys-sec's end of the uplink went with the internet's namespace.
         assert UPLINK not in run_sync(["ip", "-o", "link"], netns=sys_sec).stdout.decode()
