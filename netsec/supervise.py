@@ -9,7 +9,8 @@ slowly, up to `max_delay`, so a crash loop does not eat sys-sec's CPU. SIGHUP is
 the child (reload); SIGTERM stops the child, then the supervisor.
 
 The child says it holds the queue by printing `ready` on stdout; the supervisor logs how
-long each outage lasted, from the death to that line.
+long each outage lasted, from the death to that line, and prints `ready` itself once the
+first child did.
 """
 from __future__ import annotations
 
@@ -138,6 +139,11 @@ async def amain(args: argparse.Namespace) -> int:
     loop.add_signal_handler(signal.SIGHUP, lambda: sup.signal_child(signal.SIGHUP))
     if args.pidfile:
         args.pidfile.write_text(f"{os.getpid()}\n")
+
+    async def say_ready() -> None:
+        await sup.ready.wait()
+        print("ready", flush=True)   # as the engine says it: whoever starts us can wait
+    announce = asyncio.ensure_future(say_ready())
     try:
         done, _ = await asyncio.wait([task, asyncio.ensure_future(stop.wait())],
                                      return_when=asyncio.FIRST_COMPLETED)
@@ -146,6 +152,7 @@ async def amain(args: argparse.Namespace) -> int:
     finally:
         await sup.stop()
         task.cancel()
+        announce.cancel()
         if args.pidfile:
             args.pidfile.unlink(missing_ok=True)
     return 0
