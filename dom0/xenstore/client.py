@@ -11,7 +11,10 @@ xenbus device. pyxs 0.4.1 is extended here, in one place:
 - it decides whether it may send privileged operations by reading /proc/xen/capabilities,
   which only exists on Xen; here the privilege is the socket's, so we let the daemon judge;
 - it strips every trailing NUL from replies, which corrupts values ending in NUL; READ
-  replies are returned whole.
+  replies are returned whole;
+- it refuses watches (a `Monitor`) over the xenbus device, after a 2016 kernel bug in the
+  device's replies to WATCH; Linux fixed that long ago (a guest's agent on Xen watches
+  through /dev/xen/xenbus), so monitors are allowed on both transports.
 """
 from __future__ import annotations
 
@@ -148,6 +151,9 @@ class _PyxsClient(pyxs.Client):  # type: ignore[misc]
         if op == Op.READ:
             return packet.payload
         return packet.payload[:-1] if packet.payload.endswith(NUL) else packet.payload
+
+    def monitor(self) -> Any:
+        return pyxs_client.Monitor(copy.copy(self))
 
 
 def _b(s: str | bytes) -> bytes:
