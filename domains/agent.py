@@ -7,6 +7,15 @@ It connects to xenstore as its domain (the only socket it can see), then:
 - obeys `control/shutdown` (poweroff, reboot, halt): acknowledges by clearing the key,
   closes its devices, and exits 0 so that its init ends the domain;
 - reports health under `data/hyperwall/`.
+
+On Xen (the agent reached xenstore through the xenbus device) the kernel's netfront and
+netback walk the XenbusState machine themselves, so the agent does only what a toolstack's
+hotplug does: in sys-sec, once netback has made `vif<domid>.<n>` (backend InitWait), it
+addresses and routes it and writes `hotplug-status = connected`, which netback waits for
+before it says Connected; when libxl takes a device away (Closed, `online` 0) it takes the
+link down and removes the backend directory, as `xl devd` does in a driver domain. In a
+guest it waits for netfront's Connected and configures the interface netfront made (found
+by its MAC). sys-sec's own uplink is such a frontend too, from dom0, named `uplink<n>`.
 Keys written by other domains are untrusted: states go through `parse_state`, addresses
 through `ipaddress`, interface names are built here, never taken from a key.
 """
@@ -18,12 +27,15 @@ import ipaddress
 import logging
 import os
 import re
+import signal
 import sys
 import time
 from collections.abc import AsyncIterator
 from typing import Protocol
 
 from dom0.xenbus import Action, Handshake, HandshakeError, Role, Step, XenbusState, parse_state
+from dom0.xenstore.client import XsError
+from domains.exec_service import serve_exec
 
 log = logging.getLogger("hyperwall.agent")
 HEARTBEAT = 10.0
@@ -33,6 +45,7 @@ class AgentStore(Protocol):
     async def read(self, path: str) -> bytes | None: ...
     async def write(self, path: str, value: str) -> None: ...
     async def ls(self, path: str) -> list[str]: ...
+    async def rm(self, path: str) -> None: ...
     def watch(self, path: str) -> AsyncIterator[str]: ...
 
 
@@ -44,12 +57,6 @@ class Net(Protocol):
     async def backend_up(self, domid: int, devid: int, ip: str, gateway: str) -> None: ...
     async def backend_down(self, domid: int, devid: int) -> None: ...
     async def enable_forwarding(self) -> None: ...
-
-
-class ShutdownRequested(Exception):
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 def _ids(key: str) -> tuple[int, ...]:
@@ -74,9 +81,13 @@ def _address(untrusted: bytes | None, what: str) -> str:
 
 
 class Agent:
-    def __init__(self, store: AgentStore, net: Net) -> None:
+    def __init__(self, store: AgentStore, net: Net, *, kernel_drivers: bool = False) -> None:
         self.store = store
         self.net = net
+        # True on Xen: netfront/netback own the handshake; the agent does the hotplug part.
+        self.kernel_drivers = kernel_drivers
+        self._stopped = asyncio.Event()
+        self._stop_reason = ""
         self.devices: dict[str, asyncio.Task[None]] = {}
         self.handshakes: dict[str, tuple[Handshake, str]] = {}   # own state path -> (hs, peer)
 
@@ -85,31 +96,44 @@ class Agent:
         kind = (await self.store.read("hyperwall/kind") or b"").decode("ascii", "replace")
         role = Role.BACKEND if kind == "sys-sec" else Role.FRONTEND
         await self.store.write("data/hyperwall/agent", "starting")
+        watchers = [self._watch_frontends()]
         if role is Role.BACKEND:
             await self.net.enable_forwarding()
-        watcher = self._watch_backends() if role is Role.BACKEND else self._watch_frontends()
-        tasks = [asyncio.ensure_future(watcher), asyncio.ensure_future(self._heartbeat())]
+            watchers.append(self._watch_backends())
+        tasks = [*map(asyncio.ensure_future, watchers), asyncio.ensure_future(self._heartbeat()),
+                 asyncio.ensure_future(serve_exec(self.store))]
+        asked = asyncio.ensure_future(self._wait_for_shutdown())
+        stopped = asyncio.ensure_future(self._stopped.wait())
         try:
-            await self._wait_for_shutdown()
-        except ShutdownRequested as req:
-            await self.store.write("control/shutdown", "")
+            await asyncio.wait({asked, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            if asked.done():
+                reason = asked.result()
+                await self.store.write("control/shutdown", "")
+            else:
+                reason = self._stop_reason
             for task in tasks + list(self.devices.values()):
                 task.cancel()
             await self._close_devices()
-            await self.store.write("data/hyperwall/agent", f"stopped ({req.reason})")
-            return req.reason
+            await self.store.write("data/hyperwall/agent", f"stopped ({reason})")
+            return reason
         finally:
-            for task in tasks:
+            for task in (*tasks, asked, stopped):
                 task.cancel()
-        return "unreachable"
 
-    async def _wait_for_shutdown(self) -> None:
+    def stop(self, reason: str) -> None:
+        """Stop as a shutdown request would (init's SIGTERM: a VM's kernel took the request
+        itself, or the backend is stopping the domain)."""
+        self._stop_reason = reason
+        self._stopped.set()
+
+    async def _wait_for_shutdown(self) -> str:
         async for _ in self.store.watch("control/shutdown"):
             value = (await self.store.read("control/shutdown") or b"").decode("ascii", "replace")
             if value in ("poweroff", "reboot", "halt"):
-                raise ShutdownRequested(value)
+                return value
             if value:
                 log.warning("ignoring unknown control/shutdown request %r", value)
+        raise XsError("EIO", "control/shutdown", "the watch ended")
 
     async def _heartbeat(self) -> None:
         while True:
@@ -140,10 +164,36 @@ class Agent:
                               f"{be}/hyperwall/gateway")
                 mac = _mac(await self.store.read(f"{own}/mac"), f"{own}/mac")
                 await self.net.frontend_up(devid, ip, gw, mac)
+                # Where netfront says Connected before the address is in place, this is
+                # what says packets can flow.
+                await self.store.write(f"data/hyperwall/vif/{devid}", f"up {ip}")
             else:
                 await self.net.frontend_down(devid)
+                await self.store.write(f"data/hyperwall/vif/{devid}", "down")
 
-        await self._drive(Role.FRONTEND, f"{own}/state", f"{be}/state", act)
+        if self.kernel_drivers:
+            await self._follow_kernel(f"{own}/state", act)
+        else:
+            await self._drive(Role.FRONTEND, f"{own}/state", f"{be}/state", act)
+
+    async def _follow_kernel(self, state_path: str, act) -> None:  # type: ignore[no-untyped-def]
+        """netfront's own state: its link is configured once it says Connected."""
+        up = False
+        async for _ in self.store.watch(state_path):
+            try:
+                state = parse_state(await self.store.read(state_path))
+            except HandshakeError as e:
+                log.warning("%s: %s", state_path, e)
+                continue
+            try:
+                if state is XenbusState.CONNECTED and not up:
+                    await act(Action.CONNECT)
+                    up = True
+                elif state in (XenbusState.CLOSING, XenbusState.CLOSED) and up:
+                    await act(Action.DISCONNECT)
+                    up = False
+            except HandshakeError as e:
+                log.error("%s: %s", state_path, e)
 
     # -- backend (sys-sec) -----------------------------------------------------------------
 
@@ -180,8 +230,6 @@ class Agent:
         if fe != f"/local/domain/{domid}/device/vif/{devid}":
             log.error("vif %d.%d: frontend path %r does not match the device", domid, devid, fe)
             return
-        for feature in ("feature-rx-copy", "feature-sg"):
-            await self.store.write(f"{own}/{feature}", "1")
 
         async def act(action: Action) -> None:
             if action is Action.CONNECT:
@@ -192,7 +240,39 @@ class Agent:
             else:
                 await self.net.backend_down(domid, devid)
 
+        if self.kernel_drivers:
+            await self._hotplug(own, act)
+            return
+        for feature in ("feature-rx-copy", "feature-sg"):
+            await self.store.write(f"{own}/{feature}", "1")
         await self._drive(Role.BACKEND, f"{own}/state", f"{fe}/state", act)
+
+    async def _hotplug(self, own: str, act) -> None:  # type: ignore[no-untyped-def]
+        """What a driver domain's hotplug does for a netback device (see the docstring)."""
+        plugged = False
+        async for _ in self.store.watch(own):
+            try:
+                state = parse_state(await self.store.read(f"{own}/state"))
+            except HandshakeError as e:
+                log.warning("%s/state: %s", own, e)
+                continue
+            removing = await self.store.read(f"{own}/online") == b"0"
+            try:
+                if XenbusState.INIT_WAIT <= state <= XenbusState.CONNECTED and not removing \
+                        and not plugged:
+                    await act(Action.CONNECT)
+                    plugged = True
+                    await self.store.write(f"{own}/hotplug-status", "connected")
+            except HandshakeError as e:
+                log.error("%s: %s", own, e)
+                await self.store.write(f"{own}/hotplug-error", str(e))
+                await self.store.write(f"{own}/hotplug-status", "error")
+                return
+            if removing and state is XenbusState.CLOSED:
+                if plugged:
+                    await act(Action.DISCONNECT)
+                await self.store.rm(own)
+                return
 
     # -- the handshake loop shared by both sides --------------------------------------------
 
@@ -228,7 +308,14 @@ class Agent:
 
 class IpNet:
     """The data plane with iproute2, inside the domain's own network namespace. Each step is
-    one `ip -batch` process: a vif comes up with one fork, not four."""
+    one `ip -batch` process: a vif comes up with one fork, not four.
+
+    A frontend's interface is `<prefix><devid>`: `eth` in a guest, `uplink` for sys-sec's
+    own uplink on Xen. Where netfront made it (under the kernel's own name), it is found by
+    its MAC and renamed."""
+
+    def __init__(self, frontend_prefix: str = "eth") -> None:
+        self.prefix = frontend_prefix
 
     async def _ip(self, *commands: str, check: bool = True) -> None:
         from dom0.runner import run
@@ -236,20 +323,23 @@ class IpNet:
             c + "\n" for c in commands).encode(), check=check)
 
     async def frontend_up(self, devid: int, ip: str, gateway: str, mac: str) -> None:
-        dev = f"eth{devid}"
-        if devid == 0:
+        dev = f"{self.prefix}{devid}"
+        if devid == 0 and self.prefix == "eth":
             # sys-sec's resolver is the domain's resolver (filtered guests get no other).
             with open("/etc/resolv.conf", "w") as f:
                 f.write(f"nameserver {gateway}\n")
+        made = interface_with_mac(mac)
+        rename = [f"link set {made} down", f"link set {made} name {dev}"] \
+            if made is not None and made != dev else []
         # The address dom0 gave the vif (xenstore's `mac`), as netfront takes it.
-        await self._ip(f"link set {dev} address {mac}", f"addr replace {ip}/32 dev {dev}",
-                       f"link set {dev} up",
+        await self._ip(*rename, f"link set {dev} address {mac}",
+                       f"addr replace {ip}/32 dev {dev}", f"link set {dev} up",
                        f"route replace {gateway} dev {dev} scope link",
                        *([f"route replace default via {gateway} dev {dev}"] if devid == 0
                          else []))
 
     async def frontend_down(self, devid: int) -> None:
-        await self._ip(f"link set eth{devid} down", check=False)
+        await self._ip(f"link set {self.prefix}{devid} down", check=False)
 
     async def backend_up(self, domid: int, devid: int, ip: str, gateway: str) -> None:
         dev = f"vif{domid}.{devid}"
@@ -262,6 +352,16 @@ class IpNet:
     async def enable_forwarding(self) -> None:
         with open("/proc/sys/net/ipv4/ip_forward", "w") as f:
             f.write("1\n")
+
+
+def interface_with_mac(mac: str, sysfs: str = "/sys/class/net") -> str | None:
+    """The name of the interface with this MAC address, if there is one."""
+    with contextlib.suppress(OSError):
+        for name in sorted(os.listdir(sysfs)):
+            with contextlib.suppress(OSError), open(f"{sysfs}/{name}/address") as f:
+                if f.read().strip().lower() == mac:
+                    return name
+    return None
 
 
 SECURITY_SERVICES = [sys.executable, "-S", "-m", "netsec.syssec",
@@ -286,11 +386,14 @@ async def amain() -> int:
     from dom0.xenstore.client import connect_agent_store  # the one client layer
     store = await connect_agent_store()
     services = None
-    if await store.read("hyperwall/kind") == b"sys-sec" and \
-            os.environ.get("HYPERWALL_SECURITY", "1") != "0":
+    sys_sec = await store.read("hyperwall/kind") == b"sys-sec"
+    if sys_sec and os.environ.get("HYPERWALL_SECURITY", "1") != "0":
         services = asyncio.ensure_future(keep_running(SECURITY_SERVICES))
+    on_xen = store.xs.where is not None and store.xs.where[0] == "xenbus"
+    agent = Agent(store, IpNet("uplink" if sys_sec else "eth"), kernel_drivers=on_xen)
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, agent.stop, "SIGTERM")
     try:
-        reason = await Agent(store, IpNet()).run()
+        reason = await agent.run()
     finally:
         if services is not None:
             services.cancel()

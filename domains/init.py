@@ -1,7 +1,12 @@
 """A domain's PID 1: runs the agent, keeps it running, reaps orphans, stops on SIGTERM.
 
-Usage: `python -I -S domains/init.py AGENT [ARG...]`. Standard library only, and run with
-`-S`, so it starts in a few milliseconds and does not depend on the venv's site setup.
+Usage: `python -I -S domains/init.py [--power-off] AGENT [ARG...]`. Standard library only,
+and run with `-S`, so it starts in a few milliseconds and does not depend on the venv's
+site setup.
+
+`--power-off` is for the PID 1 of a whole machine (a Xen guest), whose exit would panic its
+kernel: once stopped, init powers the machine off (after SIGTERM or the agent's own exit)
+or reboots it (after SIGINT, as ctrl-alt-del), as any init does.
 
 As PID 1 of a PID namespace it must reap every orphan, and it only receives the signals
 it has asked for. Signals are blocked and taken synchronously with `sigtimedwait`, so no
@@ -57,6 +62,7 @@ class Init:
         self.backoff = 0.0
         self.restart_at = 0.0
         self.stop_deadline: float | None = None
+        self.stop_signal = 0
 
     def spawn(self) -> None:
         path = shutil.which(self.argv[0]) or self.argv[0]
@@ -123,18 +129,37 @@ class Init:
             info = (signal.sigwaitinfo(SIGNALS) if wait is None
                     else signal.sigtimedwait(SIGNALS, wait))
             if info is not None and info.si_signo in (signal.SIGTERM, signal.SIGINT):
+                self.stop_signal = self.stop_signal or info.si_signo
                 self.stop()
             self.reap()
 
 
+# reboot(2) commands (linux/reboot.h).
+POWER_OFF, RESTART = 0x4321FEDC, 0x01234567
+
+
+def end_machine(command: int) -> None:
+    import ctypes
+    os.sync()
+    ctypes.CDLL(None, use_errno=True).reboot(command)
+    raise OSError(ctypes.get_errno(), "reboot(2) failed")
+
+
 def main(argv: list[str]) -> int:
+    machine = bool(argv) and argv[0] == "--power-off"
+    argv = argv[1:] if machine else argv
     if not argv:
-        print("usage: init.py AGENT [ARG...]", file=sys.stderr)
+        print("usage: init.py [--power-off] AGENT [ARG...]", file=sys.stderr)
         return 2
     # A blocked signal is queued, never dropped, even for a namespace's PID 1.
     signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
     log(f"pid {os.getpid()} on {os.uname().nodename}")
-    return Init(argv).run()
+    init = Init(argv)
+    code = init.run()
+    if machine:
+        log("rebooting" if init.stop_signal == signal.SIGINT else "powering off")
+        end_machine(RESTART if init.stop_signal == signal.SIGINT else POWER_OFF)
+    return code
 
 
 if __name__ == "__main__":
