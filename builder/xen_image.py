@@ -12,6 +12,7 @@ and returns the serial console's lines; dom0 powers off when it ends.
 """
 from __future__ import annotations
 
+import gzip
 import hashlib
 import lzma
 import os
@@ -23,6 +24,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from builder.initramfs import shared_libraries, write_cpio
 
 CACHE = Path(os.environ.get("HYPERWALL_XEN_CACHE", "/var/cache/hyperwall/xen"))
 XEN_PACKAGES = ["xen-hypervisor-4.17-amd64", "xen-utils-4.17", "xen-utils-common",
@@ -45,7 +48,13 @@ def kernel() -> str:
     if not names:
         raise ImageUnavailable("no linux-image-6.1.0-*-amd64 in the apt archive")
     return names[-1].removeprefix("linux-image-")
-XEN_MODULES = ["xen-evtchn", "xen-privcmd", "xenfs", "xen-gntdev", "xen-gntalloc"]
+# xen-netback: sys-sec's uplink is a vif whose backend is dom0.
+XEN_MODULES = ["xen-evtchn", "xen-privcmd", "xenfs", "xen-gntdev", "xen-gntalloc", "xen-netback"]
+# What guests may load (builder/xen_guest.py picks per kind): networking, netfilter and
+# what they depend on; kept in the image folder with busybox's depmod run over it.
+GUEST_MODULE_TREES = ["kernel/net", "kernel/lib", "kernel/crypto", "kernel/drivers/net/xen-netback",
+                      "kernel/drivers/net/xen-netfront.ko", "kernel/drivers/net/tun.ko",
+                      "modules.builtin", "modules.builtin.modinfo", "modules.order"]
 SHARE_MODULES = ["netfs", "fscache", "9pnet", "9p", "virtio_ring", "virtio",
                  "virtio_pci_modern_dev", "virtio_pci_legacy_dev", "virtio_pci", "9pnet_virtio"]
 ROOT_DIRS = ["bin", "dev", "proc", "sys", "tmp", "run", "etc", "lib64", "lib/modules", "guest",
@@ -72,17 +81,6 @@ echo "HW-DOM0-DONE rc=$?"
 poweroff -f
 """
 
-# The tiny guest: says DOMU_ALIVE on its console and idles. Xen's polite shutdown reaches
-# its kernel, which runs /sbin/poweroff (orderly_poweroff, not forced): without one the
-# guest ignores `xl shutdown`, as a guest without an init system would.
-GUEST_INIT = """#!/bin/sh
-mount -t proc p /proc
-echo "DOMU_ALIVE $(uname -r)"
-while :; do sleep 3600; done
-"""
-GUEST_POWEROFF = "#!/bin/sh\nexec /bin/busybox poweroff -f\n"
-
-
 @dataclass(frozen=True)
 class Image:
     folder: Path
@@ -100,9 +98,13 @@ class Image:
         return self.folder / "root"
 
     @property
-    def guest_initrd(self) -> Path:
-        """Inside dom0: a tiny busybox guest that says DOMU_ALIVE on its console."""
-        return Path("/guest/initrd.gz")
+    def modules(self) -> Path:
+        """`<release>/` with the modules guests may load and busybox's modules.dep."""
+        return self.folder / "modules"
+
+    @property
+    def kernel_release(self) -> str:
+        return (self.folder / "release").read_text().strip()
 
 
 def _run(*argv: str, cwd: Path | None = None) -> str:
@@ -115,8 +117,7 @@ def _run(*argv: str, cwd: Path | None = None) -> str:
 def _key(packages: list[str]) -> str:
     """The packages' versions and how we assemble them: either changing makes a new image."""
     out = _run("apt-cache", "policy", *packages)
-    recipe = INIT + GUEST_INIT + GUEST_POWEROFF + " ".join(XEN_MODULES + SHARE_MODULES
-                                                          + ROOT_DIRS)
+    recipe = INIT + " ".join(XEN_MODULES + SHARE_MODULES + ROOT_DIRS + GUEST_MODULE_TREES)
     return hashlib.sha256((out + recipe).encode()).hexdigest()[:16]
 
 
@@ -126,17 +127,6 @@ def _vmlinux(bzimage: Path, out: Path) -> None:
     setup = ((d[0x1F1] or 4) + 1) * 512
     offset, length = struct.unpack_from("<II", d, 0x248)
     out.write_bytes(lzma.LZMADecompressor().decompress(d[setup + offset:setup + offset + length]))
-
-
-def _cpio(folder: Path, out: Path, gzip: bool = False) -> None:
-    files = _run("find", ".", cwd=folder)
-    proc = subprocess.run(["cpio", "-o", "-H", "newc", "--quiet"], input=files.encode(),
-                          cwd=folder, capture_output=True, check=True)
-    data = proc.stdout
-    if gzip:
-        import gzip as gz
-        data = gz.compress(data, 1)
-    out.write_bytes(data)
 
 
 def build(progress: Callable[[str], None] = lambda _: None) -> Image:
@@ -158,20 +148,9 @@ def build(progress: Callable[[str], None] = lambda _: None) -> Image:
     progress("unpacking")
     for deb in sorted((work / "debs").glob("*.deb")):
         _run("dpkg", "-x", str(deb), str(x))
-    import gzip as gz
-    (work / "xen.elf").write_bytes(gz.decompress((x / "boot" / "xen-4.17-amd64.gz").read_bytes()))
+    (work / "xen.elf").write_bytes(gzip.decompress((x / "boot" / "xen-4.17-amd64.gz").read_bytes()))
     progress("kernel")
     _vmlinux(x / "boot" / f"vmlinuz-{release}", work / "vmlinux")
-    progress("guest initramfs")
-    du = work / "domu"
-    for d in ("bin", "sbin", "proc", "sys", "dev"):
-        (du / d).mkdir(parents=True)
-    shutil.copy(x / "bin" / "busybox", du / "bin")
-    for a in ("sh", "mount", "cat", "sleep", "uname"):
-        (du / "bin" / a).symlink_to("busybox")
-    for script, text in ((du / "init", GUEST_INIT), (du / "sbin" / "poweroff", GUEST_POWEROFF)):
-        script.write_text(text)
-        script.chmod(0o755)
     progress("dom0 root")
     r = work / "root"
     for d in ROOT_DIRS:
@@ -190,36 +169,45 @@ def build(progress: Callable[[str], None] = lambda _: None) -> Image:
         found = next(modules.rglob(f"{m}.ko"), None)
         if found is not None:   # else built into the kernel
             shutil.copy(found, r / "lib" / "modules")
-    shutil.copy(work / "vmlinux", r / "guest" / "vmlinuz")
-    _cpio(du, r / "guest" / "initrd.gz", gzip=True)
+    progress("guest modules")
+    _guest_modules(modules, work, release)
     (r / "init").write_text(INIT.format(modules=" ".join(XEN_MODULES + SHARE_MODULES)))
     (r / "init").chmod(0o755)
     shutil.rmtree(work / "debs")
     shutil.rmtree(x)
-    shutil.rmtree(du)
     (work / ".done").touch()
     shutil.rmtree(folder, ignore_errors=True)
     work.rename(folder)
     return Image(folder)
 
 
+def _guest_modules(modules: Path, work: Path, release: str) -> None:
+    """The module trees guests may load, under `work/modules/<release>`, with busybox's
+    depmod run over them (it wants them under lib/modules, hence the move)."""
+    base = work / "depmod"
+    for tree in GUEST_MODULE_TREES:
+        src, dst = modules / tree, base / "lib" / "modules" / release / tree
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, dst)
+        elif src.exists():
+            shutil.copy2(src, dst)
+    _run(str(work / "root" / "bin" / "busybox"), "depmod", "-b", str(base), release)
+    (base / "lib" / "modules").rename(work / "modules")
+    shutil.rmtree(base)
+    (work / "release").write_text(release + "\n")
+
+
 def _copy_libraries(x: Path, r: Path) -> None:
     env = {**os.environ, "LD_LIBRARY_PATH": str(x / "usr" / "lib" / "x86_64-linux-gnu")}
-    wanted: set[str] = set()
-    for folder in (x / "usr" / "lib" / "xen-4.17" / "bin", x / "usr" / "bin", x / "usr" / "sbin"):
-        for b in folder.glob("*") if folder.is_dir() else []:
-            done = subprocess.run(["ldd", str(b)], capture_output=True, text=True, env=env)
-            for line in done.stdout.splitlines():
-                parts = line.split("=>")
-                if len(parts) == 2 and parts[1].strip().startswith("/") and \
-                        str(x) not in parts[1]:
-                    wanted.add(parts[1].split()[0])
-    wanted |= {"/lib/x86_64-linux-gnu/libgcc_s.so.1"}   # xl needs it; ldd does not say so
+    programs = [b for folder in (x / "usr" / "lib" / "xen-4.17" / "bin", x / "usr" / "bin",
+                                 x / "usr" / "sbin") if folder.is_dir() for b in folder.glob("*")]
+    wanted = {lib for lib in shared_libraries(programs, env) if not lib.is_relative_to(x)}
+    wanted.add(Path("/lib/x86_64-linux-gnu/libgcc_s.so.1"))   # xl needs it; ldd does not say so
     for lib in wanted:
-        target = r / lib.lstrip("/")
+        target = r / str(lib).lstrip("/")
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(lib, target)
-    shutil.copy("/lib64/ld-linux-x86-64.so.2", r / "lib64")
 
 
 def links_for(paths: list[Path], root: Path) -> list[str]:
@@ -246,10 +234,10 @@ def boot(image: Image, script: str, *, host_paths: list[Path], timeout: float = 
     (run_dir / "guest" / "run.sh").write_text(script)
     initrd = image.folder.parent / f"dom0-{os.getpid()}.cpio"
     try:
-        _cpio(run_dir, initrd)
+        write_cpio(run_dir, initrd)
         links = ":".join(links_for(host_paths, run_dir))
         argv = ["qemu-system-x86_64", "-accel", "tcg,thread=multi", "-M", "q35",
-                "-cpu", "max,-smap", "-m", "2048", "-smp", "2", "-display", "none",
+                "-cpu", "max,-smap", "-m", "4096", "-smp", "2", "-display", "none",
                 "-monitor", "none", "-serial", "stdio", "-no-reboot", "-kernel", str(image.xen),
                 "-append", "dom0_mem=768M,max:768M dom0_max_vcpus=2 console=com1 "
                 "com1=115200,8n1 loglvl=warning guest_loglvl=warning",
