@@ -19,12 +19,14 @@ from pathlib import Path
 
 from dom0.api import DEFAULT_SOCKET
 from dom0.api.server import serve
+from dom0.backends.base import Backend
 from dom0.backends.ns import NsBackend
+from dom0.backends.xen import GuestImages, XenBackend
 from dom0.config import DEFAULT_CONFIG_DIR, ConfigError, load_config_dir
 from dom0.logsetup import setup_logging
 from dom0.model import ToolstackError
-from dom0.toolstack import Toolstack
-from dom0.uplink import NsHostUplink
+from dom0.toolstack import CONNECT_TIMEOUT, Toolstack, Uplink
+from dom0.uplink import NsHostUplink, XenHostUplink
 from dom0.xenstore.client import AsyncXenStore, NoXenStore, XsError, rundir_socket
 
 log = logging.getLogger("hyperwall.dom0d")
@@ -49,9 +51,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="the control API's socket (default: %(default)s)")
     p.add_argument("--autostart", action="store_true",
                    help="start the domains whose definition says `autostart = true`")
-    p.add_argument("--uplink", choices=("host", "none"), default="host",
-                   help="host: sys-sec reaches the host's default route through NAT; none: "
+    p.add_argument("--uplink", choices=("host", "routed", "none"), default="host",
+                   help="host: sys-sec reaches the host's default route through NAT; routed: "
+                   "the same link without NAT (the host routes sys-sec's network); none: "
                    "sys-sec gets no uplink from dom0d (a simulated network plugs one in)")
+    p.add_argument("--hypervisor", choices=("none", "xen"), default="none",
+                   help="xen: run domains as Xen guests (the `xen` backend) on the system's "
+                   "xenstored; none: the embedded platform with its own xenstored")
+    p.add_argument("--xen-images", type=Path, metavar="DIR",
+                   help="what Xen guests boot (`hyperwall-build xen-guests -o DIR`; default: "
+                   "STATE/xen/images)")
+    p.add_argument("--connect-timeout", type=float, default=CONNECT_TIMEOUT, metavar="S",
+                   help="how long a new domain's vif may take to connect (default: %(default)s)")
     p.add_argument("--first-domid", type=int, default=1, metavar="N",
                    help="allocate domids from N up (several platforms on one host: tests)")
     return p.parse_args(argv)
@@ -99,11 +110,24 @@ async def run(args: argparse.Namespace) -> int:
     except ConfigError as e:
         log.error("%s", e)
         return 1
-    store, xs_rundir = await ensure_xenstored(args.rundir / "xenstored", args.state_dir)
-    await store.write("/local/domain/0/name", "Domain-0")
-    ns = NsBackend(args.state_dir / "ns", sys_sec_dir=args.state_dir / "sys-sec")
-    toolstack = Toolstack(specs, store, {"ns": ns}, xs_rundir, first_domid=args.first_domid,
-                          uplink=NsHostUplink() if args.uplink == "host" else None)
+    masquerade = args.uplink == "host"
+    uplink: Uplink | None
+    if args.hypervisor == "xen":
+        # The system's xenstored (found as any Xen tool finds it); libxl owns the layout.
+        store, xs_rundir = await AsyncXenStore.connect(), Path("/var/run/xenstored")
+        images = GuestImages.in_folder(args.xen_images or args.state_dir / "xen" / "images")
+        backends: dict[str, Backend] = {"xen": XenBackend(args.state_dir / "xen", images,
+                                                          store)}
+        uplink = XenHostUplink(store, masquerade=masquerade)
+    else:
+        store, xs_rundir = await ensure_xenstored(args.rundir / "xenstored", args.state_dir)
+        await store.write("/local/domain/0/name", "Domain-0")
+        backends = {"ns": NsBackend(args.state_dir / "ns",
+                                    sys_sec_dir=args.state_dir / "sys-sec")}
+        uplink = NsHostUplink(masquerade=masquerade)
+    toolstack = Toolstack(specs, store, backends, xs_rundir, first_domid=args.first_domid,
+                          uplink=uplink if args.uplink != "none" else None,
+                          connect_timeout=args.connect_timeout)
     await toolstack.recover()
     toolstack.supervise()
     api = await serve(toolstack, args.socket)

@@ -118,7 +118,14 @@ def vif_backend_path(backend_domid: int, domid: int, devid: int) -> str:
 
 def vif_nodes(domid: int, backend_domid: int, devid: int, policy: str, *,
               name: str) -> list[Node]:
-    """The frontend and backend directories of a vif, as `libxl__device_nic_add` writes."""
+    """The frontend and backend directories of a vif, as `libxl__device_nic_add` writes,
+    with Hyperwall's keys (`vif_hyperwall_nodes`) in the backend's."""
+    return [*vif_libxl_nodes(domid, backend_domid, devid),
+            *vif_hyperwall_nodes(domid, backend_domid, devid, policy, name=name)]
+
+
+def vif_libxl_nodes(domid: int, backend_domid: int, devid: int) -> list[Node]:
+    """What libxl itself writes for a vif (`xl network-attach` on Xen writes exactly these)."""
     fe, be = vif_frontend_path(domid, devid), vif_backend_path(backend_domid, domid, devid)
     fe_perms = (f"n{domid}", f"r{backend_domid}")
     be_perms = (f"n{backend_domid}", f"r{domid}")
@@ -141,11 +148,18 @@ def vif_nodes(domid: int, backend_domid: int, devid: int, policy: str, *,
         Node(f"{be}/ip", addr.ip),
         Node(f"{be}/handle", str(devid)),
         Node(f"{be}/type", "vif"),
+        Node(f"{libxl_path(domid)}/device/vif/{devid}/frontend", fe),
+        Node(f"{libxl_path(domid)}/device/vif/{devid}/backend", be),
+    ]
+
+
+def vif_hyperwall_nodes(domid: int, backend_domid: int, devid: int, policy: str, *,
+                        name: str) -> list[Node]:
+    be = vif_backend_path(backend_domid, domid, devid)
+    return [
         # Routed addressing and the owner's policy for this guest, applied by sys-sec.
-        Node(f"{be}/hyperwall/gateway", addr.gateway),
+        Node(f"{be}/hyperwall/gateway", vif_addressing(domid, devid).gateway),
         Node(f"{be}/hyperwall/policy", policy),
         # The guest's name for sys-sec's logs and reports: it cannot read the guest's tree.
         Node(f"{be}/hyperwall/name", name),
-        Node(f"{libxl_path(domid)}/device/vif/{devid}/frontend", fe),
-        Node(f"{libxl_path(domid)}/device/vif/{devid}/backend", be),
     ]

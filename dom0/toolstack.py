@@ -39,6 +39,9 @@ log = logging.getLogger("hyperwall.toolstack")
 
 MAX_DOMID = 32751            # DOMID_FIRST_RESERVED - 1, as on Xen
 CONNECT_TIMEOUT = 20.0
+# On Xen, libxl gives a driver domain 10 s to answer a new vif, so sys-sec counts as started
+# only once its agent (started after netback is loaded) has reported.
+DRIVER_DOMAIN_TIMEOUT = 60.0
 SUPERVISE_INTERVAL = 1.0
 
 
@@ -77,8 +80,9 @@ class Domain:
 class Toolstack:
     def __init__(self, specs: dict[str, DomainSpec], store: Store,
                  backends: dict[str, Backend], xs_rundir: Path, *, first_domid: int = 1,
-                 uplink: Uplink | None = None) -> None:
+                 uplink: Uplink | None = None, connect_timeout: float = CONNECT_TIMEOUT) -> None:
         self.specs = specs
+        self.connect_timeout = connect_timeout
         self.uplink = uplink
         self.first_domid = first_domid
         self.store = store
@@ -147,8 +151,12 @@ class Toolstack:
                 dom.started_at = time.monotonic()
                 if not spec.is_sys_sec:
                     await self._wait_vif_connected(dom, devid=0)
-                elif self.uplink is not None:
-                    await self.uplink.plug(dom.handle)
+                else:
+                    if self._backend(spec).hypervisor_owned:
+                        await self._wait_agent(dom, max(DRIVER_DOMAIN_TIMEOUT,
+                                                        self.connect_timeout))
+                    if self.uplink is not None:
+                        await self.uplink.plug(dom.handle)
                 await self.store.rm(self._marker(dom.domid).path)
             except BaseException:
                 await self._teardown(dom)
@@ -403,22 +411,41 @@ class Toolstack:
 
     async def _add_vif(self, dom: Domain, devid: int) -> None:
         sys_sec = self._running_sys_sec(dom)
-        await self._backend(dom.spec).add_vif(dom.handle, sys_sec.handle, devid)
-        await self.store.write_nodes(layout.vif_nodes(dom.domid, sys_sec.domid, devid,
-                                                      dom.spec.policy, name=dom.spec.name))
+        backend = self._backend(dom.spec)
+        await backend.add_vif(dom.handle, sys_sec.handle, devid)
+        # On Xen libxl wrote the device's directories; only Hyperwall's keys are dom0's.
+        nodes = layout.vif_hyperwall_nodes if backend.hypervisor_owned else layout.vif_nodes
+        await self.store.write_nodes(nodes(dom.domid, sys_sec.domid, devid, dom.spec.policy,
+                                           name=dom.spec.name))
 
     async def _wait_vif_connected(self, dom: Domain, devid: int) -> None:
         sys_sec = self._running_sys_sec(dom)
         connected = str(int(XenbusState.CONNECTED)).encode()
         for path in (f"{layout.vif_frontend_path(dom.domid, devid)}/state",
                      f"{layout.vif_backend_path(sys_sec.domid, dom.domid, devid)}/state"):
-            value = await self.store.wait_value(path, lambda v: v == connected, CONNECT_TIMEOUT)
+            value = await self.store.wait_value(path, lambda v: v == connected,
+                                                self.connect_timeout)
             if value != connected:
                 raise ToolstackError(
                     f"{dom.spec.name}: vif {devid} did not reach Connected in "
-                    f"{CONNECT_TIMEOUT:.0f}s ({path} is {_state_name(value)}); see "
+                    f"{self.connect_timeout:.0f}s ({path} is {_state_name(value)}); see "
                     f"the console logs of {dom.spec.name} and {sys_sec.spec.name}")
+        if self._backend(dom.spec).hypervisor_owned:
+            # netfront says Connected before the guest's agent has addressed the link.
+            path = f"{layout.dom_path(dom.domid)}/data/hyperwall/vif/{devid}"
+            value = await self.store.wait_value(path, lambda v: (v or b"").startswith(b"up"),
+                                                self.connect_timeout)
+            if not (value or b"").startswith(b"up"):
+                raise ToolstackError(f"{dom.spec.name}: its agent did not configure vif "
+                                     f"{devid} in {self.connect_timeout:.0f}s ({path} is "
+                                     f"{value!r}); see its console log")
         self._emit(EventKind.VIF_CONNECTED, dom, f"vif{dom.domid}.{devid}")
+
+    async def _wait_agent(self, dom: Domain, timeout: float) -> None:
+        path = f"{layout.dom_path(dom.domid)}/data/hyperwall/agent"
+        if await self.store.wait_value(path, lambda v: bool(v), timeout) is None:
+            raise ToolstackError(f"{dom.spec.name}: its agent did not report in {timeout:.0f}s "
+                                 f"({path} is missing); see its console log")
 
     async def _wait_stopped(self, dom: Domain, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
@@ -436,14 +463,19 @@ class Toolstack:
         backend = self._backend(dom.spec)
         sys_sec = self.domains.get(self._sys_sec_spec().name)
         steps: list[tuple[str, Callable[[], Awaitable[None]]]] = []
+        leftovers: list[tuple[str, Callable[[], Awaitable[None]]]] = []
         if sys_sec is not None and sys_sec is not dom:
             steps.append(("vif", lambda: backend.remove_vif(dom.handle, sys_sec.handle, 0)))
-            steps.append(("backend entries", lambda: self.store.rm(
-                f"{layout.dom_path(sys_sec.domid)}/backend/vif/{dom.domid}")))
+            # On Xen libxl takes the devices away with the domain (sys-sec's agent removes
+            # its backend directory, as a driver domain does): only what is left is ours.
+            (leftovers if backend.hypervisor_owned else steps).append(
+                ("backend entries", lambda: self.store.rm(
+                    f"{layout.dom_path(sys_sec.domid)}/backend/vif/{dom.domid}")))
         if dom.spec.is_sys_sec and self.uplink is not None:
             uplink = self.uplink
             steps.append(("uplink", lambda: uplink.unplug(dom.handle)))
         steps.append(("backend", lambda: backend.destroy(dom.handle)))
+        steps += leftovers
         steps.append(("release", lambda: self.store.release(dom.domid)))
         steps.append(("xenstore", lambda: self._remove_entries(dom.domid, dom.uuid)))
         for what, step in steps:

@@ -1,26 +1,33 @@
 """The `xen` backend: domains on a real Xen host through `xl`, behind the same interface as
 `ns`. dom0's xenstore traffic goes to the system's xenstored through the same client layer;
-sys-sec is every guest's network driver domain (`vif = ['backend=sys-sec', ...]`).
+sys-sec is every guest's network driver domain (each guest's vif has `backend=sys-sec`).
 
-The xl.cfg text and the reading of `xl list` are pure (`xl_config`, `parse_xl_list`); the
-class runs `xl` through dom0's runner.
+The xl.cfg text, the `xl network-attach` arguments and the reading of `xl list` are pure
+(`xl_config`, `vif_spec`, `parse_xl_list`); the class runs `xl` through dom0's runner.
 
 What differs from `ns`, and why: Xen picks a domain's id at `xl create` (xl.cfg cannot ask
 for one) and libxl writes its xenstore layout, so the backend is `hypervisor_owned`: `create`
-returns the id Xen gave and the toolstack adds only Hyperwall's own keys. There is no
-`exec` into a Xen guest (dom0 reaches a guest only through xenstore and its console), so
-`exec` is refused with that reason.
+returns the id Xen gave and the toolstack adds only Hyperwall's own keys. A vif's addresses
+follow from the guest's domid, so the vif is attached once that is known (`xl
+network-attach`, while the guest is still paused), not in the xl.cfg. Netback in sys-sec
+and netfront in the guest walk the handshake; sys-sec's agent does the hotplug part. dom0
+has no way into a guest but xenstore, so `exec` is a request the guest's agent answers
+there (`dom0.guest_exec`).
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dom0.backends.base import BackendError, DomainHandle, ExecResult, RunState
 from dom0.config import DomainSpec
 from dom0.layout import vif_addressing
 from dom0.runner import CommandError, run
+
+if TYPE_CHECKING:
+    from dom0.guest_exec import Dom0Store
 
 XL_STATES = {"r": RunState.RUNNING, "b": RunState.RUNNING, "p": RunState.PAUSED,
              "s": RunState.SHUTDOWN, "c": RunState.CRASHED, "d": RunState.SHUTDOWN}
@@ -35,16 +42,34 @@ class GuestImage:
     cmdline: str = "console=hvc0 quiet"
 
 
+@dataclass(frozen=True)
+class GuestImages:
+    """sys-sec boots its own initramfs (netback, the firewall, the engine); every other
+    domain boots the guest one."""
+
+    sys_sec: GuestImage
+    guest: GuestImage
+
+    def for_spec(self, spec: DomainSpec) -> GuestImage:
+        return self.sys_sec if spec.is_sys_sec else self.guest
+
+    @classmethod
+    def in_folder(cls, folder: Path) -> GuestImages:
+        """The layout `hyperwall-build xen-guests -o FOLDER` writes."""
+        kernel = folder / "vmlinux"
+        return cls(GuestImage(kernel, folder / "sys-sec.cpio"),
+                   GuestImage(kernel, folder / "guest.cpio"))
+
+
 def _quote(value: str) -> str:
     if any(c in value for c in "\"\\\n"):
         raise ValueError(f"{value!r} cannot go into an xl.cfg string")
     return f'"{value}"'
 
 
-def xl_config(spec: DomainSpec, image: GuestImage, *, domid_hint: int | None = None,
-              backend_domain: str = "sys-sec") -> str:
-    """The xl.cfg of a domain. Guests get one vif whose backend is sys-sec (a network driver
-    domain); sys-sec itself is marked as a driver domain and has no vif from dom0."""
+def xl_config(spec: DomainSpec, image: GuestImage) -> str:
+    """The xl.cfg of a domain, without vifs (`vif_spec`). sys-sec is marked as a network
+    driver domain."""
     lines = [
         f"name = {_quote(spec.name)}",
         'type = "pv"',
@@ -60,13 +85,15 @@ def xl_config(spec: DomainSpec, image: GuestImage, *, domid_hint: int | None = N
     ]
     if spec.is_sys_sec:
         lines.append("driver_domain = 1")
-    elif domid_hint is not None:
-        addr = vif_addressing(domid_hint, 0)
-        lines.append(f"vif = [ 'backend={backend_domain},mac={addr.mac},ip={addr.ip},"
-                     "script=vif-route' ]")
-    else:
-        lines.append(f"vif = [ 'backend={backend_domain},script=vif-route' ]")
     return "\n".join(lines) + "\n"
+
+
+def vif_spec(domid: int, devid: int, backend_domain: str) -> list[str]:
+    """`xl network-attach` arguments for a guest's vif: sys-sec as its backend, the routed
+    address and MAC the guest's domid gives (`dom0.layout.vif_addressing`)."""
+    addr = vif_addressing(domid, devid)
+    return [f"backend={backend_domain}", f"devid={devid}", f"mac={addr.mac}", f"ip={addr.ip}",
+            "script=vif-route"]
 
 
 _XL_LINE = re.compile(r"^(?P<name>\S+)\s+(?P<id>\d+)\s+(?P<mem>\d+)\s+(?P<vcpus>\d+)\s+"
@@ -103,9 +130,11 @@ class XenBackend:
     name = "xen"
     hypervisor_owned = True
 
-    def __init__(self, state_dir: Path, image: GuestImage) -> None:
+    def __init__(self, state_dir: Path, images: GuestImages, store: Dom0Store | None = None
+                 ) -> None:
         self.state_dir = state_dir
-        self.image = image
+        self.images = images
+        self.store = store      # for `exec`, answered by the guest's agent over xenstore
 
     def _cfg(self, dom: DomainHandle) -> Path:
         return self.state_dir / "xl" / f"{dom.spec.name}.cfg"
@@ -127,7 +156,7 @@ class XenBackend:
         the domid Xen gave it."""
         cfg = self._cfg(dom)
         cfg.parent.mkdir(parents=True, exist_ok=True)
-        cfg.write_text(xl_config(dom.spec, self.image, domid_hint=dom.domid))
+        cfg.write_text(xl_config(dom.spec, self.images.for_spec(dom.spec)))
         await self._xl("create", "-p", str(cfg))
         found = await self._find(dom)
         if found is None:
@@ -166,12 +195,17 @@ class XenBackend:
 
     async def exec(self, dom: DomainHandle, argv: list[str], timeout: float = 60.0,
                    stdin: bytes | None = None) -> ExecResult:
-        raise BackendError(f"xen: {dom.spec.name}: dom0 does not run commands inside Xen "
-                           "guests; use its console or its agent's xenstore keys")
+        if self.store is None:
+            raise BackendError(f"xen: {dom.spec.name}: no xenstore connection to ask its "
+                               "agent through")
+        from dom0.guest_exec import exec_in_domain
+        return await exec_in_domain(self.store, dom.domid, argv, timeout=timeout, stdin=stdin)
 
     async def add_vif(self, frontend: DomainHandle, backend: DomainHandle, devid: int) -> None:
-        """The vif is in the xl.cfg: libxl writes both directories and netback in sys-sec
-        plugs it (its hotplug), so there is nothing to do here."""
+        """libxl writes both directories; netback in sys-sec and netfront in the guest take
+        it from there (the toolstack then adds Hyperwall's keys for sys-sec's agent)."""
+        await self._xl("network-attach", frontend.spec.name,
+                       *vif_spec(frontend.domid, devid, backend.spec.name))
 
     async def remove_vif(self, frontend: DomainHandle, backend: DomainHandle,
                          devid: int) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from dom0.backends.base import RunState
-from dom0.backends.xen import GuestImage, parse_xl_list, xl_config
+from dom0.backends.xen import GuestImage, GuestImages, parse_xl_list, vif_spec, xl_config
 from dom0.config import DomainSpec
 from dom0.layout import vif_addressing
 
@@ -26,19 +26,29 @@ def cfg(text: str) -> dict[str, str]:
     return {k.strip(): v.strip() for k, v in (line.split("=", 1) for line in text.splitlines())}
 
 
-def test_a_guest_is_a_pv_domain_whose_vif_backend_is_sys_sec() -> None:
+def test_a_guest_is_a_pv_domain_built_without_vifs() -> None:
     spec = DomainSpec(name="work", kind="app", memory_mb=1024, vcpus=2, policy="vpn-only")
-    c = cfg(xl_config(spec, IMAGE, domid_hint=7))
-    addr = vif_addressing(7, 0)
+    c = cfg(xl_config(spec, IMAGE))
     assert c["name"] == '"work"' and c["type"] == '"pv"' and c["memory"] == "1024"
     assert c["vcpus"] == "2" and c["on_poweroff"] == '"destroy"'
-    assert c["vif"] == f"[ 'backend=sys-sec,mac={addr.mac},ip={addr.ip},script=vif-route' ]"
     assert "hyperwall.kind=app" in c["extra"]
+    # Its vif's addresses follow from the domid Xen gives at create: attached afterwards.
+    assert "vif" not in c and "driver_domain" not in c
 
 
-def test_sys_sec_is_the_driver_domain_and_has_no_vif_from_dom0() -> None:
-    c = cfg(xl_config(DomainSpec(name="sys-sec", kind="sys-sec"), IMAGE))
+def test_a_guests_vif_is_attached_with_sys_sec_as_backend() -> None:
+    addr = vif_addressing(7, 0)
+    assert vif_spec(7, 0, "sys-sec") == ["backend=sys-sec", "devid=0", f"mac={addr.mac}",
+                                         f"ip={addr.ip}", "script=vif-route"]
+
+
+def test_sys_sec_is_the_driver_domain_and_boots_its_own_image() -> None:
+    spec = DomainSpec(name="sys-sec", kind="sys-sec")
+    images = GuestImages.in_folder(Path("/var/lib/hyperwall/xen"))
+    c = cfg(xl_config(spec, images.for_spec(spec)))
     assert c["driver_domain"] == "1" and "vif" not in c
+    assert c["ramdisk"] == '"/var/lib/hyperwall/xen/sys-sec.cpio"'
+    assert images.for_spec(DomainSpec(name="family", kind="app")).ramdisk.name == "guest.cpio"
 
 
 def test_a_value_that_would_break_the_file_is_refused() -> None:

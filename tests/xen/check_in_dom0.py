@@ -1,37 +1,50 @@
-"""Run inside Xen's dom0 (by tests/xen/harness.py): Hyperwall's dom0 code against Xen
-itself. Prints one `HWCHECK <name> PASS|FAIL <detail>` line per check; the host reads them
-from the serial console. `smoke` starts and stops one guest through the xen backend;
-`full` adds the client layer against the real oxenstored, libxl's layout, pause/unpause
-and the toolstack's view against `xl list`."""
+"""Run inside Xen's dom0 (by tests/xen/harness.py): Hyperwall's dom0 code against Xen itself.
+Prints one `HWCHECK <name> PASS|FAIL <detail>` line per check; the host reads them from the
+serial console.
+
+`smoke` starts sys-sec (a real PV guest booting builder's image, its agent on
+/dev/xen/xenbus) through the toolstack and shuts it down. `full` checks the client layer
+against the real oxenstored (its socket and the xenbus device), then runs `hyperwall-dom0d
+--hypervisor xen` on the standard domains and drives it with the `hyperwall` CLI: they
+start as Xen guests, libxl's tree agrees with dom0/layout.py, every vif is Connected with
+netfront in the guest and netback in sys-sec, guests reach a server behind sys-sec and
+nothing else, `hyperwall list` agrees with `xl list`, and `hyperwall down` leaves nothing.
+
+Usage: check_in_dom0.py smoke|full IMAGES_DIR
+"""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import http.server
+import json
+import os
+import shutil
+import subprocess
 import sys
+import threading
 import time
 import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
-from dom0.backends.base import DomainHandle, RunState
-from dom0.backends.xen import GuestImage, XenBackend, parse_xl_list
-from dom0.config import DomainSpec, load_config_dir
-from dom0.layout import domain_nodes, hyperwall_nodes
-from dom0.runner import run
+from dom0.backends.base import RunState
+from dom0.backends.xen import GuestImages, XenBackend, parse_xl_list
+from dom0.config import STANDARD_DIR, load_config_dir
+from dom0.layout import domain_nodes, hyperwall_nodes, vif_addressing, vif_libxl_nodes
+from dom0.model import DomainState
 from dom0.toolstack import Toolstack
 from dom0.xenstore.client import AsyncXenStore, Perm, XenStore
 from tests.xen.libxl_layout import Tree, differences
 
 DOMAINS = Path(__file__).resolve().parent / "domains"
-IMAGE = GuestImage(Path("/guest/vmlinuz"), Path("/guest/initrd.gz"))
-STATE_DIR = Path("/tmp/hyperwall-xen")
+WORK = Path("/tmp/hyperwall-xen")
+SERVER, LAN_HOST, PAGE = "203.0.113.10", "192.168.1.10", b"behind sys-sec\n"
+TIMEOUT = 180.0
 
 
 def report(name: str, ok: bool, detail: str = "") -> None:
     print(f"HWCHECK {name} {'PASS' if ok else 'FAIL'} {detail}".rstrip(), flush=True)
-
-
-def spec(name: str) -> DomainSpec:
-    return load_config_dir(DOMAINS)[name]
 
 
 def read_tree(xs: XenStore, root: str) -> Tree:
@@ -42,19 +55,17 @@ def read_tree(xs: XenStore, root: str) -> Tree:
     return tree
 
 
-async def xl_list() -> dict[str, RunState]:
+def xl_list() -> dict[str, tuple[int, RunState, int]]:
     """`xl list` read on its own, not through the backend under test."""
-    out = (await run(["xl", "list"])).stdout.decode()
-    return {d.name: d.state for d in parse_xl_list(out)}
+    out = subprocess.run(["xl", "list"], capture_output=True, text=True, check=True).stdout
+    return {d.name: (d.domid, d.state, d.memory_mb) for d in parse_xl_list(out)}
 
 
-async def wait_console(path: Path, text: str, timeout: float = 60.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:   # xenconsoled appends to a file; nothing to watch
-        if path.exists() and text in path.read_text(errors="replace"):
-            return True
-        await asyncio.sleep(0.3)
-    return False
+def consoles() -> None:
+    """Every guest's console, for whoever reads a failure."""
+    for log in sorted(Path("/var/log/xen/console").glob("guest-*.log")):
+        print(f"== {log.name}", flush=True)
+        print(log.read_text(errors="replace")[-3000:], flush=True)
 
 
 async def client_layer(name: str, where: tuple[str, str] | None) -> None:
@@ -91,84 +102,237 @@ async def _until(events: AsyncIterator[str], path: str) -> bool:
     return False
 
 
-async def guest(full: bool) -> None:
-    """A domain defined by TOML, through the backend: created paused, started, (paused and
-    unpaused,) booted, shut down politely, destroyed leaving nothing in xenstore."""
-    backend = XenBackend(STATE_DIR, IMAGE)
-    dom = DomainHandle(0, spec("sys-sec"), Path("/tmp"))
-    started = time.monotonic()
-    domid = await backend.create(dom)
-    dom = DomainHandle(domid, dom.spec, dom.xenstore_dir)
-    report("xl-create-paused", await backend.state(dom) is RunState.PAUSED
-           and (await xl_list())["sys-sec"] is RunState.PAUSED, f"domid={domid}")
-    if full:
-        with XenStore() as xs:
-            uuid = xs.read(f"/local/domain/{domid}/vm").decode().removeprefix("/vm/")
-            tree = read_tree(xs, f"/local/domain/{domid}") | read_tree(xs, f"/vm/{uuid}") \
-                | read_tree(xs, f"/libxl/{domid}")
-        ours = set(hyperwall_nodes(domid, dom.spec))
-        diff = differences([n for n in domain_nodes(domid, uuid, dom.spec) if n not in ours],
-                           tree)
-        report("libxl-layout", not diff, f"nodes={len(tree)} " + "; ".join(diff))
-    await backend.start(dom)
-    report("started", await backend.state(dom) is RunState.RUNNING
-           and (await xl_list())["sys-sec"] is RunState.RUNNING)
-    if full:
-        await backend.pause(dom)
-        paused = await backend.state(dom), (await xl_list())["sys-sec"]
-        await backend.unpause(dom)
-        report("pause-unpause", paused == (RunState.PAUSED, RunState.PAUSED)
-               and await backend.state(dom) is RunState.RUNNING, f"paused={paused}")
-    booted = await wait_console(await backend.console(dom), "DOMU_ALIVE")
-    report("guest-boots", booted, f"after {time.monotonic() - started:.1f}s")
-    await backend.shutdown(dom, timeout=60)
-    after = await backend.state(dom)
-    await backend.destroy(dom)
-    with XenStore() as xs:
-        report("shutdown", after in (RunState.SHUTDOWN, RunState.ABSENT)
-               and await backend.state(dom) is RunState.ABSENT
-               and "sys-sec" not in await xl_list()
-               and not xs.exists(f"/local/domain/{domid}"), f"after shutdown: {after.value}")
-
-
-async def toolstack() -> None:
-    """`hyperwall list` (the toolstack's view) against `xl list`, on the real xenstored."""
-    specs = load_config_dir(DOMAINS)
-    backend = XenBackend(STATE_DIR, IMAGE)
+async def smoke(images: GuestImages) -> None:
+    """sys-sec, defined by TOML, through the toolstack: created paused, started (its agent
+    reports over the real xenbus), shut down politely, leaving nothing behind."""
     store = await AsyncXenStore.connect()
-    ts = Toolstack({"sys-sec": specs["sys-sec"]}, store, {"xen": backend}, Path("/tmp"))
+    spec = load_config_dir(DOMAINS)["sys-sec"]
+    ts = Toolstack({"sys-sec": spec}, store, {"xen": XenBackend(WORK / "xen", images, store)},
+                   Path("/var/run/xenstored"), connect_timeout=TIMEOUT)
+    started = time.monotonic()
     try:
+        info = await ts.create("sys-sec")
+        report("xl-create-paused", xl_list()["sys-sec"][1] is RunState.PAUSED
+               and info.state is DomainState.CREATED, f"domid={info.domid}")
         info = await ts.start("sys-sec")
-        xl = {d.name: d for d in parse_xl_list((await run(["xl", "list"])).stdout.decode())}
-        kind = await store.read(f"/local/domain/{xl['sys-sec'].domid}/hyperwall/kind")
-        report("hyperwall-list-agrees-with-xl-list",
-               (info.domid, info.state.value, info.memory_mb)
-               == (xl["sys-sec"].domid, xl["sys-sec"].state.value, xl["sys-sec"].memory_mb)
-               and kind == b"sys-sec", f"toolstack={info.domid}/{info.state.value} "
-               f"xl={xl['sys-sec'].domid}/{xl['sys-sec'].state.value}")
-        await ts.destroy("sys-sec")
-        report("toolstack-destroy", "sys-sec" not in await xl_list()
-               and "sys-sec" not in ts.domains)
+        agent = await store.read(f"/local/domain/{info.domid}/data/hyperwall/agent")
+        report("started", xl_list()["sys-sec"][1] is RunState.RUNNING and agent is not None,
+               f"agent={agent!r} after {time.monotonic() - started:.1f}s")
+        await ts.shutdown("sys-sec", timeout=60)
+        left = await store.ls(f"/local/domain/{info.domid}")
+        report("shutdown", "sys-sec" not in xl_list() and not left and not ts.domains,
+               f"left={left}")
     finally:
         await store.close()
 
 
-def main(which: str) -> None:
-    checks: list[tuple[str, Callable[[], Awaitable[None]]]] = [
-        ("guest", lambda: guest(full=which == "full"))]
+# -- the full run: dom0d and the CLI on the standard domains --------------------------------
+
+def hyperwall(*argv: str, timeout: float = TIMEOUT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-S", "-m", "dom0.cli", "--json", *argv],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def in_guest(name: str, *argv: str, timeout: float = 20) -> tuple[int, str]:
+    done = hyperwall("exec", name, "--timeout", str(timeout), "--", *argv,
+                     timeout=timeout + 30)
+    try:
+        reply = json.loads(done.stdout)
+    except ValueError:
+        return -1, f"hyperwall exec said: {done.stdout} {done.stderr}"
+    return reply["exit_code"], reply["stdout"] + reply["stderr"]
+
+
+def standard_on_xen(folder: Path) -> Path:
+    """The standard domains, as their TOML says, with `backend = "xen"`."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for toml in STANDARD_DIR.glob("*.toml"):
+        (folder / toml.name).write_text(toml.read_text().replace('backend = "ns"',
+                                                                 'backend = "xen"'))
+    return folder
+
+
+class Page(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 (http.server's name)
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(PAGE)))
+        self.end_headers()
+        self.wfile.write(PAGE)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def serve_behind_sys_sec() -> http.server.ThreadingHTTPServer:
+    """A web server on dom0's side of sys-sec's uplink: a public address guests may reach
+    and a LAN one only `lan` guests may."""
+    for addr in (SERVER, LAN_HOST):
+        subprocess.run(["ip", "addr", "add", f"{addr}/32", "dev", "lo"], check=True)
+    server = http.server.ThreadingHTTPServer(("0.0.0.0", 80), Page)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
+def full(images_dir: Path) -> None:
+    config = standard_on_xen(WORK / "domains")
+    specs = load_config_dir(config)
+    os.environ["HYPERWALL_SOCKET"] = str(WORK / "control.sock")
+    server = serve_behind_sys_sec()
+    log = open(WORK / "dom0d.log", "w")  # noqa: SIM115 (open for dom0d's lifetime)
+    dom0d = subprocess.Popen(
+        [sys.executable, "-S", "-m", "dom0.dom0d", "--hypervisor", "xen", "--config-dir",
+         str(config), "--state-dir", str(WORK / "state"), "--socket",
+         os.environ["HYPERWALL_SOCKET"], "--xen-images", str(images_dir), "--uplink", "routed",
+         "--connect-timeout", str(TIMEOUT)], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        checks: list[tuple[str, Callable[[], None]]] = [
+            ("standard-domains-up", lambda: up(specs)),
+            ("hyperwall-list-agrees-with-xl-list", list_agrees),
+            ("libxl-layout", lambda: layout(specs)),
+            ("vifs-connected", vifs_connected),
+            ("guests-reach-the-server-and-nothing-else", reach),
+            ("pause-unpause", pause_unpause),
+            ("hyperwall-down", down),
+        ]
+        for name, check in checks:
+            try:
+                check()
+            except Exception:
+                report(name, False, traceback.format_exc().replace("\n", " | ")[-700:])
+    finally:
+        dom0d.terminate()
+        dom0d.wait(10)
+        server.shutdown()
+        print((WORK / "dom0d.log").read_text()[-4000:], flush=True)
+
+
+def up(specs: dict) -> None:  # type: ignore[type-arg]
+    started = time.monotonic()
+    deadline = started + 60
+    while not Path(os.environ["HYPERWALL_SOCKET"]).exists() and time.monotonic() < deadline:
+        time.sleep(0.2)    # dom0d's socket appears once it serves; nothing to watch before
+    done = hyperwall("up", timeout=600)
+    xl = xl_list()
+    running = {n for n, (_, state, _) in xl.items() if state is RunState.RUNNING}
+    report("standard-domains-up", done.returncode == 0 and set(specs) <= running,
+           f"in {time.monotonic() - started:.0f}s; xl list: {sorted(running)}; "
+           f"{done.stderr.strip()[-300:]}")
+    if done.returncode != 0:
+        consoles()
+
+
+def list_agrees() -> None:
+    ours = {d["name"]: (d["domid"], d["state"], d["memory_mb"])
+            for d in json.loads(hyperwall("list").stdout)}
+    xl = {n: (domid, state.value, mem) for n, (domid, state, mem) in xl_list().items()
+          if n != "Domain-0"}
+    report("hyperwall-list-agrees-with-xl-list", ours == xl, f"hyperwall={ours} xl={xl}")
+
+
+def layout(specs: dict) -> None:  # type: ignore[type-arg]
+    """family's tree as libxl wrote it against dom0/layout.py: the domain, its vif's front
+    and back ends (libxl writes those on `xl network-attach`). The drivers own the values
+    of `state` once running, so only its permissions are compared."""
+    xl = xl_list()
+    domid, sys_sec = xl["family"][0], xl["sys-sec"][0]
+    with XenStore() as xs:
+        uuid = xs.read(f"/local/domain/{domid}/vm").decode().removeprefix("/vm/")
+        tree = read_tree(xs, f"/local/domain/{domid}") | read_tree(xs, f"/vm/{uuid}") \
+            | read_tree(xs, f"/libxl/{domid}") \
+            | read_tree(xs, f"/local/domain/{sys_sec}/backend/vif/{domid}")
+    spec = specs["family"]
+    ours = set(hyperwall_nodes(domid, spec))
+    nodes = [n for n in domain_nodes(domid, uuid, spec) if n not in ours] \
+        + vif_libxl_nodes(domid, sys_sec, 0)
+    for path, (value, perms) in list(tree.items()):
+        if path.endswith("/state"):
+            expected = next((n.value for n in nodes if n.path == path), value)
+            tree[path] = (expected or "", perms)
+    diff = differences(nodes, tree)
+    report("libxl-layout", not diff, f"nodes={len(tree)} " + "; ".join(diff))
+
+
+def vifs_connected() -> None:
+    xl = xl_list()
+    sys_sec = xl["sys-sec"][0]
+    states = {}
+    with XenStore() as xs:
+        for name in ("work", "family", "untrusted"):
+            fe = f"/local/domain/{xl[name][0]}/device/vif/0"
+            be = f"/local/domain/{sys_sec}/backend/vif/{xl[name][0]}/0"
+            states[name] = (xs.read(f"{fe}/state"), xs.read(f"{be}/state"),
+                            xs.read(f"{be}/hotplug-status"))
+        uplink = f"/local/domain/0/backend/vif/{sys_sec}/0/state"
+        states["uplink"] = (xs.read(f"/local/domain/{sys_sec}/device/vif/0/state"),
+                            xs.read(uplink), b"connected")
+    code, links = in_guest("sys-sec", "ip", "-o", "link")
+    made = {f"vif{xl[n][0]}.0" for n in ("work", "family", "untrusted")} | {"uplink0"}
+    present = {word.rstrip(":").split("@")[0] for word in links.split()}
+    report("vifs-connected", all(s == (b"4", b"4", b"connected") for s in states.values())
+           and made <= present, f"states={states} sys-sec links={sorted(made & present)}")
+
+
+def reach() -> None:
+    xl = xl_list()
+    family_ip = vif_addressing(xl["family"][0], 0).ip
+    get = ("wget", "-q", "-T", "5", "-O", "-")
+    outcomes = {
+        "untrusted->server": in_guest("untrusted", *get, f"http://{SERVER}/"),
+        "family->server": in_guest("family", *get, f"http://{SERVER}/"),
+        # vpn-only with no tunnel: the kill switch leaves it nothing.
+        "work->server": in_guest("work", *get, f"http://{SERVER}/"),
+        "untrusted->lan": in_guest("untrusted", *get, f"http://{LAN_HOST}/"),
+        "untrusted->dom0": in_guest("untrusted", *get, "http://100.127.255.1/"),
+        "untrusted->family": in_guest("untrusted", "ping", "-c", "1", "-W", "3", family_ip),
+    }
+    allowed = {"untrusted->server", "family->server"}
+    ok = all((code == 0 and out == PAGE.decode()) if name in allowed else code != 0
+             for name, (code, out) in outcomes.items())
+    report("guests-reach-the-server-and-nothing-else", ok,
+           "; ".join(f"{n}: rc={c} {o.strip()[:60]!r}" for n, (c, o) in outcomes.items()))
+
+
+def pause_unpause() -> None:
+    paused = hyperwall("pause", "untrusted").returncode == 0 and \
+        xl_list()["untrusted"][1] is RunState.PAUSED
+    again = hyperwall("unpause", "untrusted").returncode == 0 and \
+        xl_list()["untrusted"][1] is RunState.RUNNING
+    report("pause-unpause", paused and again, f"paused={paused} running again={again}")
+
+
+def down() -> None:
+    ids = [domid for n, (domid, _, _) in xl_list().items() if n != "Domain-0"]
+    done = hyperwall("down", timeout=300)
+    with XenStore() as xs:
+        left = [d for d in ids if xs.exists(f"/local/domain/{d}")]
+        backends = xs.ls("/local/domain/0/backend/vif") \
+            if xs.exists("/local/domain/0/backend/vif") else []
+    report("hyperwall-down", done.returncode == 0 and list(xl_list()) == ["Domain-0"]
+           and not left and not backends, f"xl list={list(xl_list())} left={left} "
+           f"dom0 backends={backends} {done.stderr.strip()[-200:]}")
+
+
+def main(which: str, images_dir: Path) -> None:
+    WORK.mkdir(parents=True, exist_ok=True)
+    images = GuestImages.in_folder(images_dir)
+    checks: list[tuple[str, Callable[[], Awaitable[None] | None]]] = [
+        ("smoke", lambda: asyncio.run(smoke(images)))]
     if which == "full":
         checks = [("client-layer-vs-oxenstored",
-                   lambda: client_layer("client-layer-vs-oxenstored", None)),
+                   lambda: asyncio.run(client_layer("client-layer-vs-oxenstored", None))),
                   ("client-layer-via-xenbus",
-                   lambda: client_layer("client-layer-via-xenbus", ("xenbus", "/dev/xen/xenbus"))),
-                  *checks,
-                  ("toolstack", toolstack)]
+                   lambda: asyncio.run(client_layer("client-layer-via-xenbus",
+                                                    ("xenbus", "/dev/xen/xenbus")))),
+                  ("full", lambda: full(images_dir))]
     for name, check in checks:
         try:
-            asyncio.run(check())   # type: ignore[arg-type]
+            check()
         except Exception:
-            report(name, False, traceback.format_exc().replace("\n", " | ")[-600:])
+            report(name, False, traceback.format_exc().replace("\n", " | ")[-700:])
+            consoles()
+    with contextlib.suppress(OSError):
+        shutil.rmtree(WORK)
 
 
 if __name__ == "__main__":
-    main(sys.argv[1] if len(sys.argv) > 1 else "full")
+    main(sys.argv[1], Path(sys.argv[2]))

@@ -13,17 +13,12 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-SMOKE = {"xl-create-paused", "started", "guest-boots", "shutdown"}
-FULL = SMOKE | {"client-layer-vs-oxenstored", "client-layer-vs-oxenstored-watch",
-                "client-layer-via-xenbus", "client-layer-via-xenbus-watch",
-                "libxl-layout", "pause-unpause",
-                "hyperwall-list-agrees-with-xl-list", "toolstack-destroy"}
-# Checks that fail for a known reason outside these tests; one that starts passing fails
-# the run, so the entry gets removed (as a strict xfail does).
-KNOWN_GAPS = {
-    "client-layer-via-xenbus-watch": "pyxs 0.4.1 refuses Monitor (watches) over a "
-    "XenBusConnection; the fix belongs in dom0/xenstore/client.py",
-}
+SMOKE = {"xl-create-paused", "started", "shutdown"}
+FULL = {"client-layer-vs-oxenstored", "client-layer-vs-oxenstored-watch",
+        "client-layer-via-xenbus", "client-layer-via-xenbus-watch",
+        "standard-domains-up", "hyperwall-list-agrees-with-xl-list", "libxl-layout",
+        "vifs-connected", "guests-reach-the-server-and-nothing-else", "pause-unpause",
+        "hyperwall-down"}
 
 
 def skip_without_qemu() -> None:
@@ -35,6 +30,7 @@ def skip_without_qemu() -> None:
 
 def run_checks(which: str, timeout: float) -> dict[str, str]:
     """Every check's HWCHECK line by name; fails naming any that is missing or failed."""
+    from builder import xen_guest
     from builder.xen_image import ImageUnavailable, boot, build
     skip_without_qemu()
     try:
@@ -43,23 +39,27 @@ def run_checks(which: str, timeout: float) -> dict[str, str]:
         pytest.skip(f"cannot build the Xen image here ({e}); `make test-xen` builds it")
     python = Path(sys.executable)
     site = sysconfig.get_paths()["purelib"]
-    script = (f"cd {REPO}\nexport PYTHONPATH={REPO}:{site} "
-              "LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu:"
-              "/host/usr/lib/x86_64-linux-gnu:/host/lib/x86_64-linux-gnu\n"
-              f"{python} -S -m tests.xen.check_in_dom0 {which}\n")
-    started = time.monotonic()
-    lines = boot(image, script,
-                 host_paths=[REPO, python, Path(os.path.realpath(python)), Path(site)],
-                 timeout=timeout, on_line=print)
-    print(f"== Xen under QEMU: {which} checks done in {time.monotonic() - started:.1f}s")
+    guests = image.folder.parent / f"guests-{os.getpid()}"
+    try:
+        started = time.monotonic()
+        xen_guest.build(image, guests, REPO,
+                        progress=lambda step: print(f"== xen guests: {step}", flush=True))
+        print(f"== xen guests built in {time.monotonic() - started:.1f}s", flush=True)
+        script = (f"cd {REPO}\nexport PYTHONPATH={xen_guest.python_path(REPO)} "
+                  "LD_LIBRARY_PATH=/usr/lib/x86_64-linux-gnu:"
+                  "/host/usr/lib/x86_64-linux-gnu:/host/lib/x86_64-linux-gnu\n"
+                  f"{python} -S -m tests.xen.check_in_dom0 {which} {guests}\n")
+        started = time.monotonic()
+        lines = boot(image, script, host_paths=[REPO, python, Path(os.path.realpath(python)),
+                                                Path(site), guests],
+                     timeout=timeout, on_line=print)
+        print(f"== Xen under QEMU: {which} checks done in {time.monotonic() - started:.1f}s")
+    finally:
+        shutil.rmtree(guests, ignore_errors=True)
     checks = {line.split()[1]: line for line in lines if line.startswith("HWCHECK ")}
     expected = FULL if which == "full" else SMOKE
+    failed = sorted(name for name, line in checks.items() if " PASS" not in line)
+    assert not failed, [checks[n] for n in failed]
     assert set(checks) >= expected, f"missing {expected - set(checks)}; last lines: " \
         + " | ".join(lines[-30:])
-    failed = {name for name, line in checks.items() if " PASS" not in line}
-    for name in sorted(failed & set(KNOWN_GAPS)):
-        print(f"== known gap, still failing: {name}: {KNOWN_GAPS[name]}")
-    fixed = set(KNOWN_GAPS) & set(checks) - failed
-    assert not fixed, f"known gaps now pass, remove them from KNOWN_GAPS: {fixed}"
-    assert not failed - set(KNOWN_GAPS), [checks[n] for n in sorted(failed - set(KNOWN_GAPS))]
     return checks

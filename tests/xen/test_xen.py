@@ -13,4 +13,4 @@ pytestmark = [pytest.mark.root, pytest.mark.slow]
 
 
 def test_hyperwall_dom0_against_real_xen() -> None:
-    run_checks("full", timeout=240)
+    run_checks("full", timeout=600)
