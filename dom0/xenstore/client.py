@@ -14,7 +14,11 @@ xenbus device. pyxs 0.4.1 is extended here, in one place:
   replies are returned whole;
 - it refuses watches (a `Monitor`) over the xenbus device, after a 2016 kernel bug in the
   device's replies to WATCH; Linux fixed that long ago (a guest's agent on Xen watches
-  through /dev/xen/xenbus), so monitors are allowed on both transports.
+  through /dev/xen/xenbus), so monitors are allowed on both transports;
+- its request ids come from `_rq_id += 1` on a global, which two threads can read at once:
+  two requests with one id, and the caller whose reply went to the other waits for ever
+  (seen in Xen guests, whose agents call from several threads). Ids here come from an
+  `itertools.count`, whose `next` the GIL makes atomic.
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ import asyncio
 import contextlib
 import copy
 import errno
+import itertools
 import logging
 import os
 import random
@@ -138,11 +143,14 @@ class _Router(pyxs.Router):  # type: ignore[misc]
             return rvar
 
 
+_RQ_IDS = itertools.count(1)
+
+
 class _PyxsClient(pyxs.Client):  # type: ignore[misc]
     SU = True   # the daemon checks privilege by socket; see the module docstring
 
     def execute_command(self, op: int, *args: bytes, **kwargs: Any) -> bytes:
-        kwargs.update(tx_id=self.tx_id, rq_id=pyxs_internal.next_rq_id())
+        kwargs.update(tx_id=self.tx_id, rq_id=next(_RQ_IDS) & 0xFFFFFFFF)
         packet = self.router.send(pyxs_internal.Packet(op, b"".join(args), **kwargs)).get()
         if packet.op == Op.ERROR:
             raise pyxs.helpers.error(packet.payload[:-1])
@@ -371,7 +379,12 @@ class AsyncXenStore:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[str | BaseException] = asyncio.Queue()
         token = f"hw{id(queue):x}".encode()
-        monitor = await self._run(self.xs.monitor)
+        # Over the xenbus device a watch gets a file of its own: a Xen guest's kernel was
+        # seen to stop talking to xenstore for good when one file carried a WATCH being
+        # registered alongside other requests and events.
+        own = await self._run(lambda: XenStore(self.xs.where).connect()) \
+            if self.xs.where is not None and self.xs.where[0] == "xenbus" else None
+        monitor = await self._run((own or self.xs).monitor)
         stop = threading.Event()
 
         def pump() -> None:
@@ -399,6 +412,8 @@ class AsyncXenStore:
                 await self._run(monitor.unwatch, _b(path), token)
             # Wake the pump so it sees `stop` (pyxs's wait() only returns on an event).
             monitor.events.put(pyxs_internal.Event(b"", b""))
+            if own is not None:
+                await self._run(own.close)
 
     async def wait_value(self, path: str, pred: Callable[[bytes | None], bool],
                          timeout: float) -> bytes | None:
