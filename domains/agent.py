@@ -257,9 +257,11 @@ class Agent:
                 log.warning("%s/state: %s", own, e)
                 continue
             removing = await self.store.read(f"{own}/online") == b"0"
+            # libxl writes the device, then dom0 its own keys: wait for those too.
+            ours = await self.store.read(f"{own}/hyperwall/gateway") is not None
             try:
-                if XenbusState.INIT_WAIT <= state <= XenbusState.CONNECTED and not removing \
-                        and not plugged:
+                if XenbusState.INIT_WAIT <= state <= XenbusState.CONNECTED and ours \
+                        and not removing and not plugged:
                     await act(Action.CONNECT)
                     plugged = True
                     await self.store.write(f"{own}/hotplug-status", "connected")

@@ -11,7 +11,13 @@ from collections.abc import AsyncIterator
 import pytest
 
 from dom0.config import DomainSpec
-from dom0.layout import domain_nodes, vif_addressing, vif_nodes
+from dom0.layout import (
+    domain_nodes,
+    vif_addressing,
+    vif_hyperwall_nodes,
+    vif_libxl_nodes,
+    vif_nodes,
+)
 from domains.agent import Agent
 
 GUEST, SYS = 5, 1
@@ -24,8 +30,16 @@ class Tree:
 
     def set(self, path: str, value: str) -> None:
         self.data[path] = value.encode()
+        self._fire(path)
+
+    def rm(self, path: str) -> None:
+        for p in [p for p in self.data if p == path or p.startswith(path + "/")]:
+            del self.data[p]
+        self._fire(path)
+
+    def _fire(self, path: str) -> None:
         for prefix, q in self.watchers:
-            if path == prefix or path.startswith(prefix + "/"):
+            if path == prefix or path.startswith(prefix + "/") or prefix.startswith(path + "/"):
                 q.put_nowait(path)
 
 
@@ -45,6 +59,10 @@ class View:
     async def write(self, path: str, value: str) -> None:
         self.writes.append((self.abs(path), value))
         self.tree.set(self.abs(path), value)
+
+    async def rm(self, path: str) -> None:
+        self.writes.append((self.abs(path), "<rm>"))
+        self.tree.rm(self.abs(path))
 
     async def ls(self, path: str) -> list[str]:
         prefix = self.abs(path) + "/"
@@ -155,3 +173,97 @@ async def test_unknown_shutdown_request_is_ignored() -> None:
     assert not task.done()
     tree.set(f"/local/domain/{GUEST}/control/shutdown", "reboot")
     assert await asyncio.wait_for(task, 5) == "reboot"
+
+
+def put(tree: Tree, nodes) -> None:  # type: ignore[no-untyped-def]
+    for n in nodes:
+        if n.value is not None:
+            tree.set(n.path, n.value)
+
+
+async def settle() -> None:
+    for _ in range(50):
+        await asyncio.sleep(0)
+
+
+BE = f"/local/domain/{SYS}/backend/vif/{GUEST}/0"
+FE = f"/local/domain/{GUEST}/device/vif/0"
+
+
+async def test_on_xen_sys_sec_does_the_hotplug_and_leaves_the_handshake_to_netback() -> None:
+    tree = build_tree()
+    net = RecordingNet()
+    view = View(tree, SYS)
+    task = asyncio.ensure_future(Agent(view, net, kernel_drivers=True).run())
+    put(tree, vif_libxl_nodes(GUEST, SYS, 0))          # xl network-attach
+    tree.set(f"{BE}/state", "2")                         # netback made vif5.0: InitWait
+    await settle()
+    # dom0 has not written its keys yet: nothing to address the link with.
+    assert not any(c[0] == "backend_up" for c in net.calls)
+    put(tree, vif_hyperwall_nodes(GUEST, SYS, 0, "internet", name="work"))
+    await wait_for(lambda: tree.data.get(f"{BE}/hotplug-status") == b"connected")
+    addr = vif_addressing(GUEST, 0)
+    assert ("backend_up", GUEST, 0, addr.ip, addr.gateway) in net.calls
+    tree.set(f"{BE}/state", "4")                          # netback: Connected
+    await settle()
+    assert net.calls.count(("backend_up", GUEST, 0, addr.ip, addr.gateway)) == 1
+    # libxl takes the device away: the link goes down and the directory, as xl devd does.
+    tree.set(f"{BE}/online", "0")
+    tree.set(f"{BE}/state", "6")
+    await wait_for(lambda: not any(p.startswith(BE) for p in tree.data))
+    assert ("backend_down", GUEST, 0) in net.calls
+    assert not [p for p, _ in view.writes if p.endswith("/state")]   # netback's, never ours
+    task.cancel()
+
+
+async def test_on_xen_a_bad_gateway_is_a_hotplug_error_and_nothing_is_plugged() -> None:
+    tree = build_tree()
+    net = RecordingNet()
+    task = asyncio.ensure_future(Agent(View(tree, SYS), net, kernel_drivers=True).run())
+    put(tree, vif_libxl_nodes(GUEST, SYS, 0))
+    tree.set(f"{BE}/hyperwall/gateway", "10.137.255.300")
+    tree.set(f"{BE}/state", "2")
+    await wait_for(lambda: tree.data.get(f"{BE}/hotplug-status") == b"error")
+    assert b"10.137.255.300" in tree.data[f"{BE}/hotplug-error"]
+    assert not any(c[0] == "backend_up" for c in net.calls)
+    task.cancel()
+
+
+async def test_on_xen_a_guest_configures_netfronts_link_once_connected() -> None:
+    tree = build_tree()
+    put(tree, vif_nodes(GUEST, SYS, 0, "internet", name="work"))
+    net = RecordingNet()
+    view = View(tree, GUEST)
+    task = asyncio.ensure_future(Agent(view, net, kernel_drivers=True).run())
+    await settle()
+    assert not any(c[0] == "frontend_up" for c in net.calls)
+    tree.set(f"{FE}/state", "4")                          # netfront: Connected
+    addr = vif_addressing(GUEST, 0)
+    report = f"/local/domain/{GUEST}/data/hyperwall/vif/0"
+    await wait_for(lambda: tree.data.get(report) == f"up {addr.ip}".encode())
+    assert ("frontend_up", 0, addr.ip, addr.gateway, addr.mac) in net.calls
+    tree.set(f"{FE}/state", "5")
+    await wait_for(lambda: tree.data.get(report) == b"down")
+    assert ("frontend_down", 0) in net.calls
+    assert not [p for p, _ in view.writes if p.endswith("/state")]   # netfront's, never ours
+    task.cancel()
+
+
+async def test_stop_ends_the_agent_like_a_shutdown_request() -> None:
+    tree = build_tree()
+    agent = Agent(View(tree, GUEST), RecordingNet())
+    task = asyncio.ensure_future(agent.run())
+    await settle()
+    agent.stop("SIGTERM")
+    assert await asyncio.wait_for(task, 5) == "SIGTERM"
+    assert tree.data[f"/local/domain/{GUEST}/data/hyperwall/agent"] == b"stopped (SIGTERM)"
+    assert tree.data[f"/local/domain/{GUEST}/control/shutdown"] == b""   # never asked
+
+
+def test_the_interface_netfront_made_is_found_by_its_mac(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from domains.agent import interface_with_mac
+    for name, mac in (("lo", "00:00:00:00:00:00"), ("eth0", "00:16:3e:00:05:00")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "address").write_text(mac + "\n")
+    assert interface_with_mac("00:16:3e:00:05:00", str(tmp_path)) == "eth0"
+    assert interface_with_mac("00:16:3e:00:05:01", str(tmp_path)) is None
