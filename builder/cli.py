@@ -1,6 +1,6 @@
 """`hyperwall-build`: what providers and the project build — signed security bundles (and the
-key to sign them), the TUF repository that serves them to fleets, and the root-filesystem
-template domains boot from.
+key to sign them), the TUF repository that serves them to fleets, the root-filesystem
+template ns domains boot from, and the kernel and initramfs images Xen guests boot.
 
 Every command prints for a person by default and one JSON document with --json (errors
 as {"error": {"message": ...}}). Exit codes: 0 done, 1 refused (the message says why),
@@ -13,6 +13,7 @@ import datetime as dt
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -83,17 +84,43 @@ def _publish(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
                    "root": str(root)}
 
 
-def _template(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
-    out = args.out or Path(os.environ.get("HYPERWALL_STATE_DIR") or DEFAULT_STATE) / \
-        "templates" / "default"
+def _in_state(args: argparse.Namespace, *default: str) -> Path:
+    """-o, else the default folder under $HYPERWALL_STATE_DIR."""
+    return args.out or Path(os.environ.get("HYPERWALL_STATE_DIR") or DEFAULT_STATE).joinpath(
+        *default)
+
+
+def _steps(args: argparse.Namespace) -> tuple[list[str], Callable[[str], None]]:
     steps: list[str] = []
 
     def progress(step: str) -> None:
         steps.append(step)
         if not args.json:   # one line per step as it happens; --json prints once, at the end
             print(f"[{len(steps)}] {step}", flush=True)
+    return steps, progress
+
+
+def _template(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    out = _in_state(args, "templates", "default")
+    steps, progress = _steps(args)
     build_template(out, progress=progress)
     return "", {"out": str(out), "steps": steps}
+
+
+def _xen_guests(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    from builder import xen_guest, xen_image
+    out = _in_state(args, "xen", "images")
+    steps, progress = _steps(args)
+    try:
+        image = xen_image.build(progress=progress)
+        xen_guest.build(image, out, progress=progress)
+    except (xen_image.ImageUnavailable, xen_guest.GuestBuildError) as e:
+        raise BuildError(str(e)) from None
+    files = sorted(out.glob("*"))
+    human = _table([("FILE", "MiB"), *((str(f), f"{f.stat().st_size / 2**20:.0f}")
+                                       for f in files)])
+    return human, {"out": str(out), "steps": steps,
+                   "files": {f.name: f.stat().st_size for f in files}}
 
 
 def parser() -> argparse.ArgumentParser:
@@ -134,6 +161,11 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("-o", dest="out", type=Path, metavar="DIR",
                    help="where (default: $HYPERWALL_STATE_DIR/templates/default, "
                    f"$HYPERWALL_STATE_DIR defaulting to {DEFAULT_STATE})")
+    x = sub.add_parser("xen-guests", parents=[common],
+                       help="what Xen guests boot: the kernel, guest.cpio and sys-sec.cpio "
+                       "(hyperwall-dom0d --hypervisor xen --xen-images DIR)")
+    x.add_argument("-o", dest="out", type=Path, metavar="DIR",
+                   help="where (default: $HYPERWALL_STATE_DIR/xen/images)")
     return p
 
 
@@ -148,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
             human, machine = _bundle(args)
         elif args.what == "publish":
             human, machine = _publish(args)
+        elif args.what == "xen-guests":
+            human, machine = _xen_guests(args)
         else:
             human, machine = _template(args)
     except (BuildError, BundleError, OSError) as e:

@@ -42,13 +42,16 @@ SYS_SEC_TOOLS = (*GUEST_TOOLS, "/usr/sbin/xtables-nft-multi", "/usr/bin/wireguar
 IPTABLES = ("iptables", "iptables-restore", "iptables-save", "ip6tables", "ip6tables-restore")
 GUEST_MODULES = ("xen-netfront",)
 # Loaded at boot; the netfilter modules iptables needs are loaded on demand (the kernel asks
-# /sbin/modprobe), so all of them are in the image.
-SYS_SEC_MODULES = ("xen-netback", "xen-netfront", "nfnetlink_queue", "tun")
+# /sbin/modprobe), so all of them are in the image. crc32c_generic is a soft dependency of
+# libcrc32c (nf_tables needs it), which modules.dep does not list.
+SYS_SEC_MODULES = ("xen-netback", "xen-netfront", "nfnetlink_queue", "tun", "crc32c_generic")
 SYS_SEC_MODULE_DIRS = ("kernel/net/netfilter", "kernel/net/ipv4/netfilter",
                        "kernel/net/ipv6/netfilter")
 # grpc imports grpc_tools when it is there, for loading .proto files at run time, which
 # Hyperwall does not do (its generated code is committed): 8 MB no guest needs.
 NOT_AT_RUN_TIME = ("grpc_tools",)
+STDLIB_UNUSED = {"site-packages", "test", "idlelib", "tkinter", "turtledemo", "ensurepip",
+                 "lib2to3", "pydoc_data", "distutils", "config-3.11-x86_64-linux-gnu", "venv"}
 BUSYBOX_APPLETS = ("sh", "mount", "mkdir", "ln", "cat", "echo", "sleep", "uname", "hostname",
                    "kill", "ls", "ps", "sed", "grep", "modprobe", "insmod", "sysctl", "true",
                    "false", "wget", "nc", "ping", "poweroff", "dmesg", "env", "id", "test")
@@ -141,33 +144,24 @@ def traced_files(entry: Iterable[str], repo: Path = REPO) -> list[Path]:
 
 
 def python_tree(files: Iterable[Path], repo: Path = REPO) -> set[Path]:
-    """What to copy for those files: the project's packages whole, every other top-level
-    package or module a file belongs to (a package's lazy imports need its siblings), the
-    interpreter, and `encodings`, which Python needs before it imports anything."""
+    """What to copy for those files: the interpreter, its standard library whole (the
+    standard library imports lazily, e.g. `encodings.idna` needs `stringprep`, which no
+    trace of ours sees) but for tests and tools no guest runs, the project's packages
+    whole, and each third-party top-level package a traced file belongs to, whole too."""
     paths = sysconfig.get_paths()
-    roots = [Path(paths[k]) for k in ("purelib", "platlib", "stdlib", "platstdlib")]
-    stdlib = Path(paths["stdlib"])
-    dynload = stdlib / "lib-dynload"
-    out: set[Path] = {stdlib / "encodings", stdlib / "os.py",   # os.py: getpath's landmark
-                      Path(os.path.realpath(sys.executable))}
+    stdlib, site = Path(paths["stdlib"]), Path(paths["purelib"])
+    out: set[Path] = {Path(os.path.realpath(sys.executable))}
+    out |= {p for p in stdlib.iterdir() if p.name not in STDLIB_UNUSED}
     out |= {repo / p for p in PACKAGES}
     for f in files:
-        if any(f.is_relative_to(repo / p) for p in PACKAGES):
+        if not f.is_relative_to(site):
             continue
-        if f.parent == dynload:
-            out.add(f)
-            continue
-        # The longest root holding it (site-packages sits inside the stdlib's folder).
-        root = max((r for r in roots if f.is_relative_to(r)), key=lambda r: len(r.parts),
-                   default=None)
-        if root is None:
-            raise GuestBuildError(f"{f} is outside the interpreter's and the venv's folders")
-        top = root / f.relative_to(root).parts[0]
+        top = site / f.relative_to(site).parts[0]
         if top.name.split(".")[0] in NOT_AT_RUN_TIME:
             continue
         out.add(top)
         out |= _dist_info(top)
-        for libs in root.glob(f"{top.name.split('.')[0]}*.libs"):   # auditwheel's bundled libs
+        for libs in site.glob(f"{top.name.split('.')[0]}*.libs"):   # auditwheel's bundled libs
             out.add(libs)
     return out
 
@@ -202,7 +196,7 @@ def _copy_into(root: Path, path: Path) -> None:
     if path.is_dir() and not path.is_symlink():
         shutil.copytree(path, target, symlinks=True, dirs_exist_ok=True,
                         ignore=shutil.ignore_patterns("*.opt-1.pyc", "*.opt-2.pyc", "tests",
-                                                      "test"))
+                                                      "test", "_test*.so", "_xxtest*.so"))
     elif not target.exists():
         shutil.copy2(path, target, follow_symlinks=True)
 
