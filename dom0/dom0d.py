@@ -116,9 +116,9 @@ async def run(args: argparse.Namespace) -> int:
         # The system's xenstored (found as any Xen tool finds it); libxl owns the layout.
         store, xs_rundir = await AsyncXenStore.connect(), Path("/var/run/xenstored")
         images = GuestImages.in_folder(args.xen_images or args.state_dir / "xen" / "images")
-        backends: dict[str, Backend] = {"xen": XenBackend(args.state_dir / "xen", images,
-                                                          store)}
-        uplink = XenHostUplink(store, masquerade=masquerade)
+        xen = XenBackend(args.state_dir / "xen", images, store)
+        backends: dict[str, Backend] = {"xen": xen}
+        uplink = XenHostUplink(store, xen, masquerade=masquerade)
     else:
         store, xs_rundir = await ensure_xenstored(args.rundir / "xenstored", args.state_dir)
         await store.write("/local/domain/0/name", "Domain-0")

@@ -143,7 +143,7 @@ def vif_libxl_nodes(domid: int, backend_domid: int, devid: int) -> list[Node]:
         Node(f"{be}/frontend-id", str(domid)),
         Node(f"{be}/online", "1"),
         Node(f"{be}/state", state),
-        Node(f"{be}/script", "vif-route"),
+        Node(f"{be}/script", "/etc/xen/scripts/vif-route"),   # libxl makes it absolute
         Node(f"{be}/mac", addr.mac),
         Node(f"{be}/ip", addr.ip),
         Node(f"{be}/handle", str(devid)),

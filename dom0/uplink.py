@@ -107,6 +107,10 @@ class UplinkStore(Protocol):
     async def write(self, path: str, value: str) -> None: ...
 
 
+class Xl(Protocol):
+    async def xl(self, *args: str, timeout: float = 120.0) -> str: ...
+
+
 class XenHostUplink:
     """The toolstack's `Uplink` on Xen: a vif from dom0 to sys-sec (see the docstring).
 
@@ -115,15 +119,15 @@ class XenHostUplink:
     addressed, the gateway written, and `hotplug-status = connected` lets netback connect.
     `masquerade` False leaves the host's NAT alone (a host with no default route: tests)."""
 
-    def __init__(self, store: UplinkStore, up: HostUplink = HostUplink(), *,
+    def __init__(self, store: UplinkStore, xen: Xl, up: HostUplink = HostUplink(), *,
                  masquerade: bool = True) -> None:
-        self.store, self.up, self.masquerade = store, up, masquerade
+        self.store, self.xen, self.up, self.masquerade = store, xen, up, masquerade
 
     async def plug(self, sys_sec: DomainHandle) -> None:
         backend = f"/local/domain/0/backend/vif/{sys_sec.domid}/0"
         vif = f"vif{sys_sec.domid}.0"
-        await run(["xl", "network-attach", sys_sec.spec.name, "backend=0", "devid=0",
-                   f"ip={self.up.sys_sec_ip}", "script=/bin/true"])
+        await self.xen.xl("network-attach", sys_sec.spec.name, "backend=0", "devid=0",
+                          f"ip={self.up.sys_sec_ip}", "script=/bin/true")
         await run(["ip", "addr", "add", f"{self.up.host_ip}/{self.up.prefix}", "dev", vif])
         await run(["ip", "link", "set", vif, "up"])
         if self.masquerade:

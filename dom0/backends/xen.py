@@ -16,6 +16,8 @@ there (`dom0.guest_exec`).
 """
 from __future__ import annotations
 
+import asyncio
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +30,8 @@ from dom0.runner import CommandError, run
 
 if TYPE_CHECKING:
     from dom0.guest_exec import Dom0Store
+
+log = logging.getLogger("hyperwall.xen")
 
 XL_STATES = {"r": RunState.RUNNING, "b": RunState.RUNNING, "p": RunState.PAUSED,
              "s": RunState.SHUTDOWN, "c": RunState.CRASHED, "d": RunState.SHUTDOWN}
@@ -70,12 +74,13 @@ def _quote(value: str) -> str:
 def xl_config(spec: DomainSpec, image: GuestImage) -> str:
     """The xl.cfg of a domain, without vifs (`vif_spec`). sys-sec is marked as a network
     driver domain."""
+    boot_args = f"hyperwall.name={spec.name} hyperwall.kind={spec.kind}"
     lines = [
         f"name = {_quote(spec.name)}",
         'type = "pv"',
         f"kernel = {_quote(str(image.kernel))}",
         f"ramdisk = {_quote(str(image.ramdisk))}",
-        f"extra = {_quote(f'{image.cmdline} hyperwall.kind={spec.kind}')}",
+        f"extra = {_quote(f'{image.cmdline} {boot_args}')}",
         f"memory = {spec.memory_mb}",
         f"vcpus = {spec.vcpus}",
         f"cpu_weight = {spec.cpu_weight}",
@@ -135,18 +140,29 @@ class XenBackend:
         self.state_dir = state_dir
         self.images = images
         self.store = store      # for `exec`, answered by the guest's agent over xenstore
+        self._xl_lock = asyncio.Lock()
 
     def _cfg(self, dom: DomainHandle) -> Path:
         return self.state_dir / "xl" / f"{dom.spec.name}.cfg"
 
-    async def _xl(self, *args: str, timeout: float = 120.0) -> str:
-        try:
-            return (await run(["xl", *args], timeout=timeout)).stdout.decode()
-        except CommandError as e:
-            raise BackendError(f"xen: {e}") from None
+    async def xl(self, *args: str, timeout: float = 120.0) -> str:
+        """Run `xl`, one at a time. xl 4.17 under emulation was seen to fail now and then
+        before doing anything (a garbled read of /etc/xen/xl.conf) and to crash listing
+        domains while another xl built one: those two are tried again."""
+        async with self._xl_lock:
+            for attempt in range(3):
+                try:
+                    return (await run(["xl", *args], timeout=timeout)).stdout.decode()
+                except CommandError as e:
+                    again = b"config parsing error" in e.stderr or \
+                        (args[0] == "list" and e.returncode == -11)
+                    if not again or attempt == 2:
+                        raise BackendError(f"xen: {e}") from None
+                    log.warning("xen: %s; trying again", e)
+        raise AssertionError("unreachable")
 
     async def list(self) -> list[XlDomain]:
-        return parse_xl_list(await self._xl("list"))
+        return parse_xl_list(await self.xl("list"))
 
     async def _find(self, dom: DomainHandle) -> XlDomain | None:
         return next((d for d in await self.list() if d.name == dom.spec.name), None)
@@ -157,33 +173,33 @@ class XenBackend:
         cfg = self._cfg(dom)
         cfg.parent.mkdir(parents=True, exist_ok=True)
         cfg.write_text(xl_config(dom.spec, self.images.for_spec(dom.spec)))
-        await self._xl("create", "-p", str(cfg))
+        await self.xl("create", "-p", str(cfg))
         found = await self._find(dom)
         if found is None:
             raise BackendError(f"xen: {dom.spec.name} is not in `xl list` after create")
         return found.domid
 
     async def start(self, dom: DomainHandle) -> None:
-        await self._xl("unpause", dom.spec.name)
+        await self.xl("unpause", dom.spec.name)
 
     async def pause(self, dom: DomainHandle) -> None:
-        await self._xl("pause", dom.spec.name)
+        await self.xl("pause", dom.spec.name)
 
     async def unpause(self, dom: DomainHandle) -> None:
-        await self._xl("unpause", dom.spec.name)
+        await self.xl("unpause", dom.spec.name)
 
     async def shutdown(self, dom: DomainHandle, timeout: float = 10.0) -> None:
         """The polite path: libxl writes `control/shutdown = poweroff`, the guest's kernel
         powers off, and on_poweroff="destroy" removes it; waits at most `timeout`."""
         try:
-            await self._xl("shutdown", "-w", dom.spec.name, timeout=timeout)
+            await self.xl("shutdown", "-w", dom.spec.name, timeout=timeout)
         except BackendError as e:
             raise BackendError(f"xen: {dom.spec.name} did not shut down within {timeout:g}s "
                                f"({e})") from None
 
     async def destroy(self, dom: DomainHandle) -> None:
         if await self._find(dom) is not None:
-            await self._xl("destroy", dom.spec.name)
+            await self.xl("destroy", dom.spec.name)
         self._cfg(dom).unlink(missing_ok=True)
 
     async def state(self, dom: DomainHandle) -> RunState:
@@ -204,7 +220,7 @@ class XenBackend:
     async def add_vif(self, frontend: DomainHandle, backend: DomainHandle, devid: int) -> None:
         """libxl writes both directories; netback in sys-sec and netfront in the guest take
         it from there (the toolstack then adds Hyperwall's keys for sys-sec's agent)."""
-        await self._xl("network-attach", frontend.spec.name,
+        await self.xl("network-attach", frontend.spec.name,
                        *vif_spec(frontend.domid, devid, backend.spec.name))
 
     async def remove_vif(self, frontend: DomainHandle, backend: DomainHandle,
