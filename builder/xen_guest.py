@@ -60,7 +60,8 @@ INIT = """#!/bin/sh
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
 mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
 mkdir -p /dev/pts /dev/shm /run /tmp /var/lib/hyperwall /var/run/wireguard
-mount -t devpts devpts /dev/pts; mount -t tmpfs run /run; mount -t tmpfs tmp /tmp
+# No tmpfs on /tmp: the root is in memory already, and a checkout under /tmp (CI's) is in it.
+mount -t devpts devpts /dev/pts; mount -t tmpfs run /run
 name=$(sed -n 's/.*hyperwall.name=\\([^ ]*\\).*/\\1/p' /proc/cmdline)
 hostname "${{name:-guest}}"; ip link set lo up
 for m in {modules}; do modprobe $m || echo "init: cannot load $m"; done
