@@ -71,7 +71,9 @@ mount -t proc proc /proc; mount -t sysfs sys /sys; mount -t devtmpfs dev /dev
 mkdir -p /dev/pts; mount -t devpts devpts /dev/pts   # xenconsoled's guest ttys
 for m in {modules}; do insmod /lib/modules/$m.ko 2>/dev/null; done
 mount -t xenfs xenfs /proc/xen
-mount -t 9p -o trans=virtio,version=9p2000.L,ro hostshare /host
+# The host's files do not change while dom0 runs: cached, each is read over 9p once
+# (a Python start and a guest image read cost several times more uncached).
+mount -t 9p -o trans=virtio,version=9p2000.L,ro,cache=loose,msize=1048576 hostshare /host
 for l in $(sed -n 's/.*hw.links=\\([^ ]*\\).*/\\1/p' /proc/cmdline | tr ':' ' '); do
   rmdir $l 2>/dev/null   # the kernel's own initramfs brings an empty /root
   ln -s /host$l $l
@@ -84,6 +86,18 @@ echo "HW-DOM0-READY"
 echo "HW-DOM0-DONE rc=$?"
 poweroff -f
 """
+
+# SMAP off: a PV dom0 dies at its first instruction with it under TCG. PCID/INVPCID off:
+# fewer TLB paths for TCG to get wrong.
+QEMU_CPU = "max,-smap,-pcid,-invpcid"
+# spec-ctrl=eager-fpu: the emulated CPU is an AMD one, for which Xen switches FPU state
+# lazily (CR0.TS and #NM); under TCG that corrupted vector registers across vCPU switches
+# (SIGSEGV in dom0's xl and guests' Python, garbled strings) once several guests ran.
+# Eager switching saves and restores the state at every switch and ended it.
+# bootscrub=0: scrubbing 4 GB at boot costs seconds under emulation.
+XEN_CMDLINE = ("dom0_mem=768M,max:768M dom0_max_vcpus=2 bootscrub=0 spec-ctrl=eager-fpu "
+               "console=com1 com1=115200,8n1 loglvl=warning guest_loglvl=warning")
+
 
 @dataclass(frozen=True)
 class Image:
@@ -241,10 +255,9 @@ def boot(image: Image, script: str, *, host_paths: list[Path], timeout: float = 
         write_cpio(run_dir, initrd)
         links = ":".join(links_for(host_paths, run_dir))
         argv = ["qemu-system-x86_64", "-accel", "tcg,thread=multi", "-M", "q35",
-                "-cpu", "max,-smap,-pcid,-invpcid", "-m", "4096", "-smp", "2", "-display", "none",
+                "-cpu", QEMU_CPU, "-m", "4096", "-smp", "2", "-display", "none",
                 "-monitor", "none", "-serial", "stdio", "-no-reboot", "-kernel", str(image.xen),
-                "-append", "dom0_mem=768M,max:768M dom0_max_vcpus=2 bootscrub=0 console=com1 "
-                "com1=115200,8n1 loglvl=warning guest_loglvl=warning",
+                "-append", XEN_CMDLINE,
                 "-initrd", f"{image.vmlinux} console=hvc0 rdinit=/init quiet hw.links={links},"
                 f"{initrd}",
                 "-fsdev", "local,id=fs0,path=/,security_model=none,readonly=on,multidevs=remap",
