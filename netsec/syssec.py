@@ -216,9 +216,11 @@ class Controller:
                 f"{p.names[v.ip]}={v.policy}" for v in p.vifs) or "no guests")
         self.names = p.names
         self.filtered = set(p.filtered)
-        _write_atomic(self.state / "run" / "domains.json", p.domains_json())
-        self.write_category_rules()
-        self.reload_ipsd()
+        # ipsd notices a new domains.json by itself; only new rules need a reload (each
+        # one costs the engine a rule load, and guests' keys change often while they start).
+        _write_changed(self.state / "run" / "domains.json", p.domains_json())
+        if self.write_category_rules():
+            self.reload_ipsd()
         # Written last, once all of it is in force, so whoever watches (dom0, tests) sees
         # what holds now.
         await self.store.write("data/hyperwall/policy-errors", "\n".join(p.errors))
@@ -227,11 +229,7 @@ class Controller:
     def write_category_rules(self) -> bool:
         """The SNI/Host rules of the categories in force now; True if they changed."""
         rules = category_rules(self.blocklist, sorted(self.filtered), dt.datetime.now())
-        path = self.launch.policy_rules
-        if path.exists() and path.read_text() == rules:
-            return False
-        _write_atomic(path, rules)
-        return True
+        return _write_changed(self.launch.policy_rules, rules)
 
     async def follow_schedules(self) -> None:
         """A category's time window opening or closing changes the engine's rules (the
@@ -390,10 +388,14 @@ class _LoggedResolver(Resolver):
             self.on_block(d)
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def _write_changed(path: Path, text: str) -> bool:
+    """Replaces `path` whole with `text` unless it holds that already; True if it did."""
+    if path.exists() and path.read_text() == text:
+        return False
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+    return True
 
 
 async def serve_provider(ctl: Controller, updater: Updater, state: Path) -> Any:
