@@ -30,15 +30,18 @@ import re
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
+from dom0.runner import CommandError, run
 from dom0.xenbus import Action, Handshake, HandshakeError, Role, Step, XenbusState, parse_state
 from dom0.xenstore.client import XsError
 from domains.exec_service import serve_exec
 
 log = logging.getLogger("hyperwall.agent")
 HEARTBEAT = 10.0
+NETDEV_WAIT = 10.0   # seconds a Xen driver's interface may take to appear
+KEYS_WAIT = 60.0     # seconds dom0's keys of a device may follow libxl's
 
 
 class AgentStore(Protocol):
@@ -160,8 +163,11 @@ class Agent:
         async def act(action: Action) -> None:
             if action is Action.CONNECT:
                 ip = _address(await self.store.read(f"{be}/ip"), f"{be}/ip")
-                gw = _address(await self.store.read(f"{be}/hyperwall/gateway"),
-                              f"{be}/hyperwall/gateway")
+                gateway = f"{be}/hyperwall/gateway"
+                # On Xen libxl writes the device and netfront connects it before dom0
+                # writes its own keys: those are waited for.
+                gw = _address(await self._written(gateway) if self.kernel_drivers
+                              else await self.store.read(gateway), gateway)
                 mac = _mac(await self.store.read(f"{own}/mac"), f"{own}/mac")
                 await self.net.frontend_up(devid, ip, gw, mac)
                 # Where netfront says Connected before the address is in place, this is
@@ -175,6 +181,20 @@ class Agent:
             await self._follow_kernel(f"{own}/state", act)
         else:
             await self._drive(Role.FRONTEND, f"{own}/state", f"{be}/state", act)
+
+    async def _written(self, path: str, timeout: float = KEYS_WAIT) -> bytes | None:
+        """The value of `path` once it is written (None if it is not within `timeout`)."""
+        async def first() -> bytes | None:
+            async with contextlib.aclosing(self.store.watch(path)) as events:
+                async for _ in events:    # a new watch fires once at once
+                    value = await self.store.read(path)
+                    if value is not None:
+                        return value
+            return None
+        try:
+            return await asyncio.wait_for(first(), timeout)
+        except TimeoutError:
+            return None
 
     async def _follow_kernel(self, state_path: str, act) -> None:  # type: ignore[no-untyped-def]
         """netfront's own state: its link is configured once it says Connected."""
@@ -192,7 +212,7 @@ class Agent:
                 elif state in (XenbusState.CLOSING, XenbusState.CLOSED) and up:
                     await act(Action.DISCONNECT)
                     up = False
-            except HandshakeError as e:
+            except (HandshakeError, CommandError) as e:
                 log.error("%s: %s", state_path, e)
 
     # -- backend (sys-sec) -----------------------------------------------------------------
@@ -223,6 +243,7 @@ class Agent:
         for key, ids in present.items():
             if key not in self.devices:
                 self.devices[key] = asyncio.ensure_future(serve(*ids))
+                self.devices[key].add_done_callback(_report_failure)
 
     async def _backend(self, domid: int, devid: int) -> None:
         own = f"backend/vif/{domid}/{devid}"
@@ -265,7 +286,7 @@ class Agent:
                     await act(Action.CONNECT)
                     plugged = True
                     await self.store.write(f"{own}/hotplug-status", "connected")
-            except HandshakeError as e:
+            except (HandshakeError, CommandError) as e:   # `ip` failed, as a script may
                 log.error("%s: %s", own, e)
                 await self.store.write(f"{own}/hotplug-error", str(e))
                 await self.store.write(f"{own}/hotplug-status", "error")
@@ -316,11 +337,13 @@ class IpNet:
     own uplink on Xen. Where netfront made it (under the kernel's own name), it is found by
     its MAC and renamed."""
 
-    def __init__(self, frontend_prefix: str = "eth") -> None:
+    def __init__(self, frontend_prefix: str = "eth", *, kernel_drivers: bool = False) -> None:
         self.prefix = frontend_prefix
+        # Xen's drivers make the links, a moment after they announce them; elsewhere dom0
+        # made them before the device was announced (and sysfs may show another netns).
+        self.wait = NETDEV_WAIT if kernel_drivers else 0.0
 
     async def _ip(self, *commands: str, check: bool = True) -> None:
-        from dom0.runner import run
         await run(["ip", "-force", "-batch", "-"], input="".join(
             c + "\n" for c in commands).encode(), check=check)
 
@@ -330,7 +353,7 @@ class IpNet:
             # sys-sec's resolver is the domain's resolver (filtered guests get no other).
             with open("/etc/resolv.conf", "w") as f:
                 f.write(f"nameserver {gateway}\n")
-        made = interface_with_mac(mac)
+        made = await appeared(lambda: interface_with_mac(mac) or existing(dev), self.wait)
         rename = [f"link set {made} down", f"link set {made} name {dev}"] \
             if made is not None and made != dev else []
         # The address dom0 gave the vif (xenstore's `mac`), as netfront takes it.
@@ -345,6 +368,7 @@ class IpNet:
 
     async def backend_up(self, domid: int, devid: int, ip: str, gateway: str) -> None:
         dev = f"vif{domid}.{devid}"
+        await appeared(lambda: existing(dev), self.wait)
         await self._ip(f"addr replace {gateway}/32 dev {dev}", f"link set {dev} up",
                        f"route replace {ip}/32 dev {dev}")
 
@@ -354,6 +378,27 @@ class IpNet:
     async def enable_forwarding(self) -> None:
         with open("/proc/sys/net/ipv4/ip_forward", "w") as f:
             f.write("1\n")
+
+
+def _report_failure(task: asyncio.Task[None]) -> None:
+    """A device task that failed unexpectedly says so (it is held, so never collected, and
+    its exception would otherwise never be seen)."""
+    if not task.cancelled() and task.exception() is not None:
+        log.error("device task failed", exc_info=task.exception())
+
+
+async def appeared(find: Callable[[], str | None], timeout: float = NETDEV_WAIT) -> str | None:
+    """What `find` finds, waiting up to `timeout` for it. The kernel's Xen drivers make their
+    interface a moment after they announce the device in xenstore (netback after InitWait,
+    netfront after Connected), and nothing in xenstore marks that moment."""
+    deadline = time.monotonic() + timeout
+    while (found := find()) is None and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    return found
+
+
+def existing(name: str, sysfs: str = "/sys/class/net") -> str | None:
+    return name if os.path.exists(f"{sysfs}/{name}") else None
 
 
 def interface_with_mac(mac: str, sysfs: str = "/sys/class/net") -> str | None:
@@ -368,12 +413,18 @@ def interface_with_mac(mac: str, sysfs: str = "/sys/class/net") -> str | None:
 
 SECURITY_SERVICES = [sys.executable, "-S", "-m", "netsec.syssec",
                      "--state-dir", "/var/lib/hyperwall"]
+# The services (and what they start) run below the agent: their start-up is seconds of CPU,
+# while the agent's device work has a deadline (a driver domain's hotplug: libxl waits for
+# it) and every guest's network waits on it.
+SERVICES_NICE = 5
 
 
 async def keep_running(argv: list[str]) -> None:
     """sys-sec's security services: restarted when they die (fail closed meanwhile)."""
     while True:
         proc = await asyncio.create_subprocess_exec(*argv)
+        with contextlib.suppress(OSError):   # gone already: the wait below says so
+            os.setpriority(os.PRIO_PROCESS, proc.pid, SERVICES_NICE)
         try:
             code = await proc.wait()
         except asyncio.CancelledError:
@@ -392,7 +443,8 @@ async def amain() -> int:
     if sys_sec and os.environ.get("HYPERWALL_SECURITY", "1") != "0":
         services = asyncio.ensure_future(keep_running(SECURITY_SERVICES))
     on_xen = store.xs.where is not None and store.xs.where[0] == "xenbus"
-    agent = Agent(store, IpNet("uplink" if sys_sec else "eth"), kernel_drivers=on_xen)
+    agent = Agent(store, IpNet("uplink" if sys_sec else "eth", kernel_drivers=on_xen),
+                  kernel_drivers=on_xen)
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, agent.stop, "SIGTERM")
     try:
         reason = await agent.run()

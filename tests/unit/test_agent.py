@@ -18,7 +18,7 @@ from dom0.layout import (
     vif_libxl_nodes,
     vif_nodes,
 )
-from domains.agent import Agent
+from domains.agent import Agent, appeared, existing
 
 GUEST, SYS = 5, 1
 
@@ -247,6 +247,36 @@ async def test_on_xen_a_guest_configures_netfronts_link_once_connected() -> None
     assert ("frontend_down", 0) in net.calls
     assert not [p for p, _ in view.writes if p.endswith("/state")]   # netfront's, never ours
     task.cancel()
+
+
+async def test_on_xen_a_frontend_connected_before_dom0s_keys_waits_for_them() -> None:
+    """libxl writes the device and netfront connects it; dom0 writes the gateway after
+    `xl network-attach` returns (sys-sec's uplink, a guest's vif): the link is configured
+    once that is there, not given up on."""
+    tree = build_tree()
+    put(tree, [n for n in vif_nodes(GUEST, SYS, 0, "internet", name="work")
+               if "/hyperwall/" not in n.path])
+    net = RecordingNet()
+    task = asyncio.ensure_future(Agent(View(tree, GUEST), net, kernel_drivers=True).run())
+    tree.set(f"{FE}/state", "4")                          # netfront: Connected
+    await settle()
+    assert not any(c[0] == "frontend_up" for c in net.calls)
+    put(tree, vif_hyperwall_nodes(GUEST, SYS, 0, "internet", name="work"))
+    addr = vif_addressing(GUEST, 0)
+    report = f"/local/domain/{GUEST}/data/hyperwall/vif/0"
+    await wait_for(lambda: tree.data.get(report) == f"up {addr.ip}".encode())
+    assert ("frontend_up", 0, addr.ip, addr.gateway, addr.mac) in net.calls
+    task.cancel()
+
+
+async def test_a_drivers_interface_is_waited_for_until_it_appears(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    async def make_it_later() -> None:
+        await settle()
+        (tmp_path / "vif5.0").mkdir()
+    later = asyncio.ensure_future(make_it_later())
+    assert await appeared(lambda: existing("vif5.0", str(tmp_path)), timeout=5) == "vif5.0"
+    await later
+    assert await appeared(lambda: existing("vif6.0", str(tmp_path)), timeout=0.2) is None
 
 
 async def test_stop_ends_the_agent_like_a_shutdown_request() -> None:
