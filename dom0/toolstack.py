@@ -207,11 +207,16 @@ class Toolstack:
         return await self._backend(dom.spec).exec(dom.handle, argv, timeout=timeout, stdin=stdin)
 
     async def up(self) -> list[DomainInfo]:
-        """The whole platform from the config dir: sys-sec first, then every guest."""
+        """The whole platform from the config dir: sys-sec first, then every guest, the
+        guests side by side (a VM's boot is mostly waiting on its kernel and agent). Every
+        guest's start runs to its end; the first failure is raised after that, so no start
+        is left half-done behind the error."""
         await self.start(self._sys_sec_spec().name)
-        for name in sorted(self.specs, key=_display_order):
-            if name not in self.domains:
-                await self.start(name)
+        names = [n for n in sorted(self.specs, key=_display_order) if n not in self.domains]
+        results = await asyncio.gather(*(self.start(n) for n in names), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
         return self.list()
 
     async def autostart(self) -> None:
