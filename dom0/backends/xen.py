@@ -33,6 +33,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("hyperwall.xen")
 
+# How long a destroyed domain may take to release its memory (seconds; ~1 s for 1 GiB
+# natively, several under emulation).
+DYING_TIMEOUT = 60.0
 XL_STATES = {"r": RunState.RUNNING, "b": RunState.RUNNING, "p": RunState.PAUSED,
              "s": RunState.SHUTDOWN, "c": RunState.CRASHED, "d": RunState.SHUTDOWN}
 
@@ -198,9 +201,28 @@ class XenBackend:
                                f"({e})") from None
 
     async def destroy(self, dom: DomainHandle) -> None:
-        if await self._find(dom) is not None:
-            await self.xl("destroy", dom.spec.name)
+        """Destroyed, and waited for until Xen has let it go: a dying domain (`(null)` in
+        `xl list`, its xenstore entries already gone) holds its memory until the last of
+        its pages is released, and a domain that powered itself off may be dying already."""
+        if await self._by_domid(dom.domid) is not None:
+            try:
+                await self.xl("destroy", str(dom.domid))
+            except BackendError:
+                # It may have ended by itself meanwhile (dying or gone): only a domain
+                # still there under its own name is a failure.
+                found = await self._by_domid(dom.domid)
+                if found is not None and found.name == dom.spec.name:
+                    raise
+        deadline = asyncio.get_running_loop().time() + DYING_TIMEOUT
+        while await self._by_domid(dom.domid) is not None:
+            if asyncio.get_running_loop().time() > deadline:
+                raise BackendError(f"xen: {dom.spec.name} (domain {dom.domid}) is still "
+                                   f"dying {DYING_TIMEOUT:g}s after it was destroyed")
+            await asyncio.sleep(0.5)   # polled: xl has no way to wait for it
         self._cfg(dom).unlink(missing_ok=True)
+
+    async def _by_domid(self, domid: int) -> XlDomain | None:
+        return next((d for d in await self.list() if d.domid == domid), None)
 
     async def state(self, dom: DomainHandle) -> RunState:
         found = await self._find(dom)
