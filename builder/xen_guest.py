@@ -54,7 +54,8 @@ STDLIB_UNUSED = {"site-packages", "test", "idlelib", "tkinter", "turtledemo", "e
                  "lib2to3", "pydoc_data", "distutils", "config-3.11-x86_64-linux-gnu", "venv"}
 BUSYBOX_APPLETS = ("sh", "mount", "mkdir", "ln", "cat", "echo", "sleep", "uname", "hostname",
                    "kill", "ls", "ps", "sed", "grep", "modprobe", "insmod", "sysctl", "true",
-                   "false", "wget", "nc", "ping", "poweroff", "dmesg", "env", "id", "test")
+                   "false", "wget", "nc", "ping", "poweroff", "dmesg", "env", "id", "test",
+                   "timeout")
 
 INIT = """#!/bin/sh
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin

@@ -12,5 +12,6 @@ from tests.xen.harness import run_checks
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
 
+@pytest.mark.timeout(660)
 def test_hyperwall_dom0_against_real_xen() -> None:
     run_checks("full", timeout=600)
