@@ -29,7 +29,6 @@ from typing import Any
 import grpc
 
 from netsec import evelog
-from netsec.ipsd import read_stats
 from netsec.report import parse_since
 from proto.gen.hyperwall.netsec.v1 import security_pb2 as pb
 from proto.gen.hyperwall.netsec.v1 import security_pb2_grpc as pb_grpc
@@ -97,6 +96,9 @@ class SecurityServicer(pb_grpc.SecurityServiceServicer):
     async def _counters(self) -> dict[str, Any]:
         if self.ipsd_socket is None:
             raise OSError("this SecurityService was started without --ipsd-socket")
+        # Imported here: netsec.ipsd brings the whole engine, a third of sys-sec's start-up
+        # for a client of its counters' socket.
+        from netsec.ipsd import read_stats
         return await asyncio.to_thread(read_stats, self.ipsd_socket)
 
     async def GetStats(self, request: pb.GetStatsRequest,

@@ -41,20 +41,20 @@ import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dom0.logsetup import setup_logging
 from dom0.runner import CommandError, run
-from netsec import eve, provider_service, security_service, subscription, uplink_probe
+from netsec import eve, security_service, uplink_probe
 from netsec.blocklist import Blocklist, BlocklistError
 from netsec.firewall import FirewallConfig, FirewallError, compile_ruleset
 from netsec.policy import VifKeys, category_rules, plan
-from netsec.provider_service import ProviderServicer, server_identity
 from netsec.resolver import Decision, Resolver, serve
-from netsec.trust import TrustStore
-from netsec.updates import Updater
 from netsec.vpn import IFACE as VPN_IFACE
 from netsec.vpn import Tunnel, VpnConfig, VpnConfigError
+
+if TYPE_CHECKING:
+    from netsec.updates import Updater
 
 log = logging.getLogger("hyperwall.syssec")
 GATEWAY = "10.137.255.254"
@@ -398,20 +398,33 @@ def _write_changed(path: Path, text: str) -> bool:
     return True
 
 
+def provider_updater(ctl: Controller, state: Path) -> Updater | None:
+    """What applies a provider's bundles, where the settings name a provider (a channel or a
+    feed). Imported only then: it and what it brings (the engine's staging, TUF, the
+    provider's gRPC service) are half of sys-sec's start-up, seconds on an emulated CPU."""
+    if not (ctl.settings.provider_listen or ctl.settings.subscription_url):
+        return None
+    from netsec.trust import TrustStore
+    from netsec.updates import Updater
+    return Updater(TrustStore(state / "provider"), state / "bundles", ctl.reload_content)
+
+
 async def serve_provider(ctl: Controller, updater: Updater, state: Path) -> Any:
     """The provider's channel, when the settings open one."""
     if not ctl.settings.provider_listen:
         return None
-    servicer = ProviderServicer(updater.trust, updater, state / "log", ctl.engine_state,
-                                ctl.reload_content)
+    from netsec import provider_service
+    servicer = provider_service.ProviderServicer(updater.trust, updater, state / "log",
+                                                 ctl.engine_state, ctl.reload_content)
     server, _ = await provider_service.serve(
-        servicer, ctl.settings.provider_listen, server_identity(state / "tls"),
+        servicer, ctl.settings.provider_listen, provider_service.server_identity(state / "tls"),
         updater.trust.provider_ca)
     return server
 
 
 async def follow_subscription(settings: Settings, updater: Updater, state: Path) -> None:
     """Poll the provider's TUF repository; apply what is new (verified like any bundle)."""
+    from netsec import subscription
     last: bytes | None = None
     while settings.subscription_url:
         try:
@@ -457,15 +470,15 @@ async def amain(args: argparse.Namespace) -> int:
     dns = await ctl.serve_dns()
     security = await security_service.serve(args.state_dir / "log",
                                             args.state_dir / "security.sock")
-    updater = Updater(TrustStore(args.state_dir / "provider"), args.state_dir / "bundles",
-                      ctl.reload_content)
-    provider = await serve_provider(ctl, updater, args.state_dir)
+    updater = provider_updater(ctl, args.state_dir)
+    provider = await serve_provider(ctl, updater, args.state_dir) if updater else None
     tasks = [asyncio.ensure_future(ctl.watch_policy()),
              *([asyncio.ensure_future(ctl.keep_ipsd())]
                if launch.engine and launch.ipsd_pidfile is None else []),
              asyncio.ensure_future(ctl.answer_probes()),
              asyncio.ensure_future(ctl.follow_schedules()),
-             asyncio.ensure_future(follow_subscription(settings, updater, args.state_dir))]
+             *([asyncio.ensure_future(follow_subscription(settings, updater, args.state_dir))]
+               if updater else [])]
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
