@@ -6,10 +6,9 @@ so only the first run downloads (~75 MB) and unpacks.
 What it took (see also ../shared/xen-nested): SMAP off for a PV dom0 under TCG; Debian's
 non-RT 6.1 kernel; an uncompressed vmlinux and initramfs (decompressing under TCG costs
 seconds); Xen's drivers are modules, loaded by dom0's /init; libgcc_s for `xl`.
-With several guests running, this emulated machine misbehaves at random: processes in dom0
-die of SIGSEGV (xl, busybox), a new guest's kernel finds its text zeroed, a driver domain's
-xenstore ring stops for good. Without PCID/INVPCID and without Xen's boot-time scrubbing
-it happens less often, not never; one guest at a time (the smoke test) has been steady.
+With several guests running and Xen's default lazy FPU switching, this emulated machine
+misbehaved at random (processes in dom0 and guests dying of SIGSEGV, garbled strings): Xen
+switches FPU state eagerly here (XEN_CMDLINE).
 
 `boot(image, script)` runs `script` (a shell snippet) in dom0 once xenstore and xl are up,
 and returns the serial console's lines; dom0 powers off when it ends.
