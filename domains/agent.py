@@ -30,7 +30,7 @@ import re
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from typing import Protocol
 
 from dom0.runner import CommandError, run
@@ -42,6 +42,7 @@ log = logging.getLogger("hyperwall.agent")
 HEARTBEAT = 10.0
 NETDEV_WAIT = 10.0   # seconds a Xen driver's interface may take to appear
 KEYS_WAIT = 60.0     # seconds dom0's keys of a device may follow libxl's
+READ_TRIES = 3
 
 
 class AgentStore(Protocol):
@@ -49,7 +50,7 @@ class AgentStore(Protocol):
     async def write(self, path: str, value: str) -> None: ...
     async def ls(self, path: str) -> list[str]: ...
     async def rm(self, path: str) -> None: ...
-    def watch(self, path: str) -> AsyncIterator[str]: ...
+    def watch(self, path: str) -> AsyncGenerator[str, None]: ...
 
 
 class Net(Protocol):
@@ -182,6 +183,20 @@ class Agent:
         else:
             await self._drive(Role.FRONTEND, f"{own}/state", f"{be}/state", act)
 
+    async def _read_all(self, *paths: str) -> list[bytes | None]:
+        """Reads, tried again after an error: over a Xen guest's xenbus device a read was seen
+        to fail once with EINVAL while several devices came up, and a device task ended by
+        it leaves its device unplugged for good."""
+        for attempt in range(READ_TRIES):
+            try:
+                return [await self.store.read(path) for path in paths]
+            except XsError as e:
+                if attempt == READ_TRIES - 1:
+                    raise
+                log.warning("%s; reading again", e)
+                await asyncio.sleep(0.2)
+        raise AssertionError("unreachable")
+
     async def _written(self, path: str, timeout: float = KEYS_WAIT) -> bytes | None:
         """The value of `path` once it is written (None if it is not within `timeout`)."""
         async def first() -> bytes | None:
@@ -201,7 +216,7 @@ class Agent:
         up = False
         async for _ in self.store.watch(state_path):
             try:
-                state = parse_state(await self.store.read(state_path))
+                state = parse_state((await self._read_all(state_path))[0])
             except HandshakeError as e:
                 log.warning("%s: %s", state_path, e)
                 continue
@@ -272,14 +287,16 @@ class Agent:
         """What a driver domain's hotplug does for a netback device (see the docstring)."""
         plugged = False
         async for _ in self.store.watch(own):
+            raw_state, online, gateway = await self._read_all(
+                f"{own}/state", f"{own}/online", f"{own}/hyperwall/gateway")
             try:
-                state = parse_state(await self.store.read(f"{own}/state"))
+                state = parse_state(raw_state)
             except HandshakeError as e:
                 log.warning("%s/state: %s", own, e)
                 continue
-            removing = await self.store.read(f"{own}/online") == b"0"
+            removing = online == b"0"
             # libxl writes the device, then dom0 its own keys: wait for those too.
-            ours = await self.store.read(f"{own}/hyperwall/gateway") is not None
+            ours = gateway is not None
             try:
                 if XenbusState.INIT_WAIT <= state <= XenbusState.CONNECTED and ours \
                         and not removing and not plugged:

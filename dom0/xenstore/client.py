@@ -33,7 +33,7 @@ import random
 import threading
 import time
 from collections import namedtuple
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncGenerator, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -374,7 +374,7 @@ class AsyncXenStore:
         async with self._tx_lock:
             await self._run(self.xs.transaction, body)
 
-    async def watch(self, path: str) -> AsyncIterator[str]:
+    async def watch(self, path: str) -> AsyncGenerator[str, None]:
         """Yield the path of every event for a watch on `path` (the first one at once)."""
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[str | BaseException] = asyncio.Queue()

@@ -18,6 +18,7 @@ from dom0.layout import (
     vif_libxl_nodes,
     vif_nodes,
 )
+from dom0.xenstore.client import XsError
 from domains.agent import Agent, appeared, existing
 
 GUEST, SYS = 5, 1
@@ -213,6 +214,33 @@ async def test_on_xen_sys_sec_does_the_hotplug_and_leaves_the_handshake_to_netba
     await wait_for(lambda: not any(p.startswith(BE) for p in tree.data))
     assert ("backend_down", GUEST, 0) in net.calls
     assert not [p for p, _ in view.writes if p.endswith("/state")]   # netback's, never ours
+    task.cancel()
+
+
+class FlakyView(View):
+    """A view whose first read of one key fails, as one over a xenbus device once did."""
+
+    def __init__(self, tree: Tree, domid: int, flaky: str) -> None:
+        super().__init__(tree, domid)
+        self.flaky = flaky
+
+    async def read(self, path: str) -> bytes | None:
+        if self.abs(path) == self.flaky:
+            self.flaky = ""
+            raise XsError("EINVAL", path)
+        return await super().read(path)
+
+
+async def test_on_xen_a_failed_read_is_tried_again_and_the_device_still_plugged() -> None:
+    tree = build_tree()
+    net = RecordingNet()
+    view = FlakyView(tree, SYS, f"{BE}/hyperwall/gateway")
+    task = asyncio.ensure_future(Agent(view, net, kernel_drivers=True).run())
+    put(tree, vif_libxl_nodes(GUEST, SYS, 0))
+    put(tree, vif_hyperwall_nodes(GUEST, SYS, 0, "internet", name="work"))
+    tree.set(f"{BE}/state", "2")
+    await wait_for(lambda: tree.data.get(f"{BE}/hotplug-status") == b"connected")
+    assert view.flaky == ""     # the failure happened, and was got over
     task.cancel()
 
 

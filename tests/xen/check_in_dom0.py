@@ -15,6 +15,7 @@ Usage: check_in_dom0.py smoke|full IMAGES_DIR
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import http.server
 import json
@@ -292,10 +293,11 @@ GET = "timeout 10 wget -q -O - {}"
 
 
 def probe(guest: str, probes: dict[str, str]) -> dict[str, tuple[int, str]]:
-    """Each probe's exit status and output, all run in one `hyperwall exec` (one Python start
-    in dom0 per guest rather than per probe: seconds each under emulation)."""
-    script = "".join(f'out=$({command} 2>/dev/null); rc=$?; echo "PROBE {name} $rc" $out\n'
-                     for name, command in probes.items())
+    """Each probe's exit status and output, all run side by side in one `hyperwall exec`
+    (one Python start in dom0 per guest rather than per probe: seconds each under
+    emulation)."""
+    script = "".join(f'(out=$({command} 2>/dev/null); echo "PROBE {name} $?" $out) &\n'
+                     for name, command in probes.items()) + "wait\n"
     code, out = in_guest(guest, "sh", "-c", script, timeout=60)
     results = {}
     for line in out.splitlines():     # the shell may say more (a probe timed out: Terminated)
@@ -309,14 +311,16 @@ def probe(guest: str, probes: dict[str, str]) -> dict[str, tuple[int, str]]:
 def reach() -> None:
     xl = xl_list()
     family_ip = vif_addressing(xl["family"][0], 0).ip
-    outcomes = {f"untrusted->{n}": r for n, r in probe("untrusted", {
-        "server": GET.format(f"http://{SERVER}/"),
-        "lan": GET.format(f"http://{LAN_HOST}/"),
-        "dom0": GET.format("http://100.127.255.1/"),
-        "family": f"ping -c 1 -W 3 {family_ip}"}).items()}
-    outcomes["family->server"] = probe("family", {"s": GET.format(f"http://{SERVER}/")})["s"]
-    # vpn-only with no tunnel: the kill switch leaves it nothing.
-    outcomes["work->server"] = probe("work", {"s": GET.format(f"http://{SERVER}/")})["s"]
+    server = GET.format(f"http://{SERVER}/")
+    plan = {"untrusted": {"server": server, "lan": GET.format(f"http://{LAN_HOST}/"),
+                          "dom0": GET.format("http://100.127.255.1/"),
+                          "family": f"ping -c 1 -W 3 {family_ip}"},
+            "family": {"server": server},
+            "work": {"server": server}}     # vpn-only with no tunnel: the kill switch
+    with concurrent.futures.ThreadPoolExecutor(len(plan)) as pool:
+        done = dict(zip(plan, pool.map(probe, plan, plan.values()), strict=True))
+    outcomes = {f"{guest}->{name}": result for guest, results in done.items()
+                for name, result in results.items()}
     allowed = {"untrusted->server", "family->server"}
     ok = all((code == 0 and out == PAGE.decode().strip()) if name in allowed else code != 0
              for name, (code, out) in outcomes.items())
