@@ -13,17 +13,21 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any
-
-from cryptography.x509 import load_pem_x509_certificate
+from typing import TYPE_CHECKING, Any
 
 from dom0.cli import EXIT_ERROR, EXIT_OK, EXIT_USAGE, Session, arg, command
-from netsec.trust import DEFAULT_DIR, ENV_DIR, TrustError, TrustStore
+from netsec.trust_dir import DEFAULT_DIR, ENV_DIR
+
+if TYPE_CHECKING:
+    from netsec.trust import TrustStore
+# netsec.trust (and the cryptography it needs) is imported by the provider command alone:
+# every other `hyperwall` command would pay for it at start.
 
 ENROLL_ONLY = ("root", "bundle_key", "ca", "name", "threshold", "share_alerts")
 
 
 def store(given: Path | None = None) -> TrustStore:
+    from netsec.trust import TrustStore
     if given is not None:
         return TrustStore(given)
     if os.environ.get(ENV_DIR):
@@ -47,6 +51,7 @@ def _read(path: Path | None, what: str) -> bytes | None:
     try:
         return path.read_bytes()
     except OSError as e:
+        from netsec.trust import TrustError
         raise TrustError(f"{what} {path}: {e.strerror}") from None
 
 
@@ -63,6 +68,7 @@ def describe(trust: TrustStore) -> dict[str, Any]:
     ca: dict[str, Any] | None = None
     raw_ca = trust.provider_ca()
     if raw_ca is not None:
+        from cryptography.x509 import load_pem_x509_certificate
         cert = load_pem_x509_certificate(raw_ca)
         ca = {"subject": cert.subject.rfc4514_string(),
               "expires": cert.not_valid_after_utc.isoformat()}
@@ -108,6 +114,7 @@ def status_table(d: dict[str, Any]) -> str:
          arg("--dir", type=Path, help=f"the trust store (default: ${ENV_DIR}, else "
              "$HYPERWALL_STATE_DIR/sys-sec/provider)"))
 def _provider(s: Session, args: argparse.Namespace) -> int:
+    from netsec.trust import TrustError
     if args.action != "enroll":
         given = [f"--{o.replace('_', '-')}" for o in ENROLL_ONLY
                  if getattr(args, o) not in (None, [])]

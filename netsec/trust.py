@@ -27,9 +27,8 @@ from cryptography.hazmat.primitives.serialization import (
 from cryptography.x509 import load_pem_x509_certificate
 
 from netsec.bundle import TrustedKeys, key_id
+from netsec.trust_dir import DEFAULT_DIR, ENV_DIR, default_dir  # noqa: F401 (the store's own)
 
-DEFAULT_DIR = Path("/var/lib/hyperwall/sys-sec/provider")
-ENV_DIR = "HYPERWALL_PROVIDER_DIR"
 MAX_INPUT = 1 << 20     # a root, key or certificate bigger than this is not one
 
 
@@ -52,11 +51,6 @@ class TrustState:
 _TYPES: dict[str, type | tuple[type, ...]] = {
     "provider": str, "enrolled": bool, "revoked": bool, "threshold": int, "keys": list,
     "last_version": int, "share_alerts": bool, "disabled_sids": list}
-
-
-def default_dir() -> Path:
-    """$HYPERWALL_PROVIDER_DIR, else sys-sec's folder on the host."""
-    return Path(os.environ.get(ENV_DIR) or DEFAULT_DIR)
 
 
 def read_public_key(pem: bytes, where: str) -> Ed25519PublicKey:
