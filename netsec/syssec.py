@@ -48,7 +48,7 @@ from dom0.runner import CommandError, run
 from netsec import eve, security_service, uplink_probe
 from netsec.blocklist import Blocklist, BlocklistError
 from netsec.firewall import FirewallConfig, FirewallError, compile_ruleset
-from netsec.policy import VifKeys, category_rules, plan
+from netsec.policy import Plan, VifKeys, category_rules, plan
 from netsec.resolver import Decision, Resolver, serve
 from netsec.vpn import IFACE as VPN_IFACE
 from netsec.vpn import Tunnel, VpnConfig, VpnConfigError
@@ -214,17 +214,22 @@ class Controller:
             self.applied = ruleset
             log.info("firewall applied: %s", ", ".join(
                 f"{p.names[v.ip]}={v.policy}" for v in p.vifs) or "no guests")
-        self.names = p.names
-        self.filtered = set(p.filtered)
-        # ipsd notices a new domains.json by itself; only new rules need a reload (each
-        # one costs the engine a rule load, and guests' keys change often while they start).
-        _write_changed(self.state / "run" / "domains.json", p.domains_json())
-        if self.write_category_rules():
-            self.reload_ipsd()
+        self.publish(p)
         # Written last, once all of it is in force, so whoever watches (dom0, tests) sees
         # what holds now.
         await self.store.write("data/hyperwall/policy-errors", "\n".join(p.errors))
         await self.store.write("data/hyperwall/policy-applied", p.applied_text())
+
+    def publish(self, p: Plan) -> None:
+        """What the engine reads of the plan: the guests' names (ipsd notices a new
+        domains.json by itself) and the category rules, with a reload only when those
+        changed (each costs the engine a rule load, and guests' keys change often while
+        they start)."""
+        self.names = p.names
+        self.filtered = set(p.filtered)
+        _write_changed(self.state / "run" / "domains.json", p.domains_json())
+        if self.write_category_rules():
+            self.reload_ipsd()
 
     def write_category_rules(self) -> bool:
         """The SNI/Host rules of the categories in force now; True if they changed."""

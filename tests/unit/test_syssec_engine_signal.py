@@ -2,6 +2,8 @@
 pidfile when rules change, and says the engine is gone when that pid is not alive."""
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -9,12 +11,15 @@ from pathlib import Path
 
 import pytest
 
+from netsec.policy import VifKeys, plan
 from netsec.syssec import Controller, Launch, Settings
 
-# Stands in for hyperwall-ipsd: says ready once its SIGHUP handler is set, "hup" per SIGHUP.
+# Stands in for hyperwall-ipsd: says ready once its SIGHUP handler is set, "hup" per SIGHUP
+# ("usr1" per SIGUSR1, a marker a test sends after what it expects).
 ENGINE = """
 import signal, sys, time
 signal.signal(signal.SIGHUP, lambda *_: print("hup", flush=True))
+signal.signal(signal.SIGUSR1, lambda *_: print("usr1", flush=True))
 print("ready", flush=True)
 time.sleep(10)   # the bound on a test that waits for a line in vain
 """
@@ -62,3 +67,27 @@ def test_a_stale_or_garbled_pidfile_is_an_engine_that_is_not_there(
         # A bundle swapped in must not count as applied when no engine took it.
         with pytest.raises(OSError, match="not running"):
             ctl.reload_content()
+
+
+def test_the_engine_is_reloaded_only_when_its_rules_change(
+        tmp_path: Path, engine: subprocess.Popen[str]) -> None:
+    """Every policy apply publishes the plan; guests' keys change often while they start,
+    and a reload costs the engine a rule load each time."""
+    pidfile = tmp_path / "ipsd.pid"
+    pidfile.write_text(f"{engine.pid}\n")
+    ctl = controller(tmp_path, pidfile)
+    (tmp_path / "run").mkdir(exist_ok=True)
+    assert engine.stdout is not None
+    family = plan([VifKeys(3, 0, b"10.137.0.3", b"internet", b"family")])
+    ctl.publish(family)                       # the first rules file: a reload
+    assert engine.stdout.readline() == "hup\n"
+    names = tmp_path / "run" / "domains.json"
+    inode = names.stat().st_ino
+    ctl.publish(family)                       # the same plan again: nothing
+    both = plan([VifKeys(3, 0, b"10.137.0.3", b"internet", b"family"),
+                 VifKeys(4, 0, b"10.137.0.4", b"internet", b"untrusted")])
+    ctl.publish(both)                         # a new name, no new rules: no reload either
+    assert names.stat().st_ino != inode and "untrusted" in names.read_text()
+    # SIGHUP is delivered before SIGUSR1 when both are pending: a reload would come first.
+    os.kill(engine.pid, signal.SIGUSR1)
+    assert engine.stdout.readline() == "usr1\n"
