@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import struct
 from pathlib import Path
 
 from dom0.xenstore.wire import Frame, FrameDecoder, Op, encode
@@ -13,8 +14,13 @@ WATCH_EVENT = Op.WATCH_EVENT
 class RawConn:
     def __init__(self, path: Path | str, timeout: float = 5.0) -> None:
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.settimeout(timeout)
+        # A blocking connect, bounded by SO_SNDTIMEO: a daemon busy enough that its backlog
+        # is full is waited for (oxenstored was), where a connect under settimeout() fails
+        # at once with EAGAIN.
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO,
+                             struct.pack("ll", int(timeout), int(timeout % 1 * 1e6)))
         self.sock.connect(str(path))
+        self.sock.settimeout(timeout)
         self.decoder = FrameDecoder()
         self.pending: list[Frame] = []   # received, not yet returned
         self.events: list[Frame] = []    # watch events seen while waiting for replies
