@@ -27,3 +27,17 @@ class FlowConfig:
     request_body_limit: int = 100 * 1024   # libhtp request-body-limit
     response_body_limit: int = 100 * 1024  # libhtp response-body-limit
     max_ooo_bytes: int = 1 << 20       # out-of-order data buffered per direction
+
+
+# Anomaly names (in `Packet.events`) that say a flow is no longer fully inspected: one of
+# the limits above was reached. The flow table raises them; the engine logs each as an EVE
+# `anomaly` and, in IPS mode, applies the owner's exception policy (drop or pass the flow).
+LIMIT_EVENTS = frozenset({
+    "stream.reassembly_depth_reached",
+    "stream.reassembly_ooo_limit_reached",
+    "applayer.http.request_header_too_long",
+    "applayer.http.response_header_too_long",
+    "applayer.http.request_body_limit_reached",
+    "applayer.http.response_body_limit_reached",
+    "applayer.tls.record_too_long",
+})
