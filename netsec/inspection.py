@@ -31,6 +31,19 @@ APP_BUFFERS = (
 )
 
 
+class Window(bytes):
+    """A buffer that is a window of a longer one (an HTTP body inspected as it arrives):
+    `start` is the offset of its first byte in the whole, so absolute `offset`, `depth`
+    and `isdataat` still count from the body's start (Suricata's inspect_offset)."""
+
+    start: int   # (bytes subclasses cannot have slots: a small __dict__)
+
+    def __new__(cls, data: bytes | bytearray, start: int) -> Window:
+        w = super().__new__(cls, data)
+        w.start = start
+        return w
+
+
 class FlowView(Protocol):
     """The parts of a flow the detector may read and (for flowbits) write."""
 

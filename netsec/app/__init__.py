@@ -7,7 +7,10 @@ the parser's protocol. `end_of_stream(to_server)` says that direction closed (TC
 RST), which completes data delimited by the connection's end (an HTTP response body without
 a length). `finish()` at flow end returns records still pending (an HTTP request whose
 response never came). Parsers never raise on bad input: they stop parsing
-that flow (`failed`) and return nothing more.
+that flow (`failed`) and return nothing more. Where a bound is reached (a header, body or
+record limit) the parser appends the anomaly's name ("applayer.<proto>.<name>",
+`netsec.flow.config.LIMIT_EVENTS`) to its `events` list; the flow table moves them to the
+packet that carried the bytes.
 """
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ class AppOutput:
 
 class AppParser(Protocol):
     proto: str
+    events: list[str]
 
     def feed(self, data: bytes, to_server: bool) -> list[AppOutput]: ...
 

@@ -136,6 +136,7 @@ class DnsParser:
         self._pending: dict[int, int] = {}  # query id -> tx_id
         self._next_tx = 0
         self.failed = False
+        self.events: list[str] = []   # no bounds of its own: messages are length-prefixed
 
     def feed(self, data: bytes, to_server: bool) -> list[AppOutput]:
         if self.failed:

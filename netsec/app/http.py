@@ -2,10 +2,21 @@
 
 Requests and responses pair up in order (pipelining): the n-th response belongs to the
 n-th request, and the pair is one transaction (`tx_id` = n). An inspection is produced
-when a request's (or response's) headers are complete, and again when its body is complete
-or reaches the body limit (`http.request_body`; `http.response_body`/`file.data`,
-dechunked and, for gzip/deflate, decompressed up to the limit). An EVE `http` record is
-produced when the response is complete, or at flow end for a request left unanswered.
+when a request's (or response's) header block is complete (by the bytes carrying its
+end). Bodies are inspected as they arrive: every `feed` that brings new body bytes of a
+transaction yields one inspection (`http.request_body`; `http.response_body` and
+`file.data`, dechunked and, for gzip/deflate, decompressed as a stream) whose buffer is a
+`netsec.inspection.Window`: the new bytes preceded by up to `body_context` bytes already
+inspected, its `start` the offset in the body, so absolute offset/depth/isdataat count from
+the body's start and a pattern split across segments or chunks is found. The detector
+alerts a rule once per transaction, so a match is reported once. Bodies are inspected up
+to the body limit; past it "applayer.http.<request|response>_body_limit_reached" is raised
+and the rest is not inspected. An EVE `http` record is produced when the response is
+complete, or at flow end for a request left unanswered.
+
+Bounds, raised in `events` (after which parsing of the flow stops): a header or start line
+longer than `field_limit` ("applayer.http.request_field_too_long" / "response_..."), a
+header block longer than `header_limit` ("applayer.http.request_header_too_long" / ...).
 
 URI normalisation (`http.uri`, libhtp's default): the path is percent-decoded and its dot
 segments removed; the query string is kept as sent. `http.uri.raw` is the URI as sent.
@@ -18,9 +29,11 @@ import re
 import zlib
 
 from netsec.app import AppOutput
+from netsec.inspection import Window
 
-MAX_HEADER_BYTES = 64 * 1024  # a header block larger than this ends parsing of the flow
 _HEAD, _BODY_LEN, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_END, _TRAILER, _BODY_CLOSE = range(7)
+_IN_BODY = frozenset({_BODY_LEN, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_END, _TRAILER, _BODY_CLOSE})
+_ZHEAD = 1024   # compressed bytes kept, before any output, to retry them as raw deflate
 _END_OF_HEAD = re.compile(rb"\r?\n\r?\n")
 _PERCENT = re.compile(rb"%([0-9A-Fa-f]{2})")
 
@@ -107,24 +120,38 @@ class _Tx:
 
 class _Side:
     """Parsing state of one direction."""
-    __slots__ = ("buf", "state", "remaining", "body", "body_emitted", "limit", "tx")
+    __slots__ = ("buf", "state", "remaining", "scanned", "line_start", "body", "body_len",
+                 "inspected", "limited", "decoder", "zhead", "limit", "tx", "name")
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, name: str) -> None:
         self.buf = b""
         self.state = _HEAD
         self.remaining = 0
-        self.body = bytearray()
-        self.body_emitted = False
+        self.scanned = 0               # header bytes already searched for the block's end
+        self.line_start = 0            # where the unfinished header line starts in buf
+        self.body = bytearray()        # the body's last bytes: context, then uninspected
+        self.body_len = 0              # body bytes so far (decoded), up to the limit
+        self.inspected = 0             # body_len at the last inspection
+        self.limited = False           # the body limit was reached: the rest is skipped
+        self.decoder: zlib._Decompress | None = None   # gzip/deflate response body
+        self.zhead: bytes | None = None  # compressed bytes fed before any output
         self.limit = limit
         self.tx: _Tx | None = None
+        self.name = name               # "request" or "response", for event names
 
 
 class HttpParser:
     proto = "http"
 
     def __init__(self, request_body_limit: int = 100 * 1024,
-                 response_body_limit: int = 100 * 1024) -> None:
-        self._sides = (_Side(response_body_limit), _Side(request_body_limit))
+                 response_body_limit: int = 100 * 1024, body_context: int = 2048,
+                 field_limit: int = 18000, header_limit: int = 64 * 1024) -> None:
+        self._sides = (_Side(response_body_limit, "response"),
+                       _Side(request_body_limit, "request"))
+        self.body_context = body_context
+        self.field_limit = field_limit
+        self.header_limit = header_limit
+        self.events: list[str] = []   # anomalies since the caller last emptied it
         self._txs: dict[int, _Tx] = {}  # open transactions by tx_id (dropped once logged)
         self._ntx = 0
         self._next_response = 0       # tx_id the next response belongs to
@@ -142,6 +169,8 @@ class HttpParser:
                     break
             elif not self._body_step(side, to_server, out):
                 break
+        if side.state in _IN_BODY:
+            self._inspect_body(side, to_server, out)
         return out
 
     def end_of_stream(self, to_server: bool) -> list[AppOutput]:
@@ -158,14 +187,26 @@ class HttpParser:
         return out
 
     def _head(self, side: _Side, to_server: bool, out: list[AppOutput]) -> bool:
-        buf = side.buf.lstrip(b"\r\n")
-        m = _END_OF_HEAD.search(buf)
+        buf = side.buf if side.scanned else side.buf.lstrip(b"\r\n")
+        # Searched from where the last search ended: a header block in 1-byte segments
+        # costs linear time, not quadratic.
+        m = _END_OF_HEAD.search(buf, max(0, side.scanned - 3))
         if m is None:
             side.buf = buf
-            if len(buf) > MAX_HEADER_BYTES:
-                self.failed = True
+            nl = buf.rfind(b"\n", side.scanned)
+            if nl >= 0:
+                side.line_start = nl + 1
+            side.scanned = len(buf)
+            if len(buf) - side.line_start > self.field_limit:
+                self._limit(side, "field_too_long")
+            elif len(buf) > self.header_limit:
+                self._limit(side, "header_too_long")
             return False
         head, side.buf = buf[:m.start()], buf[m.end():]
+        side.scanned = side.line_start = 0
+        if max(map(len, head.split(b"\n"))) > self.field_limit:
+            self._limit(side, "field_too_long")
+            return False
         parsed = _parse_head(head)
         if parsed is None:
             return True
@@ -224,13 +265,18 @@ class HttpParser:
         out.append(AppOutput(tx.tx_id, False, bufs))
         no_body = tx.head_request or status in (b"204", b"304")
         self._start_body(side, headers, has_body=not no_body, until_close=True)
+        if side.state != _HEAD and tx.content_encoding in (b"gzip", b"x-gzip", b"deflate"):
+            side.decoder = zlib.decompressobj(47)   # 47: a gzip or a zlib header
+            side.zhead = b""
         if side.state == _HEAD:
             self._log(tx, out)
 
     def _start_body(self, side: _Side, headers: list[tuple[bytes, bytes]], has_body: bool,
                     until_close: bool = False) -> None:
         side.body = bytearray()
-        side.body_emitted = False
+        side.body_len = side.inspected = 0
+        side.limited = False
+        side.decoder = side.zhead = None
         side.state = _HEAD
         if not has_body:
             return
@@ -289,30 +335,73 @@ class HttpParser:
         tx = side.tx
         if tx is not None and not to_server:
             tx.length += len(data)
-        room = side.limit - len(side.body)
-        if room > 0 and not side.body_emitted:
-            side.body += data[:room]
-            if len(side.body) >= side.limit:
-                self._emit_body(side, to_server, out)
+        if side.limited or not data:
+            return
+        room = side.limit - side.body_len
+        if side.decoder is not None:
+            data = self._inflate(side, data, room)
+        if len(data) > room:
+            data = data[:room]
+            side.limited = True
+            self.events.append(f"applayer.http.{side.name}_body_limit_reached")
+        side.body += data
+        side.body_len += len(data)
+
+    @staticmethod
+    def _inflate(side: _Side, data: bytes, room: int) -> bytes:
+        """`data` decompressed, at most one byte past `room` (that byte says the body
+        goes on past the limit: the rest is never decompressed, so a bomb costs little).
+        A deflate body without its zlib header is retried as raw deflate; one that is not
+        compressed at all is passed through as it is, as libhtp does."""
+        decoder = side.decoder
+        assert decoder is not None
+        try:
+            out = decoder.decompress(data, room + 1)
+        except zlib.error:
+            out = b""
+            retry = side.zhead
+            side.decoder = side.zhead = None
+            if retry is None:
+                return data
+            decoder = zlib.decompressobj(-15)
+            try:
+                out = decoder.decompress(retry + data, room + 1)
+            except zlib.error:
+                return retry + data
+            side.decoder = decoder
+        if side.zhead is not None:
+            side.zhead = None if out or len(side.zhead) > _ZHEAD else side.zhead + data
+        return out
 
     def _body_done(self, side: _Side, to_server: bool, out: list[AppOutput]) -> None:
         side.state = _HEAD
-        self._emit_body(side, to_server, out)
+        self._inspect_body(side, to_server, out)
+        side.body = bytearray()   # inspected: a long-lived flow keeps no copy
+        side.decoder = None
         if side.tx is not None and not to_server:
             self._log(side.tx, out)
 
-    def _emit_body(self, side: _Side, to_server: bool, out: list[AppOutput]) -> None:
+    def _inspect_body(self, side: _Side, to_server: bool, out: list[AppOutput]) -> None:
+        """One inspection of the body bytes that arrived since the last one, after up to
+        `body_context` bytes already inspected."""
         tx = side.tx
-        if side.body_emitted or not side.body or tx is None:
+        if side.body_len == side.inspected or tx is None:
             return
-        side.body_emitted = True
-        body = bytes(side.body)
-        side.body = bytearray()   # inspected: a long-lived flow keeps no copy
+        side.inspected = side.body_len
+        body = side.body
+        window = Window(body, side.body_len - len(body))
+        keep = self.body_context
+        if len(body) > keep:
+            del body[:len(body) - keep]
         if to_server:
-            out.append(AppOutput(tx.tx_id, True, {"http.request_body": body}))
-            return
-        body = _decompress(body, tx.content_encoding, side.limit)
-        out.append(AppOutput(tx.tx_id, False, {"http.response_body": body, "file.data": body}))
+            out.append(AppOutput(tx.tx_id, True, {"http.request_body": window}))
+        else:
+            out.append(AppOutput(tx.tx_id, False, {"http.response_body": window,
+                                                   "file.data": window}))
+
+    def _limit(self, side: _Side, what: str) -> None:
+        self.events.append(f"applayer.http.{side.name}_{what}")
+        self.failed = True
 
     def _new_tx(self) -> _Tx:
         tx = self._txs[self._ntx] = _Tx(self._ntx)
@@ -324,18 +413,6 @@ class HttpParser:
             tx.logged = True
             self._txs.pop(tx.tx_id, None)
             out.append(AppOutput(tx.tx_id, False, None, _eve(tx)))
-
-
-def _decompress(body: bytes, encoding: bytes, limit: int) -> bytes:
-    if encoding not in (b"gzip", b"x-gzip", b"deflate"):
-        return body
-    try:
-        return zlib.decompressobj(47).decompress(body, limit)   # 47: gzip or zlib header
-    except zlib.error:
-        try:
-            return zlib.decompressobj(-15).decompress(body, limit)   # raw deflate
-        except zlib.error:
-            return body
 
 
 def _header(headers: list[tuple[bytes, bytes]], name: bytes) -> bytes:

@@ -1,6 +1,12 @@
 """TLS handshakes: ClientHello (SNI, JA3), ServerHello (version, JA3S) and the server's
 Certificate (subject, issuer, serial), across records and TCP segments.
 
+Records are reassembled across TCP segments and handshake messages across records (a
+1.5-2 KB ClientHello over several segments or records is parsed once whole); a message is
+inspected on the segment that completes it. Bounds: a record longer than `record_limit`
+raises "applayer.tls.record_too_long", a handshake message longer than `handshake_limit`
+"applayer.tls.handshake_too_long" (in `events`); that direction is not parsed further.
+
 The whole handshake is one transaction (tx_id 0). Inspections: at the ClientHello
 (`tls.sni`, `ja3.hash`, `ja3.string`), at the ServerHello (`ja3s.hash`, `ja3s.string`) and at
 the Certificate (`tls.cert_subject`, `tls.cert_issuer`, `tls.cert_serial`, `tls.certs`).
@@ -18,7 +24,6 @@ from cryptography.x509.oid import NameOID
 
 from netsec.app import AppOutput
 
-MAX_HANDSHAKE = 256 * 1024   # buffered handshake bytes per direction before giving up
 _HANDSHAKE = 22
 VERSIONS = {0x0300: "SSLv3", 0x0301: "TLS 1.0", 0x0302: "TLS 1.1", 0x0303: "TLS 1.2",
             0x0304: "TLS 1.3"}
@@ -150,7 +155,11 @@ def certificate(body: bytes) -> dict:
 class TlsParser:
     proto = "tls"
 
-    def __init__(self) -> None:
+    def __init__(self, record_limit: int = (1 << 14) + 2048,
+                 handshake_limit: int = 256 * 1024) -> None:
+        self.record_limit = record_limit
+        self.handshake_limit = handshake_limit
+        self.events: list[str] = []     # anomalies since the caller last emptied it
         self._records = [b"", b""]      # unparsed record bytes per direction (client = 1)
         self._handshake = [b"", b""]    # handshake bytes reassembled across records
         self._done = [False, False]     # the direction went encrypted or broke
@@ -165,6 +174,11 @@ class TlsParser:
         out: list[AppOutput] = []
         while len(buf) >= 5 and not self._done[side]:
             rtype, _ver, rlen = unpack_from("!BHH", buf, 0)
+            if rlen > self.record_limit:
+                self.events.append("applayer.tls.record_too_long")
+                self._done[side] = True
+                buf = b""
+                break
             if len(buf) < 5 + rlen:
                 break
             fragment, buf = buf[5:5 + rlen], buf[5 + rlen:]
@@ -175,9 +189,6 @@ class TlsParser:
                 self._done[side] = True
                 if not to_server:
                     self._log(out)
-        if len(buf) > MAX_HANDSHAKE:
-            self._done[side] = True
-            buf = b""
         self._records[side] = buf
         return out
 
@@ -194,6 +205,11 @@ class TlsParser:
         while len(hs) >= 4:
             mtype = hs[0]
             n = int.from_bytes(hs[1:4], "big")
+            if n > self.handshake_limit:
+                self.events.append("applayer.tls.handshake_too_long")
+                self._done[side] = True
+                hs = b""
+                break
             if len(hs) < 4 + n:
                 break
             body, hs = hs[4:4 + n], hs[4 + n:]
@@ -202,9 +218,6 @@ class TlsParser:
             except (TlsError, IndexError, ValueError, StructError):
                 self._done[side] = True
                 hs = b""
-        if len(hs) > MAX_HANDSHAKE:
-            self._done[side] = True
-            hs = b""
         self._handshake[side] = hs
 
     def _message(self, mtype: int, body: bytes, side: int, out: list[AppOutput]) -> None:

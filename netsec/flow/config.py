@@ -26,7 +26,15 @@ class FlowConfig:
     timeouts: dict[str, dict[str, float]] = field(default_factory=_timeouts)
     request_body_limit: int = 100 * 1024   # libhtp request-body-limit
     response_body_limit: int = 100 * 1024  # libhtp response-body-limit
+    # Body bytes already inspected that are repeated before a packet's new ones, so a
+    # pattern split across packets is found (Suricata pads to request/response-body-
+    # inspect-window, 4096/16384; a smaller window keeps 1-byte segments cheap).
+    body_context: int = 2048
+    http_field_limit: int = 18000      # libhtp's hard field limit: one header or start line
+    http_header_limit: int = 64 * 1024  # a whole header block (libhtp has none: a bound)
     max_ooo_bytes: int = 1 << 20       # out-of-order data buffered per direction
+    tls_record_limit: int = (1 << 14) + 2048  # TLSCiphertext's largest fragment (RFC 8446)
+    tls_handshake_limit: int = 256 * 1024     # one handshake message (a certificate chain)
 
 
 # Anomaly names (in `Packet.events`) that say a flow is no longer fully inspected: one of
@@ -37,7 +45,10 @@ LIMIT_EVENTS = frozenset({
     "stream.reassembly_ooo_limit_reached",
     "applayer.http.request_header_too_long",
     "applayer.http.response_header_too_long",
+    "applayer.http.request_field_too_long",     # libhtp's REQUEST_FIELD_TOO_LONG
+    "applayer.http.response_field_too_long",
     "applayer.http.request_body_limit_reached",
     "applayer.http.response_body_limit_reached",
     "applayer.tls.record_too_long",
+    "applayer.tls.handshake_too_long",
 })

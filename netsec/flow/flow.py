@@ -15,7 +15,7 @@ class Flow:
         "key", "src", "dst", "sport", "dport", "proto", "ip_version", "vlan",
         "pkts_toserver", "pkts_toclient", "bytes_toserver", "bytes_toclient",
         "start", "end", "reason", "alerted", "tcp_state", "tcp_flags_ts", "tcp_flags_tc",
-        "fins", "streams", "tracked", "app", "probe", "probe_failed", "closed",
+        "fins", "streams", "tracked", "app", "probe", "probe_failed", "closed", "four_whs",
     )
 
     def __init__(self, flow_id: int, key: tuple, pkt_ts: float, src: str, dst: str,
@@ -53,6 +53,8 @@ class Flow:
         self.probe = [b"", b""]        # first bytes per direction while the protocol is unknown
         self.probe_failed = [False, False]
         self.closed = False            # TCP: RST, or FIN both ways
+        self.four_whs = False          # TCP: the server answered the SYN with a SYN (split
+                                       # handshake): the server's ACK completes it
 
     def past_depth(self, to_server: bool) -> bool:
         """True once reassembly in that direction reached the depth (nothing more to inspect)."""

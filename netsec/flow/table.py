@@ -123,12 +123,10 @@ class FlowTable:
 
     def _tcp(self, flow: Flow, pkt: Packet, to_server: bool, out: list[Inspection]) -> None:
         flags = pkt.tcp_flags
-        cfg = self.config
         if to_server:
             flow.tcp_flags_ts |= flags
         else:
             flow.tcp_flags_tc |= flags
-        state = flow.tcp_state
         if flags & _RST:
             if flow.app is not None and not flow.closed:
                 for side in (True, False):
@@ -136,34 +134,8 @@ class FlowTable:
             flow.tcp_state = TCP_CLOSED
             flow.closed = True
             return
-        if state == TCP_NONE:
-            if flags & _SYN:
-                if flags & _ACK:   # picked up at the SYN/ACK: the handshake is half seen
-                    flow.tcp_state = TCP_SYN_RECV
-                    flow.streams[0] = self._stream(pkt.seq + 1)
-                    flow.tracked = cfg.midstream
-                else:
-                    flow.tcp_state = TCP_SYN_SENT
-                    flow.streams[1] = self._stream(pkt.seq + 1)
-                    flow.tracked = True
-                return
-            flow.tcp_state = TCP_ESTABLISHED
-            if not cfg.midstream:
-                return         # no handshake, no midstream: packets only, as Suricata
-            flow.tracked = True
-            flow.established = True
-        elif state == TCP_SYN_SENT:
-            if not to_server and flags & _SYN and flags & _ACK:
-                flow.tcp_state = TCP_SYN_RECV
-                flow.streams[0] = self._stream(pkt.seq + 1)
-            return
-        elif state == TCP_SYN_RECV:
-            if flags & _SYN:
-                return
-            if to_server and flags & _ACK and flow.tracked:
-                flow.tcp_state = TCP_ESTABLISHED
-                flow.established = True
-            elif not flow.established:
+        if flow.tcp_state != TCP_ESTABLISHED or flags & _SYN:
+            if not self._handshake(flow, pkt, to_server, flags):
                 return
         if not flow.tracked:
             return
@@ -172,9 +144,9 @@ class FlowTable:
             stream = flow.streams[to_server] = self._stream(pkt.seq)
         payload = pkt.payload
         if payload:
-            new = stream.add(pkt.seq, payload)
+            new = stream.add(pkt.seq, payload, pkt.events)
             if new:
-                window = stream.window(new)
+                window = stream.window()
                 out.append(Inspection(pkt, flow, to_server, {STREAM: window},
                                       stream_new=len(window) - len(new)))
                 if flow.app_proto != "failed":
@@ -186,6 +158,96 @@ class FlowTable:
             flow.tcp_state = TCP_CLOSED if flow.fins == 3 else TCP_CLOSING
             flow.closed = flow.fins == 3
 
+    def _handshake(self, flow: Flow, pkt: Packet, to_server: bool, flags: int) -> bool:
+        """The TCP state machine up to ESTABLISHED, and SYNs after it; True when the packet
+        goes on to reassembly. Odd and split handshakes raise Suricata's stream events
+        (rules/stream-events.rules) in `pkt.events`; the packets they name are not
+        reassembled, as Suricata does not accept them into the session."""
+        cfg = self.config
+        state = flow.tcp_state
+        syn, ack = flags & _SYN, flags & _ACK
+        events = pkt.events
+        client, server = flow.streams[1], flow.streams[0]
+        if state == TCP_NONE:
+            if syn:
+                if ack:   # picked up at the SYN/ACK: the handshake is half seen
+                    flow.tcp_state = TCP_SYN_RECV
+                    flow.streams[0] = self._stream(pkt.seq + 1)
+                    flow.tracked = cfg.midstream
+                else:
+                    flow.tcp_state = TCP_SYN_SENT
+                    flow.streams[1] = self._stream(pkt.seq + 1)
+                    flow.tracked = True
+                return False
+            flow.tcp_state = TCP_ESTABLISHED
+            if not cfg.midstream:
+                return False   # no handshake, no midstream: packets only, as Suricata
+            flow.tracked = True
+            flow.established = True
+            return True
+        if state == TCP_SYN_SENT:
+            if syn and ack:
+                if to_server and flow.four_whs:   # the client answers the server's SYN
+                    if server is not None and pkt.ack != server.base:
+                        events.append("stream.4whs_synack_with_wrong_ack")
+                    else:
+                        flow.tcp_state = TCP_SYN_RECV
+                elif to_server:
+                    events.append("stream.3whs_synack_in_wrong_direction")
+                elif client is not None and pkt.ack != client.base:
+                    events.append("stream.3whs_synack_with_wrong_ack")
+                else:
+                    flow.tcp_state = TCP_SYN_RECV
+                    flow.streams[0] = self._stream(pkt.seq + 1)
+                    flow.four_whs = False
+            elif syn and not to_server:
+                # The server answers a SYN with a SYN: a split (four-way) handshake, which
+                # Suricata follows (STREAMTCP_FLAG_4WHS) so it cannot be used to evade.
+                flow.four_whs = True
+                flow.streams[0] = self._stream(pkt.seq + 1)
+            return False
+        if state == TCP_SYN_RECV:
+            if syn:
+                if not to_server and not ack:
+                    events.append("stream.3whs_syn_toclient_on_syn_recv")
+                elif to_server and ack and not flow.four_whs:
+                    events.append("stream.3whs_synack_toserver_on_syn_recv")
+                elif to_server and not ack and client is not None \
+                        and (pkt.seq + 1) & 0xFFFFFFFF != client.base:
+                    events.append("stream.3whs_syn_resend_diff_seq_on_syn_recv")
+                elif not to_server and server is not None \
+                        and (pkt.seq + 1) & 0xFFFFFFFF != server.base:
+                    events.append("stream.3whs_synack_resend_with_diff_seq")
+                return False
+            # the ACK completing the handshake: the client's, or the server's in a 4WHS
+            if ack and to_server != flow.four_whs and flow.tracked:
+                peer = server if to_server else client
+                if peer is not None and pkt.ack != peer.base:
+                    events.append("stream.4whs_invalid_ack" if flow.four_whs
+                                  else "stream.3whs_wrong_seq_wrong_ack")
+                    return False
+                flow.tcp_state = TCP_ESTABLISHED
+                flow.established = True
+                return True
+            if ack and not flow.four_whs and not flow.established and flow.tracked:
+                events.append("stream.3whs_ack_in_wrong_dir")
+            return flow.established
+        if syn:   # a SYN on an established (or closing) connection is never data
+            if to_server:
+                resend = not ack and client is not None \
+                    and (pkt.seq + 1) & 0xFFFFFFFF == client.base
+                events.append("stream.est_synack_toserver" if ack
+                              else "stream.est_syn_resend" if resend
+                              else "stream.est_syn_resend_diff_seq")
+            elif ack:
+                resend = server is not None and (pkt.seq + 1) & 0xFFFFFFFF == server.base
+                events.append("stream.est_synack_resend" if resend
+                              else "stream.est_synack_resend_with_diff_seq")
+            else:
+                events.append("stream.est_syn_toclient")
+            return False
+        return True
+
     def _stream(self, base: int) -> Stream:
         cfg = self.config
         return Stream(base, cfg.reassembly_depth, cfg.stream_context, cfg.max_ooo_bytes)
@@ -196,21 +258,24 @@ class FlowTable:
             if flow.app_proto:
                 return
             side = 1 if to_server else 0
-            if not tcp:
-                probe = data
-            else:
-                probe = flow.probe[side] = (flow.probe[side] + data)[:_PROBE_LIMIT]
-            found = appdetect.detect(probe, to_server, tcp)
+            if flow.probe_failed[side]:
+                return   # not a protocol we know in this direction: wait for the other
+            # The bytes seen before detection are kept whole (fewer than _PROBE_LIMIT, or
+            # detection gives up), so the parser gets every byte of the stream in order.
+            if tcp and flow.probe[side]:
+                data = flow.probe[side] + data
+            found = appdetect.detect(data[:_PROBE_LIMIT], to_server, tcp)
             if not found:
-                if found == "" or len(probe) >= _PROBE_LIMIT:
+                if found == "" or len(data) >= _PROBE_LIMIT:
                     flow.probe_failed[side] = True
                     if to_server or flow.probe_failed[1]:
                         flow.app_proto = "failed"
-                        flow.probe = [b"", b""]
+                    flow.probe = [b"", b""] if to_server else [b"", flow.probe[1]]
+                elif tcp:
+                    flow.probe[side] = data
                 return
             flow.app_proto = found
             flow.app = self._parser(found, tcp)
-            data = probe
             # the other direction's bytes seen before detection belong to the protocol too
             other = flow.probe[1 - side]
             flow.probe = [b"", b""]
@@ -219,14 +284,21 @@ class FlowTable:
         self._outputs(flow, pkt, flow.app.feed(data, to_server), out)
 
     def _parser(self, proto: str, tcp: bool) -> DnsParser | HttpParser | TlsParser:
+        cfg = self.config
         if proto == "http":
-            return HttpParser(self.config.request_body_limit, self.config.response_body_limit)
+            return HttpParser(cfg.request_body_limit, cfg.response_body_limit,
+                              cfg.body_context, cfg.http_field_limit, cfg.http_header_limit)
         if proto == "tls":
-            return TlsParser()
+            return TlsParser(cfg.tls_record_limit, cfg.tls_handshake_limit)
         return DnsParser(tcp)
 
     def _outputs(self, flow: Flow, pkt: Packet | None, outputs: list[AppOutput],
                  out: list[Inspection] | None) -> None:
+        app = flow.app
+        if app is not None and app.events:
+            if pkt is not None:
+                pkt.events.extend(app.events)
+            app.events.clear()
         for o in outputs:
             if o.buffers is not None and out is not None and pkt is not None:
                 out.append(Inspection(pkt, flow, o.to_server, o.buffers, o.tx_id))

@@ -52,12 +52,13 @@ def test_pipelined_requests_pair_with_responses() -> None:
     assert resp[4].record["status"] == 404 and resp[4].record["url"] == "/2"
 
 
-def test_request_body_by_content_length() -> None:
-    p = HttpParser()
+def test_request_body_by_content_length_is_inspected_as_it_arrives() -> None:
+    p = HttpParser(body_context=2)
     outs = p.feed(b"POST /f HTTP/1.1\r\nContent-Length: 7\r\n\r\nabc", True)
-    assert len(_bufs(outs)) == 1
+    assert _bufs(outs)[1] == {"http.request_body": b"abc"}
     [body] = _bufs(p.feed(b"defg", True))
-    assert body == {"http.request_body": b"abcdefg"}
+    # the new bytes after `body_context` already inspected, placed in the body
+    assert body == {"http.request_body": b"bcdefg"} and body["http.request_body"].start == 1
 
 
 def test_chunked_response_is_dechunked() -> None:
@@ -66,7 +67,7 @@ def test_chunked_response_is_dechunked() -> None:
     resp = (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nServer: nginx\r\n\r\n"
             b"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: 1\r\n\r\n")
     outs = p.feed(resp, False)
-    head, body = _bufs(outs)
+    head, body = _bufs(outs)   # one inspection per feed, however many chunks it holds
     assert head["http.server"] == b"nginx"
     assert body["file.data"] == body["http.response_body"] == b"hello world"
     assert outs[-1].record["length"] == 11
@@ -81,11 +82,14 @@ def test_gzip_body_is_decompressed() -> None:
     assert _bufs(outs)[1]["file.data"] == b"<html>secret</html>"
 
 
-def test_body_limit_emits_once_at_the_limit() -> None:
+def test_body_limit_inspects_up_to_the_limit_and_raises_its_event_once() -> None:
     p = HttpParser(request_body_limit=4)
     p.feed(b"POST / HTTP/1.1\r\nContent-Length: 10\r\n\r\n", True)
-    assert _bufs(p.feed(b"abcdef", True)) == [{"http.request_body": b"abcd"}]
+    assert _bufs(p.feed(b"abc", True)) == [{"http.request_body": b"abc"}] and not p.events
+    assert _bufs(p.feed(b"def", True)) == [{"http.request_body": b"abcd"}]
+    assert p.events == ["applayer.http.request_body_limit_reached"]
     assert _bufs(p.feed(b"ghij", True)) == []
+    assert p.events == ["applayer.http.request_body_limit_reached"]
 
 
 def test_interim_response_and_head_request() -> None:
@@ -105,10 +109,22 @@ def test_unanswered_request_is_logged_at_finish() -> None:
     assert "status" not in o.record
 
 
-def test_oversized_header_block_stops_parsing() -> None:
+def test_a_header_line_past_the_field_limit_stops_parsing_with_libhtps_event() -> None:
     p = HttpParser()
-    assert p.feed(b"GET / HTTP/1.1\r\nX: " + b"a" * 70000, True) == []
+    assert p.feed(b"GET / HTTP/1.1\r\nX: " + b"a" * 18001, True) == []
     assert p.failed and p.feed(b"\r\n\r\n", True) == []
+    assert p.events == ["applayer.http.request_field_too_long"]
+    p = HttpParser()
+    p.feed(b"HTTP/1.1 200 OK\r\nX: " + b"a" * 18001 + b"\r\n\r\n", False)
+    assert p.failed and p.events == ["applayer.http.response_field_too_long"]
+
+
+def test_a_header_block_past_the_header_limit_stops_parsing() -> None:
+    p = HttpParser(header_limit=1000)
+    p.feed(b"GET / HTTP/1.1\r\n", True)
+    for _ in range(100):
+        p.feed(b"X-A: 0123456789\r\n", True)
+    assert p.failed and p.events == ["applayer.http.request_header_too_long"]
 
 
 @pytest.mark.parametrize("raw,norm", [
@@ -139,9 +155,8 @@ def test_body_until_close_completes_at_end_of_stream() -> None:
     p = HttpParser()
     p.feed(b"GET / HTTP/1.0\r\n\r\n", True)
     outs = p.feed(b"HTTP/1.0 200 OK\r\n\r\nstreamed ", False)
-    assert len(_bufs(outs)) == 1
-    assert p.feed(b"until close", False) == []
+    assert _bufs(outs)[1]["file.data"] == b"streamed "
+    assert _bufs(p.feed(b"until close", False))[0]["file.data"] == b"streamed until close"
     assert p.end_of_stream(True) == []
-    done = p.end_of_stream(False)
-    assert done[0].buffers["file.data"] == b"streamed until close"
-    assert done[1].record["length"] == 20
+    [done] = p.end_of_stream(False)   # nothing new to inspect: the record
+    assert done.record["length"] == 20

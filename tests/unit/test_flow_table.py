@@ -225,10 +225,18 @@ def test_syn_on_a_closed_flow_starts_a_new_one() -> None:
     assert isinstance(end, FlowEnd) and end.flow is old and old.reason == "forced"
 
 
-def test_fin_completes_a_response_body_without_length() -> None:
-    s = Session(FlowTable())
+def test_a_response_body_until_close_is_inspected_as_it_arrives_and_fin_completes_it() -> None:
+    t = FlowTable()
+    s = Session(t)
     s.handshake()
     s.send(True, "PA", b"GET / HTTP/1.0\r\n\r\n")
-    s.send(False, "PA", b"HTTP/1.0 200 OK\r\n\r\nbody")
+    out = s.send(False, "PA", b"HTTP/1.0 200 OK\r\n\r\nbo")
+    assert _kinds(out) == ["pkt", "stream", "app", "app"]
+    assert out[3].buffers["file.data"] == b"bo"
+    out = s.send(False, "PA", b"dy")
+    assert out[2].buffers["file.data"] == b"body" and out[2].buffers["file.data"].start == 0
+    t.drain_events()
     out = s.send(False, "FA")
-    assert _kinds(out) == ["pkt", "app"] and out[1].buffers["file.data"] == b"body"
+    assert _kinds(out) == ["pkt"]   # nothing new to inspect; the transaction is logged
+    [rec] = t.drain_events()
+    assert isinstance(rec, AppEvent) and rec.record["length"] == 4
