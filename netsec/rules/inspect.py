@@ -12,18 +12,24 @@ import binascii
 import re
 from collections.abc import Callable, Sequence
 
+from netsec.inspection import Window
+
 MATCH, NOMATCH, STOP = 1, 0, -1
 
 
 class Ctx:
     """One evaluation of a chain: the buffer, its lowered twin, byte_extract variables."""
 
-    __slots__ = ("buf", "_lower", "vars")
+    __slots__ = ("buf", "_lower", "vars", "start")
 
     def __init__(self, buf: bytes) -> None:
         self.buf = buf
         self._lower: bytes | None = None
         self.vars: dict[str, int] = {}
+        # A window of a body inspected as it arrives: where it starts in the body, so
+        # absolute offset/depth/isdataat count from the body's start (Suricata's
+        # inspect_offset); 0 for whole buffers.
+        self.start = buf.start if type(buf) is Window else 0
 
     @property
     def lower(self) -> bytes:
@@ -97,6 +103,9 @@ class Content(Item):
             depth = _value(self.depth, ctx)
             # Suricata counts depth from the offset (its setup adds offset to depth).
             end = start + depth if depth else blen
+            if ctx.start:
+                end = end - ctx.start if depth else blen
+                start = max(0, start - ctx.start)
         if end > blen:
             end = blen
         while True:
@@ -161,7 +170,7 @@ class IsDataAt(Item):
     def inspect(self, items: Sequence[Item], i: int, ctx: Ctx, off: int) -> int:
         n = _value(self.n, ctx)
         blen = len(ctx.buf)
-        present = off + n <= blen if self.relative else n < blen
+        present = off + n <= blen if self.relative else n < blen + ctx.start
         if present != self.negated:
             return run(items, i + 1, ctx, off)
         # As Suricata: a fixed isdataat that fails cannot be helped by an earlier retry,
