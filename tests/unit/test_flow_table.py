@@ -8,6 +8,7 @@ from scapy.layers.l2 import Ether
 from netsec.decode import decode
 from netsec.flow import AppEvent, FlowConfig, FlowEnd, FlowTable
 from netsec.inspection import Inspection
+from netsec.packet import Packet
 
 C, S = "10.0.0.1", "10.0.0.2"
 
@@ -23,14 +24,21 @@ class Session:
 
     def send(self, to_server: bool, flags: str, data: bytes = b"",
              seq: int | None = None) -> list[Inspection]:
+        return self.table.process(self.packet(to_server, flags, data, seq))
+
+    def packet(self, to_server: bool, flags: str, data: bytes = b"",
+               seq: int | None = None, ack: int | None = None) -> Packet:
+        """The next packet of the connection, decoded (sequence numbers advance)."""
         self.cnt += 1
         self.ts += 0.01
         if to_server:
             ip = IP(src=C, dst=S) / TCP(sport=40000, dport=80, flags=flags,
-                                        seq=self.cseq if seq is None else seq, ack=self.sseq)
+                                        seq=self.cseq if seq is None else seq,
+                                        ack=self.sseq if ack is None else ack)
         else:
             ip = IP(src=S, dst=C) / TCP(sport=80, dport=40000, flags=flags,
-                                        seq=self.sseq if seq is None else seq, ack=self.cseq)
+                                        seq=self.sseq if seq is None else seq,
+                                        ack=self.cseq if ack is None else ack)
         pkt = decode(1, self.ts, self.cnt, bytes(Ether() / ip / data))
         if seq is None:
             adv = len(data) + (1 if "S" in flags or "F" in flags else 0)
@@ -38,7 +46,7 @@ class Session:
                 self.cseq += adv
             else:
                 self.sseq += adv
-        return self.table.process(pkt)
+        return pkt
 
     def handshake(self) -> None:
         self.send(True, "S")
