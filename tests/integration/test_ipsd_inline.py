@@ -21,6 +21,7 @@ from netsec.ipsd import read_stats
 from proto.gen.hyperwall.netsec.v1 import security_pb2 as pb
 from proto.gen.hyperwall.netsec.v1 import security_pb2_grpc as pb_grpc
 from tests.netlab import Lab, lab
+from tests.trickle_http import match_point, pieces
 
 pytestmark = pytest.mark.root
 REPO = Path(__file__).resolve().parents[2]
@@ -190,6 +191,46 @@ def test_a_response_matching_a_drop_rule_never_reaches_the_client(syssec: SysSec
                                                timeout=10)) == []
     # The rest of the service keeps working after a blocked flow.
     assert syssec.fetch("benign.txt")[0] == 0
+
+
+@pytest.fixture(scope="module")
+def trickle(syssec: SysSec) -> Iterator[Callable[[str], bytes]]:
+    """A server sending bodies a byte (or a flushed chunk) per segment; `fetch(path)` runs
+    the client in the client's namespace and returns every byte of the response it got."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = _start(["ip", "netns", "exec", syssec.ns["server"], PY,
+                   str(REPO / "tests/trickle_http.py"), "serve", SERVER, "8081"], env)
+
+    def fetch(path: str) -> bytes:
+        r = syssec.net.run(syssec.ns["client"], PY, str(REPO / "tests/trickle_http.py"),
+                           "fetch", SERVER, "8081", path, timeout=60)
+        return bytes.fromhex(json.loads(r.stdout)["received"])
+    try:
+        yield fetch
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.mark.parametrize("shape", ["length", "chunked"])
+def test_a_body_streamed_a_byte_or_a_chunk_per_segment_stops_before_its_signature_ends(
+        syssec: SysSec, trickle: Callable[[str], bytes], shape: str) -> None:
+    # Positive control: the same response without the signature arrives whole, so the
+    # client would see every byte that passed.
+    clean = b"".join(pieces(f"/clean/{shape}"))
+    assert trickle(f"/clean/{shape}") == clean
+    wire = b"".join(pieces(f"/evil/{shape}"))
+    got = trickle(f"/evil/{shape}")
+    last = match_point(f"/evil/{shape}")
+    assert got == wire[:len(got)], "the client got bytes that were not sent in order"
+    # The bytes before the signature's last byte may arrive; that byte and everything
+    # after it never do (inspection at the end of the body would let all but the last
+    # byte through).
+    assert len(got) <= last, f"{len(got)} bytes arrived, the match completes at {last}"
+    assert len(got) > wire.index(b"\r\n\r\n"), "the headers and the harmless start pass"
+    wait_for("the blocked alert", lambda: [
+        e for e in syssec.eve() if e["event_type"] == "alert"
+        and e["alert"]["signature_id"] == 9000001 and e["src_port"] == 8081])
 
 
 def test_sighup_reload_adds_a_rule_that_drops_the_next_flow(syssec: SysSec) -> None:
