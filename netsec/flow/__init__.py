@@ -24,8 +24,16 @@ Use (the engine's loop)::
    `reassembly_depth` (1 MiB) is inspected; `flow.past_depth(to_server)` says when a
    direction reached it (for the inline bypass);
 3. app-layer inspections (`tx_id` set) with the parsers' sticky buffers: HTTP request and
-   response headers, then bodies; DNS messages (`dns.query`); TLS ClientHello, ServerHello,
-   Certificate. See `netsec.app.http`, `.dns`, `.tls` for exactly when.
+   response headers, then bodies as they arrive (one inspection per packet bringing new
+   body bytes, a `netsec.inspection.Window` placed in the body); DNS messages
+   (`dns.query`); TLS ClientHello, ServerHello, Certificate. Parsers get every byte of the
+   reassembled stream in order, in both directions (the bytes held while the protocol was
+   being detected included). See `netsec.app.http`, `.dns`, `.tls` for exactly when.
+
+Anomalies go to `pkt.events` (the engine logs them as EVE `anomaly` events): the limits of
+`FlowConfig` (`netsec.flow.config.LIMIT_EVENTS`) and Suricata's stream events for
+overlapping segments with different data and for odd or split handshakes (a SYN answered
+by a SYN is followed as Suricata's four-way handshake).
 
 TCP: a flow is `established` after the three-way handshake. A flow picked up without a SYN
 is tracked (reassembled, app-layer parsed, `established`) only with `midstream=True`;
