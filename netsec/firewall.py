@@ -1,10 +1,21 @@
-"""sys-sec's firewall: per-domain policy compiled to one `iptables-restore` ruleset (pure).
+"""sys-sec's firewall: per-domain policy compiled to one ruleset per address family (pure).
 
-sys-sec's network namespace belongs to Hyperwall alone, so the ruleset is the whole of its
-filter, nat and mangle tables, applied atomically by one `iptables-restore`. The kernel here
-lacks nft's `queue` expression, so the rules use iptables (iptables-nft) throughout.
+sys-sec's network namespace belongs to Hyperwall alone, so the rulesets are the whole of its
+filter, nat and mangle tables (IPv4, `iptables-restore`) and of its IPv6 filter table
+(`ip6tables-restore`). `compile_rulesets` makes both from one policy, and sys-sec applies
+them together or not at all. The kernel here lacks nft's `queue` expression, so the rules use
+iptables (iptables-nft) throughout.
 
-What it enforces, for every guest vif:
+Guests get no IPv6, as Qubes OS guests without its `ipv6` feature: every IPv6 packet from or
+to a guest interface (`vif+`, whether or not a policy names it yet) is dropped in INPUT,
+FORWARD and OUTPUT, each guest's packets counted in the HW-GUEST6 chain. Neighbour discovery,
+router advertisements and MLD from a guest never reach sys-sec's stack, sys-sec sends none to
+a guest, and nothing from the uplink or the tunnel reaches a guest over IPv6. IPv6
+anti-spoofing is therefore "all of it dropped". sys-sec's own IPv6 on its uplink keeps
+working (its replies, neighbour discovery, the provider's channel). As defence in depth,
+`sysctls` switches IPv6 off on each guest interface (disable_ipv6, accept_ra).
+
+What the IPv4 ruleset enforces, for every guest vif:
 - anti-spoofing: packets from `vif<domid>.<n>` must carry the guest's own /32 address;
 - the guest's policy: `internet` (uplink only, never the LAN or another domain), `lan`
   (uplink including the local network), `filtered` (as internet, with DNS forced to
@@ -15,7 +26,9 @@ What it enforces, for every guest vif:
 - sys-sec itself is unreachable from guests but for its resolver (and ping to the gateway);
 - every forwarded packet of an allowed flow goes to the IPS engine through NFQUEUE, without
   `--queue-bypass`: with no engine listening the kernel drops it (fail closed). Flows the
-  engine marks clean (connmark bit `bypass_mark`) skip the queue in the kernel.
+  engine marks clean (connmark bit `bypass_mark`) skip the queue in the kernel. For a
+  `filtered` guest that is all of its traffic on every port, so the engine's DNS rules
+  (netsec.policy.dns_rules) see DNS on any port.
 """
 from __future__ import annotations
 
@@ -27,6 +40,11 @@ POLICIES = ("internet", "lan", "filtered", "vpn-only", "offline")
 LAN_RANGES = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16",
               "100.64.0.0/10")
 GUEST_RANGE = "10.137.0.0/16"
+# Guest interfaces: netback's and the ns backend's name, vif<domid>.<devid>.
+GUEST_IFACES = "vif+"
+# ICMPv6 sys-sec's own uplink needs (RFC 4890 4.4.1): router advertisement, neighbour
+# solicitation and advertisement, only from the link itself (hop limit 255).
+_ND_TYPES = ("router-advertisement", "neighbour-solicitation", "neighbour-advertisement")
 
 
 class FirewallError(ValueError):
@@ -78,6 +96,19 @@ def _check(vif: Vif) -> None:
             raise FirewallError(f"{vif.name}: {addr} is outside the guest range {GUEST_RANGE}")
 
 
+def _doh_ipv4(cfg: FirewallConfig) -> list[str]:
+    """The IPv4 DoH endpoints; IPv6 ones need no rule (guests have no IPv6)."""
+    out = []
+    for addr in cfg.doh_addresses:
+        try:
+            ip = ipaddress.ip_address(addr)
+        except ValueError:
+            raise FirewallError(f"doh_addresses: {addr!r} is not an IP address") from None
+        if ip.version == 4:
+            out.append(str(ip))
+    return out
+
+
 def _ips_target(cfg: FirewallConfig) -> list[str]:
     """The HW-IPS chain: bypassed flows pass, the rest go to the engine or are accepted."""
     if cfg.queue is None:
@@ -122,7 +153,7 @@ def _vif_rules(cfg: FirewallConfig, vif: Vif, peers: dict[str, Vif]) -> tuple[li
                        f"-j DNAT --to-destination {cfg.gateway}:{cfg.dns_port}")
         f.append(f"-A HW-FORWARD -i {i} -p tcp --dport 853 -j REJECT --reject-with tcp-reset")
         f.append(f"-A HW-FORWARD -i {i} -p udp --dport 853 -j DROP")
-        for doh in cfg.doh_addresses:
+        for doh in _doh_ipv4(cfg):
             f.append(f"-A HW-FORWARD -i {i} -d {doh} -j REJECT --reject-with icmp-port-unreachable")
     if vif.policy in ("internet", "filtered", "lan"):
         if vif.policy != "lan":
@@ -140,8 +171,18 @@ def _vif_rules(cfg: FirewallConfig, vif: Vif, peers: dict[str, Vif]) -> tuple[li
     return f, nat
 
 
-def compile_ruleset(cfg: FirewallConfig, vifs: Iterable[Vif]) -> str:
-    """The whole ruleset for sys-sec's namespace, as `iptables-restore` input."""
+@dataclass(frozen=True)
+class Rulesets:
+    """Both families' rulesets for one policy: sys-sec applies both or neither."""
+
+    ipv4: str                                   # iptables-restore input
+    ipv6: str                                   # ip6tables-restore input
+    # (path under /proc/sys, value) for each guest interface, after the rulesets.
+    sysctls: tuple[tuple[str, str], ...] = ()
+
+
+def compile_rulesets(cfg: FirewallConfig, vifs: Iterable[Vif]) -> Rulesets:
+    """Both rulesets for sys-sec's namespace; FirewallError names the first bad vif."""
     vifs = sorted(vifs, key=lambda v: (v.domid, v.devid))
     peers: dict[str, Vif] = {}
     for vif in vifs:
@@ -149,6 +190,43 @@ def compile_ruleset(cfg: FirewallConfig, vifs: Iterable[Vif]) -> str:
         if vif.ip in peers:
             raise FirewallError(f"{vif.name}: {vif.ip} is already used by {peers[vif.ip].name}")
         peers[vif.ip] = vif
+    # accept_ra first: should anything switch IPv6 back on, the guest still configures none.
+    sysctls = tuple((f"net/ipv6/conf/{v.name}/{key}", value) for v in vifs
+                    for key, value in (("accept_ra", "0"), ("disable_ipv6", "1")))
+    return Rulesets(_ipv4(cfg, vifs, peers), _ipv6(cfg, vifs), sysctls)
+
+
+def _ipv6(cfg: FirewallConfig, vifs: list[Vif]) -> str:
+    """No IPv6 to or from any guest interface; sys-sec's own uplink as the IPv4 INPUT."""
+    per_vif = [f"-A HW-GUEST6 {way} {v.name} -j DROP" for v in vifs for way in ("-i", "-o")]
+    lines = [
+        "*filter",
+        ":INPUT DROP [0:0]",
+        ":FORWARD DROP [0:0]",
+        ":OUTPUT ACCEPT [0:0]",
+        ":HW-GUEST6 - [0:0]",
+        # Before anything that accepts: conntrack state or ICMPv6 type must not let a
+        # guest's packet through.
+        f"-A INPUT -i {GUEST_IFACES} -j HW-GUEST6",
+        f"-A FORWARD -i {GUEST_IFACES} -j HW-GUEST6",
+        f"-A FORWARD -o {GUEST_IFACES} -j HW-GUEST6",
+        f"-A OUTPUT -o {GUEST_IFACES} -j HW-GUEST6",
+        "-A INPUT -i lo -j ACCEPT",
+        "-A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
+        "-A INPUT -m conntrack --ctstate INVALID -j DROP",
+        *(f"-A INPUT -p ipv6-icmp -m icmp6 --icmpv6-type {t} -m hl --hl-eq 255 -j ACCEPT"
+          for t in _ND_TYPES),
+        *([f"-A INPUT -i {cfg.uplink} -p tcp --dport {cfg.provider_port} -j ACCEPT"]
+          if cfg.provider_port else []),
+        # One counter per guest and direction; the last rule counts vifs no policy names yet.
+        *per_vif,
+        "-A HW-GUEST6 -j DROP",
+        "COMMIT",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _ipv4(cfg: FirewallConfig, vifs: list[Vif], peers: dict[str, Vif]) -> str:
     filter_rules: list[str] = []
     nat_rules: list[str] = []
     for vif in vifs:

@@ -47,7 +47,7 @@ from dom0.logsetup import setup_logging
 from dom0.runner import CommandError, run
 from netsec import eve, security_service, uplink_probe
 from netsec.blocklist import Blocklist, BlocklistError
-from netsec.firewall import FirewallConfig, FirewallError, compile_ruleset
+from netsec.firewall import FirewallConfig, FirewallError, Rulesets, compile_rulesets
 from netsec.policy import Plan, VifKeys, category_rules, plan
 from netsec.resolver import Decision, Resolver, serve
 from netsec.vpn import IFACE as VPN_IFACE
@@ -150,7 +150,7 @@ class Controller:
         self.dns_log = open(state / "log" / "dns.json", "a", buffering=1)  # noqa: SIM115
         self.ipsd: asyncio.subprocess.Process | None = None
         self.ipsd_ready = False
-        self.applied: str | None = None
+        self.applied: Rulesets | None = None
 
     def _load_lists(self, fallback: Blocklist) -> Blocklist:
         """The owner's lists and the provider's (the bundle in force), with both schedules;
@@ -204,16 +204,18 @@ class Controller:
                              doh_addresses=self.settings.doh_addresses,
                              provider_port=int(listen.rpartition(":")[2]) if listen else None)
         try:
-            ruleset = compile_ruleset(cfg, p.vifs)
+            rulesets = compile_rulesets(cfg, p.vifs)
         except FirewallError as e:   # plan() refused what compiles badly; keep what runs
             log.error("firewall not changed: %s", e)
             await self.store.write("data/hyperwall/policy-errors", f"firewall not changed: {e}")
             return
-        if ruleset != self.applied:
-            await run(["iptables-restore"], input=ruleset.encode())
-            self.applied = ruleset
+        if rulesets != self.applied:
+            await apply_rulesets(rulesets)
+            self.applied = rulesets
             log.info("firewall applied: %s", ", ".join(
                 f"{p.names[v.ip]}={v.policy}" for v in p.vifs) or "no guests")
+        # Every time: a vif made after the last change (netback's, on Xen) gets them too.
+        write_sysctls(rulesets.sysctls)
         self.publish(p)
         # Written last, once all of it is in force, so whoever watches (dom0, tests) sees
         # what holds now.
@@ -391,6 +393,33 @@ class _LoggedResolver(Resolver):
         super()._record(d)
         if d.category is not None:
             self.on_block(d)
+
+
+async def apply_rulesets(rulesets: Rulesets) -> None:
+    """Both families' rulesets or neither. Each restore is atomic on its own; both are
+    checked first, IPv6 (which only closes) goes in first, and when IPv4 then fails the
+    IPv6 tables sys-sec had are put back. Raises CommandError naming the tool."""
+    for tool, text in (("iptables-restore", rulesets.ipv4), ("ip6tables-restore", rulesets.ipv6)):
+        await run([tool, "--test"], input=text.encode())
+    before = (await run(["ip6tables-save"])).stdout
+    await run(["ip6tables-restore"], input=rulesets.ipv6.encode())
+    try:
+        await run(["iptables-restore"], input=rulesets.ipv4.encode())
+    except CommandError:
+        await run(["ip6tables-restore"], input=before)
+        raise
+
+
+def write_sysctls(sysctls: tuple[tuple[str, str], ...], root: Path = Path("/proc/sys")) -> None:
+    """Defence in depth beside the rulesets; an interface not there (yet, or any more) is
+    skipped: the next change of the vif's keys sets it."""
+    for key, value in sysctls:
+        try:
+            (root / key).write_text(value + "\n")
+        except FileNotFoundError:
+            continue
+        except OSError as e:   # e.g. a read-only /proc/sys; the rulesets still hold
+            log.warning("%s: %s", key, e)
 
 
 def _write_changed(path: Path, text: str) -> bool:

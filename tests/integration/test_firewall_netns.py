@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from netsec.firewall import FirewallConfig, Vif, compile_ruleset
+from netsec.firewall import FirewallConfig, Vif, compile_rulesets
 from tests.netlab import Lab, lab
 
 pytestmark = pytest.mark.root
@@ -38,7 +38,7 @@ def ping(net: Lab, ns: str, dst: str, *extra: str) -> bool:
 
 
 def apply(net: Lab, sys_ns: str, cfg: FirewallConfig, vifs: list[Vif]) -> None:
-    net.run(sys_ns, "iptables-restore", input=compile_ruleset(cfg, vifs).encode())
+    net.run(sys_ns, "iptables-restore", input=compile_rulesets(cfg, vifs).ipv4.encode())
 
 
 def test_policies_enforced_by_the_kernel() -> None:

@@ -1,14 +1,14 @@
-"""The firewall compiler: what each policy allows, and bad input named by vif."""
+"""The firewall compiler: what each policy allows in each family, and bad input named by vif."""
 import pytest
 
-from netsec.firewall import FirewallConfig, FirewallError, Vif, compile_ruleset
+from netsec.firewall import POLICIES, FirewallConfig, FirewallError, Vif, compile_rulesets
 
 CFG = FirewallConfig(uplink="uplink0", gateway="10.137.255.254", vpn_iface="wg0",
                      doh_addresses=("9.9.9.9",))
 
 
 def rules_for(*vifs: Vif, cfg: FirewallConfig = CFG) -> list[str]:
-    return compile_ruleset(cfg, vifs).splitlines()
+    return compile_rulesets(cfg, vifs).ipv4.splitlines()
 
 
 def test_default_policies_drop_and_fail_closed() -> None:
@@ -96,10 +96,71 @@ def test_no_engine_means_plain_forwarding() -> None:
 ])
 def test_bad_input_is_named(vif: Vif, message: str) -> None:
     with pytest.raises(FirewallError, match=message.replace(".", r"\.")):
-        compile_ruleset(CFG, [vif])
+        compile_rulesets(CFG, [vif])
 
 
 def test_duplicate_addresses_are_refused() -> None:
     with pytest.raises(FirewallError, match="already used by vif2.0"):
-        compile_ruleset(CFG, [Vif(2, 0, "10.137.0.3", "internet"),
+        compile_rulesets(CFG, [Vif(2, 0, "10.137.0.3", "internet"),
                               Vif(3, 0, "10.137.0.3", "internet")])
+
+
+def ipv6_for(*vifs: Vif, cfg: FirewallConfig = CFG) -> list[str]:
+    return compile_rulesets(cfg, vifs).ipv6.splitlines()
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_no_ipv6_to_or_from_any_guest_whatever_its_policy(policy: str) -> None:
+    lines = ipv6_for(Vif(2, 0, "10.137.0.3", policy, allow_to=("10.137.0.4",)),
+                     Vif(3, 0, "10.137.0.4", "internet"))
+    assert ":INPUT DROP [0:0]" in lines and ":FORWARD DROP [0:0]" in lines
+    hooks = ["-A INPUT -i vif+ -j HW-GUEST6", "-A FORWARD -i vif+ -j HW-GUEST6",
+             "-A FORWARD -o vif+ -j HW-GUEST6", "-A OUTPUT -o vif+ -j HW-GUEST6"]
+    # Each chain's first rules: nothing that accepts (lo, conntrack, ND) comes before them.
+    assert [r for r in lines if r.startswith("-A ") and "vif" in r][:4] == hooks
+    first_accept = min(i for i, r in enumerate(lines) if r.endswith("-j ACCEPT"))
+    assert all(lines.index(h) < first_accept for h in hooks)
+    guest = [r for r in lines if r.startswith("-A HW-GUEST6")]
+    assert guest == ["-A HW-GUEST6 -i vif2.0 -j DROP", "-A HW-GUEST6 -o vif2.0 -j DROP",
+                     "-A HW-GUEST6 -i vif3.0 -j DROP", "-A HW-GUEST6 -o vif3.0 -j DROP",
+                     "-A HW-GUEST6 -j DROP"]
+    assert not any("ACCEPT" in r or "RETURN" in r for r in guest)
+
+
+def test_sys_secs_own_uplink_ipv6_keeps_nd_replies_and_the_provider_channel() -> None:
+    cfg = FirewallConfig(uplink="uplink0", gateway="10.137.255.254", provider_port=50443)
+    lines = ipv6_for(Vif(2, 0, "10.137.0.3", "internet"), cfg=cfg)
+    assert "-A INPUT -m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT" in lines
+    assert ("-A INPUT -p ipv6-icmp -m icmp6 --icmpv6-type neighbour-solicitation "
+            "-m hl --hl-eq 255 -j ACCEPT") in lines
+    assert "-A INPUT -i uplink0 -p tcp --dport 50443 -j ACCEPT" in lines
+    assert ":OUTPUT ACCEPT [0:0]" in lines
+
+
+def test_one_policy_gives_both_families_and_the_guest_interfaces_sysctls() -> None:
+    r = compile_rulesets(CFG, [Vif(3, 1, "10.137.0.4", "filtered")])
+    assert "vif3.1" in r.ipv4 and "vif3.1" in r.ipv6
+    assert r.sysctls == (("net/ipv6/conf/vif3.1/accept_ra", "0"),
+                         ("net/ipv6/conf/vif3.1/disable_ipv6", "1"))
+
+
+def test_doh_endpoints_refused_per_family_and_a_bad_one_named() -> None:
+    cfg = FirewallConfig(uplink="uplink0", gateway="10.137.255.254",
+                         doh_addresses=("9.9.9.9", "2620:fe::fe"))
+    lines = rules_for(Vif(5, 0, "10.137.0.6", "filtered"), cfg=cfg)
+    assert [r for r in lines if "-d 9.9.9.9" in r or "2620" in r] == [
+        "-A HW-FORWARD -i vif5.0 -d 9.9.9.9 -j REJECT --reject-with icmp-port-unreachable"]
+    assert not any("9.9.9.9" in r for r in rules_for(Vif(5, 0, "10.137.0.6", "internet"),
+                                                     cfg=cfg))
+    bad = FirewallConfig(uplink="uplink0", gateway="10.137.255.254",
+                         doh_addresses=("dns.example",))
+    with pytest.raises(FirewallError, match="doh_addresses: 'dns.example' is not an IP"):
+        compile_rulesets(bad, [Vif(5, 0, "10.137.0.6", "filtered")])
+
+
+def test_a_filtered_guest_has_every_port_to_the_uplink_inspected() -> None:
+    lines = [r for r in rules_for(Vif(5, 0, "10.137.0.6", "filtered")) if "vif5.0" in r]
+    to_uplink = [r for r in lines if "-o uplink0" in r and "-i vif5.0" in r]
+    # Only the LAN drops and one catch-all to the engine: no port-limited queueing.
+    assert to_uplink[-1] == "-A HW-FORWARD -i vif5.0 -o uplink0 -j HW-IPS"
+    assert all(r.endswith("-j DROP") and "--dport" not in r for r in to_uplink[:-1])
