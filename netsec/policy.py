@@ -117,3 +117,27 @@ def category_rules(blocklist: Blocklist, guests: list[str],
                     f'flow:to_server; {buf}; dotprefix; content:".{site}"; endswith;{case} '
                     f'metadata:{meta}, hyperwall_by {by}; sid:{sid}; rev:1;)')
     return "\n".join(lines) + "\n"
+
+
+
+DNS_SID_BASE = 9_090_000
+
+
+def dns_rules(guests: list[str], resolver: str) -> str:
+    """Drop DNS from these guests to anything but sys-sec's resolver at `resolver`, on any
+    port (port 53 never gets here: the firewall redirects it to the resolver first).
+
+    The first rule is the engine's DNS detection (by content, UDP and TCP). A UDP flow whose
+    first datagram was not DNS is never detected as DNS afterwards (as in Suricata), so the
+    second rule looks at every datagram for a query's header: one question, no answers,
+    QR 0 and opcode QUERY."""
+    if not guests:
+        return ""
+    src = "[" + ",".join(guests) + "]"
+    msg = "hyperwall dns: a filtered guest's DNS to a server other than sys-sec's resolver"
+    meta = "metadata:hyperwall_by dns-elsewhere;"
+    return (f'drop dns {src} any -> !{resolver} any (msg:"{msg}"; flow:to_server; {meta} '
+            f'sid:{DNS_SID_BASE + 1}; rev:1;)\n'
+            f'drop udp {src} any -> !{resolver} any (msg:"{msg} (query header)"; dsize:>16; '
+            f'content:"|00 01 00 00|"; offset:4; depth:4; byte_test:1,<,8,2; {meta} '
+            f'sid:{DNS_SID_BASE + 2}; rev:1;)\n')

@@ -48,7 +48,7 @@ from dom0.runner import CommandError, run
 from netsec import eve, security_service, uplink_probe
 from netsec.blocklist import Blocklist, BlocklistError
 from netsec.firewall import FirewallConfig, FirewallError, Rulesets, compile_rulesets
-from netsec.policy import Plan, VifKeys, category_rules, plan
+from netsec.policy import Plan, VifKeys, category_rules, dns_rules, plan
 from netsec.resolver import Decision, Resolver, serve
 from netsec.vpn import IFACE as VPN_IFACE
 from netsec.vpn import Tunnel, VpnConfig, VpnConfigError
@@ -151,6 +151,8 @@ class Controller:
         self.ipsd: asyncio.subprocess.Process | None = None
         self.ipsd_ready = False
         self.applied: Rulesets | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None    # known once apply() ran
+        self.reapplying: set[asyncio.Task[None]] = set()
 
     def _load_lists(self, fallback: Blocklist) -> Blocklist:
         """The owner's lists and the provider's (the bundle in force), with both schedules;
@@ -193,7 +195,19 @@ class Controller:
                                         await self.store.read(f"{d}/hyperwall/name")))
         return keys
 
+    def doh_addresses(self) -> tuple[str, ...]:
+        """The DoH endpoints filtered guests may not reach: the owner's (syssec.toml) and
+        the provider's (the bundle in force, checked when it was applied)."""
+        try:
+            policy = tomllib.loads(
+                (self.state / "bundles" / "current" / "policy.toml").read_text())
+        except (OSError, tomllib.TOMLDecodeError):
+            policy = {}   # no bundle yet
+        return tuple(dict.fromkeys([*self.settings.doh_addresses,
+                                    *map(str, policy.get("doh_addresses", []))]))
+
     async def apply(self) -> None:
+        self.loop = asyncio.get_running_loop()
         p = plan(await self.snapshot())
         for error in p.errors:
             log.error("%s", error)
@@ -201,7 +215,7 @@ class Controller:
         cfg = FirewallConfig(uplink=self.settings.uplink, gateway=GATEWAY,
                              queue=0 if self.launch.engine else None,
                              vpn_iface=self.launch.vpn_iface or self.settings.vpn_iface,
-                             doh_addresses=self.settings.doh_addresses,
+                             doh_addresses=self.doh_addresses(),
                              provider_port=int(listen.rpartition(":")[2]) if listen else None)
         try:
             rulesets = compile_rulesets(cfg, p.vifs)
@@ -234,8 +248,10 @@ class Controller:
             self.reload_ipsd()
 
     def write_category_rules(self) -> bool:
-        """The SNI/Host rules of the categories in force now; True if they changed."""
-        rules = category_rules(self.blocklist, sorted(self.filtered), dt.datetime.now())
+        """The SNI/Host rules of the categories in force now and the DNS rules, for the
+        filtered guests; True if they changed."""
+        rules = category_rules(self.blocklist, sorted(self.filtered), dt.datetime.now()) + \
+            dns_rules(sorted(self.filtered), GATEWAY)
         return _write_changed(self.launch.policy_rules, rules)
 
     async def follow_schedules(self) -> None:
@@ -268,6 +284,7 @@ class Controller:
         self.blocklist = self._load_lists(self.blocklist)
         self.resolver.blocklist = self.blocklist
         self.write_category_rules()
+        self.reapply_soon()
         if not self.launch.engine:
             return
         pid = self.engine_pid()
@@ -278,12 +295,25 @@ class Controller:
     async def watch_policy(self) -> None:
         async for _ in self.store.watch("backend/vif"):
             await asyncio.sleep(SETTLE)
-            try:
-                await self.apply()
-            except (CommandError, OSError) as e:   # the next change tries again
-                log.error("applying policy: %s", e)
-            except Exception:   # e.g. a xenstore error: the watch must outlive it
-                log.exception("applying policy failed; the next change tries again")
+            await self.try_apply()
+
+    async def try_apply(self) -> None:
+        try:
+            await self.apply()
+        except (CommandError, OSError) as e:   # the next change tries again
+            log.error("applying policy: %s", e)
+        except Exception:   # e.g. a xenstore error: the watch must outlive it
+            log.exception("applying policy failed; the next change tries again")
+
+    def reapply_soon(self) -> None:
+        """From any thread (a bundle is applied in one): the firewall follows the bundle's
+        policy (its DoH endpoints)."""
+        def start() -> None:
+            task = asyncio.ensure_future(self.try_apply())
+            self.reapplying.add(task)
+            task.add_done_callback(self.reapplying.discard)
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(start)
 
     # -- the resolver ------------------------------------------------------------------------
 

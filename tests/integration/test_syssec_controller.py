@@ -215,7 +215,7 @@ async def test_the_engine_gets_the_domains_map_and_the_category_rules(world: Wor
         ip(FAMILY): "family", ip(OTHER): "other"}
     rules = world.rules_dir / "hyperwall-policy.rules"
     loaded = load_rules([rules])
-    assert len(loaded.rules) == 2 and not loaded.skipped
+    assert len(loaded.rules) == 4 and not loaded.skipped   # SNI, Host, and the two DNS rules
     assert all(ip(FAMILY) in line and ip(OTHER) not in line
                for line in rules.read_text().splitlines())
     # The guest stops being filtered: its category rules go, its name stays.
