@@ -8,9 +8,11 @@ datagram and connection it gets (`Listener`).
 from __future__ import annotations
 
 import json
+import os
 import queue
 import subprocess
 import sys
+import sysconfig
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -56,8 +58,8 @@ async def main(specs):
 asyncio.run(main(sys.argv[1:]))
 """
 
-# A DNS server answering ZONE_JSON on UDP and TCP on each PORT, every address; logs each
-# query as `dns udp|tcp PORT NAME PEER`.
+# A DNS server answering ZONE_JSON on UDP and TCP on each PORT at ADDRESS (bound to it, so
+# that replies leave from the address asked); logs each query as `dns udp|tcp PORT NAME PEER`.
 DNS_SERVER = r"""
 import asyncio, json, socket, struct, sys
 from dom0.simnet_servers import answer
@@ -77,7 +79,7 @@ async def main(ports):
             out = answer(zone, data)
             if out: self.t.sendto(out, peer)
     for port in ports:
-        await loop.create_datagram_endpoint(lambda port=port: U(port), local_addr=("0.0.0.0", port))
+        await loop.create_datagram_endpoint(lambda port=port: U(port), local_addr=(addr, port))
         async def conn(r, w, port=port):
             try:
                 while True:
@@ -88,10 +90,11 @@ async def main(ports):
                     w.write(struct.pack("!H", len(out)) + out); await w.drain()
             except (asyncio.IncompleteReadError, ConnectionError):
                 w.close()
-        await asyncio.start_server(conn, "0.0.0.0", port)
+        await asyncio.start_server(conn, addr, port)
     print("ready", flush=True)
     await asyncio.Event().wait()
-asyncio.run(main([int(p) for p in sys.argv[2:]]))
+addr = sys.argv[2]
+asyncio.run(main([int(p) for p in sys.argv[3:]]))
 """
 
 # Ask SERVER:PORT over udp|tcp for NAME's A record: the address, or TIMEOUT, REFUSED,
@@ -185,6 +188,10 @@ class SysSec:
         assert done.returncode == 0, done.stderr.decode()
         return done.stdout.decode().strip()
 
+    def probe(self, where: str, *argv: str) -> str:
+        """tests/net_probe.py from inside `where`."""
+        return self.py(where, (REPO / "tests" / "net_probe.py").read_text(), *argv)
+
     def listen(self, where: str, script: str, *args: str) -> Listener:
         return Listener(self.net, self.ns[where], script, *args)
 
@@ -216,15 +223,19 @@ def _build(net: Lab, guests: dict[str, tuple[int, str]], far: tuple[str, ...]) -
 @asynccontextmanager
 async def sys_sec(xenstored: Daemon, tmp: Path, guests: dict[str, tuple[int, str]], *,
                   engine: bool, far: tuple[str, ...] = (), settings: str = "",
+                  lists: dict[str, str] | None = None,
                   prefix: str = "hwlab") -> AsyncIterator[SysSec]:
-    """sys-sec with `guests` ({name: (domid, policy)}) plugged in, its policy in force."""
+    """sys-sec with `guests` ({name: (domid, policy)}) plugged in, its policy in force;
+    `far`: more addresses of the far side; `lists`: {category: list text}."""
     xs = await AsyncXenStore.connect(("unix", str(xenstored.socket)))
     await xs.introduce(SEC)
     await xs.write_nodes([Node(f"/local/domain/{SEC}", None, (f"n{SEC}",)),
                           *(n for name, (domid, policy) in guests.items()
                             for n in vif_nodes(domid, SEC, 0, policy, name=name))])
     state = tmp / "sec"
-    state.mkdir()
+    (state / "lists").mkdir(parents=True)
+    for category, text in (lists or {}).items():
+        (state / "lists" / f"{category}.txt").write_text(text)
     (state / "syssec.toml").write_text(f'dns_upstream = "{INET}"\n{settings}')
     log = tmp / "syssec.log"
     controller: subprocess.Popen[bytes] | None = None
@@ -237,7 +248,11 @@ async def sys_sec(xenstored: Daemon, tmp: Path, guests: dict[str, tuple[int, str
                     ["ip", "netns", "exec", ns["sec"], sys.executable, "-m", "netsec.syssec",
                      "--state-dir", str(state), "--uplink", "uplink0", "--vpn-iface", VPN_IFACE,
                      "--xenstore", str(socket), *([] if engine else ["--no-engine"])],
-                    stdout=subprocess.DEVNULL, stderr=f, start_new_session=True)
+                    stdout=subprocess.DEVNULL, stderr=f, start_new_session=True,
+                    # The engine runs with -S (no site): what it imports, as the ns backend
+                    # names it.
+                    env={**os.environ,
+                         "PYTHONPATH": f"{REPO}:{sysconfig.get_paths()['purelib']}"})
             applied = f"/local/domain/{SEC}/data/hyperwall/policy-applied"
             want = [f"{domid}/0 {name} {ip(domid)} {policy}"
                     for name, (domid, policy) in guests.items()]
