@@ -20,6 +20,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from netsec.app import normalize
+
 _LABEL = re.compile(r"^(?!-)[a-z0-9_-]{1,63}(?<!-)$")
 _HOSTS_ADDR = re.compile(r"^(?:0\.0\.0\.0|127\.0\.0\.1|::1?|0)$")
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -31,12 +33,11 @@ class BlocklistError(ValueError):
 
 def normalise_domain(untrusted: str) -> str | None:
     """A lowercase domain without trailing dot, or None if it is not a valid name."""
-    name = untrusted.strip().rstrip(".").lower()
-    if not name or len(name) > 253 or "." not in name:
-        return None
-    try:
-        name = name.encode("idna").decode("ascii") if not name.isascii() else name
+    try:   # the normalisation traffic gets (netsec.app.normalize), so the two compare
+        name = normalize.name(untrusted.encode()).decode("ascii")
     except UnicodeError:
+        return None
+    if not name or len(name) > 253 or "." not in name:
         return None
     return name if all(_LABEL.match(label) for label in name.split(".")) else None
 

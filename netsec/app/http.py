@@ -18,24 +18,23 @@ Bounds, raised in `events` (after which parsing of the flow stops): a header or 
 longer than `field_limit` ("applayer.http.request_field_too_long" / "response_..."), a
 header block longer than `header_limit` ("applayer.http.request_header_too_long" / ...).
 
-URI normalisation (`http.uri`, libhtp's default): the path is percent-decoded and its dot
-segments removed; the query string is kept as sent. `http.uri.raw` is the URI as sent.
-`http.host` is the Host header (or the absolute URI's host) lowercased without its port;
-`http.host.raw` is as sent.
+URI and host normalisation are `netsec.app.normalize`'s (Suricata's libhtp defaults):
+`http.uri` the normalised path with the query as sent, `http.uri.raw` the URI as sent;
+`http.host` the absolute URI's host, else the Host header, normalised (case, port, trailing
+dot, IDN to A-labels); `http.host.raw` as sent.
 """
 from __future__ import annotations
 
 import re
 import zlib
 
-from netsec.app import AppOutput
+from netsec.app import AppOutput, normalize
 from netsec.inspection import Window
 
 _HEAD, _BODY_LEN, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_END, _TRAILER, _BODY_CLOSE = range(7)
 _IN_BODY = frozenset({_BODY_LEN, _CHUNK_SIZE, _CHUNK_DATA, _CHUNK_END, _TRAILER, _BODY_CLOSE})
 _ZHEAD = 1024   # compressed bytes kept, before any output, to retry them as raw deflate
 _END_OF_HEAD = re.compile(rb"\r?\n\r?\n")
-_PERCENT = re.compile(rb"%([0-9A-Fa-f]{2})")
 
 _REQUEST_HEADER_BUFFERS = {
     b"user-agent": "http.user_agent", b"cookie": "http.cookie",
@@ -52,30 +51,8 @@ _RESPONSE_HEADER_BUFFERS = {
 
 
 def normalize_uri(uri: bytes) -> bytes:
-    """libhtp-style normalised URI: percent-decoded path without dot segments, raw query."""
-    path, sep, query = uri.partition(b"?")
-    if path.startswith((b"http://", b"https://")):   # absolute URI: keep only its path
-        slash = path.find(b"/", path.find(b"//") + 2)
-        path = path[slash:] if slash >= 0 else b"/"
-    path = _PERCENT.sub(lambda m: bytes((int(m.group(1), 16),)), path)
-    out: list[bytes] = []
-    for seg in path.split(b"/"):
-        if seg == b"..":
-            if len(out) > 1:
-                out.pop()
-        elif seg != b".":
-            out.append(seg)
-    norm = b"/".join(out)
-    if path.endswith((b"/.", b"/..")):
-        norm += b"/"
-    return norm + sep + query
-
-
-def _host(value: bytes) -> bytes:
-    value = value.strip().lower()
-    if value.startswith(b"["):
-        return value[:value.find(b"]") + 1] if b"]" in value else value
-    return value.split(b":", 1)[0]
+    """`http.uri` of a request target as sent (libhtp's normalisation)."""
+    return normalize.uri(uri)
 
 
 def _parse_head(head: bytes) -> tuple[list[bytes], list[tuple[bytes, bytes]]] | None:
@@ -228,13 +205,11 @@ class HttpParser:
         tx.protocol = start[2] if len(start) > 2 else b""
         tx.head_request = tx.method == b"HEAD"
         bufs = _header_buffers(headers, head, _REQUEST_HEADER_BUFFERS)
-        host_raw = _header(headers, b"host")
-        if tx.uri.startswith((b"http://", b"https://")):
-            authority = tx.uri.split(b"/", 3)[2]
-            host_raw = host_raw or authority
+        # RFC 9112 §3.2.2, as libhtp: an absolute URI's authority wins over Host
+        host_raw = normalize.request_host(tx.uri, _header(headers, b"host"))
         if host_raw:
             bufs["http.host.raw"] = host_raw
-            bufs["http.host"] = tx.host = _host(host_raw)
+            bufs["http.host"] = tx.host = normalize.host(host_raw)
         tx.user_agent = _header(headers, b"user-agent")
         tx.referer = _header(headers, b"referer")
         bufs.update({"http.method": tx.method, "http.uri": normalize_uri(tx.uri),

@@ -22,7 +22,7 @@ from struct import unpack_from
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from netsec.app import AppOutput
+from netsec.app import AppOutput, normalize
 
 _HANDSHAKE = 22
 VERSIONS = {0x0300: "SSLv3", 0x0301: "TLS 1.0", 0x0302: "TLS 1.1", 0x0303: "TLS 1.2",
@@ -229,8 +229,9 @@ class TlsParser:
             bufs: dict[str, bytes | list[bytes]] = {
                 "ja3.hash": ja3_hash.encode(), "ja3.string": ch["ja3"].encode()}
             if ch["sni"]:
-                rec["sni"] = ch["sni"].decode("latin-1")
-                bufs["tls.sni"] = ch["sni"]
+                rec["sni"] = ch["sni"].decode("latin-1")   # EVE: as sent, as Suricata
+                # rules and block lists see the name normalised: case, trailing dot, IDN
+                bufs["tls.sni"] = normalize.name(ch["sni"])
             out.append(AppOutput(0, True, bufs))
         elif mtype == 2 and not side:
             sh = server_hello(body)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass
 
-from netsec.app import AppOutput
+from netsec.app import AppOutput, AppParser
 from netsec.app.dns import DnsParser
-from netsec.app.http import HttpParser
+from netsec.app.htp import parser_class as http_parser
 from netsec.app.tls import TlsParser
 from netsec.flow import detect as appdetect
 from netsec.flow.config import FlowConfig
@@ -283,11 +283,12 @@ class FlowTable:
                 self._outputs(flow, pkt, flow.app.feed(other, not to_server), out)
         self._outputs(flow, pkt, flow.app.feed(data, to_server), out)
 
-    def _parser(self, proto: str, tcp: bool) -> DnsParser | HttpParser | TlsParser:
+    def _parser(self, proto: str, tcp: bool) -> AppParser:
         cfg = self.config
         if proto == "http":
-            return HttpParser(cfg.request_body_limit, cfg.response_body_limit,
-                              cfg.body_context, cfg.http_field_limit, cfg.http_header_limit)
+            return http_parser(cfg.http_parser)(cfg.request_body_limit, cfg.response_body_limit,
+                                                cfg.body_context, cfg.http_field_limit,
+                                                cfg.http_header_limit)
         if proto == "tls":
             return TlsParser(cfg.tls_record_limit, cfg.tls_handshake_limit)
         return DnsParser(tcp)
