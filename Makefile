@@ -9,7 +9,7 @@ PY := $(VENV)/bin/python
 # DNS, real Xen clients for compatibility tests, traffic tools).
 APT_PACKAGES := iproute2 iptables nftables conntrack xenstore-utils wireguard-go \
 	wireguard-tools dnsmasq-base bubblewrap iperf3 tcpdump procps psmisc iputils-ping \
-	python3-venv gcc libc6-dev libhtp2 libhtp-dev
+	python3-venv gcc libc6-dev libhtp2 libhtp-dev curl chromium
 # For booting real Xen under QEMU (make test and make test-xen; the Xen smoke skips
 # without them). Xen itself is not installed: builder/xen_image.py unpacks its packages.
 XEN_APT_PACKAGES := qemu-system-x86 cpio
