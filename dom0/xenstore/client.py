@@ -18,7 +18,13 @@ xenbus device. pyxs 0.4.1 is extended here, in one place:
 - its request ids come from `_rq_id += 1` on a global, which two threads can read at once:
   two requests with one id, and the caller whose reply went to the other waits for ever
   (seen in Xen guests, whose agents call from several threads). Ids here come from an
-  `itertools.count`, whose `next` the GIL makes atomic.
+  `itertools.count`, whose `next` the GIL makes atomic;
+- its `Monitor.wait` climbs an event's path towards a watched one with `dirname`, which
+  never leaves `/` for an absolute path: an event still in flight when its watch is
+  removed spins that thread for ever (sys-sec's agent was seen with one at half a core and
+  200 more parked, one per device it had served). Watch events are taken from the
+  monitor's queue here (the router gives it only its own token's), and a closed
+  connection ends every watch on it.
 """
 from __future__ import annotations
 
@@ -133,6 +139,9 @@ class _Router(pyxs.Router):  # type: ignore[misc]
                 pending, self.rvars = list(self.rvars.values()), {}
             for rvar in pending:
                 rvar.set(pyxs_internal.Packet(Op.ERROR, b"EIO\0", 0, 0))
+            for monitors in list(self.monitors.values()):
+                for monitor in list(monitors):
+                    monitor.events.put(_CLOSED)
 
     def send(self, packet: Any) -> Any:
         with self.send_lock:
@@ -144,6 +153,10 @@ class _Router(pyxs.Router):  # type: ignore[misc]
 
 
 _RQ_IDS = itertools.count(1)
+# What a watch's pump finds in its queue once the connection under it is gone.
+_CLOSED = pyxs_internal.Event(b"", b"closed")
+# What wakes a pump whose watch is being removed.
+_STOP = pyxs_internal.Event(b"", b"stop")
 
 
 class _PyxsClient(pyxs.Client):  # type: ignore[misc]
@@ -389,13 +402,17 @@ class AsyncXenStore:
 
         def pump() -> None:
             try:
-                for event in monitor.wait():
+                while True:
+                    event = monitor.events.get()
                     if stop.is_set():
                         return
+                    if event is _CLOSED:
+                        raise ConnectionError("the xenstore connection is closed")
                     loop.call_soon_threadsafe(queue.put_nowait, event.path.decode())
             except BaseException as e:  # the connection closed under us
                 if not stop.is_set():
-                    loop.call_soon_threadsafe(queue.put_nowait, e)
+                    with contextlib.suppress(RuntimeError):   # the loop is gone too
+                        loop.call_soon_threadsafe(queue.put_nowait, e)
 
         await self._run(monitor.watch, _b(path), token)
         thread = threading.Thread(target=pump, daemon=True, name=f"xs-watch {path}")
@@ -410,8 +427,8 @@ class AsyncXenStore:
             stop.set()
             with contextlib.suppress(Exception):
                 await self._run(monitor.unwatch, _b(path), token)
-            # Wake the pump so it sees `stop` (pyxs's wait() only returns on an event).
-            monitor.events.put(pyxs_internal.Event(b"", b""))
+            # Wake the pump so it sees `stop`: it ends only on an event.
+            monitor.events.put(_STOP)
             if own is not None:
                 await self._run(own.close)
 
