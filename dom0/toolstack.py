@@ -94,6 +94,7 @@ class Toolstack:
         self._supervisor: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._probe_matched: dict[str, bool] = {}
+        self._next_domid: int | None = None
 
     # -- queries ---------------------------------------------------------------------------
 
@@ -514,8 +515,17 @@ class Toolstack:
         # After the await, with none until the caller records the domain: starts in
         # flight at the same time never get the same domid.
         used |= {d.domid for d in self.domains.values()}
-        for domid in range(self.first_domid, MAX_DOMID + 1):
+        # Onwards from the last one given, wrapping, as Xen's allocator does: a domid used
+        # again at once would meet watches and device tasks of the domain that had it, in
+        # sys-sec's agent still catching up with its removal.
+        start = self._next_domid if self._next_domid is not None else \
+            max((d + 1 for d in used if self.first_domid <= d <= MAX_DOMID),
+                default=self.first_domid)
+        span = MAX_DOMID + 1 - self.first_domid
+        for i in range(span):
+            domid = self.first_domid + (start - self.first_domid + i) % span
             if domid not in used:
+                self._next_domid = domid + 1
                 return domid
         raise ToolstackError("no free domid left")
 
