@@ -63,10 +63,6 @@ class Net(Protocol):
     async def enable_forwarding(self) -> None: ...
 
 
-def _ids(key: str) -> tuple[int, ...]:
-    return tuple(int(part) for part in key.split("/"))
-
-
 MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
 
 
@@ -92,7 +88,10 @@ class Agent:
         self.kernel_drivers = kernel_drivers
         self._stopped = asyncio.Event()
         self._stop_reason = ""
-        self.devices: dict[str, asyncio.Task[None]] = {}
+        # Own device directory -> (ids, task serving it); one table per watcher, so each
+        # reconciles only the devices it serves (sys-sec has frontends and backends).
+        self.frontends: dict[str, tuple[tuple[int, ...], asyncio.Task[None]]] = {}
+        self.backends: dict[str, tuple[tuple[int, ...], asyncio.Task[None]]] = {}
         self.handshakes: dict[str, tuple[Handshake, str]] = {}   # own state path -> (hs, peer)
 
     async def run(self) -> str:
@@ -115,7 +114,8 @@ class Agent:
                 await self.store.write("control/shutdown", "")
             else:
                 reason = self._stop_reason
-            for task in tasks + list(self.devices.values()):
+            for task in tasks + [t for table in (self.frontends, self.backends)
+                                 for _, t in table.values()]:
                 task.cancel()
             await self._close_devices()
             await self.store.write("data/hyperwall/agent", f"stopped ({reason})")
@@ -149,9 +149,9 @@ class Agent:
 
     async def _watch_frontends(self) -> None:
         async for _ in self.store.watch("device/vif"):
-            present = {devid: (int(devid),) for devid in await self.store.ls("device/vif")
-                       if devid.isdigit()}
-            await self._reconcile(present, self._frontend,
+            present = {f"device/vif/{devid}": (int(devid),)
+                       for devid in await self.store.ls("device/vif") if devid.isdigit()}
+            await self._reconcile(self.frontends, present, self._frontend,
                                   lambda devid: self.net.frontend_down(devid))
 
     async def _frontend(self, devid: int) -> None:
@@ -239,26 +239,30 @@ class Agent:
                 if domid.isdigit():
                     for devid in await self.store.ls(f"backend/vif/{domid}"):
                         if devid.isdigit():
-                            present[f"{domid}/{devid}"] = (int(domid), int(devid))
-            await self._reconcile(present, self._backend,
+                            present[f"backend/vif/{domid}/{devid}"] = (int(domid),
+                                                                        int(devid))
+            await self._reconcile(self.backends, present, self._backend,
                                   lambda domid, devid: self.net.backend_down(domid, devid))
 
-    async def _reconcile(self, present: dict[str, tuple[int, ...]], serve, down) -> None:  # type: ignore[no-untyped-def]
-        """One task per device directory that exists. A directory dom0 removed without the
-        closing handshake (the other end was destroyed) loses its task and its data plane,
-        so a later device at the same path (a domid used again) starts afresh."""
-        for key, task in list(self.devices.items()):
+    async def _reconcile(self, table: dict[str, tuple[tuple[int, ...], asyncio.Task[None]]],
+                         present: dict[str, tuple[int, ...]], serve, down) -> None:  # type: ignore[no-untyped-def]
+        """One task per device directory that exists, in this watcher's own `table`: a
+        watcher that took the other's devices for gone would cancel them, and nothing would
+        start them again. A directory dom0 removed without the closing handshake (the other
+        end was destroyed) loses its task and its data plane, so a later device at the same
+        path (a domid used again) starts afresh."""
+        for key, (ids, task) in list(table.items()):
             if key not in present:
                 task.cancel()
-                del self.devices[key]
-                self.handshakes = {own: hs for own, hs in self.handshakes.items()
-                                   if not own.endswith(f"vif/{key}/state")}
+                del table[key]
+                self.handshakes.pop(f"{key}/state", None)
                 with contextlib.suppress(Exception):
-                    await down(*_ids(key))
+                    await down(*ids)
         for key, ids in present.items():
-            if key not in self.devices:
-                self.devices[key] = asyncio.ensure_future(serve(*ids))
-                self.devices[key].add_done_callback(_report_failure)
+            if key not in table:
+                task = asyncio.ensure_future(serve(*ids))
+                task.add_done_callback(_report_failure)
+                table[key] = (ids, task)
 
     async def _backend(self, domid: int, devid: int) -> None:
         own = f"backend/vif/{domid}/{devid}"
@@ -322,7 +326,7 @@ class Agent:
         await self._apply(own_state, hs.start(), act)
         async for _ in self.store.watch(peer_state):
             try:
-                peer = parse_state(await self.store.read(peer_state))
+                peer = parse_state(await self._peer_value(peer_state))
                 await self._apply(own_state, hs.peer_changed(peer), act)
             except HandshakeError as e:
                 log.warning("%s: %s", peer_state, e)
@@ -330,6 +334,17 @@ class Agent:
             if hs.state is XenbusState.CLOSED and peer in (XenbusState.CLOSED,
                                                           XenbusState.UNKNOWN):
                 return
+
+    async def _peer_value(self, peer_state: str) -> bytes | None:
+        """The peer's state, None once its directory is gone. A domain that was destroyed
+        takes its home with it, and a missing node under a home one may not read answers
+        EACCES, not ENOENT: that too means the peer is gone, not that this device failed."""
+        try:
+            return await self.store.read(peer_state)
+        except XsError as e:
+            if e.name != "EACCES":
+                raise
+            return None
 
     async def _apply(self, own_state: str, step: Step, act) -> None:  # type: ignore[no-untyped-def]
         # The data plane first: Connected must mean packets can flow.
