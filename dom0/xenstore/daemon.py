@@ -5,16 +5,24 @@ domain (`RUNDIR/domain/<domid>/socket`) on which every request acts as that doma
 only xenstore socket that domain can see. Requests are answered by the sans-IO core in
 `server`; this module moves bytes, writes the journal before any reply leaves, and turns
 the core's Listen/Unlisten commands into sockets.
+
+One daemon per state dir and per run dir: each is locked (`lock`, flock'd for the
+daemon's life, holding its pid) before the journal is read or a socket is bound, so a
+second instance stops at once instead of appending to the same journal or unlinking the
+first one's socket.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import errno
+import fcntl
 import logging
 import os
 import signal
 import socket
+import sys
 from pathlib import Path
 
 from dom0.logsetup import setup_logging
@@ -28,6 +36,35 @@ log = logging.getLogger("hyperwall.xenstored")
 # rather than letting its watch events grow the daemon without bound.
 OUTPUT_LIMIT = 8 << 20
 PAUSE_ABOVE = 1 << 20
+LOCK_NAME = "lock"
+
+
+class DirInUse(Exception):
+    """Another hyperwall-xenstored holds the lock of a state dir or run dir."""
+
+
+def lock_dir(path: Path, what: str) -> int:
+    """Take `path`/lock for this process's life and write our pid into it; the returned fd
+    is the lock (flock goes with the process, so a killed daemon leaves nothing held).
+
+    The file stays after a stop: unlinking it would let a starter lock a file a waiter no
+    longer sees."""
+    path.mkdir(parents=True, exist_ok=True)
+    lock = path / LOCK_NAME
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
+        os.close(fd)
+        if e.errno not in (errno.EWOULDBLOCK, errno.EACCES):
+            raise
+        raise DirInUse(f"{what} {path} is in use by hyperwall-xenstored pid "
+                       f"{holder or '(unknown: still starting)'} (it holds {lock}); "
+                       "stop that one first") from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
 
 
 class Daemon:
@@ -216,6 +253,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def lock_dirs(args: argparse.Namespace) -> list[int]:
+    """Both locks, before anything of either dir is touched."""
+    held = [lock_dir(args.state_dir, "state dir")]
+    try:
+        held.append(lock_dir(args.rundir, "run dir"))
+    except BaseException:
+        os.close(held[0])
+        raise
+    return held
+
+
 async def run(args: argparse.Namespace) -> None:
     quotas = Quotas(args.quota_nodes, args.quota_value_size, args.quota_watches,
                     args.quota_transactions, args.quota_outstanding)
@@ -239,7 +287,15 @@ async def run(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     setup_logging("hyperwall-xenstored", args.log_level)
-    asyncio.run(run(args))
+    try:
+        locks = lock_dirs(args)
+    except DirInUse as e:
+        sys.exit(f"hyperwall-xenstored: {e}")
+    try:
+        asyncio.run(run(args))
+    finally:
+        for fd in locks:
+            os.close(fd)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,8 @@ from __future__ import annotations
 import signal
 import socket
 import struct
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -68,6 +70,35 @@ def test_clean_stop_removes_sockets_and_keeps_state(hw_xenstored: Daemon) -> Non
     hw_xenstored.start()
     with client(hw_xenstored) as xs:
         assert xs.read("/kept") == b"1"
+
+
+@pytest.mark.parametrize("shared", ["state dir", "run dir"])
+def test_a_second_daemon_on_the_same_dir_exits_and_leaves_the_first_alone(
+        hw_xenstored: Daemon, tmp_path: Path, shared: str) -> None:
+    first = hw_xenstored
+    assert first.proc is not None
+    with client(first) as xs:
+        xs.write("/before", "kept")
+    journal = tmp_path / "state" / "journal"
+    journal_before, socket_before = journal.read_bytes(), first.socket.stat().st_ino
+    state, rundir = (tmp_path / "state", tmp_path / "run2") if shared == "state dir" \
+        else (tmp_path / "state2", tmp_path / "run")
+    second = subprocess.run(
+        [sys.executable, "-m", "dom0.xenstore.daemon", "--rundir", str(rundir),
+         "--state-dir", str(state)], capture_output=True, text=True, timeout=30)
+    assert second.returncode == 1, second.stderr
+    assert f"{shared} {state if shared == 'state dir' else rundir} is in use by " \
+        f"hyperwall-xenstored pid {first.proc.pid}" in second.stderr
+    assert journal.read_bytes() == journal_before, "the second daemon wrote the journal"
+    assert first.socket.stat().st_ino == socket_before, "the second daemon replaced the socket"
+    assert (rundir / "socket").exists() == (shared == "run dir"), "only the first's socket"
+    with client(first) as xs:
+        assert xs.read("/before") == b"kept"
+        xs.write("/after", "too")
+    first.kill(signal.SIGKILL)
+    first.start()
+    with client(first) as xs:
+        assert (xs.read("/before"), xs.read("/after")) == (b"kept", b"too")
 
 
 def test_domain_socket_lifecycle(hw_xenstored: Daemon) -> None:
