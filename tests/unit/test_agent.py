@@ -325,3 +325,37 @@ def test_the_interface_netfront_made_is_found_by_its_mac(tmp_path) -> None:  # t
         (tmp_path / name / "address").write_text(mac + "\n")
     assert interface_with_mac("00:16:3e:00:05:00", str(tmp_path)) == "eth0"
     assert interface_with_mac("00:16:3e:00:05:01", str(tmp_path)) is None
+
+
+class BackToBackView(View):
+    """sys-sec's view where its `device/vif` watch first fires right behind `backend/vif`'s
+    first event: the order a real daemon may deliver the two initial events in when sys-sec's
+    agent starts with a guest's vif already written."""
+
+    def __init__(self, tree: Tree, domid: int) -> None:
+        super().__init__(tree, domid)
+        self.backends_fired = asyncio.Event()
+
+    async def watch(self, path: str) -> AsyncIterator[str]:
+        if path == "device/vif":
+            await self.backends_fired.wait()
+        async for event in super().watch(path):
+            if path == "backend/vif":
+                self.backends_fired.set()   # wakes the other watcher before what this starts
+            yield event
+
+
+async def test_sys_sec_serves_a_vif_written_before_its_agent_whichever_watch_fires_first() -> None:
+    """The lost wakeup behind a domain start stuck at Initialising: sys-sec's frontend
+    watcher, finding no `device/vif` of its own, took the backend device its other watcher
+    had started for one no longer present and cancelled it; no later event restarts it."""
+    tree = build_tree()
+    put(tree, vif_nodes(GUEST, SYS, 0, "internet", name="guest"))
+    be_net = RecordingNet()
+    sys_sec = asyncio.ensure_future(Agent(BackToBackView(tree, SYS), be_net).run())
+    guest = asyncio.ensure_future(Agent(View(tree, GUEST), RecordingNet()).run())
+    await wait_for(lambda: tree.data.get(f"{FE}/state") == tree.data.get(f"{BE}/state") == b"4")
+    addr = vif_addressing(GUEST, 0)
+    assert ("backend_up", GUEST, 0, addr.ip, addr.gateway) in be_net.calls
+    sys_sec.cancel()
+    guest.cancel()
