@@ -126,8 +126,10 @@ def serve_dns(dns: Dns, port: int = 53) -> socket.socket:
 
 async def main(zone_file: Path, cert_dir: Path) -> None:
     with serve_dns(Dns(zone_file)):
-        await asyncio.start_server(http, "0.0.0.0", 80)
-        await asyncio.start_server(http, "0.0.0.0", 443, ssl=tls_context(cert_dir))
+        # reuse_port: a test's own server may take these ports on one address of the world.
+        await asyncio.start_server(http, "0.0.0.0", 80, reuse_port=True)
+        await asyncio.start_server(http, "0.0.0.0", 443, ssl=tls_context(cert_dir),
+                                   reuse_port=True)
         print("ready", flush=True)
         await asyncio.Event().wait()
 

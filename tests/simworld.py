@@ -2,12 +2,15 @@
 in-namespace scripts they run there (names all start with `hwnet`)."""
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from dom0.embedded import Platform
+from dom0.probes import SYS_SEC_FILES
 from dom0.runner import run_sync
 from dom0.simnet import SimNet
 
@@ -64,3 +67,25 @@ def world(prefix: str) -> Iterator[tuple[SimNet, str]]:
         net = SimNet(prefix, wg_iface=f"{prefix}c")
         with net.plug(sys_sec):
             yield net, sys_sec
+
+
+@contextmanager
+def embedded_world(prefix: str, zone: dict[str, str], first_domid: int
+                   ) -> Iterator[tuple[Platform, SimNet]]:
+    """The embedded platform (dom0d, the standard domains, sys-sec with SYS_SEC_FILES and the
+    world's VPN) up, with the simulated world answering `zone` on its uplink; all removed
+    afterwards whatever happens."""
+    net = SimNet(prefix, zone=zone, wg_iface=f"{prefix}c")
+    files = {**SYS_SEC_FILES,
+             "syssec.toml": SYS_SEC_FILES["syssec.toml"] + net.vpn_settings()}
+    platform = Platform(first_domid=first_domid, sys_sec_files=files)
+    try:
+        platform.start()
+        up = subprocess.run([sys.executable, "-m", "dom0.cli", "--json", "up"],
+                            env=platform.env(), capture_output=True, text=True, timeout=120)
+        assert up.returncode == 0, up.stderr + platform.log_text()
+        net.plug(f"hw-{platform.domid('sys-sec')}")
+        yield platform, net
+    finally:
+        net.close()
+        asyncio.run(platform.close())
