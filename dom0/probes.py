@@ -61,17 +61,6 @@ except OSError as e:
     print("FAILED", type(e).__name__)
 """
 
-CONNECT_ALL = """
-import socket, sys
-for target in sys.argv[1:]:
-    host, port = target.rsplit(":", 1)
-    try:
-        socket.create_connection((host, int(port)), timeout=1).close()
-        print(target, "open")
-    except OSError:
-        print(target, "closed")
-"""
-
 # Fetch http://HOST/ COUNT times, one after another; prints each body (or FAILED).
 FETCH_LOOP = """
 import socket, sys, time

@@ -295,14 +295,14 @@ def removed(netns: str, *changes: str, tool: str = "iptables") -> Iterator[None]
 
 
 def counter(netns: str, chain: str, rule: str, table: str = "filter") -> int:
-    """Packets counted by the rule of `chain` whose `iptables -S` form ends with `rule`,
-    read with `iptables -xvnL`'s numbering of `iptables -S`'s order."""
+    """Packets counted by the one rule of `chain` carrying every word of `rule` (iptables
+    -S reorders a rule's options and adds matches, so words are compared, not the text)."""
+    words = Counter(shlex.split(rule))
     specs = [line for line in run(netns, "iptables", "-t", table, "-S", chain).splitlines()
              if line.startswith("-A ")]
-    index = next((n for n, line in enumerate(specs) if line.endswith(rule)), None)
-    assert index is not None, f"no rule ending {rule!r} in {chain}: {specs}"
+    found = [n for n, line in enumerate(specs) if not words - Counter(shlex.split(line))]
+    assert len(found) == 1, f"{len(found)} rules with {rule!r} in {chain}: {specs}"
+    # -xvnL numbers the rules in -S's order.
     listed = run(netns, "iptables", "-t", table, "-xvnL", chain, "--line-numbers")
-    rows = [line.split() for line in listed.splitlines()[2:] if line.strip()]
-    row = next(r for r in rows if r[0] == str(index + 1))
+    row = next(r.split() for r in listed.splitlines()[2:] if r.split()[:1] == [str(found[0] + 1)])
     return int(row[1])
-

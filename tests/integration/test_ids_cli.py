@@ -12,10 +12,7 @@ from scapy.layers.inet import IP, TCP
 from scapy.layers.l2 import Ether
 from scapy.utils import wrpcap
 
-pytest.importorskip("netsec.rules")
-pytest.importorskip("netsec.flow")
-
-from tests.conftest import ET_OPEN  # noqa: E402
+from tests.conftest import ET_OPEN
 
 EXE = shutil.which("hyperwall-ids", path=str(Path(sys.executable).parent))
 ETH = Ether(src="02:00:00:00:00:01", dst="02:00:00:00:00:02")  # fixed MACs: no ARP lookups

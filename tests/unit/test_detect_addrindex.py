@@ -3,11 +3,8 @@ from __future__ import annotations
 
 import random
 
-import pytest
-
-rules_mod = pytest.importorskip("netsec.rules")
-
-from netsec.detect.addrindex import AddressIndex  # noqa: E402
+from netsec import rules as rules_mod
+from netsec.detect.addrindex import AddressIndex
 
 HEADERS = ["[10.0.0.0/8,!10.1.0.0/16] any -> any any", "any any -> [192.0.2.1,192.0.2.7] any",
            "192.0.2.0/24 any <> 10.0.0.0/8 any", "any any -> any any",

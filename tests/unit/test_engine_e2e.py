@@ -9,15 +9,13 @@ from scapy.layers.inet import IP, TCP, UDP
 from scapy.layers.l2 import Ether
 from scapy.utils import wrpcap
 
+from netsec import flow as flow_mod
+from netsec import pcap as pcap_mod
+from netsec import rules as rules_mod
+from netsec.cli import categories
 from netsec.detect.prefilter import hyperscan
+from netsec.engine import Engine, EngineConfig, Verdict
 from tests.conftest import ET_OPEN
-
-rules_mod = pytest.importorskip("netsec.rules")
-flow_mod = pytest.importorskip("netsec.flow")
-pcap_mod = pytest.importorskip("netsec.pcap")
-
-from netsec.cli import categories  # noqa: E402
-from netsec.engine import Engine, EngineConfig, Verdict  # noqa: E402
 
 BACKENDS = ["python"] + (["hyperscan"] if hyperscan else [])
 C, S = "10.0.0.5", "192.0.2.80"
