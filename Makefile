@@ -37,6 +37,7 @@ $(PIP_STAMP): pyproject.toml
 	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --upgrade pip
 	@$(PY) -m pip install -q -e '.[dev]'
+	@$(PY) -m netsec.app.htp   # the libhtp binding, built into the checkout
 	@touch $@
 
 # QEMU too: the real-Xen smoke subset (tests/integration/test_xen_smoke.py, ~40 s) runs here.

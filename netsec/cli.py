@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from netsec import eve
+from netsec.app.htp import HtpUnavailable, parser_class
 from netsec.engine import Engine, EngineConfig
 
 _SIZE = re.compile(r"^\s*(\d+)\s*(b|kb|kib|mb|mib|gb|gib)?\s*$", re.IGNORECASE)
@@ -48,11 +49,22 @@ def parse_bool(text: str, name: str) -> bool:
     raise UsageError(f"--set {name}={text}: want yes/no, true/false or on/off")
 
 
+def parse_http_parser(text: str, name: str) -> str:
+    try:
+        parser_class(text)
+    except ValueError:
+        raise UsageError(f"--set {name}={text}: want libhtp or python") from None
+    except HtpUnavailable as e:
+        raise UsageError(f"--set {name}={text}: {e}") from None
+    return text
+
+
 # Settings --set understands: Suricata's name -> (FlowConfig field, value parser).
 SETTINGS = {
     "stream.midstream": ("midstream", parse_bool),
     "stream.inline": ("inline", parse_bool),
     "stream.reassembly.depth": ("reassembly_depth", parse_size),
+    "app-layer.protocols.http.parser": ("http_parser", parse_http_parser),
 }
 
 

@@ -12,8 +12,9 @@ HttpParser; libhtp's own hard field limit raises "applayer.http.<side>_field_too
 
 The binding is cffi's API mode (struct offsets and constants taken from the real headers
 by the C compiler, not restated by hand), compiled from the installed headers (libhtp-dev)
-on first use into `netsec/app/_htp_build/` beside this file (`$HYPERWALL_CACHE/cffi` when
-set), named by the cdef and the Python ABI and stamped with the headers' digest. Why then
+by `make install` (`python -m netsec.app.htp`) into `netsec/app/_htp_build/` beside this
+file, or on first use where it is missing (`cache_dirs()`), named by the cdef and the
+Python ABI and stamped with the headers' digest. Why then
 and not at `pip install`: the project installs editable and pure-Python (no build step in
 the shared pyproject, nothing to redo after a `git pull`); a libhtp-dev with other headers
 rebuilds by itself; security updates of libhtp2 apply with no rebuild, since the module
@@ -140,15 +141,22 @@ class HtpUnavailable(RuntimeError):
     """libhtp cannot be bound here; the message says what is missing."""
 
 
-def cache_dir() -> Path:
+def cache_dirs() -> list[Path]:
+    """Where the binding is looked for, in order; it is built into the first writable one.
+    Beside this file first (`make install` builds it there, and domains see the checkout
+    read-only), then a per-user temporary directory (a domain's own /tmp when the checkout
+    has none built). `$HYPERWALL_CACHE/cffi` alone when set."""
     env = os.environ.get("HYPERWALL_CACHE")
-    return Path(env) / "cffi" if env else Path(__file__).with_name("_htp_build")
+    if env:
+        return [Path(env) / "cffi"]
+    return [Path(__file__).with_name("_htp_build"),
+            Path(tempfile.gettempdir()) / f"hyperwall-cffi-{os.getuid()}"]
 
 
-def _module_path() -> Path:
+def _module_name() -> str:
     key = hashlib.sha256(_CDEF.encode() + _SOURCE.encode() +
                          sys.implementation.cache_tag.encode()).hexdigest()[:16]
-    return cache_dir() / f"{_MODULE}_{key}{importlib.machinery.EXTENSION_SUFFIXES[0]}"
+    return f"{_MODULE}_{key}{importlib.machinery.EXTENSION_SUFFIXES[0]}"
 
 
 def _header_digest() -> str | None:
@@ -183,21 +191,38 @@ _lib: Any = None
 _ffi: Any = None
 
 
+def _built_from(path: Path) -> str | None:
+    stamp = path.with_name(path.name + ".htp-sha256")
+    return stamp.read_text() if stamp.exists() else None
+
+
+def _find_or_build() -> Path:
+    digest = _header_digest()
+    paths = [d / _module_name() for d in cache_dirs()]
+    for path in paths:
+        # current, or (no headers here: a domain image) built elsewhere and carried along
+        if path.exists() and (digest is None or _built_from(path) == digest):
+            return path
+    if digest is None:
+        raise HtpUnavailable(f"{HEADERS} not found: install libhtp-dev and libhtp2 "
+                             "(apt-get install libhtp-dev libhtp2, or make install)")
+    errors = []
+    for path in paths:
+        try:
+            _build(path, digest)
+            return path
+        except OSError as e:   # not writable (a read-only checkout): the next place
+            errors.append(f"{path.parent}: {e.strerror or e}")
+    raise HtpUnavailable("nowhere to build the libhtp binding: " + "; ".join(errors))
+
+
 def load() -> tuple[Any, Any]:
     """(ffi, lib) of the compiled binding, built first if needed: when there is none, or
     the installed headers are not those it was built from. Where the headers are not
     installed (a domain image carrying a module built elsewhere) the module is used."""
     global _lib, _ffi
     if _lib is None:
-        path = _module_path()
-        digest = _header_digest()
-        stamp = path.with_name(path.name + ".htp-sha256")
-        built_from = stamp.read_text() if stamp.exists() else None
-        if digest is None and not path.exists():
-            raise HtpUnavailable(f"{HEADERS} not found: install libhtp-dev and libhtp2 "
-                                 "(apt-get install libhtp-dev libhtp2, or make install)")
-        if digest is not None and built_from != digest:
-            _build(path, digest)
+        path = _find_or_build()
         spec = importlib.util.spec_from_file_location(_MODULE, path)
         assert spec is not None and spec.loader is not None
         mod = importlib.util.module_from_spec(spec)
@@ -535,8 +560,13 @@ def parser_class(name: str) -> type[HtpParser] | type[HttpParser]:
     """The HTTP parser `app-layer.protocols.http.parser` names: "libhtp" or "python"."""
     parsers: dict[str, type[HtpParser] | type[HttpParser]] = {"libhtp": HtpParser,
                                                               "python": HttpParser}
-    try:
-        return parsers[name]
-    except KeyError:
+    if name not in parsers:
         raise ValueError(f"app-layer.protocols.http.parser: {name!r} is neither libhtp "
-                         "nor python") from None
+                         "nor python")
+    if name == "libhtp":
+        load()   # a binding that cannot be had fails the choice, not a flow later
+    return parsers[name]
+
+
+if __name__ == "__main__":   # `make install`: build the binding now, into the checkout
+    print(f"{version()}: {_find_or_build()}")

@@ -36,8 +36,8 @@ class FlowConfig:
     tls_record_limit: int = (1 << 14) + 2048  # TLSCiphertext's largest fragment (RFC 8446)
     tls_handshake_limit: int = 256 * 1024     # one handshake message (a certificate chain)
     # app-layer.protocols.http.parser: "libhtp" (OISF LibHTP through cffi, Suricata's parser)
-    # or "python" (netsec.app.http), the default: with libhtp the demo's EICAR download passed
-    http_parser: str = "python"
+    # or "python" (netsec.app.http); README "HTTP parser" says why libhtp is the default
+    http_parser: str = "libhtp"
 
 
 # Anomaly names (in `Packet.events`) that say a flow is no longer fully inspected: one of

@@ -49,6 +49,8 @@ class AppEvent:
 class FlowTable:
     def __init__(self, config: FlowConfig | None = None) -> None:
         self.config = config or FlowConfig()
+        # chosen (libhtp loaded) now: a binding that cannot be had fails here, not a flow
+        self._http = http_parser(self.config.http_parser)
         self._flows: dict[tuple, Flow] = {}   # both directions' keys -> flow
         self._count = 0
         self._next_sweep = 0.0
@@ -286,9 +288,8 @@ class FlowTable:
     def _parser(self, proto: str, tcp: bool) -> AppParser:
         cfg = self.config
         if proto == "http":
-            return http_parser(cfg.http_parser)(cfg.request_body_limit, cfg.response_body_limit,
-                                                cfg.body_context, cfg.http_field_limit,
-                                                cfg.http_header_limit)
+            return self._http(cfg.request_body_limit, cfg.response_body_limit,
+                              cfg.body_context, cfg.http_field_limit, cfg.http_header_limit)
         if proto == "tls":
             return TlsParser(cfg.tls_record_limit, cfg.tls_handshake_limit)
         return DnsParser(tcp)

@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 
 from netsec.app import htp
+from netsec.cli import UsageError, parse_sets
+from netsec.flow import FlowConfig, FlowTable
 from tests.http_evasion import MALWARE, PARSERS, SHAPES, Shape, diff, run, segmentings
 
 ALL = ("whole", "1-byte", "random")
@@ -85,9 +87,33 @@ def test_a_missing_libhtp_dev_is_a_clear_error(tmp_path: Path,
     monkeypatch.setenv("HYPERWALL_CACHE", str(tmp_path))
     with pytest.raises(htp.HtpUnavailable, match="htp.h not found: install libhtp-dev"):
         htp.HtpParser()
+    # the flow table fails when it is made, not on its first HTTP flow
+    with pytest.raises(htp.HtpUnavailable):
+        FlowTable(FlowConfig(http_parser="libhtp"))
+    assert len(FlowTable(FlowConfig(http_parser="python"))) == 0   # no binding needed
+
+
+def test_the_binding_is_built_in_the_first_place_that_takes_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("")   # a read-only checkout, as a domain sees it (tests run as root)
+    monkeypatch.setattr(htp, "cache_dirs", lambda: [not_a_dir / "build", tmp_path / "tmp"])
+    path = htp._find_or_build()
+    assert path.parent == tmp_path / "tmp" and path.stat().st_size > 0
+    assert htp._find_or_build() == path   # built once
+    # a domain image without the headers uses the module built elsewhere
+    monkeypatch.setattr(htp, "HEADERS", tmp_path / "absent.h")
+    assert htp._find_or_build() == path
 
 
 def test_the_parser_setting_names_libhtp_or_python() -> None:
     assert htp.parser_class("libhtp") is htp.HtpParser
     with pytest.raises(ValueError, match="app-layer.protocols.http.parser: 'htp'"):
         htp.parser_class("htp")
+
+
+def test_set_chooses_the_parser_by_suricatas_name() -> None:
+    assert parse_sets(["app-layer.protocols.http.parser=python"]) == {"http_parser": "python"}
+    with pytest.raises(UsageError, match="want libhtp or python"):
+        parse_sets(["app-layer.protocols.http.parser=htp"])
+    assert FlowConfig().http_parser == "libhtp"
