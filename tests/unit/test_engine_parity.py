@@ -4,9 +4,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from scapy.layers.dns import DNS, DNSQR
+from scapy.layers.inet import IP, UDP
 
 from netsec.rules import RuleError, parse_rule
-from tests.unit.test_engine_e2e import alerts, run, tcp_session
+from tests.unit.test_engine_e2e import ETH, C, alerts, run, tcp_session
 
 REQ = b"GET /index.php?id=123&page=admin HTTP/1.1\r\nHost: a.example\r\n\r\n"
 OK = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi"
@@ -51,3 +53,24 @@ def test_pcre_lists_suricata_refuses(options: str, reason: str) -> None:
         parse_rule(f"alert http any any -> any any ({options} sid:1;)")
     # file_data with /Q (Suricata's file_data list) is one buffer, as in ET's rules
     parse_rule('alert http any any -> any any (file_data; content:"<a"; pcre:"/^b/QR"; sid:2;)')
+
+
+def test_dns_query_after_payload_content(tmp_path: Path) -> None:
+    def query(name: str, rd: int) -> object:
+        p = ETH / IP(src=C, dst="192.0.2.53") / UDP(sport=5353, dport=53) / \
+            DNS(id=7, rd=rd, qd=DNSQR(qname=name))
+        p.time = 1_700_000_000 + rd
+        return p
+
+    rules = [
+        # flags 0x0100 (a standard query with RD) in the payload, then the query name
+        'alert dns any any -> any any (msg:"a"; content:"|01 00 00 01|"; offset:2; depth:4; '
+        'dns_query; content:"evil"; nocase; sid:1;)',
+        # a payload fast pattern: the rule must still be evaluated on the DNS transaction
+        'alert udp any any -> any any (msg:"b"; content:"|00 07|"; depth:2; fast_pattern; '
+        'dns_query; content:"evil.example"; nocase; sid:2;)',
+    ]
+    assert sids(tmp_path, [query("EVIL.example", 1)], rules) == [1, 2]
+    # the payload part decides: without RD the first rule's payload content is absent
+    assert sids(tmp_path, [query("evil.example", 0)], rules) == [2]
+    assert sids(tmp_path, [query("good.example", 1)], rules) == []
