@@ -74,3 +74,13 @@ def test_dns_query_after_payload_content(tmp_path: Path) -> None:
     # the payload part decides: without RD the first rule's payload content is absent
     assert sids(tmp_path, [query("evil.example", 0)], rules) == [2]
     assert sids(tmp_path, [query("good.example", 1)], rules) == []
+
+
+def test_negated_app_layer_protocol_waits_until_the_protocol_is_known(tmp_path: Path) -> None:
+    rule = ['alert tcp any any -> any any (msg:"not http"; app-layer-protocol:!http; sid:1;)']
+    # an HTTP flow: never, neither on the handshake nor on the data
+    assert sids(tmp_path, tcp_session([(REQ, OK)]), rule) == []
+    # an SSH flow: not on the handshake (protocol unknown), only once detection failed
+    ssh = tcp_session([(b"SSH-2.0-OpenSSH_9.2p1 Debian-2\r\n", b"")], dport=22)
+    _, events = run(tmp_path, ssh, rule[0] + "\n")
+    assert [a["pcap_cnt"] for a in alerts(events)][0] == 4   # the first data packet
