@@ -6,9 +6,11 @@ Two entry points:
   fragment comes back with its IP fields set, `payload` = the fragment's data, and no L4
   fields (a first fragment's L4 header is not trusted until the datagram is whole).
 - `Decoder(config).decode(linktype, ts, pcap_cnt, frame)` adds IP fragment reassembly: it
-  returns None while a datagram is incomplete and, on the fragment that completes it, a
-  packet decoded from the whole datagram (`frag=True`, `raw` = that last fragment's frame,
-  `ip_len` = the reassembled length). This is what `netsec.pcap.read_packets` uses.
+  returns None while a datagram is incomplete (except for a fragment that raised an anomaly,
+  `ipv4.frag_overlap` say: that one comes back with `fragment=True`, its events and no L4
+  fields) and, on the fragment that completes it, a packet decoded from the whole datagram
+  (`frag=True`, `raw` = that last fragment's frame, `ip_len` = the reassembled length).
+  This is what `netsec.pcap.read_packets` uses.
 
 Malformed input never raises: the layer that fails appends Suricata's event name to
 `Packet.events` ("ipv4.trunc_pkt", "tcp.hlen_too_small", ...) and decoding stops there.
@@ -134,9 +136,16 @@ class Decoder:
         src, dst = _addresses(frame, off, pkt.ip_version)
         prefix = "ipv4" if pkt.ip_version == 4 else "ipv6"
         key = (pkt.ip_version, src, dst, frag_id, pkt.ip_proto if pkt.ip_version == 4 else 0)
-        data = self._defrag.add(key, ts, frag_off, more, frame[l4off:l4end], pkt.events, prefix)
+        # What the fragmentable part may hold: 65535 less the IPv4 header, or (IPv6, whose
+        # payload length excludes its fixed header) less the unfragmentable extensions.
+        limit = 65535 - (l4off - off) + (40 if pkt.ip_version == 6 else 0)
+        data = self._defrag.add(key, ts, frag_off, more, frame[l4off:l4end], pkt.events, prefix,
+                                limit)
         if data is None:
-            return None if not pkt.events else pkt
+            if not pkt.events:
+                return None
+            pkt.fragment = True   # its anomaly is logged and matched though nothing completes
+            return pkt
         pkt.frag = True
         pkt.ip_len = (l4off - off) + len(data)
         start = 0
