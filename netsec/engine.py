@@ -7,6 +7,9 @@ datapath feeds it queued packets and carries out the verdicts.
 IDS vs IPS (`simulate_ips`, Suricata's `--simulate-ips`): without it every rule only
 alerts (action `allowed`); with it drop/reject rules block the packet (`blocked`
 alerts plus a `drop` event) and every later packet of that flow is dropped too.
+
+Anomalies: every name in `Packet.events` becomes one EVE `anomaly` event (decoder, stream
+or app-layer, see `eve.anomaly`).
 """
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ from typing import Any, Protocol
 
 from netsec import eve
 from netsec.detect.detector import BLOCKING, Detector, Match
-from netsec.inspection import Inspection
+from netsec.inspection import PKT, Inspection
 from netsec.packet import Packet
 
 
@@ -57,6 +60,7 @@ class Counters:
     icmpv6: int = 0
     alerts: int = 0
     drops: int = 0
+    anomalies: int = 0
 
 
 class Engine:
@@ -79,8 +83,13 @@ class Engine:
 
     def process(self, pkt: Packet) -> Verdict:
         self._count(pkt)
-        inspections = self.flows.process(pkt)
+        if pkt.fragment:   # no L4 header to track a flow by (netsec.packet)
+            inspections = [Inspection(pkt, None, True, {PKT: pkt.payload})]
+        else:
+            inspections = self.flows.process(pkt)
         flow = inspections[0].flow if inspections else None
+        if pkt.events:
+            self._anomalies(pkt, inspections[0] if inspections else Inspection(pkt))
         if flow is not None and flow.detect_state.get("dropped"):
             self._drop(pkt, inspections[0])
             return flow.detect_state["dropped"]
@@ -101,6 +110,14 @@ class Engine:
             self._drop(pkt, inspections[0] if inspections else Inspection(pkt))
         self._flow_records()
         return verdict
+
+    def _anomalies(self, pkt: Packet, ins: Inspection) -> None:
+        flow = ins.flow
+        for name in pkt.events:
+            self.counters.anomalies += 1
+            self._events.append(eve.anomaly(
+                pkt, name, flow_id=flow.flow_id if flow else None,
+                app_proto=flow.app_proto if flow else None))
 
     def finish(self) -> list[eve.Event]:
         """End of input: every flow ends (its records are logged), then a stats event."""

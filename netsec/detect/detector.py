@@ -271,7 +271,9 @@ class Detector:
 
     def _candidates(self, ins: Inspection) -> list[tuple[tuple, _Compiled, Inspection]]:
         pkt = ins.packet
-        group = self.groups.get(pkt.ip_proto) or self.groups[0]
+        # A lone fragment has no L4 header: only protocol-less rules see it (Suricata).
+        group = self.groups[0] if pkt.fragment else \
+            self.groups.get(pkt.ip_proto) or self.groups[0]
         buffers = ins.buffers
         if ins.tx_id is not None or not (PKT in buffers or STREAM in buffers):
             kind = _APP

@@ -15,7 +15,8 @@ from netsec.rules.variables import Variables
 
 # proto -> (IP protocol or None for any, application protocol or None)
 PROTOS: dict[str, tuple[int | None, str | None]] = {
-    "ip": (None, None), "pkthdr": (None, None), "tcp": (6, None), "tcp-pkt": (6, None),
+    "ip": (None, None), "pkthdr": (None, None), "ipv4": (None, None), "ipv6": (None, None),
+    "tcp": (6, None), "tcp-pkt": (6, None),
     "tcp-stream": (6, None), "udp": (17, None), "icmp": (1, None), "icmpv4": (1, None),
     "icmpv6": (58, None), "sctp": (132, None),
     **{p: (6, p) for p in ("http", "http1", "http2", "tls", "ssh", "smtp", "ftp", "ftp-data",
@@ -26,6 +27,7 @@ PROTOS: dict[str, tuple[int | None, str | None]] = {
                             "bittorrent-dht", "sip")},
     **{p: (None, p) for p in ("dns", "krb5", "nfs")},
 }
+_IP_VERSIONS = {"ipv4": 4, "ipv6": 6}   # `alert ipv6 ...`: IP, of that version only
 _OPTION = re.compile(r"\s*((?:[^;\\]|\\.)*);", re.S)
 _NAME = re.compile(r"[A-Za-z0-9_.\-]+")
 _VIRGIN = Variables()
@@ -107,6 +109,9 @@ def parse_rule(text: str, variables: Variables | None = None, where: str = "<str
         rule.sport = _matcher(PortMatcher, sport, variables)
         rule.dport = _matcher(PortMatcher, dport, variables)
         b = Builder(rule, shared)
+        if proto in _IP_VERSIONS:
+            version = _IP_VERSIONS[proto]
+            b.checks.append(lambda ins: ins.packet.ip_version == version)
         for name, value in split_options(text[start + 1:end], where):
             kw = lookup(name)
             if kw.value is True and not value:
