@@ -6,7 +6,12 @@ from pathlib import Path
 import pytest
 from scapy.layers.dns import DNS, DNSQR
 from scapy.layers.inet import IP, TCP, UDP
+from scapy.utils import wrpcap
 
+from netsec import flow as flow_mod
+from netsec import pcap as pcap_mod
+from netsec.engine import Engine, EngineConfig, Verdict
+from netsec.flow.config import LIMIT_EVENTS
 from netsec.rules import RuleError, parse_rule
 from netsec.rules.loader import load_rules
 from tests.unit.test_engine_e2e import ETH, C, S, alerts, run, tcp_session
@@ -173,6 +178,62 @@ def test_split_handshake(tmp_path: Path, client_ack: int,
     assert [(a["pcap_cnt"], a["alert"]["signature_id"]) for a in alerts(events)] == expected
     names = [e["anomaly"]["event"] for e in _eve(events, "anomaly")]
     assert names == ([] if client_ack == 5001 else ["stream.4whs_synack_with_wrong_ack"])
+
+
+def _engine(policy: str, ips: bool, body_limit: int = 16) -> Engine:
+    rules = [parse_rule('alert http any any -> any any (msg:"body"; file_data; '
+                        'content:"evil"; sid:5;)'),
+             parse_rule('alert tcp any any -> any any (msg:"stream"; '
+                        'stream-event:reassembly_overlap_different_data; sid:6;)')]
+    table = flow_mod.FlowTable(flow_mod.FlowConfig(response_body_limit=body_limit))
+    return Engine(rules, table, EngineConfig(simulate_ips=ips, exception_policy=policy))
+
+
+BIG = b"HTTP/1.1 200 OK\r\nContent-Length: 64\r\n\r\n" + b"x" * 60 + b"evil"
+
+
+def _feed(tmp_path: Path, engine: Engine, pkts: list) -> tuple[list[Verdict], list]:
+    pcap = tmp_path / "p.pcap"
+    wrpcap(str(pcap), pkts)
+    verdicts = [engine.process(p) for p in pcap_mod.read_packets(pcap)]
+    return verdicts, engine.take_events() + engine.finish()
+
+
+@pytest.mark.parametrize(("policy", "ips", "dropped"), [
+    ("drop-flow", True, [6, 7, 8, 9, 10]),   # the packet past the limit, and the flow's rest
+    ("drop-packet", True, [6]),
+    ("reject", True, [6, 7, 8, 9, 10]),
+    ("auto", True, [6, 7, 8, 9, 10]),        # Suricata's auto is drop-flow in IPS mode
+    ("pass-flow", True, []),
+    ("ignore", True, []),
+    ("drop-flow", False, []),             # nothing is dropped in IDS mode
+    ("auto", False, []),
+])
+def test_exception_policy_past_a_limit(tmp_path: Path, policy: str, ips: bool,
+                                       dropped: list[int]) -> None:
+    engine = _engine(policy, ips)
+    verdicts, events = _feed(tmp_path, engine, tcp_session([(REQ, BIG)]))
+    # packet 6 brings the response body past the 16-byte response-body-limit
+    [anomaly] = _eve(events, "anomaly")
+    assert anomaly["pcap_cnt"] == 6 and anomaly["anomaly"] == {
+        "app_proto": "http", "type": "applayer", "event": "RESPONSE_BODY_LIMIT_REACHED",
+        "layer": "proto_parser"}
+    assert "applayer.http.response_body_limit_reached" in LIMIT_EVENTS
+    assert [i for i, v in enumerate(verdicts, 1) if v is not Verdict.ACCEPT] == dropped
+    assert [e["pcap_cnt"] for e in _eve(events, "drop")] == dropped
+    if dropped:
+        expected = Verdict.REJECT if policy == "reject" else Verdict.DROP
+        assert verdicts[5] is expected
+    # the control: under the limit, the same body alerts (detection was not cut short)
+    roomy = _engine(policy, ips, body_limit=1024)
+    verdicts, events = _feed(tmp_path, roomy, tcp_session([(REQ, BIG)]))
+    assert set(verdicts) == {Verdict.ACCEPT} and _eve(events, "anomaly") == []
+    assert [a["alert"]["signature_id"] for a in alerts(events)] == [5]
+
+
+def test_exception_policy_value_is_checked() -> None:
+    with pytest.raises(ValueError, match="exception-policy: 'drop-everything'"):
+        EngineConfig(exception_policy="drop-everything")
 
 
 SURICATA_RULES = """\
