@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from netsec.inspection import PKT, STREAM
 from netsec.rules.addresses import AddressMatcher
@@ -34,7 +35,9 @@ _VIRGIN = Variables()
 
 
 def _split_header(header: str, where: str) -> list[str]:
-    out, cur, depth = [], [], 0
+    out: list[str] = []
+    cur: list[str] = []
+    depth = 0
     for ch in header:
         if ch == "[":
             depth += 1
@@ -54,7 +57,7 @@ def _split_header(header: str, where: str) -> list[str]:
     return out
 
 
-def _matcher(cls: type, text: str, variables: Variables) -> object:
+def _matcher(cls: type, text: str, variables: Variables) -> Any:
     key = (cls.__name__, text)
     m = variables.cache.get(key)
     if m is None:
