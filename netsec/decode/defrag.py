@@ -9,8 +9,9 @@ seen even when the datagram never completes.
 
 A datagram is tracked until complete or until `timeout` seconds of capture time pass since
 its first fragment (Suricata's default 60 s); at most `max_datagrams` are tracked, the oldest
-evicted first, and a datagram over 65535 bytes (its IP header counted: `limit` is what is
-left for the fragmentable part) is dropped with `frag_pkt_too_large`.
+evicted first, and a fragment that would take a datagram past 65535 bytes (its IP header
+counted: `limit` is what is left for the fragmentable part) is ignored with
+`frag_pkt_too_large`, as Suricata does; the datagram's other fragments still reassemble.
 """
 from __future__ import annotations
 
@@ -39,24 +40,24 @@ class Defragmenter:
             events: list[str], prefix: str, limit: int = MAX_DATAGRAM) -> bytes | None:
         """Add one fragment; the reassembled L4 payload when the datagram is complete."""
         self._expire(ts)
+        end = offset + len(data)
+        if end > limit:
+            # ignored, as Suricata's DefragInsertFrag: the datagram's other fragments stand
+            events.append(prefix + ".frag_pkt_too_large")
+            return None
         dg = self._datagrams.get(key)
         if dg is None:
             if len(self._datagrams) >= self.max_datagrams:
                 del self._datagrams[next(iter(self._datagrams))]
             dg = self._datagrams[key] = _Datagram(ts)
-        if offset + len(data) > limit:
-            events.append(prefix + ".frag_pkt_too_large")
-            del self._datagrams[key]
-            return None
         if len(dg.frags) >= MAX_FRAGMENTS:
             events.append(prefix + ".frag_ignored")
             return None
-        end = offset + len(data)
         if any(o < end and offset < o + len(d) for o, _, d in dg.frags):
             events.append(prefix + ".frag_overlap")
         dg.frags.append((offset, len(dg.frags), data))
         if not more:
-            dg.total = offset + len(data)
+            dg.total = end
         if dg.total < 0:
             return None
         frags = sorted(dg.frags)

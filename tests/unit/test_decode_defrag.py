@@ -129,10 +129,15 @@ def test_ipv6_fragment_header_oddities_are_suricatas_events() -> None:
     assert Decoder().decode(101, 0, 1, _v6_raw_frag(0, UDP_DATA[:16], True)) is None
 
 
-def test_too_large_counts_the_ip_header() -> None:
+def test_too_large_counts_the_ip_header_and_ignores_only_that_fragment() -> None:
     # 65520 + 8 bytes of data fit 65535 only without the 20-byte header
-    pkt = Decoder().decode(101, 0, 1, _v4_frag(65520, b"x" * 8, False))
-    assert pkt is not None and pkt.events == ["ipv4.frag_pkt_too_large"]
+    d = Decoder()
+    assert d.decode(101, 0, 1, _v4_frag(0, UDP_DATA[:16], True)) is None
+    pkt = d.decode(101, 0, 2, _v4_frag(65520, b"x" * 8, False))
+    assert pkt is not None and pkt.events == ["ipv4.frag_pkt_too_large"] and pkt.fragment
+    # the datagram's own fragments still make it whole, as in Suricata
+    whole = d.decode(101, 0, 3, _v4_frag(16, UDP_DATA[16:], False))
+    assert whole is not None and whole.payload == UDP_DATA[8:] and whole.events == []
     assert Decoder().decode(101, 0, 1, _v4_frag(65504, b"x" * 8, False)) is None
 
 
