@@ -285,6 +285,13 @@ class Ipsd:
     def decide(self, payload: bytes) -> Verdict:
         self.count += 1
         pkt = self.decoder.decode(LINKTYPE_RAW, time.time(), self.count, payload)
+        if pkt is not None and pkt.fragment:
+            # Given back only for its anomaly (ipv4.frag_overlap, ...): logged, then dropped
+            # as every fragment of an incomplete datagram is; it has no flow to judge it by.
+            self.engine.process(pkt)
+            for event in self.engine.take_events():
+                self.write(event)
+            pkt = None
         if pkt is None or not pkt.src:
             self.undecodable += 1
             return Verdict.DROP      # not an IP packet we can read: it does not pass
