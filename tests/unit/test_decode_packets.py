@@ -84,6 +84,16 @@ def test_malformed_input_sets_suricata_events(frame: bytes, event: str) -> None:
     assert event in decode(1, 0, 1, frame).events
 
 
+def test_a_bad_tcp_option_is_an_event_and_the_segment_still_decodes() -> None:
+    # a timestamp option claiming length 1: receivers stop reading options and take the
+    # data (Linux's tcp_parse_options), so the payload must be decoded for inspection
+    seg = TCP(sport=40000, dport=80, flags="PA", seq=7, dataofs=6) / (b"\x08\x01\x01\x01" +
+                                                                   b"GET /evil.php")
+    pkt = decode(101, 0, 1, bytes(IP(src="192.0.2.1", dst="198.51.100.2") / seg))
+    assert pkt.events == ["tcp.opt_invalid_len"]
+    assert (pkt.sport, pkt.dport, pkt.seq, pkt.payload) == (40000, 80, 7, b"GET /evil.php")
+
+
 def test_wrong_ip_version_on_raw_link() -> None:
     assert decode(101, 0, 1, b"\x50" + b"\0" * 30).events == ["ipraw.invalid_ip_version"]
 
