@@ -122,7 +122,7 @@ class Engine:
 
     def process(self, pkt: Packet) -> Verdict:
         self._count(pkt)
-        if pkt.fragment:   # no L4 header to track a flow by (netsec.packet)
+        if pkt.no_l4:   # no L4 header to track a flow by (netsec.packet)
             inspections = [Inspection(pkt, None, True, {PKT: pkt.payload})]
         else:
             inspections = self.flows.process(pkt)

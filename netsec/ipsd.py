@@ -285,9 +285,10 @@ class Ipsd:
     def decide(self, payload: bytes) -> Verdict:
         self.count += 1
         pkt = self.decoder.decode(LINKTYPE_RAW, time.time(), self.count, payload)
-        if pkt is not None and pkt.fragment:
-            # Given back only for its anomaly (ipv4.frag_overlap, ...): logged, then dropped
-            # as every fragment of an incomplete datagram is; it has no flow to judge it by.
+        if pkt is not None and pkt.no_l4 and pkt.src:
+            # An IP packet without a usable L4 header (a lone fragment given back for its
+            # anomaly, a broken TCP header): its anomaly is logged, then it is dropped, as
+            # every fragment of an incomplete datagram is; it has no flow to judge it by.
             self.engine.process(pkt)
             for event in self.engine.take_events():
                 self.write(event)

@@ -272,7 +272,7 @@ class Detector:
     def _candidates(self, ins: Inspection) -> list[tuple[tuple, _Compiled, Inspection]]:
         pkt = ins.packet
         # A lone fragment has no L4 header: only protocol-less rules see it (Suricata).
-        group = self.groups[0] if pkt.fragment else \
+        group = self.groups[0] if pkt.no_l4 else \
             self.groups.get(pkt.ip_proto) or self.groups[0]
         buffers = ins.buffers
         if ins.tx_id is not None or not (PKT in buffers or STREAM in buffers):

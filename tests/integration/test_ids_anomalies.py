@@ -23,6 +23,8 @@ alert ipv6 any any -> any any (msg:"SURICATA reserved field in Frag Header not z
 alert pkthdr any any -> any any (msg:"SURICATA FRAG IPv6 Fragment invalid length"; decode-event:ipv6.frag_invalid_length; classtype:protocol-command-decode; sid:2200119; rev:1;)
 alert tcp any any -> any any (msg:"SURICATA STREAM reassembly overlap with different data"; stream-event:reassembly_overlap_different_data; classtype:protocol-command-decode; sid:2210050; rev:2;)
 alert tcp any any -> any any (msg:"SURICATA STREAM 4way handshake SYNACK with wrong ACK"; stream-event:4whs_synack_with_wrong_ack; classtype:protocol-command-decode; sid:2210011; rev:2;)
+alert pkthdr any any -> any any (msg:"SURICATA TCP header length too small"; decode-event:tcp.hlen_too_small; classtype:protocol-command-decode; sid:2200033; rev:2;)
+alert pkthdr any any -> any any (msg:"SURICATA TCP option invalid length"; decode-event:tcp.opt_invalid_len; classtype:protocol-command-decode; sid:2200035; rev:2;)
 alert tcp any any -> any any (msg:"TCP urgent data"; flags:U+; sid:10;)
 alert udp any any -> any 53 (msg:"whole datagram"; content:"EVILNAME"; sid:11;)
 alert tcp any any -> any 80 (msg:"evil"; flow:established,to_server; content:"/evil.php"; sid:12;)
@@ -83,6 +85,16 @@ CASES = {
               (True, "PA", 1014, 5001, GET[13:])]),
         [(5, {"type": "stream", "event": "stream.reassembly_overlap_different_data"})],
         [(5, 12), (5, 2210050)]),
+    # a malformed option: an event, and the segment's data is still inspected (receivers
+    # take it), while a packet whose TCP header does not decode gets no flow at all
+    "tcp options with a bad length, tcp header too short": (
+        [*_tcp([*HANDSHAKE]), ETH / IP(src=C4, dst=S4) / TCP(
+            sport=41000, dport=80, flags="PA", seq=1001, ack=5001, dataofs=6) /
+         (b"\x08\x01\x01\x01" + GET),
+         ETH / IP(src=C4, dst=S4) / TCP(sport=41000, dport=80, dataofs=2)],
+        [(4, {"type": "decode", "event": "decoder.tcp.opt_invalid_len"}),
+         (5, {"type": "decode", "event": "decoder.tcp.hlen_too_small"})],
+        [(4, 12), (4, 2200035), (5, 2200033)]),
     # Suricata 7 has no urgent-data event: the urgent byte (urgptr 5: the "/") stays in the
     # stream, so /evil.php still matches, and a `flags:U+` rule is how rules see urgent data
     "tcp urgent data": (

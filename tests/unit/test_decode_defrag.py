@@ -41,7 +41,7 @@ def test_overlap_policy_lowest_offset_wins_then_first_received() -> None:
     # fragment's own packet carries the event (it is logged though nothing is complete)
     second = d.decode(101, 0, 2, _v4_frag(8, evil, True))
     assert second is not None and second.events == ["ipv4.frag_overlap"]
-    assert second.fragment and not second.frag and (second.sport, second.payload) == (0, b"")
+    assert second.no_l4 and not second.frag and (second.sport, second.payload) == (0, b"")
     # a fragment starting lower overlaps [8:16] and wins there (it starts first)
     third = d.decode(101, 0, 3, _v4_frag(0, UDP_DATA[:8] + b"Z" * 8, True))
     assert third is not None and third.events == ["ipv4.frag_overlap"]
@@ -134,7 +134,7 @@ def test_too_large_counts_the_ip_header_and_ignores_only_that_fragment() -> None
     d = Decoder()
     assert d.decode(101, 0, 1, _v4_frag(0, UDP_DATA[:16], True)) is None
     pkt = d.decode(101, 0, 2, _v4_frag(65520, b"x" * 8, False))
-    assert pkt is not None and pkt.events == ["ipv4.frag_pkt_too_large"] and pkt.fragment
+    assert pkt is not None and pkt.events == ["ipv4.frag_pkt_too_large"] and pkt.no_l4
     # the datagram's own fragments still make it whole, as in Suricata
     whole = d.decode(101, 0, 3, _v4_frag(16, UDP_DATA[16:], False))
     assert whole is not None and whole.payload == UDP_DATA[8:] and whole.events == []

@@ -120,6 +120,20 @@ def test_anomaly_records_and_decode_event_keyword(tmp_path: Path) -> None:
     assert "flow_id" not in anomaly
 
 
+def test_a_broken_l4_header_makes_no_flow_and_only_protocol_less_rules_see_it(
+        tmp_path: Path) -> None:
+    broken = ETH / IP(src=C, dst=S) / TCP(sport=41000, dport=80, dataofs=2)
+    broken.time = 1_700_000_000
+    rules = ['alert tcp any any -> any any (msg:"any tcp"; sid:1;)',
+             'alert pkthdr any any -> any any (msg:"SURICATA TCP header length too small"; '
+             'decode-event:tcp.hlen_too_small; sid:2200033; rev:2;)']
+    _, events = run(tmp_path, [broken], "".join(r + "\n" for r in rules))
+    assert [a["alert"]["signature_id"] for a in alerts(events)] == [2200033]
+    assert _eve(events, "flow") == []
+    [anomaly] = _eve(events, "anomaly")
+    assert anomaly["anomaly"] == {"type": "decode", "event": "decoder.tcp.hlen_too_small"}
+
+
 def _tcp(pkts: list[tuple[bool, str, int, int, bytes]]) -> list:
     """(to_server, flags, seq, ack, data) as frames between C:41000 and S:80, 10 ms apart."""
     out = []
