@@ -16,12 +16,14 @@ import re
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from netsec import eve
 from netsec.app.htp import HtpUnavailable, parser_class
-from netsec.engine import Engine, EngineConfig
+from netsec.engine import EXCEPTION_POLICIES, Engine, EngineConfig
+from netsec.flow.config import FlowConfig
 
 _SIZE = re.compile(r"^\s*(\d+)\s*(b|kb|kib|mb|mib|gb|gib)?\s*$", re.IGNORECASE)
 _UNITS = {None: 1, "b": 1, "kb": 1 << 10, "kib": 1 << 10, "mb": 1 << 20, "mib": 1 << 20,
@@ -59,26 +61,86 @@ def parse_http_parser(text: str, name: str) -> str:
     return text
 
 
-# Settings --set understands: Suricata's name -> (FlowConfig field, value parser).
+def parse_exception_policy(text: str, name: str) -> str:
+    value = text.strip().lower()
+    if value not in EXCEPTION_POLICIES:
+        raise UsageError(f"--set {name}={text}: want one of {', '.join(EXCEPTION_POLICIES)}")
+    return value
+
+
+def parse_seconds(text: str, name: str) -> int:
+    if not text.strip().isdigit():
+        raise UsageError(f"--set {name}={text}: want a whole number of seconds")
+    return int(text)
+
+
+_LIBHTP = "app-layer.protocols.http.libhtp.default-config."
+# Settings this engine applies: Suricata's name -> (FlowConfig field, value parser).
 SETTINGS = {
     "stream.midstream": ("midstream", parse_bool),
     "stream.inline": ("inline", parse_bool),
     "stream.reassembly.depth": ("reassembly_depth", parse_size),
     "app-layer.protocols.http.parser": ("http_parser", parse_http_parser),
+    _LIBHTP + "request-body-limit": ("request_body_limit", parse_size),
+    _LIBHTP + "response-body-limit": ("response_body_limit", parse_size),
+    _LIBHTP + "meta-field-limit": ("http_field_limit", parse_size),
 }
+# ... and those of the engine: Suricata's name -> (EngineConfig field, value parser).
+ENGINE_SETTINGS = {
+    "exception-policy": ("exception_policy", parse_exception_policy),
+}
+# flow-timeouts.<tcp|udp|icmp|default>.<new|established|closed>: FlowConfig.timeouts
+_TIMEOUT = re.compile(r"^flow-timeouts\.(tcp|udp|icmp|default)\.(new|established|closed)$")
+
+
+@dataclass(slots=True)
+class Settings:
+    """`--set` pairs, sorted: FlowConfig and EngineConfig fields, and the names of Suricata
+    settings this engine does not apply (accepted, as Suricata accepts any --set)."""
+
+    flow: dict[str, Any] = field(default_factory=dict)
+    engine: dict[str, Any] = field(default_factory=dict)
+    ignored: list[str] = field(default_factory=list)
+
+
+def parse_settings(pairs: list[str]) -> Settings:
+    """Every `name=value`; a known name with a bad value, or a pair without `=`, is a
+    UsageError; an unknown name is listed once in `ignored`."""
+    out = Settings()
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise UsageError(f"--set {pair}: want name=value")
+        if name in SETTINGS:
+            key, parse = SETTINGS[name]
+            out.flow[key] = parse(value, name)
+        elif name in ENGINE_SETTINGS:
+            key, parse = ENGINE_SETTINGS[name]
+            out.engine[key] = parse(value, name)
+        elif m := _TIMEOUT.match(name):
+            timeouts = out.flow.setdefault("timeouts", FlowConfig().timeouts)
+            timeouts[m.group(1)][m.group(2)] = parse_seconds(value, name)
+        elif name not in out.ignored:
+            out.ignored.append(name)
+    return out
+
+
+SET_HELP = ("override a Suricata setting; applied: "
+            f"{', '.join([*SETTINGS, *ENGINE_SETTINGS, 'flow-timeouts.*'])}; "
+            "others are accepted and listed once as ignored")
+
+
+def ignored_note(settings: Settings) -> str | None:
+    """The one line naming the `--set` settings not applied, if any."""
+    if not settings.ignored:
+        return None
+    return f"--set: ignored, not applied by this engine: {', '.join(settings.ignored)}"
 
 
 def parse_sets(pairs: list[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep:
-            raise UsageError(f"--set {pair}: want name=value")
-        if name not in SETTINGS:
-            raise UsageError(f"--set {name}: unknown setting (known: {', '.join(SETTINGS)})")
-        field, parse = SETTINGS[name]
-        out[field] = parse(value, name)
-    return out
+    """The FlowConfig fields of `--set` pairs (see parse_settings)."""
+    return parse_settings(pairs).flow
 
 
 def existing(paths: list[Path]) -> list[Path]:
@@ -122,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--simulate-ips", action="store_true",
                     help="drop/reject rules block packets and their flows")
     ap.add_argument("--set", dest="sets", action="append", default=[], metavar="NAME=VALUE",
-                    help=f"override a setting ({', '.join(SETTINGS)})")
+                    help=SET_HELP)
     ap.add_argument("--prefilter", choices=("hyperscan", "python"),
                     help="force a prefilter backend (default: Hyperscan when installed)")
     ap.add_argument("--check-rules", action="store_true",
@@ -155,21 +217,25 @@ def check_rules(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from netsec.flow import FlowConfig, FlowTable
+    from netsec.flow import FlowTable
     from netsec.pcap import read_packets
 
     if args.pcap is None:
         raise UsageError("no input: give -r FILE (a pcap or pcapng)")
     if not args.pcap.is_file():
         raise UsageError(f"-r {args.pcap}: no such file")
-    flow_cfg = FlowConfig(**parse_sets(args.sets), checksums=args.checksums == "all")
+    settings = parse_settings(args.sets)
+    note = ignored_note(settings)
+    if note:
+        print(f"hyperwall-ids: {note}", file=sys.stderr)
+    flow_cfg = FlowConfig(**settings.flow, checksums=args.checksums == "all")
     t0 = time.monotonic()
     ruleset = load(args)
     flows = FlowTable(flow_cfg)
     cls = classification_file(args)
     engine = Engine(ruleset.rules, flows, EngineConfig(
         simulate_ips=args.simulate_ips, prefilter=args.prefilter,
-        categories=categories(cls) if cls else {}))
+        categories=categories(cls) if cls else {}, **settings.engine))
     loaded = time.monotonic()
     args.logdir.mkdir(parents=True, exist_ok=True)
     eve_path = args.logdir / "eve.json"

@@ -7,6 +7,25 @@ datapath feeds it queued packets and carries out the verdicts.
 IDS vs IPS (`simulate_ips`, Suricata's `--simulate-ips`): without it every rule only
 alerts (action `allowed`); with it drop/reject rules block the packet (`blocked`
 alerts plus a `drop` event) and every later packet of that flow is dropped too.
+
+Anomalies: every name in `Packet.events` becomes one EVE `anomaly` event (decoder, stream
+or app-layer, see `eve.anomaly`). A name in `netsec.flow.config.LIMIT_EVENTS` says the flow
+is no longer fully inspected; the packet then gets the exception policy
+(`EngineConfig.exception_policy`, Suricata's `exception-policy` values):
+
+- `drop-flow`, `reject` (IPS only): this packet is dropped (rejected), and the flow's rest;
+- `drop-packet` (IPS only): this packet is dropped;
+- `pass-flow`, `bypass`: neither this packet nor the flow's rest is inspected;
+- `pass-packet`: this packet is not inspected;
+- `ignore`: inspection goes on with what the engine still sees;
+- `auto`: Suricata's: `drop-flow` in IPS mode, `ignore` in IDS mode.
+In IDS mode the drop and reject policies act as `ignore`, as nothing is blocked there.
+
+The default is `ignore`, not Suricata's `auto`: Suricata applies exception policies to
+memcaps, midstream pickups and parser errors, not to the stream depth or the body limits,
+past which it passes traffic uninspected; most of LIMIT_EVENTS are those limits, and `auto`
+would end every download larger than the response-body-limit. An owner who wants the wall
+to fail closed sets `exception-policy=drop-flow`.
 """
 from __future__ import annotations
 
@@ -17,8 +36,13 @@ from typing import Any, Protocol
 
 from netsec import eve
 from netsec.detect.detector import BLOCKING, Detector, Match
-from netsec.inspection import Inspection
+from netsec.flow.config import LIMIT_EVENTS
+from netsec.inspection import PKT, Inspection
 from netsec.packet import Packet
+
+# Suricata's exception policy values (docs: configuration/exception-policies).
+EXCEPTION_POLICIES = ("auto", "drop-packet", "drop-flow", "reject", "bypass", "pass-packet",
+                      "pass-flow", "ignore")
 
 
 class Verdict(enum.Enum):
@@ -43,6 +67,22 @@ class EngineConfig:
     prefilter: str | None = None   # "hyperscan" | "python" | None (automatic)
     # classification.config descriptions by lower-case classtype (EVE's alert.category).
     categories: dict[str, str] = field(default_factory=dict)
+    # What a packet past a limit gets (see the module docstring); one of EXCEPTION_POLICIES.
+    exception_policy: str = "ignore"
+
+    def __post_init__(self) -> None:
+        if self.exception_policy not in EXCEPTION_POLICIES:
+            raise ValueError(f"exception-policy: {self.exception_policy!r} is not one of "
+                             f"{', '.join(EXCEPTION_POLICIES)}")
+
+    def policy(self) -> str:
+        """The exception policy in effect: `auto` resolved, drops void in IDS mode."""
+        p = self.exception_policy
+        if p == "auto":
+            return "drop-flow" if self.simulate_ips else "ignore"
+        if not self.simulate_ips and p in ("drop-flow", "drop-packet", "reject"):
+            return "ignore"
+        return p
 
 
 @dataclass(slots=True)
@@ -57,12 +97,15 @@ class Counters:
     icmpv6: int = 0
     alerts: int = 0
     drops: int = 0
+    anomalies: int = 0
+    exception_policy: int = 0   # packets an exception policy other than ignore acted on
 
 
 class Engine:
     def __init__(self, rules: Sequence[Any], flows: FlowSource,
                  config: EngineConfig | None = None) -> None:
         self.config = config or EngineConfig()
+        self._policy = self.config.policy()
         self.detector = Detector(rules, prefilter=self.config.prefilter)
         self.flows = flows
         self.counters = Counters()
@@ -79,11 +122,18 @@ class Engine:
 
     def process(self, pkt: Packet) -> Verdict:
         self._count(pkt)
-        inspections = self.flows.process(pkt)
+        if pkt.no_l4:   # no L4 header to track a flow by (netsec.packet)
+            inspections = [Inspection(pkt, None, True, {PKT: pkt.payload})]
+        else:
+            inspections = self.flows.process(pkt)
         flow = inspections[0].flow if inspections else None
+        if pkt.events:
+            self._anomalies(pkt, inspections[0] if inspections else Inspection(pkt))
         if flow is not None and flow.detect_state.get("dropped"):
             self._drop(pkt, inspections[0])
             return flow.detect_state["dropped"]
+        if self._policy != "ignore" and not LIMIT_EVENTS.isdisjoint(pkt.events):
+            return self._exception(pkt, inspections[0] if inspections else Inspection(pkt))
         verdict = Verdict.ACCEPT
         ips = self.config.simulate_ips
         for m in self.detector.inspect(inspections):
@@ -99,6 +149,29 @@ class Engine:
             if flow is not None:
                 flow.detect_state["dropped"] = verdict
             self._drop(pkt, inspections[0] if inspections else Inspection(pkt))
+        self._flow_records()
+        return verdict
+
+    def _anomalies(self, pkt: Packet, ins: Inspection) -> None:
+        flow = ins.flow
+        for name in pkt.events:
+            self.counters.anomalies += 1
+            self._events.append(eve.anomaly(
+                pkt, name, flow_id=flow.flow_id if flow else None,
+                app_proto=flow.app_proto if flow else None))
+
+    def _exception(self, pkt: Packet, ins: Inspection) -> Verdict:
+        """The exception policy for a packet past a limit (module docstring); no detection."""
+        self.counters.exception_policy += 1
+        policy, flow = self._policy, ins.flow
+        verdict = Verdict.ACCEPT
+        if policy in ("drop-flow", "reject", "drop-packet"):
+            verdict = Verdict.REJECT if policy == "reject" else Verdict.DROP
+            if flow is not None and policy != "drop-packet":
+                flow.detect_state["dropped"] = Verdict.DROP
+            self._drop(pkt, ins)
+        elif policy in ("pass-flow", "bypass") and flow is not None:
+            flow.detect_state["pass"] = True
         self._flow_records()
         return verdict
 

@@ -77,6 +77,34 @@ def drop(pkt: Packet, *, flow_id: int | None = None, app_proto: str | None = Non
     return ev
 
 
+def anomaly(pkt: Packet, name: str, *, flow_id: int | None = None,
+            app_proto: str | None = None) -> Event:
+    """The `anomaly` record of one `Packet.events` name, as Suricata's JsonAnomalyLogger:
+
+    - a decoder event ("ipv4.trunc_pkt"): `{"type": "decode", "event":
+      "decoder.ipv4.trunc_pkt"}`;
+    - a stream event ("stream.reassembly_overlap_different_data"): `{"type": "stream",
+      "event": <the name>}`;
+    - an app-layer event ("applayer.http.request_field_too_long"): `{"app_proto": "http",
+      "type": "applayer", "event": "REQUEST_FIELD_TOO_LONG", "layer": "proto_parser"}`,
+      the parser's event in Suricata's upper case.
+    """
+    kind, _, rest = name.partition(".")
+    if kind == "applayer":
+        proto, _, event = rest.partition(".")
+        ev = base("anomaly", pkt, flow_id=flow_id)
+        ev["anomaly"] = {"app_proto": proto, "type": "applayer", "event": event.upper(),
+                         "layer": "proto_parser"}
+        return ev
+    ev = base("anomaly", pkt, flow_id=flow_id, app_proto=app_proto)
+    if kind == "stream":
+        ev["anomaly"] = {"type": "stream", "event": name}
+    else:
+        ev["anomaly"] = {"type": "decode",
+                         "event": name if kind == "decoder" else "decoder." + name}
+    return ev
+
+
 def flow_end(flow: Any) -> Event:
     """The `flow` record of an ended flow (netsec.flow's Flow), client as the source."""
     body = flow.eve_flow()

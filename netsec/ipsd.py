@@ -43,7 +43,7 @@ import yaml
 
 from dom0.logsetup import setup_logging
 from netsec import eve, reject
-from netsec.cli import UsageError, parse_sets
+from netsec.cli import SET_HELP, UsageError, ignored_note, parse_sets, parse_settings
 from netsec.decode import Decoder, DecoderConfig
 from netsec.engine import Engine, EngineConfig
 from netsec.engine import Verdict as EngineVerdict
@@ -172,7 +172,7 @@ class Ipsd:
     def __init__(self, rule_paths: list[Path], logdir: Path, domains_file: Path | None,
                  flow_config: FlowConfig, clean: Iterable[str] | Bypass = (),
                  disabled_file: Path | None = None, *, variables: Variables | None = None,
-                 bypass_after_depth: bool = True) -> None:
+                 bypass_after_depth: bool = True, engine: dict[str, Any] | None = None) -> None:
         self.rule_paths = rule_paths
         self.disabled_file = disabled_file
         self.variables = variables
@@ -186,7 +186,7 @@ class Ipsd:
         rules = self.load_rules()
         if rules is None:
             raise ConfigError("no rule loaded: every rule given was refused (see above)")
-        self.engine = Engine(rules, self.flows, EngineConfig(simulate_ips=True))
+        self.engine = Engine(rules, self.flows, EngineConfig(simulate_ips=True, **(engine or {})))
         self.rules_loaded = len(rules)
         self.load_domains()
         logdir.mkdir(parents=True, exist_ok=True)
@@ -285,6 +285,14 @@ class Ipsd:
     def decide(self, payload: bytes) -> Verdict:
         self.count += 1
         pkt = self.decoder.decode(LINKTYPE_RAW, time.time(), self.count, payload)
+        if pkt is not None and pkt.no_l4 and pkt.src:
+            # An IP packet without a usable L4 header (a lone fragment given back for its
+            # anomaly, a broken TCP header): its anomaly is logged, then it is dropped, as
+            # every fragment of an incomplete datagram is; it has no flow to judge it by.
+            self.engine.process(pkt)
+            for event in self.engine.take_events():
+                self.write(event)
+            pkt = None
         if pkt is None or not pkt.src:
             self.undecodable += 1
             return Verdict.DROP      # not an IP packet we can read: it does not pass
@@ -440,7 +448,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--clean", action="append", default=[], metavar="CIDR|PORT",
                    help="flows to these destinations bypass the engine (repeatable)")
     p.add_argument("--set", dest="sets", action="append", default=[], metavar="NAME=VALUE",
-                   help="stream.reassembly.depth=N (default 1mb), stream.inline=yes, ...")
+                   help=SET_HELP)
     p.add_argument("--bypass-after-depth", action=argparse.BooleanOptionalAction,
                    default=True, help="hand a TCP flow to the kernel once a direction is "
                    "past the depth (default: yes)")
@@ -453,14 +461,18 @@ def build(args: argparse.Namespace) -> Ipsd:
     """The engine the command line describes; ConfigError names what is wrong."""
     cfg = Config.load(args.config) if args.config else Config()
     try:
-        flow_settings = {"inline": True, **cfg.flow, **parse_sets(args.sets)}
+        sets = parse_settings(args.sets)
+        flow_settings = {"inline": True, **cfg.flow, **sets.flow}
     except UsageError as e:
         raise ConfigError(str(e)) from None
+    note = ignored_note(sets)
+    if note:
+        log.warning("%s", note)
     bypass = Bypass([*cfg.bypass, *args.clean],
                     f"-c {args.config} / --clean" if args.config else "--clean")
     return Ipsd(args.rules, args.logdir, args.domains, FlowConfig(**flow_settings), bypass,
                 args.disabled, variables=cfg.variables,
-                bypass_after_depth=args.bypass_after_depth)
+                bypass_after_depth=args.bypass_after_depth, engine=sets.engine)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 class Packet:
     __slots__ = (
         "ts", "pcap_cnt", "linktype", "raw", "vlan",
-        "ip_version", "src", "dst", "ip_proto", "ttl", "ip_id", "ip_len", "frag",
+        "ip_version", "src", "dst", "ip_proto", "ttl", "ip_id", "ip_len", "frag", "no_l4",
         "sport", "dport", "tcp_flags", "seq", "ack", "window",
         "icmp_type", "icmp_code", "payload", "checksum_ok", "events",
     )
@@ -28,6 +28,10 @@ class Packet:
         self.ip_id = 0
         self.ip_len = 0               # length of the IP datagram (after reassembly)
         self.frag = False             # True when this packet was rebuilt from fragments
+        # No usable L4 header: a fragment on its own (given back for its anomaly), or a
+        # TCP/UDP/ICMP header that did not decode. No flow then, and only protocol-less rules
+        # (`ip`, `pkthdr`) see it, as Suricata sets no p->proto for such a packet.
+        self.no_l4 = False
         self.sport = 0                # TCP/UDP ports; 0 for other protocols
         self.dport = 0
         # FIN 0x01 SYN 0x02 RST 0x04 PSH 0x08 ACK 0x10 URG 0x20 ECE 0x40 CWR 0x80

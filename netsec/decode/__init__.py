@@ -4,14 +4,17 @@ Two entry points:
 
 - `decode(linktype, ts, pcap_cnt, frame, checksums)` decodes one frame on its own. An IP
   fragment comes back with its IP fields set, `payload` = the fragment's data, and no L4
-  fields (a first fragment's L4 header is not trusted until the datagram is whole).
+  fields (`no_l4`: a first fragment's L4 header is not trusted until the datagram is whole).
 - `Decoder(config).decode(linktype, ts, pcap_cnt, frame)` adds IP fragment reassembly: it
-  returns None while a datagram is incomplete and, on the fragment that completes it, a
-  packet decoded from the whole datagram (`frag=True`, `raw` = that last fragment's frame,
-  `ip_len` = the reassembled length). This is what `netsec.pcap.read_packets` uses.
+  returns None while a datagram is incomplete (except for a fragment that raised an anomaly,
+  `ipv4.frag_overlap` say: that one comes back with `no_l4=True`, its events and no L4
+  fields) and, on the fragment that completes it, a packet decoded from the whole datagram
+  (`frag=True`, `raw` = that last fragment's frame, `ip_len` = the reassembled length).
+  This is what `netsec.pcap.read_packets` uses.
 
 Malformed input never raises: the layer that fails appends Suricata's event name to
-`Packet.events` ("ipv4.trunc_pkt", "tcp.hlen_too_small", ...) and decoding stops there.
+`Packet.events` ("ipv4.trunc_pkt", "tcp.hlen_too_small", ...) and decoding stops there;
+`no_l4` says no L4 header was decoded (so no flow, netsec.packet).
 Link types: 1 Ethernet, 113 Linux SLL, 276 SLL2, 101/12 raw IP, 228 raw IPv4, 229 raw IPv6.
 """
 from __future__ import annotations
@@ -63,8 +66,9 @@ def _link(pkt: Packet, linktype: int, frame: bytes) -> tuple[int, int]:
 
 
 def decode_l4(pkt: Packet, buf: bytes, off: int, end: int, checksums: bool,
-              pseudo_src: bytes = b"", pseudo_dst: bytes = b"") -> None:
-    """Decode TCP/UDP/ICMP at buf[off:end]; other protocols keep the IP payload as `payload`."""
+              pseudo_src: bytes = b"", pseudo_dst: bytes = b"") -> bool:
+    """Decode TCP/UDP/ICMP at buf[off:end]; other protocols keep the IP payload as `payload`.
+    False when the L4 header is malformed (its event is in `pkt.events`)."""
     proto = pkt.ip_proto
     if proto == 6:
         ok = decode_tcp(pkt, buf, off, end)
@@ -74,7 +78,7 @@ def decode_l4(pkt: Packet, buf: bytes, off: int, end: int, checksums: bool,
         ok = decode_icmp(pkt, buf, off, end, proto == 58)
     else:
         pkt.payload = buf[off:end]
-        return
+        return True
     if ok and checksums:
         seg = buf[off:end]
         if proto == 1:
@@ -82,6 +86,7 @@ def decode_l4(pkt: Packet, buf: bytes, off: int, end: int, checksums: bool,
         elif not (proto == 17 and pkt.ip_version == 4 and seg[6:8] == b"\0\0"):
             pseudo = checksum.pseudo_header(pseudo_src, pseudo_dst, proto, len(seg))
             pkt.checksum_ok = pkt.checksum_ok and checksum.valid(seg, pseudo)
+    return ok
 
 
 def _addresses(buf: bytes, off: int, version: int) -> tuple[bytes, bytes]:
@@ -117,34 +122,45 @@ class Decoder:
         else:
             etype, off = _link(pkt, linktype, frame)
             if off < 0:
+                pkt.no_l4 = True
                 return pkt
         l4off, l4end, frag_off, more, frag_id = _network(pkt, etype, frame, off, checksums)
         if l4off < 0:
+            pkt.no_l4 = True
             return pkt
         if not (frag_off or more):
             if pkt.ip_proto == 6 and not checksums:
-                decode_tcp(pkt, frame, l4off, l4end)
+                pkt.no_l4 = not decode_tcp(pkt, frame, l4off, l4end)
             else:
                 src, dst = _addresses(frame, off, pkt.ip_version) if checksums else (b"", b"")
-                decode_l4(pkt, frame, l4off, l4end, checksums, src, dst)
+                pkt.no_l4 = not decode_l4(pkt, frame, l4off, l4end, checksums, src, dst)
             return pkt
         if not self.config.defrag:
             pkt.payload = frame[l4off:l4end]
+            pkt.no_l4 = True
             return pkt
         src, dst = _addresses(frame, off, pkt.ip_version)
         prefix = "ipv4" if pkt.ip_version == 4 else "ipv6"
         key = (pkt.ip_version, src, dst, frag_id, pkt.ip_proto if pkt.ip_version == 4 else 0)
-        data = self._defrag.add(key, ts, frag_off, more, frame[l4off:l4end], pkt.events, prefix)
+        # What the fragmentable part may hold: 65535 less the IPv4 header, or (IPv6, whose
+        # payload length excludes its fixed header) less the unfragmentable extensions.
+        limit = 65535 - (l4off - off) + (40 if pkt.ip_version == 6 else 0)
+        data = self._defrag.add(key, ts, frag_off, more, frame[l4off:l4end], pkt.events, prefix,
+                                limit)
         if data is None:
-            return None if not pkt.events else pkt
+            if not pkt.events:
+                return None
+            pkt.no_l4 = True   # its anomaly is logged and matched though nothing completes
+            return pkt
         pkt.frag = True
         pkt.ip_len = (l4off - off) + len(data)
         start = 0
         if pkt.ip_version == 6:
             start = walk_extensions(pkt, data, 0, len(data), pkt.ip_proto)[0]
             if start < 0:
+                pkt.no_l4 = True
                 return pkt
-        decode_l4(pkt, data, start, len(data), checksums, src, dst)
+        pkt.no_l4 = not decode_l4(pkt, data, start, len(data), checksums, src, dst)
         return pkt
 
 

@@ -3,11 +3,15 @@
 Overlap policy ("bsd", Suricata's default): bytes are laid down in order of fragment offset,
 ties in arrival order, and a byte already laid down is never replaced — so where fragments
 overlap, the one starting lowest wins, and between fragments at the same offset the first
-received wins. Any overlap raises the `ipv4.frag_overlap` / `ipv6.frag_overlap` event.
+received wins. A fragment overlapping one already held raises `ipv4.frag_overlap` /
+`ipv6.frag_overlap` on its own packet (as Suricata's DefragInsertFrag), so the anomaly is
+seen even when the datagram never completes.
 
 A datagram is tracked until complete or until `timeout` seconds of capture time pass since
 its first fragment (Suricata's default 60 s); at most `max_datagrams` are tracked, the oldest
-evicted first, and a datagram over 65535 bytes is dropped with `frag_pkt_too_large`.
+evicted first, and a fragment that would take a datagram past 65535 bytes (its IP header
+counted: `limit` is what is left for the fragmentable part) is ignored with
+`frag_pkt_too_large`, as Suricata does; the datagram's other fragments still reassemble.
 """
 from __future__ import annotations
 
@@ -33,24 +37,27 @@ class Defragmenter:
         self._datagrams: dict[tuple, _Datagram] = {}
 
     def add(self, key: tuple, ts: float, offset: int, more: bool, data: bytes,
-            events: list[str], prefix: str) -> bytes | None:
+            events: list[str], prefix: str, limit: int = MAX_DATAGRAM) -> bytes | None:
         """Add one fragment; the reassembled L4 payload when the datagram is complete."""
         self._expire(ts)
+        end = offset + len(data)
+        if end > limit:
+            # ignored, as Suricata's DefragInsertFrag: the datagram's other fragments stand
+            events.append(prefix + ".frag_pkt_too_large")
+            return None
         dg = self._datagrams.get(key)
         if dg is None:
             if len(self._datagrams) >= self.max_datagrams:
                 del self._datagrams[next(iter(self._datagrams))]
             dg = self._datagrams[key] = _Datagram(ts)
-        if offset + len(data) > MAX_DATAGRAM:
-            events.append(prefix + ".frag_pkt_too_large")
-            del self._datagrams[key]
-            return None
         if len(dg.frags) >= MAX_FRAGMENTS:
             events.append(prefix + ".frag_ignored")
             return None
+        if any(o < end and offset < o + len(d) for o, _, d in dg.frags):
+            events.append(prefix + ".frag_overlap")
         dg.frags.append((offset, len(dg.frags), data))
         if not more:
-            dg.total = offset + len(data)
+            dg.total = end
         if dg.total < 0:
             return None
         frags = sorted(dg.frags)
@@ -64,17 +71,12 @@ class Defragmenter:
         del self._datagrams[key]
         out = bytearray(dg.total)
         filled = 0
-        overlap = False
         for off, _, chunk in frags:
             end = min(off + len(chunk), dg.total)
-            if off < filled:
-                overlap = True
             if end > filled:
                 start = max(off, filled)
                 out[start:end] = chunk[start - off:end - off]
                 filled = end
-        if overlap:
-            events.append(prefix + ".frag_overlap")
         return bytes(out)
 
     def _expire(self, now: float) -> None:

@@ -47,26 +47,36 @@ def walk_extensions(pkt: Packet, buf: bytes, off: int, end: int,
     """
     frag_off, more, frag_id = 0, False, 0
     seen = 0
+    fragment_header = False
+    events = pkt.events
     while nxt in _EXT_HEADERS:
         seen += 1
         if seen > MAX_EXT_HEADERS or end - off < 8:
-            pkt.events.append("ipv6.trunc_exthdr")
+            events.append("ipv6.trunc_exthdr")
             return NOT_DECODED
         if nxt == _FRAGMENT:
-            if frag_id or frag_off or more:
-                pkt.events.append("ipv6.exthdr_dupl_fh")
+            if fragment_header:
+                events.append("ipv6.exthdr_dupl_fh")
                 return NOT_DECODED
+            fragment_header = True
+            if buf[off + 1]:   # reserved; a covert channel or a fingerprint, not fatal
+                events.append("ipv6.fh_non_zero_reserved_field")
             fo, frag_id = unpack_from("!HI", buf, off + 2)
             frag_off, more = fo & 0xFFF8, bool(fo & 1)
             if not more and not frag_off:
+                # an atomic fragment (RFC 6946): decoded at once, but it is odd
+                events.append("ipv6.exthdr_useless_fh")
                 frag_id = 0
+            elif more and (end - off - 8) % 8:
+                # every fragment but the last carries a multiple of 8 bytes (RFC 8200 4.5)
+                events.append("ipv6.frag_invalid_length")
             nxt, hlen = buf[off], 8
         elif nxt == _AH:
             nxt, hlen = buf[off], (buf[off + 1] + 2) * 4
         else:
             nxt, hlen = buf[off], (buf[off + 1] + 1) * 8
         if off + hlen > end:
-            pkt.events.append("ipv6.trunc_exthdr")
+            events.append("ipv6.trunc_exthdr")
             return NOT_DECODED
         off += hlen
         if frag_off or more:

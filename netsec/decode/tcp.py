@@ -21,22 +21,24 @@ def decode_tcp(pkt: Packet, buf: bytes, off: int, end: int) -> bool:
         pkt.events.append("tcp.invalid_optlen")
         return False
     pkt.tcp_flags = offflags & 0xFF
-    if hlen > 20 and not _check_options(pkt, buf, off + 20, off + hlen):
-        return False
+    if hlen > 20:
+        _check_options(pkt, buf, off + 20, off + hlen)
     pkt.payload = buf[off + hlen:end]
     return True
 
 
-def _check_options(pkt: Packet, buf: bytes, off: int, end: int) -> bool:
+def _check_options(pkt: Packet, buf: bytes, off: int, end: int) -> None:
+    """A malformed option is an event, not the end of the segment: parsing of the options
+    stops there and the segment is still decoded, as Suricata's DecodeTCPOptions and the
+    receivers (Linux's tcp_parse_options) do, so its data cannot slip by uninspected."""
     while off < end:
         kind = buf[off]
         if kind == 0:
-            return True
+            return
         if kind == 1:
             off += 1
             continue
         if off + 1 >= end or buf[off + 1] < 2 or off + buf[off + 1] > end:
             pkt.events.append("tcp.opt_invalid_len")
-            return False
+            return
         off += buf[off + 1]
-    return True

@@ -152,6 +152,19 @@ def _stale_stream_match(rule: Any, ins: Inspection) -> bool:
     return not matches(data[-(new + overlap):])
 
 
+def _with_payload(ins: Inspection, inspections: list[Inspection]) -> Inspection:
+    """The tx step `ins` with the packet and stream buffers of the same packet added."""
+    buffers = dict(ins.buffers)
+    for other in inspections:
+        if other.tx_id is None:
+            for name in _PAYLOAD:
+                data = other.buffers.get(name)
+                if data is not None:
+                    buffers[name] = data
+    return Inspection(ins.packet, ins.flow, ins.to_server, buffers, ins.tx_id,
+                      ins.stream_new)
+
+
 class _Group:
     """The rules of one IP protocol: a prefilter and the always-candidates per step kind."""
 
@@ -161,7 +174,9 @@ class _Group:
         entries = []
         for c in rules:
             pf = c.rule.prefilter
-            if pf is not None and pf[1]:
+            # A payload fast pattern of a rule that also needs app-layer buffers is found
+            # on the packet step, but the rule runs on the tx step: no prefilter for it.
+            if pf is not None and pf[1] and not (c.app_buffers and pf[0] == PKT):
                 entries.append((c.idx, pf[0], pf[1], pf[2]))
                 continue
             if c.app_buffers:
@@ -195,6 +210,7 @@ class Detector:
         """All full matches for one packet's inspections, in Suricata's evaluation order."""
         work: list[tuple[tuple, _Compiled, Inspection]] = []
         flow = None
+        inspections = list(inspections)
         for ins in inspections:
             flow = ins.flow
             if flow is not None:
@@ -222,7 +238,13 @@ class Detector:
             else:
                 key = None
             rule = c.rule
-            if not rule.match(ins) or (c.payload and _stale_stream_match(rule, ins)):
+            if c.payload and c.app_buffers:
+                # Payload and app-layer buffers in one rule (`content:..; dns_query; ..`):
+                # Suricata inspects the payload part on the packet that brought the
+                # transaction's data, so its tx step sees this packet's payload too.
+                if not rule.match(_with_payload(ins, inspections)):
+                    continue
+            elif not rule.match(ins) or (c.payload and _stale_stream_match(rule, ins)):
                 continue
             alerted.add(c.idx)
             if key is not None:
@@ -249,7 +271,9 @@ class Detector:
 
     def _candidates(self, ins: Inspection) -> list[tuple[tuple, _Compiled, Inspection]]:
         pkt = ins.packet
-        group = self.groups.get(pkt.ip_proto) or self.groups[0]
+        # A lone fragment has no L4 header: only protocol-less rules see it (Suricata).
+        group = self.groups[0] if pkt.no_l4 else \
+            self.groups.get(pkt.ip_proto) or self.groups[0]
         buffers = ins.buffers
         if ins.tx_id is not None or not (PKT in buffers or STREAM in buffers):
             kind = _APP

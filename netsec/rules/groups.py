@@ -39,7 +39,9 @@ def _complement(ivs: Intervals, top: int) -> Intervals:
 
 
 def _split_top(text: str, what: str) -> list[str]:
-    items, depth, cur = [], 0, []
+    items: list[str] = []
+    cur: list[str] = []
+    depth = 0
     for ch in text:
         if ch == "[":
             depth += 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from netsec.inspection import PKT, STREAM
 from netsec.rules.addresses import AddressMatcher
@@ -15,7 +16,8 @@ from netsec.rules.variables import Variables
 
 # proto -> (IP protocol or None for any, application protocol or None)
 PROTOS: dict[str, tuple[int | None, str | None]] = {
-    "ip": (None, None), "pkthdr": (None, None), "tcp": (6, None), "tcp-pkt": (6, None),
+    "ip": (None, None), "pkthdr": (None, None), "ipv4": (None, None), "ipv6": (None, None),
+    "tcp": (6, None), "tcp-pkt": (6, None),
     "tcp-stream": (6, None), "udp": (17, None), "icmp": (1, None), "icmpv4": (1, None),
     "icmpv6": (58, None), "sctp": (132, None),
     **{p: (6, p) for p in ("http", "http1", "http2", "tls", "ssh", "smtp", "ftp", "ftp-data",
@@ -26,13 +28,16 @@ PROTOS: dict[str, tuple[int | None, str | None]] = {
                             "bittorrent-dht", "sip")},
     **{p: (None, p) for p in ("dns", "krb5", "nfs")},
 }
+_IP_VERSIONS = {"ipv4": 4, "ipv6": 6}   # `alert ipv6 ...`: IP, of that version only
 _OPTION = re.compile(r"\s*((?:[^;\\]|\\.)*);", re.S)
 _NAME = re.compile(r"[A-Za-z0-9_.\-]+")
 _VIRGIN = Variables()
 
 
 def _split_header(header: str, where: str) -> list[str]:
-    out, cur, depth = [], [], 0
+    out: list[str] = []
+    cur: list[str] = []
+    depth = 0
     for ch in header:
         if ch == "[":
             depth += 1
@@ -52,7 +57,7 @@ def _split_header(header: str, where: str) -> list[str]:
     return out
 
 
-def _matcher(cls: type, text: str, variables: Variables) -> object:
+def _matcher(cls: type, text: str, variables: Variables) -> Any:
     key = (cls.__name__, text)
     m = variables.cache.get(key)
     if m is None:
@@ -107,6 +112,9 @@ def parse_rule(text: str, variables: Variables | None = None, where: str = "<str
         rule.sport = _matcher(PortMatcher, sport, variables)
         rule.dport = _matcher(PortMatcher, dport, variables)
         b = Builder(rule, shared)
+        if proto in _IP_VERSIONS:
+            version = _IP_VERSIONS[proto]
+            b.checks.append(lambda ins: ins.packet.ip_version == version)
         for name, value in split_options(text[start + 1:end], where):
             kw = lookup(name)
             if kw.value is True and not value:

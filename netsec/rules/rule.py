@@ -169,14 +169,17 @@ class Builder:
             ch = self.chains[key] = Chain(buffer, names, funcs)
         return ch
 
-    def add(self, item: Item, buffer: str | None = None) -> None:
+    def add(self, item: Item, buffer: str | None = None, chain: Chain | None = None) -> None:
+        """Append to `chain` when given, else to the buffer's (or the current) chain."""
         self.last_item = item
-        if buffer is None and self.redirect is not None:
+        if chain is None and buffer is None and self.redirect is not None:
             self.redirect.append(item)
             if isinstance(item, Content):
                 self.last, self.content_chain = item, None
             return
-        if buffer is None and self.sticky is None and item.relative and self.last_chain:
+        if chain is not None:
+            ch = chain
+        elif buffer is None and self.sticky is None and item.relative and self.last_chain:
             # Without a sticky buffer, a relative keyword joins the list of the item it
             # follows (Suricata's DetectGetLastSMFromLists), e.g. after `http_uri`.
             ch = self.last_chain

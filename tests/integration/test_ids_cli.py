@@ -81,8 +81,18 @@ def test_errors_name_what_is_wrong(case: Path) -> None:
     r = ids("-r", str(case / "in.pcap"), "-S", str(case / "rules"),
             "--set", "stream.reassembly.depth=lots")
     assert r.returncode == 1 and "not a size" in r.stderr
-    r = ids("-r", str(case / "in.pcap"), "-S", str(case / "rules"), "--set", "x.y=1")
-    assert r.returncode == 1 and "unknown setting" in r.stderr
+    r = ids("-r", str(case / "in.pcap"), "-S", str(case / "rules"), "--set", "mpm-algo")
+    assert r.returncode == 1 and "--set mpm-algo: want name=value" in r.stderr
+    r = ids("-r", str(case / "in.pcap"), "-S", str(case / "rules"),
+            "--set", "exception-policy=sometimes")
+    assert r.returncode == 1 and "--set exception-policy=sometimes: want one of" in r.stderr
+    # Suricata settings this engine does not apply are accepted and named once
+    r = ids("-r", str(case / "in.pcap"), "-S", str(case / "rules"), "-l", str(case / "log"),
+            "--set", "mpm-algo=hs", "--set", "detect.guess-applayer-tx=yes",
+            "--set", "mpm-algo=ac", "--set", "exception-policy=drop-flow")
+    assert r.returncode == 0, r.stderr
+    assert r.stderr.count("ignored, not applied by this engine: "
+                          "mpm-algo, detect.guess-applayer-tx\n") == 1
 
 
 def test_check_rules_reports_loaded_and_skipped_with_where_and_why(case: Path) -> None:

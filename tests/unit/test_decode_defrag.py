@@ -37,14 +37,17 @@ def test_overlap_policy_lowest_offset_wins_then_first_received() -> None:
     d = Decoder()
     evil = b"E" * 16
     assert d.decode(101, 0, 1, _v4_frag(8, UDP_DATA[8:24], True)) is None
-    # same offset again with other bytes: the first received stays
-    assert d.decode(101, 0, 2, _v4_frag(8, evil, True)) is None
+    # same offset again with other bytes: the first received stays; the overlapping
+    # fragment's own packet carries the event (it is logged though nothing is complete)
+    second = d.decode(101, 0, 2, _v4_frag(8, evil, True))
+    assert second is not None and second.events == ["ipv4.frag_overlap"]
+    assert second.no_l4 and not second.frag and (second.sport, second.payload) == (0, b"")
     # a fragment starting lower overlaps [8:16] and wins there (it starts first)
-    assert d.decode(101, 0, 3, _v4_frag(0, UDP_DATA[:8] + b"Z" * 8, True)) is None
+    third = d.decode(101, 0, 3, _v4_frag(0, UDP_DATA[:8] + b"Z" * 8, True))
+    assert third is not None and third.events == ["ipv4.frag_overlap"]
     pkt = d.decode(101, 0, 4, _v4_frag(24, UDP_DATA[24:], False))
-    assert pkt is not None
+    assert pkt is not None and pkt.events == []   # it overlaps nothing
     assert pkt.payload == b"Z" * 8 + UDP_DATA[16:]
-    assert "ipv4.frag_overlap" in pkt.events
 
 
 def test_distinct_ids_do_not_mix_and_timeout_drops() -> None:
@@ -70,7 +73,8 @@ def _v6_frag(offset: int, data: bytes, more: bool) -> bytes:
 def test_ipv6_fragments_out_of_order_with_overlap() -> None:
     d = Decoder()
     assert d.decode(101, 0, 1, _v6_frag(16, UDP_DATA[16:], False)) is None
-    assert d.decode(101, 0, 2, _v6_frag(8, b"Q" * 16, True)) is None
+    held = d.decode(101, 0, 2, _v6_frag(8, b"Q" * 16, True))
+    assert held is not None and held.events == ["ipv6.frag_overlap"]
     pkt = d.decode(101, 0, 3, _v6_frag(0, UDP_DATA[:16], True))
     assert pkt is not None and pkt.frag and pkt.ip_version == 6
     # bytes 8-16: the fragment at 0 starts lowest and wins over the earlier one at 8;
@@ -97,3 +101,65 @@ def test_ipv6_fragmentable_part_starting_with_destination_options() -> None:
     assert d.decode(101, 0, 1, frag(0, whole[:24], True)) is None
     pkt = d.decode(101, 0, 2, frag(24, whole[24:], False))
     assert pkt is not None and (pkt.ip_proto, pkt.dport) == (17, 2222)
+
+
+def _v6_raw_frag(offset: int, data: bytes, more: bool, res: int = 0) -> bytes:
+    """An IPv6 fragment whose Fragment header's reserved byte is `res` (scapy's `res1`)."""
+    return bytes(IPv6(src="2001:db8::1", dst="2001:db8::2") /
+                 IPv6ExtHdrFragment(id=6, offset=offset // 8, m=int(more), nh=17, res1=res) /
+                 data)
+
+
+def test_ipv6_fragment_header_oddities_are_suricatas_events() -> None:
+    # an atomic fragment (offset 0, no more): decoded at once, flagged as useless
+    pkt = decode(101, 0, 1, _v6_raw_frag(0, UDP_DATA, False))
+    assert pkt.events == ["ipv6.exthdr_useless_fh"] and pkt.dport == 2222
+    # the reserved byte set: not fatal
+    pkt = Decoder().decode(101, 0, 1, _v6_raw_frag(0, UDP_DATA, False, res=7))
+    assert pkt is not None and "ipv6.fh_non_zero_reserved_field" in pkt.events
+    # a non-last fragment whose length is not a multiple of 8
+    odd = Decoder().decode(101, 0, 1, _v6_raw_frag(0, UDP_DATA[:13], True))
+    assert odd is not None and odd.events == ["ipv6.frag_invalid_length"]
+    # two Fragment headers, the first atomic (it used to pass unseen)
+    two = IPv6(src="2001:db8::1", dst="2001:db8::2") / IPv6ExtHdrFragment(nh=44) / \
+        IPv6ExtHdrFragment(nh=17, m=1, id=3) / UDP_DATA[:16]
+    pkt = decode(101, 0, 1, bytes(two))
+    assert "ipv6.exthdr_dupl_fh" in pkt.events
+    # a well-formed first fragment raises nothing
+    assert Decoder().decode(101, 0, 1, _v6_raw_frag(0, UDP_DATA[:16], True)) is None
+
+
+def test_too_large_counts_the_ip_header_and_ignores_only_that_fragment() -> None:
+    # 65520 + 8 bytes of data fit 65535 only without the 20-byte header
+    d = Decoder()
+    assert d.decode(101, 0, 1, _v4_frag(0, UDP_DATA[:16], True)) is None
+    pkt = d.decode(101, 0, 2, _v4_frag(65520, b"x" * 8, False))
+    assert pkt is not None and pkt.events == ["ipv4.frag_pkt_too_large"] and pkt.no_l4
+    # the datagram's own fragments still make it whole, as in Suricata
+    whole = d.decode(101, 0, 3, _v4_frag(16, UDP_DATA[16:], False))
+    assert whole is not None and whole.payload == UDP_DATA[8:] and whole.events == []
+    assert Decoder().decode(101, 0, 1, _v4_frag(65504, b"x" * 8, False)) is None
+
+
+def test_tiny_first_fragment_and_a_tcp_header_overwrite() -> None:
+    """RFC 1858: a first fragment too small for the TCP header, then one at offset 8 that
+    rewrites the header (flags, ports) — reassembled first, so the TCP header the
+    detector sees is the one the receiver (BSD policy) builds, and the overlap is an event."""
+    from scapy.layers.inet import TCP
+
+    seg = bytes(TCP(sport=40000, dport=80, flags="S", seq=1, chksum=0)) + b"payload!"
+    tcp_frag = lambda off, data, more: bytes(  # noqa: E731
+        IP(src="10.1.1.1", dst="10.2.2.2", id=7, proto=6, frag=off // 8,
+           flags="MF" if more else 0) / data)
+    d = Decoder()
+    assert d.decode(101, 0, 1, tcp_frag(0, seg[:8], True)) is None   # ports and seq only
+    # the next fragment starts at 8 again (the ack, offset and flags) with other flags
+    rewritten = bytes(TCP(sport=40000, dport=80, flags="PA", seq=1, chksum=0))[8:]
+    over = d.decode(101, 0, 2, tcp_frag(0, seg[:8] + rewritten, True))
+    assert over is not None and over.events == ["ipv4.frag_overlap"]
+    pkt = d.decode(101, 0, 3, tcp_frag(16, seg[16:], False))
+    assert pkt is not None and pkt.frag
+    # first received wins at the same offset: the SYN of the first fragment's bytes... and
+    # the header bytes 8-20 come from the only fragment that held them
+    assert (pkt.ip_proto, pkt.sport, pkt.dport, pkt.payload) == (6, 40000, 80, b"payload!")
+    assert pkt.tcp_flags == 0x18

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
-from scapy.layers.inet import IP, TCP
+from scapy.layers.inet import IP, TCP, UDP
 
 from netsec.flow import FlowConfig
 from netsec.inline import Verdict
@@ -70,6 +70,23 @@ def test_a_destination_judged_clean_is_bypassed_at_once(tmp_path: Path) -> None:
 
 def test_what_does_not_decode_does_not_pass(tmp_path: Path) -> None:
     assert ipsd(tmp_path).decide(b"\x45\x00garbage") is Verdict.DROP
+
+
+def test_a_lone_fragment_is_logged_and_never_passes(tmp_path: Path) -> None:
+    engine = ipsd(tmp_path, clean=("203.0.113.0/24",))
+    assert engine.decide(flow([])[0]) is Verdict.BYPASS   # the last flow seen is a clean one
+    udp = bytes(UDP(sport=4444, dport=53, len=8 + 32, chksum=0)) + b"A" * 32
+    frag = lambda off, data, more: bytes(IP(  # noqa: E731
+        src=GUEST, dst="198.51.100.7", id=5, proto=17, frag=off // 8,
+        flags="MF" if more else 0) / data)
+    assert engine.decide(frag(0, udp[:24], True)) is Verdict.DROP
+    # the overlapping fragment: its anomaly is logged, and no other flow's verdict applies
+    assert engine.decide(frag(8, b"X" * 16, True)) is Verdict.DROP
+    assert engine.decide(frag(24, udp[24:], False)) is Verdict.ACCEPT   # the whole datagram
+    engine.out.flush()
+    anomalies = [json.loads(line) for line in (tmp_path / "log" / "eve.json").read_text()
+                 .splitlines() if '"anomaly"' in line]
+    assert [a["anomaly"]["event"] for a in anomalies] == ["decoder.ipv4.frag_overlap"]
 
 
 def test_reload_brings_new_rules_and_keeps_flows(tmp_path: Path) -> None:

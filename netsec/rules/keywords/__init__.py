@@ -39,6 +39,7 @@ def _build() -> dict[str, Keyword]:
         buffers,
         bytes_,
         content,
+        events,
         flow,
         flowbits,
         flowint,
@@ -52,7 +53,7 @@ def _build() -> dict[str, Keyword]:
     )
     table: dict[str, Keyword] = {}
     for mod in (meta, content, pcre, bytes_, buffers, transforms, flow, flowbits, flowint,
-                threshold, header, xbits, stream_size):
+                threshold, header, xbits, stream_size, events):
         for kw in mod.KEYWORDS:
             for name in (kw.name, *kw.aliases):
                 if name in table:

@@ -60,14 +60,29 @@ def setup_flow(b: Builder, value: str | None) -> None:
     b.checks.extend(_CHECKS[o] for o in sorted(opts) if o in _CHECKS)
 
 
+# Suricata's modes (which of the flow's per-direction protocols is compared); this engine
+# detects one protocol per flow, so each mode reads that one.
+_ALPROTO_MODES = frozenset({"direction", "final", "to_server", "to_client", "either",
+                            "original"})
+
+
 def setup_app_layer_protocol(b: Builder, value: str | None) -> None:
-    v = (value or "").strip()
+    """`app-layer-protocol:[!]name[,mode]`. As Suricata's DetectAppLayerProtocolPacketMatch:
+    no flow never matches, and a negated protocol matches only once the flow's protocol is
+    known (detected, or "failed"), so `!http` does not fire on a handshake or on data that
+    is still being probed."""
+    v, _, mode = (value or "").partition(",")
+    v, mode = v.strip(), mode.strip()
     negated = v.startswith("!")
     name = v.lstrip("!").strip()
     if not name or not name.replace("-", "").replace("_", "").isalnum():
         raise RuleError(f"app-layer-protocol: bad protocol {value!r}")
+    if mode and mode not in _ALPROTO_MODES:
+        raise RuleError(f"app-layer-protocol: unknown mode {mode!r} (want one of "
+                        f"{', '.join(sorted(_ALPROTO_MODES))})")
     if negated:
-        b.checks.append(lambda ins: ins.flow is None or ins.flow.app_proto != name)
+        b.checks.append(lambda ins: ins.flow is not None
+                        and ins.flow.app_proto not in ("", name))
     else:
         b.checks.append(lambda ins: ins.flow is not None and ins.flow.app_proto == name)
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 import re
 import warnings
 
+from netsec.rules.byteops import ByteExtract, ByteJump
 from netsec.rules.errors import RuleError
-from netsec.rules.inspect import Pcre
+from netsec.rules.inspect import Content, Pcre
 from netsec.rules.keywords import DOCS, Keyword
-from netsec.rules.rule import Builder
+from netsec.rules.rule import Builder, Chain
 
 _URL = DOCS + "payload-keywords.html#pcre-perl-compatible-regular-expressions"
 
@@ -98,7 +99,34 @@ def setup_pcre(b: Builder, value: str | None) -> None:
             regex = re.compile(_translate(src).encode("utf-8", "surrogateescape"), reflags)
     except (re.error, OverflowError, RecursionError) as e:
         raise RuleError(f"pcre: Python cannot compile /{src}/: {e}") from None
-    b.add(Pcre(regex, negated, relative, anchored, src), buffer)
+    item = Pcre(regex, negated, relative, anchored, src)
+    if b.redirect is not None and buffer is None:   # after base64_data
+        b.add(item)
+        return
+    b.add(item, chain=_chain(b, buffer, relative, flags))
+
+
+# Keywords that leave a match position a relative pcre can start from.
+_ANCHORS = (Content, Pcre, ByteJump, ByteExtract)
+
+
+def _chain(b: Builder, buffer: str | None, relative: bool, flags: str) -> Chain:
+    """The list the pcre joins, as Suricata's DetectPcreSetup picks it: the sticky buffer,
+    else the buffer its flag names, else the payload. Unlike content modifiers, a relative
+    pcre does not follow the previous content into its buffer: `/R` without a buffer flag
+    is relative to the payload's last match (`content:"a"; http_uri; pcre:"/b/R"` fails)."""
+    if b.sticky is not None:
+        # Suricata's Q flag is its file_data list, the one `file_data` makes sticky.
+        if buffer is not None and buffer != b.sticky and \
+                (buffer, b.sticky) != ("http.response_body", "file.data"):
+            raise RuleError(f"pcre: flags {flags!r} name {buffer} while the sticky buffer "
+                            f"{b.sticky} is set")
+        return b.chain()
+    ch = b.chain(buffer)
+    if relative and not any(isinstance(i, _ANCHORS) for i in ch.items):
+        raise RuleError("pcre: with /R (relative) needs a preceding match in the same "
+                        f"buffer ({buffer or 'payload'})")
+    return ch
 
 
 KEYWORDS = (Keyword("pcre", setup_pcre, "match a regular expression in the buffer", _URL),)
