@@ -73,9 +73,9 @@ def pax(records: dict[str, str], kind: bytes = b"x") -> bytes:
     body = b""
     for key, value in records.items():
         rec = f" {key}={value}\n".encode()
-        n = len(rec)
-        while len(str(n + len(str(n))).encode()) + len(rec) != n:
-            n = len(rec) + len(str(n))
+        n = len(rec) + 1     # a record's length counts its own digits
+        while len(str(n)) + len(rec) != n:
+            n += 1
         body += str(n).encode() + rec
     return member("././@PaxHeader", body, kind)
 
