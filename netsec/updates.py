@@ -145,6 +145,11 @@ class Updater:
                 raise _Refused(INVALID, "stage", str(e)) from None
             except TrustError as e:
                 raise _Refused(REFUSED, "trust", f"the trust store: {e}") from None
+            except Exception as e:  # noqa: BLE001 - the bundle's captures broke the engine
+                log.exception("staging bundle %d raised", bundle.version)
+                raise _Refused(INVALID, "stage", f"self-test failed: the engine broke on the "
+                                                 f"bundle ({type(e).__name__}: "
+                                                 f"{str(e)[:200]})") from None
             try:
                 shutil.rmtree(final, ignore_errors=True)  # a leftover of an earlier failure
                 staging.rename(final)
