@@ -307,11 +307,10 @@ def _members(data: bytes) -> dict[str, memoryview]:
     return out
 
 
-def _json(raw: bytes | memoryview, what: str) -> Any:
-    """`raw` parsed once its shape is known to be small: at most MAX_JSON_DEPTH deep and
-    MAX_JSON_VALUES values, measured by a scan that holds one token at a time (json itself
-    recurses, and a value costs Python ~50 times its text)."""
-    raw = bytes(raw)
+def check_json_shape(raw: bytes, what: str) -> None:
+    """Refuse JSON deeper than MAX_JSON_DEPTH or of more than MAX_JSON_VALUES values,
+    measured by a scan that holds one token at a time, before anything parses it (json
+    recurses, and a value costs Python ~50 times its text). Also for TUF metadata."""
     depth = values = 0
     for token in _JSON_TOKEN.finditer(raw):
         c = token.group()[:1]
@@ -325,6 +324,12 @@ def _json(raw: bytes | memoryview, what: str) -> Any:
             values += 1
             if values > MAX_JSON_VALUES:
                 raise BundleError(f"{what}: more than {MAX_JSON_VALUES} values")
+
+
+def _json(raw: bytes | memoryview, what: str) -> Any:
+    """`raw` parsed once its shape is known to be small (check_json_shape)."""
+    raw = bytes(raw)
+    check_json_shape(raw, what)
     try:
         return json.loads(raw)
     except ValueError as e:    # JSONDecodeError, bad UTF-8, an int past 4300 digits

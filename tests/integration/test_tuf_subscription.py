@@ -165,6 +165,23 @@ def test_metadata_signed_by_another_key_is_refused(served: Served, owner: TrustS
         fetch(served, owner)
 
 
+@pytest.mark.parametrize(("role", "content", "reason"), [
+    ("timestamp", b"[" * 60_000 + b"]" * 60_000, "timestamp.json: nested deeper than 8"),
+    ("timestamp", b"[" + b"0," * 400_000 + b"0]", "timestamp.json: more than"),
+    ("timestamp", b"0" * (2 << 20), "a download is longer than allowed"),
+    ("snapshot", b'{"signed": {"a": {"b": {"c": {"d": {"e": {"f": {"g": {}}}}}}}}}',
+     "snapshot.json: nested deeper than 8"),
+])
+def test_metadata_beyond_the_bounds_is_refused_before_it_is_parsed(
+        served: Served, owner: TrustStore, role: str, content: bytes, reason: str) -> None:
+    """Under MAX_METADATA, but ngclient's json.loads would recurse or build ~20 MB."""
+    if role == "snapshot":
+        served.resign("timestamp", lambda t: setattr(t.snapshot_meta, "length", None))
+    (served.repo / "metadata" / f"{role}.json").write_bytes(content)
+    with pytest.raises(SubscriptionError, match=reason):
+        fetch(served, owner)
+
+
 def test_a_new_enrollment_starts_the_metadata_over(served: Served, owner: TrustStore) -> None:
     assert fetch(served, owner) == served.bundles[1]
     # The owner moves to another provider, whose repository appears at the same address.
