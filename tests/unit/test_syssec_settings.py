@@ -59,3 +59,17 @@ def test_clean_destinations_and_category_schedules(tmp_path: Path) -> None:
     settings = Settings.load(path)
     assert settings.clean == ("192.0.2.0/24",)
     assert settings.schedules == {"games": ["mon-fri 08:00-16:00"]}
+
+
+@pytest.mark.parametrize(("text", "reason"), [
+    ('schedules = "always"\n', r"\[schedules\] must be a table"),
+    ('[schedules]\ngames = "mon-fri 08:00-16:00"\n', "games: must be a list of time windows"),
+    ('[schedules]\ngames = ["weekdays 8-4"]\n', "games: time window 'weekdays 8-4'"),
+    ('[schedules]\ngames = ["mon-fri 08:00-25:00"]\n', "25:00 is not a time of day"),
+])
+def test_a_schedule_that_does_not_parse_is_refused_at_load(tmp_path: Path, text: str,
+                                                           reason: str) -> None:
+    path = tmp_path / "syssec.toml"
+    path.write_text(text)
+    with pytest.raises(SystemExit, match=f"syssec.toml: .*{reason}"):
+        Settings.load(path)
