@@ -168,7 +168,8 @@ class TrustStore:
         targets role when none are given) and its channel CA. Replaces any earlier
         enrollment whole and lifts a revocation. The applied version is kept when the
         bundle keys stay the same (no rollback through a re-enrollment) and starts over
-        for new keys (another provider numbers its bundles its own way)."""
+        for new keys (another provider numbers its bundles its own way); what the owner
+        shares and the rules switched off stay, whoever is enrolled."""
         for what, blob in (("root.json", root_json), ("provider CA", ca_pem),
                            *((f"bundle key {i + 1}", k) for i, k in enumerate(bundle_keys))):
             if blob is not None and len(blob) > MAX_INPUT:
@@ -209,7 +210,8 @@ class TrustStore:
         state = TrustState(provider=provider or (before.provider if same_keys else ""),
                            enrolled=True, threshold=threshold, keys=ids,
                            last_version=before.last_version if same_keys else 0,
-                           share_alerts=before.share_alerts)
+                           share_alerts=before.share_alerts,
+                           disabled_sids=before.disabled_sids)
         self.save(state)
         for stale in keys_dir.glob("*.pub"):
             if stale.stem not in ids:
