@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
+import functools
 import json
 import logging
 import os
@@ -133,6 +134,7 @@ class Launch:
     lists: Path
     rules_dir: Path                      # where hyperwall-policy.rules is written
     ipsd_pidfile: Path | None = None     # an engine run by someone else: signal, not start
+    ipsd_socket: Path | None = None      # its counters (--socket), to learn a reload's outcome
     engine: bool = True                  # False: no inspection at all (fail open)
     vpn_iface: str | None = None         # a tunnel managed elsewhere, for vpn-only guests
 
@@ -346,7 +348,8 @@ class Controller:
 
     def reload_content(self) -> None:
         """A bundle was swapped in: lists, category rules and the engine's rules follow.
-        Raises when the engine cannot take them (the updater then rolls back)."""
+        Raises when the engine cannot take them, which its counters tell (the updater then
+        rolls back)."""
         self.blocklist = self._load_lists(self.blocklist)
         self.resolver.blocklist = self.blocklist
         self.write_category_rules()
@@ -356,7 +359,23 @@ class Controller:
         pid = self.engine_pid()
         if pid is None:
             raise OSError("the engine is not running")
-        os.kill(pid, signal.SIGHUP)
+        counters = None
+        stats = self.engine_socket()
+        if stats is not None:
+            from netsec.ipsd import read_stats  # the engine's module: only once a bundle came
+            counters = functools.partial(read_stats, stats)
+        try:
+            _, said = security_service.reload_engine(pid, counters)
+        except security_service.ReloadError as e:
+            raise OSError(e.message) from None
+        log.info("engine reloaded: %s", said)
+
+    def engine_socket(self) -> Path | None:
+        """Where the engine answers its counters: the one this controller starts answers on
+        run/ipsd.sock."""
+        if self.launch.ipsd_pidfile is not None:
+            return self.launch.ipsd_socket
+        return self.state / "run" / "ipsd.sock"
 
     async def watch_policy(self) -> None:
         async for _ in self.store.watch("backend/vif"):
@@ -454,7 +473,7 @@ class Controller:
                 "-S", str(st / "bundles" / "current" / "rules"),
                 "--disabled", str(st / "provider" / "state.json"),
                 "-l", str(st / "log"), "--domains", str(rundir / "domains.json"),
-                "--pidfile", str(rundir / "ipsd.pid"),
+                "--pidfile", str(rundir / "ipsd.pid"), "--socket", str(rundir / "ipsd.sock"),
                 *(arg for net in self.settings.clean for arg in ("--clean", net))]
         while True:
             started = time.monotonic()
@@ -576,7 +595,8 @@ async def follow_subscription(settings: Settings, updater: Updater, state: Path)
 def launch_from(args: argparse.Namespace) -> Launch:
     d = Launch.defaults(args.state_dir)
     return Launch(lists=args.lists or d.lists, rules_dir=args.rules_dir or d.rules_dir,
-                  ipsd_pidfile=args.ipsd_pidfile, engine=not args.no_engine,
+                  ipsd_pidfile=args.ipsd_pidfile, ipsd_socket=args.ipsd_socket,
+                  engine=not args.no_engine,
                   vpn_iface=args.vpn_iface)
 
 
@@ -652,6 +672,8 @@ def main(argv: list[str] | None = None) -> None:
     engine = p.add_mutually_exclusive_group()
     engine.add_argument("--ipsd-pidfile", type=Path, metavar="FILE", help="the engine is run "
                         "by someone else with this pidfile: SIGHUP it, do not start one")
+    p.add_argument("--ipsd-socket", type=Path, metavar="PATH", help="with --ipsd-pidfile: "
+                   "the engine's --socket, whose counters tell whether a reload took")
     engine.add_argument("--no-engine", action="store_true", help="forward without inspection "
                         "(fail open; tests and bring-up only)")
     args = p.parse_args(argv)

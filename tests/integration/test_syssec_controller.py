@@ -22,7 +22,9 @@ import pytest
 
 from dom0.layout import Node, vif_addressing, vif_nodes
 from dom0.xenstore.client import AsyncXenStore
+from netsec.ipsd import read_stats
 from netsec.rules import load_rules
+from netsec.syssec import Controller, Launch, Settings
 from tests.conftest import REPO, Daemon
 from tests.netlab import Lab, lab
 
@@ -278,3 +280,39 @@ async def test_a_start_on_lists_that_fail_runs_on_the_last_good_ones_and_says_so
     said = await world.restart(lambda v: v.startswith("WARNING:"))
     assert "block lists hold 0 sites, fewer than the 1 of the last good lists" in said, said
     assert world.probe("family", "dns", GW, "blocked.example") == ZONE["blocked.example"]
+
+
+def test_a_reload_the_engine_refuses_is_learnt_from_its_counters(tmp_path: Path) -> None:
+    """reload_content used only to SIGHUP hyperwall-ipsd: a reload ipsd refused counted as
+    taken, and the updater kept a bundle the engine was not running. Here the real engine
+    (on an NFQUEUE of its own namespace) takes good rules and refuses rules of which none
+    load, and the controller learns both from its --socket counters."""
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "a.rules").write_text('alert http any any -> any any (msg:"a"; sid:1; rev:1;)\n')
+    pidfile, sock = tmp_path / "ipsd.pid", tmp_path / "ipsd.sock"
+    with lab("hwrl") as net:
+        ns = net.ns("s")
+        ipsd = start(["ip", "netns", "exec", ns, sys.executable, "-m", "netsec.ipsd",
+                      "--queue", "0", "-S", str(rules), "-l", str(tmp_path / "log"),
+                      "--pidfile", str(pidfile), "--socket", str(sock)],
+                     tmp_path / "ipsd.log")
+        try:
+            assert ipsd.stdout is not None and ipsd.stdout.readline().strip() == b"ready", \
+                (tmp_path / "ipsd.log").read_text()
+            d = Launch.defaults(tmp_path)
+            ctl = Controller(None, tmp_path, Settings(),
+                             Launch(d.lists, d.rules_dir, ipsd_pidfile=pidfile,
+                                    ipsd_socket=sock))
+            (rules / "b.rules").write_text(
+                'alert http any any -> any any (msg:"b"; sid:2; rev:1;)\n')
+            ctl.reload_content()                   # the positive control: taken
+            assert read_stats(sock)["rules_loaded"] == 2
+            for f in rules.glob("*.rules"):
+                f.write_text("not a rule\n")
+            with pytest.raises(OSError, match="the engine refused the new rules .* keeps its "
+                                              "2 running rules"):
+                ctl.reload_content()
+            assert read_stats(sock)["reload_failures"] == 1
+        finally:
+            stop(ipsd)
