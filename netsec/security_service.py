@@ -40,6 +40,7 @@ DEFAULT_SOCKET = Path("/run/hyperwall/security.sock")
 OWNER_GROUP = "hyperwall"
 RELOAD_TIMEOUT = 60.0     # a large rule set takes seconds to parse
 RELOAD_POLL = 0.05
+LISTS_STATUS = "lists.status"    # in LOGDIR: the controller's status line of its block lists
 
 
 def to_alert(record: dict) -> pb.Alert:
@@ -105,10 +106,21 @@ class SecurityServicer(pb_grpc.SecurityServiceServicer):
 
     async def GetStats(self, request: pb.GetStatsRequest,
                        context: grpc.aio.ServicerContext) -> pb.Stats:
+        """The engine's counters, and the controller's status line of its block lists
+        (LOGDIR/LISTS_STATUS) in `stats_json` as `lists`, and in `message` when it warns
+        that sys-sec blocks less than it did."""
         try:
-            return stats_message(await self._counters())
+            lists: str | None = (self.log_dir / LISTS_STATUS).read_text().strip()
+        except OSError:
+            lists = None
+        try:
+            stats = stats_message({**await self._counters(), **({"lists": lists} if lists
+                                                               else {})})
         except OSError as e:
-            return pb.Stats(engine="down", message=f"the engine does not answer: {e}")
+            stats = pb.Stats(engine="down", message=f"the engine does not answer: {e}")
+        if lists and lists.startswith("WARNING"):
+            stats.message = "; ".join(filter(None, (lists, stats.message)))
+        return stats
 
     async def Reload(self, request: pb.ReloadRequest,
                      context: grpc.aio.ServicerContext) -> pb.ReloadReply:

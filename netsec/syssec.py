@@ -161,6 +161,7 @@ class Controller:
         self.lists_error: str | None = None
         self.lists_warning: str | None = None
         self.blocklist = self._load_lists(Blocklist(), starting=True)
+        self.write_lists_status()
         self.filtered: set[str] = set()
         self.resolver = _LoggedResolver(self.blocklist, self.log_block,
                                         lambda client: client in self.filtered)
@@ -222,6 +223,16 @@ class Controller:
         log.info("block lists: %d sites in %d categories", len(blocklist),
                  len(blocklist.categories))
         return blocklist
+
+    def write_lists_status(self) -> str:
+        """The status line of the lists in force, for the SecurityService's GetStats (the
+        file) and for dom0 (the caller writes it to `data/hyperwall/lists`)."""
+        text = self.lists_text()
+        try:
+            _write_changed(self.state / "log" / security_service.LISTS_STATUS, text + "\n")
+        except OSError as e:
+            log.error("the lists' status line not written: %s", e)
+        return text
 
     def _provider_policy(self) -> dict[str, Any]:
         """The policy of the bundle in force, validated again (it may have changed on disk
@@ -335,7 +346,7 @@ class Controller:
         self.resolver.blocklist = self.blocklist
         if self.write_category_rules():
             self.reload_ipsd()
-        await self.store.write("data/hyperwall/lists", self.lists_text())
+        await self.store.write("data/hyperwall/lists", self.write_lists_status())
 
     def lists_text(self) -> str:
         """`adult=2 games=1`; with `error: ...; kept: ` before it when a reload failed, and
@@ -352,6 +363,7 @@ class Controller:
         rolls back)."""
         self.blocklist = self._load_lists(self.blocklist)
         self.resolver.blocklist = self.blocklist
+        self.write_lists_status()
         self.write_category_rules()
         self.reapply_soon()
         if not self.launch.engine:
@@ -620,8 +632,11 @@ async def amain(args: argparse.Namespace) -> int:
         except (OSError, CommandError, TimeoutError) as e:   # vpn-only guests stay cut off
             log.error("the VPN tunnel did not come up: %s", e)
     dns = await ctl.serve_dns()
-    security = await security_service.serve(args.state_dir / "log",
-                                            args.state_dir / "security.sock")
+    run_dir = args.state_dir / "run"
+    security = await security_service.serve(
+        args.state_dir / "log", args.state_dir / "security.sock",
+        ipsd_socket=ctl.engine_socket(),
+        ipsd_pidfile=launch.ipsd_pidfile or run_dir / "ipsd.pid")
     updater = provider_updater(ctl, args.state_dir)
     provider = await serve_provider(ctl, updater, args.state_dir) if updater else None
     tasks = [asyncio.ensure_future(ctl.watch_policy()),

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
 import pytest
 
 from dom0.layout import Node, vif_addressing, vif_nodes
@@ -25,6 +26,8 @@ from dom0.xenstore.client import AsyncXenStore
 from netsec.ipsd import read_stats
 from netsec.rules import load_rules
 from netsec.syssec import Controller, Launch, Settings
+from proto.gen.hyperwall.netsec.v1 import security_pb2
+from proto.gen.hyperwall.netsec.v1 import security_pb2_grpc as security_grpc
 from tests.conftest import REPO, Daemon
 from tests.netlab import Lab, lab
 
@@ -273,6 +276,10 @@ async def test_a_start_on_lists_that_fail_runs_on_the_last_good_ones_and_says_so
                (world.state / "log" / "dns.json").read_text().splitlines()]
     assert any(r["event_type"] == "alert" and "running on the last good lists" in
                r["alert"]["signature"] and r["alert"]["severity"] == 1 for r in records)
+    async with grpc.aio.insecure_channel(f"unix:{world.state / 'security.sock'}") as ch:
+        stats = await security_grpc.SecurityServiceStub(ch).GetStats(
+            security_pb2.GetStatsRequest())
+    assert stats.message.startswith(said), stats.message
     # The positive control: lists that load replace the last good ones, fewer sites said
     # just as loudly, and the probe sees the site pass once nothing blocks it.
     shutil.rmtree(current)
