@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.serialization import (
 )
 from cryptography.x509 import load_pem_x509_certificate
 
-from netsec.bundle import TrustedKeys, key_id
+from netsec.bundle import BundleError, TrustedKeys, check_json_shape, key_id
 from netsec.trust_dir import DEFAULT_DIR, ENV_DIR, default_dir  # noqa: F401 (the store's own)
 
 MAX_INPUT = 1 << 20     # a root, key or certificate bigger than this is not one
@@ -74,6 +74,10 @@ def root_targets_keys(root_json: bytes) -> tuple[list[Ed25519PublicKey], int]:
     with its targets key, so enrolling the root alone pins the bundle keys too."""
     from tuf.api.exceptions import UnsignedMetadataError
     from tuf.api.metadata import Metadata, Root
+    try:
+        check_json_shape(root_json, "root.json")   # before tuf's json.loads holds it
+    except BundleError as e:
+        raise TrustError(str(e)) from None
     try:
         md = Metadata[Root].from_bytes(root_json)
         if not isinstance(md.signed, Root):

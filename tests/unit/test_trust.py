@@ -120,6 +120,7 @@ BAD_ENROLLMENTS: list[tuple[str, Callable[[dict[str, Path]], tuple], str]] = [
      "provider CA: not a PEM certificate"),
     ("nothing", lambda p: (None, []), "no bundle-signing key"),
     ("huge root", lambda p: (b" " * (2 << 20),), "too big"),
+    ("deep root", lambda p: (b"[" * 50_000 + b"]" * 50_000,), "root.json: nested deeper than"),
 ]
 
 
