@@ -163,7 +163,7 @@ class ProviderServicer(pb_grpc.ProviderServiceServicer):
         (disabled.discard if request.enabled else disabled.add)(request.sid)
         self.trust.update(disabled_sids=sorted(disabled))
         try:
-            self.rules_changed()
+            await asyncio.to_thread(self.rules_changed)   # it waits for the engine
         except Exception as e:  # noqa: BLE001 - kept; the engine takes it at its next load
             what = f"sid {request.sid} {'enabled' if request.enabled else 'disabled'}"
             log.warning("%s, but the engine did not reload now: %s", what, e)

@@ -1,8 +1,10 @@
 """The provider channel over real mutual TLS on loopback: who gets in, what they may do."""
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import json
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -304,3 +306,35 @@ def test_the_trust_cache_rereads_only_a_changed_store(tmp_path: Path) -> None:
     real_revoke = TrustStore(trust.path)
     real_revoke.revoke()
     assert cache.state().revoked and len(loads) == 2
+
+
+async def test_the_channel_answers_while_the_engine_confirms_a_reload(tmp_path: Path) -> None:
+    """SetRuleEnabled waits for the engine to confirm its reload (seconds for a large rule
+    set); sys-sec's event loop, the channel's other calls included, goes on meanwhile."""
+    provider_ca, cert, key = ca_and_client("acme")
+    trust = TrustStore(tmp_path / "provider")
+    trust.enroll(None, [public_pem(KEY)], provider_ca, provider="acme")
+    confirmed = threading.Event()
+
+    def engine_confirms() -> None:
+        assert confirmed.wait(10), "the test never let the engine confirm"
+    servicer = ProviderServicer(trust, Updater(trust, tmp_path / "bundles", lambda: None),
+                                tmp_path / "log", lambda: "running", engine_confirms)
+    identity = server_identity(tmp_path / "tls")
+    server, port = await serve(servicer, "127.0.0.1:0", identity, trust.provider_ca)
+    channel = grpc.aio.secure_channel(
+        f"127.0.0.1:{port}", grpc.ssl_channel_credentials(identity[0], key, cert),
+        options=[("grpc.ssl_target_name_override", "sys-sec")])
+    try:
+        stub = pb_grpc.ProviderServiceStub(channel)
+        disabling = asyncio.ensure_future(
+            stub.SetRuleEnabled(pb.SetRuleEnabledRequest(sid=42, enabled=False)))
+        while trust.load().disabled_sids != [42]:   # the store is a file: no event
+            await asyncio.sleep(0.01)
+        status = await stub.GetStatus(pb.GetStatusRequest(), timeout=5)
+        assert list(status.disabled_sids) == [42] and not disabling.done()
+        confirmed.set()
+        await asyncio.wait_for(disabling, 10)
+    finally:
+        await channel.close()
+        await server.stop(None)
