@@ -31,6 +31,8 @@ from netsec.blocklist import parse_lines
 from netsec.bundle import (
     FORMAT,
     MANIFEST,
+    MAX_VALIDITY,
+    MAX_VERSION,
     POLICY,
     SIGNATURES,
     BundleError,
@@ -108,7 +110,7 @@ def collect(rules: Path, lists: Path | None = None, policy: Path | None = None,
     try:
         for name in files:
             check_name(name)
-        check_policy(files.get(POLICY, b""))
+        check_policy(files.get(POLICY, b""), files)
     except BundleError as e:
         raise BuildError(f"sys-sec would refuse this bundle: {e}") from None
     return files
@@ -128,8 +130,14 @@ def assemble(files: dict[str, bytes], *, key: Ed25519PrivateKey, provider: str, 
         raise BuildError("the provider needs a name")
     if version < 1:
         raise BuildError(f"version {version}: bundle versions start at 1")
+    if version > MAX_VERSION:
+        raise BuildError(f"version {version}: over {MAX_VERSION}, the most the provider "
+                         "channel carries (uint64)")
     if valid_days < 1:
         raise BuildError(f"--expires {valid_days}: a bundle must be valid for a day at least")
+    if valid_days > MAX_VALIDITY.days:
+        raise BuildError(f"--expires {valid_days}: over the {MAX_VALIDITY.days}-day limit "
+                         "sys-sec holds bundles to")
     if created.tzinfo is None:
         created = created.replace(tzinfo=dt.UTC)
     manifest = json.dumps({

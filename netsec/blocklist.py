@@ -11,10 +11,17 @@ without extension (`gambling.txt` → `gambling`), unless given.
 
 A time window (`Schedule`) says when a category is enforced, e.g. social media only on
 school nights; outside its windows the category does not block.
+
+The owner's lists and the provider's make one block list (`compose`), the owner's winning:
+a provider schedules only the categories it alone ships. The last lists that loaded are
+kept (`save_good`) for the next start to fall back on (`load_good`), so that a list that
+fails to load never leaves sys-sec blocking less than it did.
 """
 from __future__ import annotations
 
 import datetime as dt
+import json
+import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -190,3 +197,59 @@ class Blocklist:
 
     def __len__(self) -> int:
         return len(self._index)
+
+
+def compose(owner: Iterable[Path], provider: Iterable[Path],
+            owner_schedules: dict[str, list[str]], provider_schedules: dict[str, list[str]]
+            ) -> tuple[Blocklist, list[ParseReport], dict[str, list[str]], list[str]]:
+    """The owner's lists and the provider's (the bundle in force) as one block list, with
+    the schedules in force and notes on what was left out. The owner's win: a provider's
+    schedule of a category the owner lists too is ignored (the owner's category blocks
+    as the owner says, always unless the owner scheduled it), the owner's schedule of any
+    category replaces the provider's, and a schedule naming no listed category is dropped
+    (it could only have narrowed a category there is none of)."""
+    owner, provider = list(owner), list(provider)
+    owned = {p.stem.lower() for p in owner}
+    listed = owned | {p.stem.lower() for p in provider}
+    notes = []
+    overruled = sorted(set(provider_schedules) & owned)
+    if overruled:
+        notes.append(f"the provider's schedule of {', '.join(overruled)} ignored: the "
+                     "owner lists that category")
+    schedules = {c: w for c, w in provider_schedules.items() if c not in owned} | \
+        owner_schedules
+    unlisted = sorted(set(schedules) - listed)
+    if unlisted:
+        notes.append(f"schedule of {', '.join(unlisted)} dropped: no list of that category")
+    schedules = {c: w for c, w in schedules.items() if c in listed}
+    blocklist, reports = Blocklist.from_files([*owner, *provider], schedules)
+    return blocklist, reports, schedules, notes
+
+
+def save_good(path: Path, blocklist: Blocklist, schedules: dict[str, list[str]]) -> None:
+    """Keep `blocklist` (with the schedules it was built with) as the last good lists:
+    written whole under a temporary name and renamed, so a crash leaves the old or new."""
+    record = {"sites": len(blocklist), "schedules": schedules,
+              "categories": {n: sorted(c.domains) for n, c in blocklist.categories.items()}}
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w") as f:
+        json.dump(record, f, separators=(",", ":"), sort_keys=True)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_good(path: Path) -> tuple[Blocklist, dict[str, list[str]]] | None:
+    """The last good lists kept by save_good; None when there are none. BlocklistError
+    when the file is there but not readable as them."""
+    try:
+        record = json.loads(path.read_text())
+        schedules = record["schedules"]
+        return Blocklist(Category(name, {d for d in domains if normalise_domain(d) == d},
+                                  tuple(parse_window(w) for w in schedules.get(name, [])))
+                         for name, domains in record["categories"].items()), schedules
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
+        raise BlocklistError(f"{path}: not the last good lists ({type(e).__name__}: {e})") \
+            from None

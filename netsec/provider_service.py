@@ -24,6 +24,7 @@ from cryptography.x509.oid import NameOID
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
 from netsec import evelog
+from netsec.bundle import MAX_BUNDLE
 from netsec.trust import TrustError, TrustState, TrustStore
 from netsec.updates import INVALID, Updater
 from proto.gen.hyperwall.provider.v1 import provider_pb2 as pb
@@ -31,6 +32,12 @@ from proto.gen.hyperwall.provider.v1 import provider_pb2_grpc as pb_grpc
 
 log = logging.getLogger("hyperwall.provider")
 SERVICE = "hyperwall.provider.v1.ProviderService"
+# What a call may make sys-sec hold: one bundle per message (the field's tag and length
+# add a few bytes; the slack lets verify name a bundle just over its limit, beyond it gRPC
+# answers RESOURCE_EXHAUSTED unread), a few calls at a time, a bounded disabled list.
+MAX_MESSAGE = MAX_BUNDLE + (64 << 10)
+MAX_CALLS = 4
+MAX_DISABLED = 4096
 
 
 def server_identity(folder: Path, name: str = "sys-sec") -> tuple[bytes, bytes]:
@@ -144,12 +151,19 @@ class ProviderServicer(pb_grpc.ProviderServiceServicer):
                              context: grpc.aio.ServicerContext) -> pb.SetRuleEnabledResponse:
         await self._admit(context)
         if request.sid == 0:
+            log.warning("SetRuleEnabled refused: sid 0")
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "sid 0 is not a rule")
         disabled = set(self.trust.load().disabled_sids)
+        if not request.enabled and request.sid not in disabled \
+                and len(disabled) >= MAX_DISABLED:
+            why = (f"{MAX_DISABLED} sids are disabled already, the most sys-sec keeps; "
+                   "enable some, or leave rules out of the bundle")
+            log.warning("SetRuleEnabled refused: sid %d: %s", request.sid, why)
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, why)
         (disabled.discard if request.enabled else disabled.add)(request.sid)
         self.trust.update(disabled_sids=sorted(disabled))
         try:
-            self.rules_changed()
+            await asyncio.to_thread(self.rules_changed)   # it waits for the engine
         except Exception as e:  # noqa: BLE001 - kept; the engine takes it at its next load
             what = f"sid {request.sid} {'enabled' if request.enabled else 'disabled'}"
             log.warning("%s, but the engine did not reload now: %s", what, e)
@@ -185,7 +199,8 @@ async def serve(servicer: ProviderServicer, address: str, identity: tuple[bytes,
                 client_ca: Callable[[], bytes | None]) -> tuple[grpc.aio.Server, int]:
     """Listen on `address` (host:port; port 0 picks one); returns the server and its port."""
     credentials = _credentials(identity, client_ca)
-    server = grpc.aio.server()
+    server = grpc.aio.server(maximum_concurrent_rpcs=MAX_CALLS, options=[
+        ("grpc.max_receive_message_length", MAX_MESSAGE)])
     pb_grpc.add_ProviderServiceServicer_to_server(servicer, server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)

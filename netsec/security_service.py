@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import datetime as dt
+import functools
 import grp
 import json
 import logging
 import os
 import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +40,7 @@ DEFAULT_SOCKET = Path("/run/hyperwall/security.sock")
 OWNER_GROUP = "hyperwall"
 RELOAD_TIMEOUT = 60.0     # a large rule set takes seconds to parse
 RELOAD_POLL = 0.05
+LISTS_STATUS = "lists.status"    # in LOGDIR: the controller's status line of its block lists
 
 
 def to_alert(record: dict) -> pb.Alert:
@@ -103,10 +106,21 @@ class SecurityServicer(pb_grpc.SecurityServiceServicer):
 
     async def GetStats(self, request: pb.GetStatsRequest,
                        context: grpc.aio.ServicerContext) -> pb.Stats:
+        """The engine's counters, and the controller's status line of its block lists
+        (LOGDIR/LISTS_STATUS) in `stats_json` as `lists`, and in `message` when it warns
+        that sys-sec blocks less than it did."""
         try:
-            return stats_message(await self._counters())
+            lists: str | None = (self.log_dir / LISTS_STATUS).read_text().strip()
+        except OSError:
+            lists = None
+        try:
+            stats = stats_message({**await self._counters(), **({"lists": lists} if lists
+                                                               else {})})
         except OSError as e:
-            return pb.Stats(engine="down", message=f"the engine does not answer: {e}")
+            stats = pb.Stats(engine="down", message=f"the engine does not answer: {e}")
+        if lists and lists.startswith("WARNING"):
+            stats.message = "; ".join(filter(None, (lists, stats.message)))
+        return stats
 
     async def Reload(self, request: pb.ReloadRequest,
                      context: grpc.aio.ServicerContext) -> pb.ReloadReply:
@@ -117,39 +131,20 @@ class SecurityServicer(pb_grpc.SecurityServiceServicer):
         raise AssertionError("abort returned")
 
     async def _reload(self) -> pb.ReloadReply | tuple[grpc.StatusCode, str]:
-        unavailable = grpc.StatusCode.UNAVAILABLE
         pid = self._engine_pid()
         if pid is None:
-            return unavailable, (f"the engine is not running (no live pid in "
-                                 f"{self.ipsd_pidfile}); it loads the rules when it starts")
+            return grpc.StatusCode.UNAVAILABLE, (
+                f"the engine is not running (no live pid in {self.ipsd_pidfile}); it loads "
+                "the rules when it starts")
+        counters = None
+        if self.ipsd_socket is not None:
+            from netsec.ipsd import read_stats  # the engine's module: see _counters
+            counters = functools.partial(read_stats, self.ipsd_socket)
         try:
-            before: dict[str, Any] | None = await self._counters()
-        except OSError:
-            before = None
-        try:
-            os.kill(pid, signal.SIGHUP)
-        except ProcessLookupError:
-            return unavailable, f"the engine ({pid}) just exited"
-        if before is None:   # no counters to watch: the signal is all we can vouch for
-            return pb.ReloadReply(pid=pid, message="reload signalled")
-        done = before["reloads"] + before["reload_failures"]
-        deadline = time.monotonic() + RELOAD_TIMEOUT
-        while time.monotonic() < deadline:
-            await asyncio.sleep(RELOAD_POLL)   # the engine gives no event; its counters tell
-            try:
-                now = await self._counters()
-            except OSError:
-                break
-            if now["pid"] != pid:
-                break
-            if now["reload_failures"] > before["reload_failures"]:
-                return grpc.StatusCode.FAILED_PRECONDITION, (
-                    f"the engine refused the new rules (none loaded); it keeps its "
-                    f"{now['rules_loaded']} running rules")
-            if now["reloads"] + now["reload_failures"] > done:
-                return pb.ReloadReply(pid=pid, rules_loaded=now["rules_loaded"],
-                                      message=f"{now['rules_loaded']} rules in force")
-        return unavailable, f"the engine ({pid}) did not confirm the reload"
+            rules, message = await asyncio.to_thread(reload_engine, pid, counters)
+        except ReloadError as e:
+            return e.code, e.message
+        return pb.ReloadReply(pid=pid, rules_loaded=rules, message=message)
 
     def _engine_pid(self) -> int | None:
         if self.ipsd_pidfile is None:
@@ -160,6 +155,50 @@ class SecurityServicer(pb_grpc.SecurityServiceServicer):
         except (OSError, ValueError):
             return None
         return pid
+
+
+class ReloadError(Exception):
+    """The engine did not take new rules; `code` is what a gRPC caller is answered."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+def reload_engine(pid: int, counters: Callable[[], dict[str, Any]] | None,
+                  timeout: float = RELOAD_TIMEOUT) -> tuple[int, str]:
+    """SIGHUP the engine at `pid` and learn from its counters (`counters()`, OSError when it
+    does not answer) whether it took the rules: (rules in force, what to say), or
+    ReloadError when it refused them, exited or did not say within `timeout`. Without
+    counters the signal is all that can be vouched for."""
+    unavailable = grpc.StatusCode.UNAVAILABLE
+    before = None
+    if counters is not None:
+        with contextlib.suppress(OSError):
+            before = counters()
+    try:
+        os.kill(pid, signal.SIGHUP)
+    except ProcessLookupError:
+        raise ReloadError(unavailable, f"the engine ({pid}) just exited") from None
+    if before is None or counters is None:
+        return 0, "reload signalled"
+    done = before["reloads"] + before["reload_failures"]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(RELOAD_POLL)   # the engine gives no event; its counters tell
+        try:
+            now = counters()
+        except OSError:
+            break
+        if now["pid"] != pid:
+            break
+        if now["reload_failures"] > before["reload_failures"]:
+            raise ReloadError(grpc.StatusCode.FAILED_PRECONDITION,
+                              f"the engine refused the new rules (none loaded); it keeps its "
+                              f"{now['rules_loaded']} running rules")
+        if now["reloads"] + now["reload_failures"] > done:
+            return now["rules_loaded"], f"{now['rules_loaded']} rules in force"
+    raise ReloadError(unavailable, f"the engine ({pid}) did not confirm the reload")
 
 
 def _restrict(path: Path) -> None:

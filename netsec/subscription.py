@@ -2,6 +2,11 @@
 with python-tuf's ngclient, trusting only the root.json the owner enrolled. What it
 downloads is then verified again as a bundle (netsec.bundle.verify, with the bundle keys
 pinned in the trust store) before anything applies.
+
+What the repository serves is bounded before ngclient holds it parsed: each metadata file
+at MAX_METADATA bytes and, before it is parsed, at the nesting depth and number of values
+a bundle's manifest may have (netsec.bundle.check_json_shape); the bundle at MAX_BUNDLE.
+Whatever a poll raises reaches the caller as SubscriptionError with a reason.
 """
 from __future__ import annotations
 
@@ -10,8 +15,9 @@ from pathlib import Path
 
 from tuf.api import exceptions as tuf_errors
 from tuf.ngclient import Updater, UpdaterConfig
+from tuf.ngclient.urllib3_fetcher import Urllib3Fetcher
 
-from netsec.bundle import MAX_BUNDLE
+from netsec.bundle import MAX_BUNDLE, BundleError, check_json_shape
 
 TARGET = "sys-sec.bundle"
 MAX_METADATA = 1 << 20    # each metadata file; ours are a few KB
@@ -35,6 +41,20 @@ _REASONS: tuple[tuple[type[Exception], str], ...] = (
 
 class SubscriptionError(RuntimeError):
     """A poll that brought nothing usable; the message says why."""
+
+
+class _BoundedFetcher(Urllib3Fetcher):
+    """ngclient's fetcher, refusing metadata whose JSON shape is beyond the bounds before
+    ngclient parses it (ngclient asks for metadata with download_bytes, for targets with
+    download_file)."""
+
+    def download_bytes(self, url: str, max_length: int) -> bytes:
+        data = super().download_bytes(url, max_length)
+        try:
+            check_json_shape(data, url.rpartition("/")[2][:80])
+        except BundleError as e:
+            raise SubscriptionError(f"the repository's metadata {e}") from None
+        return data
 
 
 def _reason(e: Exception) -> str:
@@ -71,7 +91,8 @@ def poll(root_json: Path, cache: Path, base_url: str) -> bytes | None:
                            snapshot_max_length=MAX_METADATA, targets_max_length=MAX_METADATA)
     try:
         updater = Updater(str(meta), f"{base}/metadata/", str(cache / "targets"),
-                          f"{base}/targets/", config=config, bootstrap=None)
+                          f"{base}/targets/", config=config, bootstrap=None,
+                          fetcher=_BoundedFetcher())
         updater.refresh()
         info = updater.get_targetinfo(TARGET)
         if info is None:
@@ -80,6 +101,8 @@ def poll(root_json: Path, cache: Path, base_url: str) -> bytes | None:
             raise SubscriptionError(f"the provider lists a {info.length}-byte bundle, over "
                                     f"the {MAX_BUNDLE} limit")
         path = updater.find_cached_target(info) or updater.download_target(info)
-    except (tuf_errors.RepositoryError, tuf_errors.DownloadError, OSError) as e:
+        return Path(path).read_bytes()
+    except SubscriptionError:
+        raise
+    except Exception as e:  # noqa: BLE001 - ngclient raises many kinds; each is a bad poll
         raise SubscriptionError(_reason(e)) from None
-    return Path(path).read_bytes()

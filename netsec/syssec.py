@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
+import functools
 import json
 import logging
 import os
@@ -46,7 +47,7 @@ from typing import TYPE_CHECKING, Any
 from dom0.logsetup import setup_logging
 from dom0.runner import CommandError, run
 from netsec import eve, security_service, uplink_probe
-from netsec.blocklist import Blocklist, BlocklistError
+from netsec.blocklist import Blocklist, BlocklistError, compose, load_good, parse_window, save_good
 from netsec.firewall import FirewallConfig, FirewallError, Rulesets, compile_rulesets
 from netsec.policy import Plan, VifKeys, category_rules, dns_rules, plan
 from netsec.resolver import Decision, Resolver, serve
@@ -63,6 +64,7 @@ SETTLE = 0.02          # changes arriving together are applied together
 PROBE_INTERVAL = 2.0
 SCHEDULE_CHECK = 30.0
 POLICY_RULES = "hyperwall-policy.rules"
+LAST_GOOD = "lists-good.json"     # under --state-dir: the last block lists that loaded
 
 
 @dataclass(frozen=True)
@@ -103,10 +105,23 @@ class Settings:
             tunnel = VpnConfig.from_settings(raw["vpn"], str(path)) if "vpn" in raw else None
         except VpnConfigError as e:
             raise SystemExit(str(e)) from None
+        schedules = raw.get("schedules", {})
+        if not isinstance(schedules, dict):
+            raise SystemExit(f"{path}: [schedules] must be a table")
+        for category, windows in schedules.items():
+            if not isinstance(windows, list) or not windows \
+                    or not all(isinstance(w, str) for w in windows):
+                raise SystemExit(f"{path}: [schedules] {category}: must be a list of time "
+                                 "windows, e.g. [\"mon-fri 20:00-07:00\"]")
+            try:
+                for w in windows:
+                    parse_window(w)
+            except BlocklistError as e:
+                raise SystemExit(f"{path}: [schedules] {category}: {e}") from None
         return cls(uplink=raw.get("uplink", cls.uplink),
                    dns_upstream=raw.get("dns_upstream", cls.dns_upstream),
                    doh_addresses=tuple(raw.get("doh_addresses", ())), vpn=tunnel,
-                   clean=tuple(raw.get("clean", ())), schedules=dict(raw.get("schedules", {})),
+                   clean=tuple(raw.get("clean", ())), schedules=dict(schedules),
                    provider_listen=raw.get("provider_listen"),
                    subscription_url=raw.get("subscription_url"),
                    subscription_interval=float(raw.get("subscription_interval", 300.0)))
@@ -119,6 +134,7 @@ class Launch:
     lists: Path
     rules_dir: Path                      # where hyperwall-policy.rules is written
     ipsd_pidfile: Path | None = None     # an engine run by someone else: signal, not start
+    ipsd_socket: Path | None = None      # its counters (--socket), to learn a reload's outcome
     engine: bool = True                  # False: no inspection at all (fail open)
     vpn_iface: str | None = None         # a tunnel managed elsewhere, for vpn-only guests
 
@@ -141,44 +157,105 @@ class Controller:
         for folder in (state / "rules", state / "log", state / "run", self.launch.lists,
                        self.launch.rules_dir):
             folder.mkdir(parents=True, exist_ok=True)
+        self.dns_log = open(state / "log" / "dns.json", "a", buffering=1)  # noqa: SIM115
         self.lists_error: str | None = None
-        self.blocklist = self._load_lists(Blocklist())
+        self.lists_warning: str | None = None
+        self.blocklist = self._load_lists(Blocklist(), starting=True)
+        self.write_lists_status()
         self.filtered: set[str] = set()
         self.resolver = _LoggedResolver(self.blocklist, self.log_block,
                                         lambda client: client in self.filtered)
         self.names: dict[str, str] = {}
-        self.dns_log = open(state / "log" / "dns.json", "a", buffering=1)  # noqa: SIM115
         self.ipsd: asyncio.subprocess.Process | None = None
         self.ipsd_ready = False
         self.applied: Rulesets | None = None
         self.loop: asyncio.AbstractEventLoop | None = None    # known once apply() ran
         self.reapplying: set[asyncio.Task[None]] = set()
 
-    def _load_lists(self, fallback: Blocklist) -> Blocklist:
-        """The owner's lists and the provider's (the bundle in force), with both schedules;
-        `fallback` (what is in force) when they cannot be used."""
-        current = self.state / "bundles" / "current"
-        files = sorted(self.launch.lists.glob("*.txt")) + \
-            sorted((current / "lists").glob("*.txt"))
-        schedules = dict(self.settings.schedules)
+    def _load_lists(self, fallback: Blocklist, *, starting: bool = False) -> Blocklist:
+        """The owner's lists and the provider's (the bundle in force), composed with both
+        schedules, the owner's winning (blocklist.compose). When they cannot be used: the
+        lists in force, or at a start the last good lists kept on disk. A start on those,
+        or with fewer sites than they hold, says so loudly (an EVE alert and the status
+        line `data/hyperwall/lists`)."""
+        self.lists_warning = None
         try:
-            schedules |= tomllib.loads((current / "policy.toml").read_text()).get(
-                "schedules", {})
-        except (OSError, tomllib.TOMLDecodeError):
-            pass   # no bundle yet (it was verified when applied)
-        try:
-            blocklist, reports = Blocklist.from_files(files, schedules)
-        except BlocklistError as e:
+            blocklist, reports, schedules, notes = compose(
+                sorted(self.launch.lists.glob("*.txt")),
+                sorted((self.state / "bundles" / "current" / "lists").glob("*.txt")),
+                self.settings.schedules, self._provider_policy()["schedules"])
+        except (ValueError, OSError) as e:   # BlocklistError, BundleError, unreadable
             self.lists_error = str(e)
-            log.error("block lists: %s; the lists in force stay (%d sites)", e, len(fallback))
-            return fallback
+            if not starting:
+                log.error("block lists: %s; the lists in force stay (%d sites)", e,
+                          len(fallback))
+                return fallback
+            try:
+                good = load_good(self.state / LAST_GOOD)
+            except BlocklistError as bad:
+                log.error("%s", bad)
+                good = None
+            if good is None:
+                self.loudly(f"block lists did not load ({e}) and no last good lists are "
+                            "kept: nothing is blocked")
+                return fallback
+            self.loudly(f"block lists did not load ({e}); running on the last good lists "
+                        f"({len(good[0])} sites)")
+            return good[0]
         self.lists_error = None
         for r in reports:
             if getattr(r, "skipped", None):
                 log.warning("%s", r)
+        for note in notes:
+            log.warning("block lists: %s", note)
+        if starting:
+            try:
+                good = load_good(self.state / LAST_GOOD)
+            except BlocklistError:
+                good = None    # overwritten below by lists that do load
+            if good is not None and len(blocklist) < len(good[0]):
+                self.loudly(f"block lists hold {len(blocklist)} sites, fewer than the "
+                            f"{len(good[0])} of the last good lists")
+        try:
+            save_good(self.state / LAST_GOOD, blocklist, schedules)
+        except OSError as e:
+            log.error("the last good lists not kept: %s", e)
         log.info("block lists: %d sites in %d categories", len(blocklist),
                  len(blocklist.categories))
         return blocklist
+
+    def write_lists_status(self) -> str:
+        """The status line of the lists in force, for the SecurityService's GetStats (the
+        file) and for dom0 (the caller writes it to `data/hyperwall/lists`)."""
+        text = self.lists_text()
+        try:
+            _write_changed(self.state / "log" / security_service.LISTS_STATUS, text + "\n")
+        except OSError as e:
+            log.error("the lists' status line not written: %s", e)
+        return text
+
+    def _provider_policy(self) -> dict[str, Any]:
+        """The policy of the bundle in force, validated again (it may have changed on disk
+        since verify took it); raises BundleError when it does not hold."""
+        current = self.state / "bundles" / "current"
+        if not (current / "policy.toml").exists():
+            return {"schedules": {}, "doh_addresses": []}
+        from netsec.bundle import applied_policy  # its cryptography only where a bundle is
+        return applied_policy(current)
+
+    def loudly(self, message: str) -> None:
+        """What the owner must not miss: in the log, as an EVE alert in the controller's
+        EVE log (hyperwall alerts shows it) and on the status line."""
+        log.error("%s", message)
+        self.lists_warning = message
+        self.dns_log.write(json.dumps({
+            "timestamp": eve.timestamp(time.time()), "event_type": "alert",
+            "src_ip": GATEWAY, "dest_ip": GATEWAY, "proto": "",
+            "alert": {"action": "allowed", "signature_id": 0,
+                      "signature": f"hyperwall lists: {message}",
+                      "category": "hyperwall block lists", "severity": 1},
+            "hyperwall": {"category": "lists", "lists": message}},
+            separators=(",", ":")) + "\n")
 
     # -- policy ----------------------------------------------------------------------------
 
@@ -199,12 +276,11 @@ class Controller:
         """The DoH endpoints filtered guests may not reach: the owner's (syssec.toml) and
         the provider's (the bundle in force, checked when it was applied)."""
         try:
-            policy = tomllib.loads(
-                (self.state / "bundles" / "current" / "policy.toml").read_text())
-        except (OSError, tomllib.TOMLDecodeError):
-            policy = {}   # no bundle yet
-        return tuple(dict.fromkeys([*self.settings.doh_addresses,
-                                    *map(str, policy.get("doh_addresses", []))]))
+            provider = self._provider_policy()["doh_addresses"]
+        except (ValueError, OSError) as e:
+            log.error("the bundle's DoH endpoints not blocked: %s", e)
+            provider = []
+        return tuple(dict.fromkeys([*self.settings.doh_addresses, *provider]))
 
     async def apply(self) -> None:
         self.loop = asyncio.get_running_loop()
@@ -270,19 +346,24 @@ class Controller:
         self.resolver.blocklist = self.blocklist
         if self.write_category_rules():
             self.reload_ipsd()
-        await self.store.write("data/hyperwall/lists", self.lists_text())
+        await self.store.write("data/hyperwall/lists", self.write_lists_status())
 
     def lists_text(self) -> str:
-        """`adult=2 games=1`; with `error: ...; kept: ` before it when a reload failed."""
+        """`adult=2 games=1`; with `error: ...; kept: ` before it when a reload failed, and
+        `WARNING: ...; in force: ` when sys-sec started on less than its last good lists."""
         text = " ".join(f"{name}={len(c.domains)}"
                         for name, c in sorted(self.blocklist.categories.items()))
+        if self.lists_warning:
+            return f"WARNING: {self.lists_warning}; in force: {text}"
         return f"error: {self.lists_error}; kept: {text}" if self.lists_error else text
 
     def reload_content(self) -> None:
         """A bundle was swapped in: lists, category rules and the engine's rules follow.
-        Raises when the engine cannot take them (the updater then rolls back)."""
+        Raises when the engine cannot take them, which its counters tell (the updater then
+        rolls back)."""
         self.blocklist = self._load_lists(self.blocklist)
         self.resolver.blocklist = self.blocklist
+        self.write_lists_status()
         self.write_category_rules()
         self.reapply_soon()
         if not self.launch.engine:
@@ -290,7 +371,23 @@ class Controller:
         pid = self.engine_pid()
         if pid is None:
             raise OSError("the engine is not running")
-        os.kill(pid, signal.SIGHUP)
+        counters = None
+        stats = self.engine_socket()
+        if stats is not None:
+            from netsec.ipsd import read_stats  # the engine's module: only once a bundle came
+            counters = functools.partial(read_stats, stats)
+        try:
+            _, said = security_service.reload_engine(pid, counters)
+        except security_service.ReloadError as e:
+            raise OSError(e.message) from None
+        log.info("engine reloaded: %s", said)
+
+    def engine_socket(self) -> Path | None:
+        """Where the engine answers its counters: the one this controller starts answers on
+        run/ipsd.sock."""
+        if self.launch.ipsd_pidfile is not None:
+            return self.launch.ipsd_socket
+        return self.state / "run" / "ipsd.sock"
 
     async def watch_policy(self) -> None:
         async for _ in self.store.watch("backend/vif"):
@@ -388,7 +485,7 @@ class Controller:
                 "-S", str(st / "bundles" / "current" / "rules"),
                 "--disabled", str(st / "provider" / "state.json"),
                 "-l", str(st / "log"), "--domains", str(rundir / "domains.json"),
-                "--pidfile", str(rundir / "ipsd.pid"),
+                "--pidfile", str(rundir / "ipsd.pid"), "--socket", str(rundir / "ipsd.sock"),
                 *(arg for net in self.settings.clean for arg in ("--clean", net))]
         while True:
             started = time.monotonic()
@@ -502,13 +599,16 @@ async def follow_subscription(settings: Settings, updater: Updater, state: Path)
                 last = data
         except subscription.SubscriptionError as e:
             log.warning("subscription: %s", e)
+        except Exception:   # the polling must outlive whatever one poll ran into
+            log.exception("subscription: the poll failed; trying again later")
         await asyncio.sleep(settings.subscription_interval)
 
 
 def launch_from(args: argparse.Namespace) -> Launch:
     d = Launch.defaults(args.state_dir)
     return Launch(lists=args.lists or d.lists, rules_dir=args.rules_dir or d.rules_dir,
-                  ipsd_pidfile=args.ipsd_pidfile, engine=not args.no_engine,
+                  ipsd_pidfile=args.ipsd_pidfile, ipsd_socket=args.ipsd_socket,
+                  engine=not args.no_engine,
                   vpn_iface=args.vpn_iface)
 
 
@@ -532,8 +632,11 @@ async def amain(args: argparse.Namespace) -> int:
         except (OSError, CommandError, TimeoutError) as e:   # vpn-only guests stay cut off
             log.error("the VPN tunnel did not come up: %s", e)
     dns = await ctl.serve_dns()
-    security = await security_service.serve(args.state_dir / "log",
-                                            args.state_dir / "security.sock")
+    run_dir = args.state_dir / "run"
+    security = await security_service.serve(
+        args.state_dir / "log", args.state_dir / "security.sock",
+        ipsd_socket=ctl.engine_socket(),
+        ipsd_pidfile=launch.ipsd_pidfile or run_dir / "ipsd.pid")
     updater = provider_updater(ctl, args.state_dir)
     provider = await serve_provider(ctl, updater, args.state_dir) if updater else None
     tasks = [asyncio.ensure_future(ctl.watch_policy()),
@@ -584,6 +687,8 @@ def main(argv: list[str] | None = None) -> None:
     engine = p.add_mutually_exclusive_group()
     engine.add_argument("--ipsd-pidfile", type=Path, metavar="FILE", help="the engine is run "
                         "by someone else with this pidfile: SIGHUP it, do not start one")
+    p.add_argument("--ipsd-socket", type=Path, metavar="PATH", help="with --ipsd-pidfile: "
+                   "the engine's --socket, whose counters tell whether a reload took")
     engine.add_argument("--no-engine", action="store_true", help="forward without inspection "
                         "(fail open; tests and bring-up only)")
     args = p.parse_args(argv)

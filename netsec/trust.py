@@ -26,7 +26,7 @@ from cryptography.hazmat.primitives.serialization import (
 )
 from cryptography.x509 import load_pem_x509_certificate
 
-from netsec.bundle import TrustedKeys, key_id
+from netsec.bundle import BundleError, TrustedKeys, check_json_shape, key_id
 from netsec.trust_dir import DEFAULT_DIR, ENV_DIR, default_dir  # noqa: F401 (the store's own)
 
 MAX_INPUT = 1 << 20     # a root, key or certificate bigger than this is not one
@@ -74,6 +74,10 @@ def root_targets_keys(root_json: bytes) -> tuple[list[Ed25519PublicKey], int]:
     with its targets key, so enrolling the root alone pins the bundle keys too."""
     from tuf.api.exceptions import UnsignedMetadataError
     from tuf.api.metadata import Metadata, Root
+    try:
+        check_json_shape(root_json, "root.json")   # before tuf's json.loads holds it
+    except BundleError as e:
+        raise TrustError(str(e)) from None
     try:
         md = Metadata[Root].from_bytes(root_json)
         if not isinstance(md.signed, Root):
@@ -168,7 +172,8 @@ class TrustStore:
         targets role when none are given) and its channel CA. Replaces any earlier
         enrollment whole and lifts a revocation. The applied version is kept when the
         bundle keys stay the same (no rollback through a re-enrollment) and starts over
-        for new keys (another provider numbers its bundles its own way)."""
+        for new keys (another provider numbers its bundles its own way); what the owner
+        shares and the rules switched off stay, whoever is enrolled."""
         for what, blob in (("root.json", root_json), ("provider CA", ca_pem),
                            *((f"bundle key {i + 1}", k) for i, k in enumerate(bundle_keys))):
             if blob is not None and len(blob) > MAX_INPUT:
@@ -209,7 +214,8 @@ class TrustStore:
         state = TrustState(provider=provider or (before.provider if same_keys else ""),
                            enrolled=True, threshold=threshold, keys=ids,
                            last_version=before.last_version if same_keys else 0,
-                           share_alerts=before.share_alerts)
+                           share_alerts=before.share_alerts,
+                           disabled_sids=before.disabled_sids)
         self.save(state)
         for stale in keys_dir.glob("*.pub"):
             if stale.stem not in ids:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 import shutil
 import threading
@@ -24,10 +25,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from netsec.bundle import Bundle, BundleError, TrustedKeys, verify
+from netsec.bundle import Bundle, BundleError, NotNow, verify
 from netsec.staging import StagingError, build, builtin_case, bundle_cases, self_test
 from netsec.trust import TrustError, TrustStore
 
+log = logging.getLogger("hyperwall.updates")
 Reload = Callable[[], None]
 EVENTS = "events.jsonl"
 # Outcome kinds: what the provider channel maps to a status code.
@@ -108,20 +110,14 @@ class Updater:
             raise _Refused(REFUSED, "trust", f"the trust store: {e}") from None
         try:
             return verify(data, keys, now=self.clock(), min_version=state.last_version)
+        except NotNow as e:     # sound, but not for sys-sec now: replay, expiry, its clock
+            raise _Refused(REFUSED, "verify", str(e)) from None
         except BundleError as e:
-            kind = REFUSED if self._intact(data, keys) else INVALID
-            raise _Refused(kind, "verify", str(e)) from None
-
-    @staticmethod
-    def _intact(data: bytes, keys: TrustedKeys) -> bool:
-        """Whether the bundle verifies once its age and version are left out: then it was
-        refused for sys-sec's state (expired now, not newer than what is applied), not for
-        what it is."""
-        try:
-            verify(data, keys, now=dt.datetime.min.replace(tzinfo=dt.UTC), min_version=0)
-        except BundleError:
-            return False
-        return True
+            raise _Refused(INVALID, "verify", str(e)) from None
+        except Exception as e:  # noqa: BLE001 - verify's own defect: refused and said so
+            log.exception("verify raised what it never should")
+            raise _Refused(INVALID, "verify", f"not a bundle sys-sec can read "
+                                              f"({type(e).__name__}: {str(e)[:200]})") from None
 
     def _stage(self, bundle: Bundle) -> Path:
         """The bundle's files under a temporary folder, its rules staged and self-tested,
@@ -149,6 +145,11 @@ class Updater:
                 raise _Refused(INVALID, "stage", str(e)) from None
             except TrustError as e:
                 raise _Refused(REFUSED, "trust", f"the trust store: {e}") from None
+            except Exception as e:  # noqa: BLE001 - the bundle's captures broke the engine
+                log.exception("staging bundle %d raised", bundle.version)
+                raise _Refused(INVALID, "stage", f"self-test failed: the engine broke on the "
+                                                 f"bundle ({type(e).__name__}: "
+                                                 f"{str(e)[:200]})") from None
             try:
                 shutil.rmtree(final, ignore_errors=True)  # a leftover of an earlier failure
                 staging.rename(final)

@@ -1,7 +1,10 @@
 """The provider channel over real mutual TLS on loopback: who gets in, what they may do."""
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import json
+import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -10,13 +13,24 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from builder.bundle import assemble
+from netsec.bundle import MAX_BUNDLE
 from netsec.provider_service import ProviderServicer, TrustCache, serve, server_identity
 from netsec.trust import TrustStore
 from netsec.updates import Updater
 from proto.gen.hyperwall.control.v1 import control_pb2, control_pb2_grpc
 from proto.gen.hyperwall.provider.v1 import provider_pb2 as pb
 from proto.gen.hyperwall.provider.v1 import provider_pb2_grpc as pb_grpc
-from tests.bundle_helpers import KEY, make, public_pem
+from tests.bundle_helpers import (
+    KEY,
+    deep_json,
+    end,
+    make,
+    member,
+    pax,
+    public_pem,
+    signed_members,
+    sparse_bomb,
+)
 from tests.tls_helpers import ca_and_client
 
 
@@ -158,6 +172,62 @@ async def test_a_bad_bundle_is_invalid_argument_and_changes_nothing(channel_to) 
     assert trust.last_version == 0
 
 
+def _manifest(version: int, created: dt.datetime) -> bytes:
+    return json.dumps({"format": 1, "provider": "acme", "version": version,
+                       "created": created.isoformat(),
+                       "expires": (created + dt.timedelta(days=1)).isoformat(),
+                       "files": {}}).encode()
+
+
+async def test_hostile_bundles_are_refused_with_their_reason_and_an_event(channel_to) -> None:  # type: ignore[no-untyped-def]
+    """What used to escape verify (MemoryError, ValueError, RecursionError: UNKNOWN, no
+    event) or be taken (a version the channel cannot carry, a date centuries ahead)."""
+    connect, trust, reloads, tmp = channel_to
+    stub = pb_grpc.ProviderServiceStub(connect())
+    now = dt.datetime.now(dt.UTC)
+    future = now + dt.timedelta(days=365 * 300)
+    cases = [
+        (sparse_bomb(16, 32 << 20), grpc.StatusCode.INVALID_ARGUMENT, "a GNU sparse file"),
+        (pax({"GNU.sparse.map": "zero,one"}) + member("rules/a.rules", b"x") + end(),
+         grpc.StatusCode.INVALID_ARGUMENT, "a pax extended header"),
+        (signed_members(_manifest(2, now), signatures=deep_json(30_000)) + end(),
+         grpc.StatusCode.INVALID_ARGUMENT, "signatures.json: nested deeper than 8"),
+        (signed_members(_manifest(1 << 64, now)) + end(), grpc.StatusCode.INVALID_ARGUMENT,
+         "version 18446744073709551616 is not a positive integer of at most 64 bits"),
+        (assemble({"rules/p.rules": GOOD.encode(),
+                   "policy.toml": b'[schedules]\nadult = ["daily 00:00-24:00"]\n'},
+                  key=KEY, provider="acme", version=2, created=now, valid_days=1),
+         grpc.StatusCode.INVALID_ARGUMENT, "'adult': not a category the bundle ships"),
+        (b"\0" * (MAX_BUNDLE + 1), grpc.StatusCode.INVALID_ARGUMENT,
+         f"bundle is {MAX_BUNDLE + 1} bytes, over the {MAX_BUNDLE} limit"),
+        (assemble({"rules/p.rules": GOOD.encode()}, key=KEY, provider="acme", version=2,
+                  created=future, valid_days=1),
+         grpc.StatusCode.FAILED_PRECONDITION, "a bundle from the future"),
+    ]
+    for bad, code, says in cases:
+        with pytest.raises(grpc.aio.AioRpcError) as e:
+            await stub.PushBundle(pb.PushBundleRequest(bundle=bad))
+        assert (e.value.code(), says in (e.value.details() or "")) == (code, True), \
+            e.value.details()
+    events = [json.loads(line) for line in
+              (Path(tmp) / "bundles" / "events.jsonl").read_text().splitlines()]
+    assert [(ev["applied"], ev["step"]) for ev in events] == [(False, "verify")] * len(cases)
+    assert all(says in ev["reason"] for ev, (_, _, says) in zip(events, cases, strict=True))
+    status = await stub.GetStatus(pb.GetStatusRequest())
+    assert status.bundle_version == 0 and reloads == [] and trust.last_version == 0
+    # the positive control: the channel takes a good bundle after all of that
+    good = make(bundle_inputs(Path(tmp) / "good", GOOD), version=3, created=now)
+    assert (await stub.PushBundle(pb.PushBundleRequest(bundle=good))).applied_version == 3
+
+
+async def test_a_message_past_the_bundle_limit_is_not_read(channel_to) -> None:  # type: ignore[no-untyped-def]
+    connect, *_ = channel_to
+    stub = pb_grpc.ProviderServiceStub(connect())
+    with pytest.raises(grpc.aio.AioRpcError) as e:
+        await stub.PushBundle(pb.PushBundleRequest(bundle=b"\0" * (MAX_BUNDLE + (1 << 20))))
+    assert e.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
 async def test_status_names_the_bundle_in_force_and_when(channel_to) -> None:  # type: ignore[no-untyped-def]
     connect, _, _, tmp = channel_to
     stub = pb_grpc.ProviderServiceStub(connect())
@@ -236,3 +306,35 @@ def test_the_trust_cache_rereads_only_a_changed_store(tmp_path: Path) -> None:
     real_revoke = TrustStore(trust.path)
     real_revoke.revoke()
     assert cache.state().revoked and len(loads) == 2
+
+
+async def test_the_channel_answers_while_the_engine_confirms_a_reload(tmp_path: Path) -> None:
+    """SetRuleEnabled waits for the engine to confirm its reload (seconds for a large rule
+    set); sys-sec's event loop, the channel's other calls included, goes on meanwhile."""
+    provider_ca, cert, key = ca_and_client("acme")
+    trust = TrustStore(tmp_path / "provider")
+    trust.enroll(None, [public_pem(KEY)], provider_ca, provider="acme")
+    confirmed = threading.Event()
+
+    def engine_confirms() -> None:
+        assert confirmed.wait(10), "the test never let the engine confirm"
+    servicer = ProviderServicer(trust, Updater(trust, tmp_path / "bundles", lambda: None),
+                                tmp_path / "log", lambda: "running", engine_confirms)
+    identity = server_identity(tmp_path / "tls")
+    server, port = await serve(servicer, "127.0.0.1:0", identity, trust.provider_ca)
+    channel = grpc.aio.secure_channel(
+        f"127.0.0.1:{port}", grpc.ssl_channel_credentials(identity[0], key, cert),
+        options=[("grpc.ssl_target_name_override", "sys-sec")])
+    try:
+        stub = pb_grpc.ProviderServiceStub(channel)
+        disabling = asyncio.ensure_future(
+            stub.SetRuleEnabled(pb.SetRuleEnabledRequest(sid=42, enabled=False)))
+        while trust.load().disabled_sids != [42]:   # the store is a file: no event
+            await asyncio.sleep(0.01)
+        status = await stub.GetStatus(pb.GetStatusRequest(), timeout=5)
+        assert list(status.disabled_sids) == [42] and not disabling.done()
+        confirmed.set()
+        await asyncio.wait_for(disabling, 10)
+    finally:
+        await channel.close()
+        await server.stop(None)

@@ -9,6 +9,7 @@ tests say nothing of the IPS; they pin down policy, DNS filtering and what gets 
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,11 +18,16 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import grpc
 import pytest
 
 from dom0.layout import Node, vif_addressing, vif_nodes
 from dom0.xenstore.client import AsyncXenStore
+from netsec.ipsd import read_stats
 from netsec.rules import load_rules
+from netsec.syssec import Controller, Launch, Settings
+from proto.gen.hyperwall.netsec.v1 import security_pb2
+from proto.gen.hyperwall.netsec.v1 import security_pb2_grpc as security_grpc
 from tests.conftest import REPO, Daemon
 from tests.netlab import Lab, lab
 
@@ -55,6 +61,8 @@ class World:
     rules_dir: Path
     controller: subprocess.Popen[bytes]
     controller_log: Path
+    argv: list[str]
+    procs: list[subprocess.Popen[bytes]]
 
     def probe(self, guest: str, *argv: str) -> str:
         out = self.net.run(self.ns[guest], sys.executable, str(REPO / "tests" / "net_probe.py"),
@@ -74,6 +82,18 @@ class World:
         """SIGHUP the controller; what it says of its lists once `pred` holds (or fail)."""
         self.controller.send_signal(signal.SIGHUP)
         got = await self.xs.wait_value(LISTS, lambda v: v is not None and pred(v.decode()), 2.0)
+        assert got is not None and pred(got.decode()), f"lists: {got!r}\n" + self.log()
+        return got.decode()
+
+    async def restart(self, pred: Callable[[str], bool]) -> str:
+        """sys-sec's controller stopped and started again; what it says of its lists once
+        `pred` holds (or fail)."""
+        stop(self.controller)
+        await self.xs.write(LISTS, "")
+        self.controller = start(self.argv, self.controller_log)
+        self.procs.append(self.controller)
+        got = await self.xs.wait_value(LISTS, lambda v: v is not None and pred(v.decode()),
+                                       15.0)
         assert got is not None and pred(got.decode()), f"lists: {got!r}\n" + self.log()
         return got.decode()
 
@@ -140,13 +160,13 @@ async def world(hw_xenstored: Daemon, tmp_path: Path) -> AsyncIterator[World]:
             procs.append(stub)
             assert stub.stdout is not None and stub.stdout.readline().strip() == b"ready"
             socket = hw_xenstored.rundir / "domain" / str(SEC) / "socket"
-            controller = start(
-                ["ip", "netns", "exec", ns["sec"], sys.executable, "-m", "netsec.syssec",
-                 "--state-dir", str(state), "--uplink", "uplink0", "--lists", str(lists),
-                 "--rules-dir", str(rules_dir), "--no-engine", "--xenstore", str(socket)],
-                tmp_path / "syssec.log")
+            argv = ["ip", "netns", "exec", ns["sec"], sys.executable, "-m", "netsec.syssec",
+                    "--state-dir", str(state), "--uplink", "uplink0", "--lists", str(lists),
+                    "--rules-dir", str(rules_dir), "--no-engine", "--xenstore", str(socket)]
+            controller = start(argv, tmp_path / "syssec.log")
             procs.append(controller)
-            w = World(net, ns, xs, state, lists, rules_dir, controller, tmp_path / "syssec.log")
+            w = World(net, ns, xs, state, lists, rules_dir, controller, tmp_path / "syssec.log",
+                      argv, procs)
             await w.applied(f"{FAMILY}/0 family {ip(FAMILY)} filtered", timeout=15)
             await w.applied(f"{OTHER}/0 other {ip(OTHER)} internet")
             # Said once its SIGHUP handler is set.
@@ -236,3 +256,70 @@ async def test_lists_are_read_again_on_sighup_and_a_broken_one_changes_nothing(
     assert "broken.txt" in said and said.endswith("kept: adult=1 social=1")
     assert world.probe("family", "dns", GW, "allowed.example") == "0.0.0.0"
     assert world.probe("family", "dns", GW, "blocked.example") == "0.0.0.0"
+
+
+async def test_a_start_on_lists_that_fail_runs_on_the_last_good_ones_and_says_so(
+        world: World) -> None:
+    """The bundle in force names a category it does not ship (as one applied before
+    policies were validated whole could): its lists fail to load. sys-sec used to start
+    with none, and the owner's blocked site passed."""
+    assert world.probe("family", "dns", GW, "blocked.example") == "0.0.0.0"
+    current = world.state / "bundles" / "current"
+    (current / "lists").mkdir(parents=True)
+    (current / "lists" / "games.txt").write_text("game.example\n")
+    (current / "policy.toml").write_text('[schedules]\nsocial = ["daily 20:00-07:00"]\n')
+    said = await world.restart(lambda v: v.startswith("WARNING:"))
+    assert "running on the last good lists (1 sites)" in said, said
+    assert said.endswith("in force: adult=1")
+    assert world.probe("family", "dns", GW, "blocked.example") == "0.0.0.0"
+    records = [json.loads(line) for line in
+               (world.state / "log" / "dns.json").read_text().splitlines()]
+    assert any(r["event_type"] == "alert" and "running on the last good lists" in
+               r["alert"]["signature"] and r["alert"]["severity"] == 1 for r in records)
+    async with grpc.aio.insecure_channel(f"unix:{world.state / 'security.sock'}") as ch:
+        stats = await security_grpc.SecurityServiceStub(ch).GetStats(
+            security_pb2.GetStatsRequest())
+    assert stats.message.startswith(said), stats.message
+    # The positive control: lists that load replace the last good ones, fewer sites said
+    # just as loudly, and the probe sees the site pass once nothing blocks it.
+    shutil.rmtree(current)
+    (world.lists / "adult.txt").unlink()
+    said = await world.restart(lambda v: v.startswith("WARNING:"))
+    assert "block lists hold 0 sites, fewer than the 1 of the last good lists" in said, said
+    assert world.probe("family", "dns", GW, "blocked.example") == ZONE["blocked.example"]
+
+
+def test_a_reload_the_engine_refuses_is_learnt_from_its_counters(tmp_path: Path) -> None:
+    """reload_content used only to SIGHUP hyperwall-ipsd: a reload ipsd refused counted as
+    taken, and the updater kept a bundle the engine was not running. Here the real engine
+    (on an NFQUEUE of its own namespace) takes good rules and refuses rules of which none
+    load, and the controller learns both from its --socket counters."""
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "a.rules").write_text('alert http any any -> any any (msg:"a"; sid:1; rev:1;)\n')
+    pidfile, sock = tmp_path / "ipsd.pid", tmp_path / "ipsd.sock"
+    with lab("hwrl") as net:
+        ns = net.ns("s")
+        ipsd = start(["ip", "netns", "exec", ns, sys.executable, "-m", "netsec.ipsd",
+                      "--queue", "0", "-S", str(rules), "-l", str(tmp_path / "log"),
+                      "--pidfile", str(pidfile), "--socket", str(sock)],
+                     tmp_path / "ipsd.log")
+        try:
+            assert ipsd.stdout is not None and ipsd.stdout.readline().strip() == b"ready", \
+                (tmp_path / "ipsd.log").read_text()
+            d = Launch.defaults(tmp_path)
+            ctl = Controller(None, tmp_path, Settings(),
+                             Launch(d.lists, d.rules_dir, ipsd_pidfile=pidfile,
+                                    ipsd_socket=sock))
+            (rules / "b.rules").write_text(
+                'alert http any any -> any any (msg:"b"; sid:2; rev:1;)\n')
+            ctl.reload_content()                   # the positive control: taken
+            assert read_stats(sock)["rules_loaded"] == 2
+            for f in rules.glob("*.rules"):
+                f.write_text("not a rule\n")
+            with pytest.raises(OSError, match="the engine refused the new rules .* keeps its "
+                                              "2 running rules"):
+                ctl.reload_content()
+            assert read_stats(sock)["reload_failures"] == 1
+        finally:
+            stop(ipsd)

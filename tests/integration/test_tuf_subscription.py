@@ -65,7 +65,7 @@ def served(tmp_path: Path) -> Iterator[Served]:
     repo = tmp_path / "repo"
     repo.mkdir()
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(repo))
-    handler.log_message = lambda *a: None  # type: ignore[method-assign]
+    handler.log_message = lambda *a: None  # type: ignore[attr-defined]
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
@@ -162,6 +162,23 @@ def test_metadata_signed_by_another_key_is_refused(served: Served, owner: TrustS
     md.sign(_signer(intruder))
     path.write_bytes(md.to_bytes())
     with pytest.raises(SubscriptionError, match="not signed by the enrolled provider's keys"):
+        fetch(served, owner)
+
+
+@pytest.mark.parametrize(("role", "content", "reason"), [
+    ("timestamp", b"[" * 60_000 + b"]" * 60_000, "timestamp.json: nested deeper than 8"),
+    ("timestamp", b"[" + b"0," * 400_000 + b"0]", "timestamp.json: more than"),
+    ("timestamp", b"0" * (2 << 20), "a download is longer than allowed"),
+    ("snapshot", b'{"signed": {"a": {"b": {"c": {"d": {"e": {"f": {"g": {}}}}}}}}}',
+     "snapshot.json: nested deeper than 8"),
+])
+def test_metadata_beyond_the_bounds_is_refused_before_it_is_parsed(
+        served: Served, owner: TrustStore, role: str, content: bytes, reason: str) -> None:
+    """Under MAX_METADATA, but ngclient's json.loads would recurse or build ~20 MB."""
+    if role == "snapshot":
+        served.resign("timestamp", lambda t: setattr(t.snapshot_meta, "length", None))
+    (served.repo / "metadata" / f"{role}.json").write_bytes(content)
+    with pytest.raises(SubscriptionError, match=reason):
         fetch(served, owner)
 
 

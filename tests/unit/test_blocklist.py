@@ -4,7 +4,16 @@ from pathlib import Path
 
 import pytest
 
-from netsec.blocklist import Blocklist, BlocklistError, Category, parse_lines, parse_window
+from netsec.blocklist import (
+    Blocklist,
+    BlocklistError,
+    Category,
+    compose,
+    load_good,
+    parse_lines,
+    parse_window,
+    save_good,
+)
 
 HOSTS = """# a hosts file
 0.0.0.0 ads.example.com
@@ -86,3 +95,57 @@ def test_schedule_for_unknown_category(tmp_path: Path) -> None:
     (tmp_path / "ads.txt").write_text("ads.example\n")
     with pytest.raises(BlocklistError, match="unknown categories: social"):
         Blocklist.from_files([tmp_path / "ads.txt"], {"social": ["daily 00:00-01:00"]})
+
+
+@pytest.fixture
+def two_sides(tmp_path: Path) -> tuple[list[Path], list[Path]]:
+    (tmp_path / "owner").mkdir()
+    (tmp_path / "provider").mkdir()
+    (tmp_path / "owner" / "adult.txt").write_text("own.example\n")
+    (tmp_path / "provider" / "adult.txt").write_text("theirs.example\n")
+    (tmp_path / "provider" / "games.txt").write_text("game.example\n")
+    return [tmp_path / "owner" / "adult.txt"], sorted((tmp_path / "provider").glob("*.txt"))
+
+
+def test_the_owner_wins_over_the_provider(two_sides: tuple[list[Path], list[Path]]) -> None:
+    """A provider's schedule cannot switch off the owner's always-on category; it schedules
+    the category it alone ships, unless the owner scheduled that one too."""
+    owner, provider = two_sides
+    night = ["daily 22:00-06:00"]
+    noon = dt.datetime(2026, 12, 2, 12, 0)
+    bl, _, schedules, notes = compose(owner, provider, {}, {"adult": night, "games": night})
+    assert schedules == {"games": night}
+    assert "the provider's schedule of adult ignored: the owner lists that category" in notes
+    assert bl.lookup("own.example", noon) == bl.lookup("theirs.example", noon) == "adult"
+    assert bl.lookup("game.example", noon) is None
+    bl, _, schedules, _ = compose(owner, provider, {"games": ["daily 11:00-13:00"]},
+                                  {"games": night})
+    assert schedules == {"games": ["daily 11:00-13:00"]}
+    assert bl.lookup("game.example", noon) == "games"
+
+
+def test_a_schedule_of_no_listed_category_is_dropped_not_fatal(
+        two_sides: tuple[list[Path], list[Path]]) -> None:
+    owner, provider = two_sides
+    bl, _, schedules, notes = compose(owner, provider, {"social": ["daily 00:00-01:00"]}, {})
+    assert schedules == {} and notes == ["schedule of social dropped: no list of that "
+                                         "category"]
+    assert bl.lookup("own.example") == "adult"
+
+
+def test_the_last_good_lists_come_back_whole(tmp_path: Path,
+                                             two_sides: tuple[list[Path], list[Path]]) -> None:
+    owner, provider = two_sides
+    bl, _, schedules, _ = compose(owner, provider, {"games": ["daily 11:00-13:00"]}, {})
+    path = tmp_path / "good.json"
+    assert load_good(path) is None
+    save_good(path, bl, schedules)
+    back, back_schedules = load_good(path)  # type: ignore[misc]
+    assert back_schedules == schedules and len(back) == len(bl) == 3
+    noon, night = dt.datetime(2026, 12, 2, 12, 0), dt.datetime(2026, 12, 2, 23, 0)
+    for when in (noon, night):
+        for site in ("own.example", "theirs.example", "game.example"):
+            assert back.lookup(site, when) == bl.lookup(site, when)
+    path.write_text("{torn")
+    with pytest.raises(BlocklistError, match="good.json: not the last good lists"):
+        load_good(path)

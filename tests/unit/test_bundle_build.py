@@ -33,7 +33,7 @@ def work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (tmp_path / "rules" / "a.rules").write_text(RULE.format(n=1))
     (tmp_path / "lists").mkdir()
     (tmp_path / "lists" / "ads.txt").write_text("0.0.0.0 ads.example\n||track.example^\n")
-    (tmp_path / "policy.toml").write_text("disabled_sids = [2]\n")
+    (tmp_path / "policy.toml").write_text('[schedules]\nads = ["daily 20:00-07:00"]\n')
     assert main(["keygen", "-o", "acme.key"]) == 0
     return tmp_path
 
@@ -83,6 +83,12 @@ def test_the_manifest_lists_every_file(work: Path, build: Callable[..., tuple]) 
      "sys-sec would refuse this bundle: lists/Ads.txt: not a rules file"),
     (lambda w: (w / "policy.toml").write_text('[domains.family]\npolicy = "internet"\n'), [],
      "'domains' is not the provider's to set"),
+    (lambda w: (w / "policy.toml").write_text('[schedules]\ngames = ["daily 20:00-07:00"]\n'),
+     [], "'games': not a category the bundle ships"),
+    (lambda w: (w / "policy.toml").write_text('[schedules]\nads = ["weekdays 9-5"]\n'), [],
+     "'ads': time window 'weekdays 9-5'"),
+    (lambda w: None, ["--version", str(1 << 64)], "version 18446744073709551616: over"),
+    (lambda w: None, ["--expires", "400"], "--expires 400: over the 366-day"),
     (lambda w: None, ["--version", "0"], "version 0: bundle versions start at 1"),
     (lambda w: None, ["--key", "acme.pub"], "acme.pub: not a PEM private key"),
     (lambda w: (w / "rsa.key").write_bytes(rsa.generate_private_key(65537, 2048).private_bytes(

@@ -26,7 +26,7 @@ def inputs(tmp_path: Path) -> Path:
     (tmp_path / "rules" / "provider.rules").write_text(RULE.format(n=1))
     (tmp_path / "lists").mkdir()
     (tmp_path / "lists" / "adult.txt").write_text("adult.example\n")
-    (tmp_path / "policy.toml").write_text('disabled_sids = [9]\n'
+    (tmp_path / "policy.toml").write_text('doh_addresses = ["192.0.2.53"]\n'
                                           '[schedules]\nadult = ["mon-sun 00:00-23:59"]\n')
     return tmp_path
 
@@ -79,7 +79,7 @@ def test_a_good_bundle_gives_its_content(inputs: Path) -> None:
     assert (b.provider, b.version, b.expires) == ("acme", 4, NOW + dt.timedelta(days=30))
     assert b.rules == {"rules/provider.rules": RULE.format(n=1)}
     assert b.lists == {"adult": "adult.example\n"}
-    assert b.policy["disabled_sids"] == [9] and "adult" in b.policy["schedules"]
+    assert b.policy["doh_addresses"] == ["192.0.2.53"] and "adult" in b.policy["schedules"]
     assert set(b.files) == {"rules/provider.rules", "lists/adult.txt", "policy.toml"}
     assert len(b.sha256) == 64 and read_manifest(data)["version"] == 4
 
@@ -176,7 +176,8 @@ def with_policy(text: str) -> bytes:
 @pytest.mark.parametrize(("policy", "reason"), [
     ('[domains.work]\npolicy = "internet"\n', "'domains' is not the provider's to set"),
     ('share_alerts = true\n', "'share_alerts' is not the provider's to set"),
-    ('disabled_sids = ["all"]\n', "disabled_sids must be a list of sids"),
+    ('disabled_sids = [9]\n', "'disabled_sids' is the owner's trust store's"),
+    ('clean = ["192.0.2.0/24"]\n', "'clean' is the owner's"),
     ('schedules = "always"\n', r"\[schedules\] must be a table"),
     ('schedules = "x" = 1\n', "policy.toml: "),
 ])

@@ -1,12 +1,14 @@
-"""sys-sec's settings file and its [vpn] table: good ones load, bad ones name what and where."""
+"""sys-sec's settings file and its [vpn] table: good ones load, bad ones name what and where;
+the bundle in force's policy taken under the owner's settings."""
 from __future__ import annotations
 
 import base64
+import datetime as dt
 from pathlib import Path
 
 import pytest
 
-from netsec.syssec import Settings
+from netsec.syssec import Controller, Settings
 from netsec.vpn import VpnConfig, VpnConfigError
 
 KEY = base64.b64encode(bytes(range(32))).decode()
@@ -59,3 +61,39 @@ def test_clean_destinations_and_category_schedules(tmp_path: Path) -> None:
     settings = Settings.load(path)
     assert settings.clean == ("192.0.2.0/24",)
     assert settings.schedules == {"games": ["mon-fri 08:00-16:00"]}
+
+
+@pytest.mark.parametrize(("text", "reason"), [
+    ('schedules = "always"\n', r"\[schedules\] must be a table"),
+    ('[schedules]\ngames = "mon-fri 08:00-16:00"\n', "games: must be a list of time windows"),
+    ('[schedules]\ngames = ["weekdays 8-4"]\n', "games: time window 'weekdays 8-4'"),
+    ('[schedules]\ngames = ["mon-fri 08:00-25:00"]\n', "25:00 is not a time of day"),
+])
+def test_a_schedule_that_does_not_parse_is_refused_at_load(tmp_path: Path, text: str,
+                                                           reason: str) -> None:
+    path = tmp_path / "syssec.toml"
+    path.write_text(text)
+    with pytest.raises(SystemExit, match=f"syssec.toml: .*{reason}"):
+        Settings.load(path)
+
+
+def test_the_bundles_policy_takes_effect_under_the_owners(tmp_path: Path) -> None:
+    """The bundle in force (bundles/current, as the updater leaves it): its DoH endpoints
+    join the owner's, its schedule applies to its own category and not to the owner's."""
+    (tmp_path / "lists").mkdir()
+    (tmp_path / "lists" / "adult.txt").write_text("own.example\n")
+    current = tmp_path / "bundles" / "current"
+    (current / "lists").mkdir(parents=True)
+    (current / "lists" / "adult.txt").write_text("theirs.example\n")
+    (current / "lists" / "games.txt").write_text("game.example\n")
+    (current / "policy.toml").write_text(
+        'doh_addresses = ["192.0.2.53"]\n'
+        '[schedules]\nadult = ["daily 22:00-06:00"]\ngames = ["daily 22:00-06:00"]\n')
+    ctl = Controller(None, tmp_path, Settings(doh_addresses=("9.9.9.9",)))
+    assert ctl.doh_addresses() == ("9.9.9.9", "192.0.2.53")
+    noon = dt.datetime(2026, 12, 2, 12, 0)
+    assert ctl.blocklist.lookup("theirs.example", noon) == "adult"
+    assert ctl.blocklist.lookup("game.example", noon) is None
+    # changed on disk since verify took it: refused where it is read, the owner's stay
+    (current / "policy.toml").write_text('doh_addresses = ["not-an-address"]\n')
+    assert ctl.doh_addresses() == ("9.9.9.9",)

@@ -92,8 +92,11 @@ def test_applied_versions_only_go_up_and_revocation_cuts_off(
     assert not trust.is_revoked() and trust.last_version == 5
     assert trust.provider_ca() is None     # the new enrollment gave no CA: none is trusted
     # Another provider's keys: its own numbering, and the old key is gone from the folder.
+    trust.update(disabled_sids=[7, 9], share_alerts=True)
     trust.enroll(None, [public_pem(OTHER)], provider="other")
     assert trust.last_version == 0 and trust.root_json() is None
+    # the rules switched off and what the owner shares outlive any enrollment
+    assert (trust.load().disabled_sids, trust.load().share_alerts) == ([7, 9], True)
     assert [p.stem for p in (trust.path / "keys").glob("*.pub")] == [key_id(OTHER.public_key())]
 
 
@@ -117,6 +120,7 @@ BAD_ENROLLMENTS: list[tuple[str, Callable[[dict[str, Path]], tuple], str]] = [
      "provider CA: not a PEM certificate"),
     ("nothing", lambda p: (None, []), "no bundle-signing key"),
     ("huge root", lambda p: (b" " * (2 << 20),), "too big"),
+    ("deep root", lambda p: (b"[" * 50_000 + b"]" * 50_000,), "root.json: nested deeper than"),
 ]
 
 
