@@ -9,7 +9,8 @@ Run with the repository as the working directory (`python -m tests.evasion_shape
       {"port", "sni"}, before the request), and prints "ready" first. The host it answers
       for is the absolute URI's authority if there is one, else the Host header (RFC 9112
       §3.2.2), lower-cased and without a trailing dot, and `GET /` answers
-      "hello from HOST". `GET /body/evil|clean/SHAPE` answers BODY_BEFORE + EICAR (or as
+      "hello from HOST". `GET /body/evil|clean/SHAPE` (SHAPE percent-encoded: a request
+      target has no spaces, see body_target) answers BODY_BEFORE + EICAR (or as
       many x) + BODY_AFTER in the response shape SHAPE (RESPONSE_SHAPES).
   http HOST PORT SHAPE REQUEST_HEX...   the client: sends the requests in SHAPE
       (REQUEST_SHAPES), prints {"received": hex} of all that arrived before the server
@@ -40,6 +41,7 @@ import time
 import zlib
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import quote, unquote
 
 from dom0.simnet_servers import EICAR
 
@@ -53,6 +55,11 @@ FLUSH_GAP = 0.05    # between a flushing server's chunks
 
 def body(kind: str) -> bytes:
     return BODY_BEFORE + (EICAR if kind == "evil" else b"x" * len(EICAR)) + BODY_AFTER
+
+
+def body_target(kind: str, shape: str) -> str:
+    """The request target asking for `kind`'s body in response shape `shape`."""
+    return f"/body/{kind}/{quote(shape)}"
 
 
 def _sig_cut(data: bytes) -> int:
@@ -152,7 +159,7 @@ def _serve_conn(conn: socket.socket | ssl.SSLSocket, port: int, sni: str | None)
                 else target
             if path.startswith("/body/"):
                 _, _, kind, shape = path.split("/", 3)
-                pieces, gap = RESPONSE_SHAPES[shape.replace("%20", " ")](body(kind))
+                pieces, gap = RESPONSE_SHAPES[unquote(shape)](body(kind))
             else:
                 text = f"hello from {host}\n".encode()
                 pieces, gap = [_length(text) + text], 0

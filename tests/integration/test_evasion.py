@@ -19,7 +19,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -27,7 +27,15 @@ import pytest
 from dom0.embedded import Platform
 from dom0.simnet import INTRANET, PUBLIC_RESOLVER, ZONE, SimNet
 from tests.conftest import REPO
-from tests.evasion_shapes import HELLO_SHAPES, RAW_SHAPES, RESPONSE_SHAPES, SIG, bodies, body
+from tests.evasion_shapes import (
+    HELLO_SHAPES,
+    RAW_SHAPES,
+    RESPONSE_SHAPES,
+    SIG,
+    bodies,
+    body,
+    body_target,
+)
 from tests.simworld import embedded_world
 from tests.syssec_lab import Listener
 
@@ -126,7 +134,7 @@ def test_malware_dropped(world: World, shape: str) -> None:
     client = "keep-alive" if shape.startswith("keep-alive") else "whole"
 
     def fetch(kind: str) -> bytes:
-        requests = [get(ALLOWED)] * before + [get(ALLOWED, f"/body/{kind}/{response}")]
+        requests = [get(ALLOWED)] * before + [get(ALLOWED, body_target(kind, response))]
         return bodies(world.received("family", "http", EVASION_ADDR, str(port), client,
                                      *(r.hex() for r in requests)))
     # Positive control: the same shape with a clean body arrives whole.
@@ -198,11 +206,13 @@ def test_category_blocked_by_host_reassembled(world: World, shape: str) -> None:
 # ---- category blocked by TLS SNI -------------------------------------------------------
 
 # shape -> (ClientHello shape, port, how the name is written)
-SNI_SHAPES = {**{shape: (shape, 443, str) for shape in HELLO_SHAPES},
-              "upper case": ("one segment", 443, str.upper),
-              "trailing dot": ("one segment", 443, lambda n: n + "."),
-              "port 8443": ("one segment", 8443, str),
-              "port 8443, 1-byte segments": ("1-byte segments", 8443, str)}
+Spelling = Callable[[str], str]
+SNI_SHAPES: dict[str, tuple[str, int, Spelling]] = {
+    **{shape: (shape, 443, str) for shape in HELLO_SHAPES},
+    "upper case": ("one segment", 443, str.upper),
+    "trailing dot": ("one segment", 443, lambda n: n + "."),
+    "port 8443": ("one segment", 8443, str),
+    "port 8443, 1-byte segments": ("1-byte segments", 8443, str)}
 
 
 @pytest.mark.parametrize("shape", SNI_SHAPES)
@@ -223,7 +233,7 @@ def test_category_blocked_by_sni(world: World, shape: str) -> None:
 # ---- category blocked by DNS -------------------------------------------------------------
 
 # shape -> (client shape, names asked before the one that matters, how it is written)
-DNS_SHAPES = {
+DNS_SHAPES: dict[str, tuple[str, list[str], Spelling]] = {
     "udp": ("udp", [], str),
     "udp, upper case": ("udp", [], str.upper),
     "udp, 0x20 mixed case": ("udp", [], lambda n: "".join(
