@@ -477,7 +477,9 @@ RAW_SHAPES: dict[str, Callable[[int], list[tuple[int, int, str]]]] = {
 
 
 def raw_client(host: str, port: int, shape: str, good: bytes, bad: bytes) -> bytes:
-    from scapy.all import IP, TCP, AsyncSniffer, conf, send, sr1  # slow to import
+    # slow to import
+    from scapy.all import AsyncSniffer, conf, send, sr1
+    from scapy.layers.inet import IP, TCP
     conf.verb = 0
     sport = random.randint(20000, 60000)
     # The kernel knows nothing of this connection and would reset it on the SYN-ACK.
@@ -485,22 +487,28 @@ def raw_client(host: str, port: int, shape: str, good: bytes, bad: bytes) -> byt
             "-j", "DROP"]
     subprocess.run(["iptables", "-I", *rule], check=True)
     try:
-        ip = IP(dst=host)
+        # The kernel's choice of source address: scapy derives it from the gateway's
+        # subnet, and a guest's /32 address with an on-link gateway has none (0.0.0.0).
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect((host, port))
+            ip = IP(src=probe.getsockname()[0], dst=host)
         synack = sr1(ip / TCP(sport=sport, dport=port, flags="S", seq=1000), timeout=IDLE)
         if synack is None or not synack.haslayer(TCP):
             return b""
         ack = synack[TCP].seq + 1
+        listening = threading.Event()
         sniffer = AsyncSniffer(filter=f"tcp and src host {host} and src port {port}",
-                               store=True)
+                               store=True, started_callback=listening.set)
         sniffer.start()
-        time.sleep(0.2)   # AsyncSniffer gives no ready signal; its socket opens in this time
+        if not listening.wait(IDLE):
+            return b""
         send(ip / TCP(sport=sport, dport=port, flags="A", seq=1001, ack=ack))
         for start, end, which in RAW_SHAPES[shape](len(bad)):
             data = (bad if which == "bad" else good)[start:end]
             send(ip / TCP(sport=sport, dport=port, flags="PA", seq=1001 + start, ack=ack)
                  / data)
         time.sleep(IDLE)   # what the server sends, if it answers, within IDLE
-        packets = sniffer.stop() or []
+        packets = list(sniffer.stop() or [])
         send(ip / TCP(sport=sport, dport=port, flags="R", seq=1001 + len(bad)))
         got: dict[int, bytes] = {}
         for p in packets:
