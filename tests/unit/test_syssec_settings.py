@@ -59,3 +59,12 @@ def test_clean_destinations_and_category_schedules(tmp_path: Path) -> None:
     settings = Settings.load(path)
     assert settings.clean == ("192.0.2.0/24",)
     assert settings.schedules == {"games": ["mon-fri 08:00-16:00"]}
+
+
+def test_engine_settings_load_and_a_bad_one_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "syssec.toml"
+    path.write_text('engine_set = ["app-layer.protocols.http.parser=python"]\n')
+    assert Settings.load(path).engine_set == ("app-layer.protocols.http.parser=python",)
+    path.write_text('engine_set = ["app-layer.protocols.http.parser"]\n')
+    with pytest.raises(SystemExit, match="syssec.toml: engine_set: want a list of"):
+        Settings.load(path)
