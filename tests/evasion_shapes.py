@@ -84,10 +84,14 @@ def _gzip_chunks(data: bytes) -> list[bytes]:
     return [_chunk(packed[i:i + 16]) for i in range(0, len(packed), 16)] + [b"0\r\n\r\n"]
 
 
+def _pieces(data: bytes, size: int) -> list[bytes]:
+    return [data[i:i + size] for i in range(0, len(data), size)]
+
+
 # shape -> (the response as pieces, written one per segment; a pause between pieces)
 RESPONSE_SHAPES: dict[str, Callable[[bytes], tuple[list[bytes], float]]] = {
     "length": lambda b: ([_length(b) + b], 0),
-    "1-byte segments": lambda b: ([_length(b)] + [b[i:i + 1] for i in range(len(b))], 0),
+    "1-byte segments": lambda b: ([_length(b)] + _pieces(b, 1), 0),
     "split in signature": lambda b: ([_length(b) + b[:_sig_cut(b)], b[_sig_cut(b):]], 0),
     "chunk boundary in signature": lambda b: (
         [b"HTTP/1.1 200 OK\r\n" + _CHUNKED + b"\r\n" + _chunk(b[:_sig_cut(b)])
@@ -102,6 +106,16 @@ RESPONSE_SHAPES: dict[str, Callable[[bytes], tuple[list[bytes], float]]] = {
     "gzip flushed chunks": lambda b: (
         [b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n" + _CHUNKED + b"\r\n"]
         + _gzip_chunks(b), FLUSH_GAP),
+    # header names and values in upper case: a parser matching them case-sensitively
+    # would read the chunked or compressed body as plain bytes
+    "upper-case chunked": lambda b: (
+        [b"HTTP/1.1 200 OK\r\nTRANSFER-ENCODING: CHUNKED\r\n\r\n"
+         + b"".join(_chunk(b[i:i + 8]) for i in range(0, len(b), 8)) + b"0\r\n\r\n"], 0),
+    "upper-case gzip": lambda b: ([_length(gzip.compress(b), b"CONTENT-ENCODING: GZIP\r\n")
+                                   + gzip.compress(b)], 0),
+    # a header block of 8 KB before the body, over several segments
+    "8 KB headers": lambda b: (_pieces(_length(b, b"X-Pad: %s\r\n" % (b"p" * 90) * 85) + b,
+                                       1400), 0),
     "until close": lambda b: ([b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n"
                                + b[:_sig_cut(b)], b[_sig_cut(b):]], 0),
 }
@@ -223,10 +237,6 @@ def serve(addr: str, cert_dir: Path, http_ports: list[int], tls_ports: list[int]
 
 # ---- the client -------------------------------------------------------------------------
 
-def _pieces_1byte(data: bytes) -> list[bytes]:
-    return [data[i:i + 1] for i in range(len(data))]
-
-
 def _split_at(data: bytes, word: bytes) -> list[bytes]:
     """Two pieces, cut in the middle of the last occurrence of `word` (a host name)."""
     at = data.rfind(word)
@@ -291,7 +301,7 @@ def http_client(host: str, port: int, shape: str, requests: list[bytes]) -> byte
             return got
         wire = b"".join(requests)
         if shape == "1-byte segments":
-            send_apart(s, _pieces_1byte(wire))
+            send_apart(s, _pieces(wire, 1))
         elif shape.startswith("split in "):
             send_apart(s, _split_at(wire, shape.removeprefix("split in ").encode()))
         else:
@@ -311,12 +321,12 @@ def _records(hello: bytes, cut: int) -> bytes:
 # shape -> the ClientHello's bytes as the pieces written one per segment
 HELLO_SHAPES: dict[str, Callable[[bytes, bytes], list[bytes]]] = {
     "one segment": lambda h, sni: [h],
-    "1-byte segments": lambda h, sni: _pieces_1byte(h),
+    "1-byte segments": lambda h, sni: _pieces(h, 1),
     "split in SNI": lambda h, sni: _split_at(h, sni),
     "two records, cut in SNI": lambda h, sni: [_records(h, h.find(sni) - 5 + len(sni) // 2)],
     "two records in two segments": lambda h, sni: _split_at(
         _records(h, h.find(sni) - 5 + len(sni) // 2), sni[len(sni) // 2:]),
-    "2 KB hello over segments": lambda h, sni: [h[i:i + 500] for i in range(0, len(h), 500)],
+    "2 KB hello over segments": lambda h, sni: _pieces(h, 500),
 }
 
 
@@ -442,7 +452,7 @@ def dns_client(server: str, shape: str, names: list[str]) -> list[str]:
         with socket.create_connection((server, 53), timeout=IDLE) as s:
             wire = b"".join(struct.pack("!H", len(q)) + q for q in queries)
             if shape == "tcp, 1-byte segments":
-                send_apart(s, _pieces_1byte(wire))
+                send_apart(s, _pieces(wire, 1))
             else:
                 s.sendall(wire)
             got = b""

@@ -153,6 +153,8 @@ HOST_SHAPES = {
     "mixed case": (lambda n: [get(n.title())], "whole", 80),
     "trailing dot": (lambda n: [get(n + ".")], "whole", 80),
     "with port": (lambda n: [get(n + ":80")], "whole", 80),
+    "header name upper case, no space": (
+        lambda n: [get(n).replace(b"Host: ", b"HOST:")], "whole", 80),
     "trailing dot, upper case, port": (lambda n: [get(n.upper() + ".:80")], "whole", 80),
     "absolute URI, other Host": (lambda n: [get("news.example", f"http://{n}/")], "whole", 80),
     "cookies 2 KB": (lambda n: [get(n, extra=cookies(2048))], "whole", 80),
