@@ -21,7 +21,8 @@ Run with the repository as the working directory (`python -m tests.evasion_shape
       SHAPE ("udp", "tcp", "tcp, 1-byte segments"); prints {"answers": [address or
       "rcode N" or an error, ...]}.
   raw HOST PORT SHAPE GOOD_HEX BAD_HEX   a TCP client written with scapy that sends one
-      request's bytes out of order or overlapping (RAW_SHAPES); prints {"received": hex}.
+      request's (or ClientHello's) bytes out of order or overlapping (RAW_SHAPES); prints
+      {"received": hex}.
 
 Every piece a sender writes goes out once the previous one was acknowledged (TCP_INFO's
 unacked count), so the kernel never merges two of them into one segment.
@@ -330,26 +331,38 @@ HELLO_SHAPES: dict[str, Callable[[bytes, bytes], list[bytes]]] = {
 }
 
 
-def tls_client(host: str, port: int, shape: str, sni: str) -> bytes:
+def _tls_start(sni: str, big: bool = False) -> tuple[ssl.SSLObject, ssl.MemoryBIO,
+                                                    ssl.MemoryBIO, bytes]:
+    """A TLS client for `sni` over memory (its object, incoming and outgoing BIOs) and
+    its ClientHello record; `big`: browser-sized, 2 KB."""
     ctx = ssl.create_default_context()
     ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
     ctx.maximum_version = ssl.TLSVersion.TLSv1_3
-    if shape.startswith("2 KB"):
+    if big:
         # A browser's hello is 1.5-2 KB (GREASE, post-quantum key shares); long ALPN names
         # make this one as big.
         ctx.set_alpn_protocols([f"x{i}".ljust(200, "x") for i in range(9)] + ["http/1.1"])
     inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
     obj = ctx.wrap_bio(inc, out, server_hostname=sni)
     try:
+        obj.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    return obj, inc, out, out.read()
+
+
+def client_hello(sni: str) -> bytes:
+    """A ClientHello record asking for `sni`: the same length for names of one length."""
+    return _tls_start(sni)[3]
+
+
+def tls_client(host: str, port: int, shape: str, sni: str) -> bytes:
+    obj, inc, out, hello = _tls_start(sni, big=shape.startswith("2 KB"))
+    try:
         s = socket.create_connection((host, port), timeout=IDLE)
     except OSError:
         return b""
     with s:
-        try:
-            obj.do_handshake()
-        except ssl.SSLWantReadError:
-            pass
-        hello = out.read()
         if not send_apart(s, HELLO_SHAPES[shape](hello, sni.encode())):
             return b""
         s.settimeout(IDLE)

@@ -35,6 +35,7 @@ from tests.evasion_shapes import (
     bodies,
     body,
     body_target,
+    client_hello,
 )
 from tests.simworld import embedded_world
 from tests.syssec_lab import Listener
@@ -230,6 +231,21 @@ def test_category_blocked_by_sni(world: World, shape: str) -> None:
     got, asked = fetch(BLOCKED)
     assert not asked_for(asked, BLOCKED), f"{shape}: the far side got a hello for {BLOCKED}"
     assert hello(BLOCKED) not in got
+
+
+# shape -> RAW_SHAPES: one ClientHello's bytes sent out of order or overlapping.
+@pytest.mark.parametrize("shape", RAW_SHAPES)
+def test_category_blocked_by_sni_reassembled(world: World, shape: str) -> None:
+    def fetch(name: str) -> list[dict]:
+        # The far side logs the SNI of a hello it received whole; this client goes no
+        # further than the hello.
+        world.received("family", "raw", EVASION_ADDR, "443", shape,
+                       client_hello(UNLISTED).hex(), client_hello(name).hex())
+        return world.asked()
+    # Positive control: the receiver's version names an unlisted site: it is asked.
+    assert asked_for(fetch("yyyyy.example"), "yyyyy.example"), shape
+    assert not asked_for(fetch(BLOCKED), BLOCKED), \
+        f"{shape}: the far side got a hello for {BLOCKED}"
 
 
 # ---- category blocked by DNS -------------------------------------------------------------
