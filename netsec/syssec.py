@@ -84,6 +84,9 @@ class Settings:
     clean: tuple[str, ...] = ()
     # When a category is enforced, e.g. {"games": ["mon-fri 08:00-16:00"]}; default always.
     schedules: dict[str, list[str]] = field(default_factory=dict)
+    # Suricata settings for the engine, each "NAME=VALUE" as hyperwall-ipsd's --set takes
+    # it (e.g. "app-layer.protocols.http.parser=python").
+    engine_set: tuple[str, ...] = ()
 
     @property
     def vpn_iface(self) -> str | None:
@@ -98,9 +101,14 @@ class Settings:
         except (OSError, tomllib.TOMLDecodeError) as e:
             raise SystemExit(f"{path}: {e}") from None
         known = {"uplink", "dns_upstream", "doh_addresses", "vpn", "clean", "schedules",
-                 "provider_listen", "subscription_url", "subscription_interval"}
+                 "provider_listen", "subscription_url", "subscription_interval",
+                 "engine_set"}
         if set(raw) - known:
             raise SystemExit(f"{path}: unknown setting {sorted(set(raw) - known)[0]!r}")
+        engine_set = raw.get("engine_set", [])
+        if not isinstance(engine_set, list) or not all(
+                isinstance(x, str) and "=" in x for x in engine_set):
+            raise SystemExit(f"{path}: engine_set: want a list of \"NAME=VALUE\" strings")
         try:
             tunnel = VpnConfig.from_settings(raw["vpn"], str(path)) if "vpn" in raw else None
         except VpnConfigError as e:
@@ -124,7 +132,8 @@ class Settings:
                    clean=tuple(raw.get("clean", ())), schedules=dict(schedules),
                    provider_listen=raw.get("provider_listen"),
                    subscription_url=raw.get("subscription_url"),
-                   subscription_interval=float(raw.get("subscription_interval", 300.0)))
+                   subscription_interval=float(raw.get("subscription_interval", 300.0)),
+                   engine_set=tuple(engine_set))
 
 
 @dataclass(frozen=True)
@@ -486,7 +495,8 @@ class Controller:
                 "--disabled", str(st / "provider" / "state.json"),
                 "-l", str(st / "log"), "--domains", str(rundir / "domains.json"),
                 "--pidfile", str(rundir / "ipsd.pid"), "--socket", str(rundir / "ipsd.sock"),
-                *(arg for net in self.settings.clean for arg in ("--clean", net))]
+                *(arg for net in self.settings.clean for arg in ("--clean", net)),
+                *(arg for pair in self.settings.engine_set for arg in ("--set", pair))]
         while True:
             started = time.monotonic()
             self.ipsd_ready = False

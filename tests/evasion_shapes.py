@@ -9,7 +9,8 @@ Run with the repository as the working directory (`python -m tests.evasion_shape
       {"port", "sni"}, before the request), and prints "ready" first. The host it answers
       for is the absolute URI's authority if there is one, else the Host header (RFC 9112
       §3.2.2), lower-cased and without a trailing dot, and `GET /` answers
-      "hello from HOST". `GET /body/evil|clean/SHAPE` answers BODY_BEFORE + EICAR (or as
+      "hello from HOST". `GET /body/evil|clean/SHAPE` (SHAPE percent-encoded: a request
+      target has no spaces, see body_target) answers BODY_BEFORE + EICAR (or as
       many x) + BODY_AFTER in the response shape SHAPE (RESPONSE_SHAPES).
   http HOST PORT SHAPE REQUEST_HEX...   the client: sends the requests in SHAPE
       (REQUEST_SHAPES), prints {"received": hex} of all that arrived before the server
@@ -20,7 +21,8 @@ Run with the repository as the working directory (`python -m tests.evasion_shape
       SHAPE ("udp", "tcp", "tcp, 1-byte segments"); prints {"answers": [address or
       "rcode N" or an error, ...]}.
   raw HOST PORT SHAPE GOOD_HEX BAD_HEX   a TCP client written with scapy that sends one
-      request's bytes out of order or overlapping (RAW_SHAPES); prints {"received": hex}.
+      request's (or ClientHello's) bytes out of order or overlapping (RAW_SHAPES); prints
+      {"received": hex}.
 
 Every piece a sender writes goes out once the previous one was acknowledged (TCP_INFO's
 unacked count), so the kernel never merges two of them into one segment.
@@ -40,6 +42,7 @@ import time
 import zlib
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import quote, unquote
 
 from dom0.simnet_servers import EICAR
 
@@ -53,6 +56,11 @@ FLUSH_GAP = 0.05    # between a flushing server's chunks
 
 def body(kind: str) -> bytes:
     return BODY_BEFORE + (EICAR if kind == "evil" else b"x" * len(EICAR)) + BODY_AFTER
+
+
+def body_target(kind: str, shape: str) -> str:
+    """The request target asking for `kind`'s body in response shape `shape`."""
+    return f"/body/{kind}/{quote(shape)}"
 
 
 def _sig_cut(data: bytes) -> int:
@@ -77,10 +85,14 @@ def _gzip_chunks(data: bytes) -> list[bytes]:
     return [_chunk(packed[i:i + 16]) for i in range(0, len(packed), 16)] + [b"0\r\n\r\n"]
 
 
+def _pieces(data: bytes, size: int) -> list[bytes]:
+    return [data[i:i + size] for i in range(0, len(data), size)]
+
+
 # shape -> (the response as pieces, written one per segment; a pause between pieces)
 RESPONSE_SHAPES: dict[str, Callable[[bytes], tuple[list[bytes], float]]] = {
     "length": lambda b: ([_length(b) + b], 0),
-    "1-byte segments": lambda b: ([_length(b)] + [b[i:i + 1] for i in range(len(b))], 0),
+    "1-byte segments": lambda b: ([_length(b)] + _pieces(b, 1), 0),
     "split in signature": lambda b: ([_length(b) + b[:_sig_cut(b)], b[_sig_cut(b):]], 0),
     "chunk boundary in signature": lambda b: (
         [b"HTTP/1.1 200 OK\r\n" + _CHUNKED + b"\r\n" + _chunk(b[:_sig_cut(b)])
@@ -95,6 +107,16 @@ RESPONSE_SHAPES: dict[str, Callable[[bytes], tuple[list[bytes], float]]] = {
     "gzip flushed chunks": lambda b: (
         [b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\n" + _CHUNKED + b"\r\n"]
         + _gzip_chunks(b), FLUSH_GAP),
+    # header names and values in upper case: a parser matching them case-sensitively
+    # would read the chunked or compressed body as plain bytes
+    "upper-case chunked": lambda b: (
+        [b"HTTP/1.1 200 OK\r\nTRANSFER-ENCODING: CHUNKED\r\n\r\n"
+         + b"".join(_chunk(b[i:i + 8]) for i in range(0, len(b), 8)) + b"0\r\n\r\n"], 0),
+    "upper-case gzip": lambda b: ([_length(gzip.compress(b), b"CONTENT-ENCODING: GZIP\r\n")
+                                   + gzip.compress(b)], 0),
+    # a header block of 8 KB before the body, over several segments
+    "8 KB headers": lambda b: (_pieces(_length(b, b"X-Pad: %s\r\n" % (b"p" * 90) * 85) + b,
+                                       1400), 0),
     "until close": lambda b: ([b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n"
                                + b[:_sig_cut(b)], b[_sig_cut(b):]], 0),
 }
@@ -152,7 +174,7 @@ def _serve_conn(conn: socket.socket | ssl.SSLSocket, port: int, sni: str | None)
                 else target
             if path.startswith("/body/"):
                 _, _, kind, shape = path.split("/", 3)
-                pieces, gap = RESPONSE_SHAPES[shape.replace("%20", " ")](body(kind))
+                pieces, gap = RESPONSE_SHAPES[unquote(shape)](body(kind))
             else:
                 text = f"hello from {host}\n".encode()
                 pieces, gap = [_length(text) + text], 0
@@ -215,10 +237,6 @@ def serve(addr: str, cert_dir: Path, http_ports: list[int], tls_ports: list[int]
 
 
 # ---- the client -------------------------------------------------------------------------
-
-def _pieces_1byte(data: bytes) -> list[bytes]:
-    return [data[i:i + 1] for i in range(len(data))]
-
 
 def _split_at(data: bytes, word: bytes) -> list[bytes]:
     """Two pieces, cut in the middle of the last occurrence of `word` (a host name)."""
@@ -284,7 +302,7 @@ def http_client(host: str, port: int, shape: str, requests: list[bytes]) -> byte
             return got
         wire = b"".join(requests)
         if shape == "1-byte segments":
-            send_apart(s, _pieces_1byte(wire))
+            send_apart(s, _pieces(wire, 1))
         elif shape.startswith("split in "):
             send_apart(s, _split_at(wire, shape.removeprefix("split in ").encode()))
         else:
@@ -304,35 +322,47 @@ def _records(hello: bytes, cut: int) -> bytes:
 # shape -> the ClientHello's bytes as the pieces written one per segment
 HELLO_SHAPES: dict[str, Callable[[bytes, bytes], list[bytes]]] = {
     "one segment": lambda h, sni: [h],
-    "1-byte segments": lambda h, sni: _pieces_1byte(h),
+    "1-byte segments": lambda h, sni: _pieces(h, 1),
     "split in SNI": lambda h, sni: _split_at(h, sni),
     "two records, cut in SNI": lambda h, sni: [_records(h, h.find(sni) - 5 + len(sni) // 2)],
     "two records in two segments": lambda h, sni: _split_at(
         _records(h, h.find(sni) - 5 + len(sni) // 2), sni[len(sni) // 2:]),
-    "2 KB hello over segments": lambda h, sni: [h[i:i + 500] for i in range(0, len(h), 500)],
+    "2 KB hello over segments": lambda h, sni: _pieces(h, 500),
 }
 
 
-def tls_client(host: str, port: int, shape: str, sni: str) -> bytes:
+def _tls_start(sni: str, big: bool = False) -> tuple[ssl.SSLObject, ssl.MemoryBIO,
+                                                    ssl.MemoryBIO, bytes]:
+    """A TLS client for `sni` over memory (its object, incoming and outgoing BIOs) and
+    its ClientHello record; `big`: browser-sized, 2 KB."""
     ctx = ssl.create_default_context()
     ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
     ctx.maximum_version = ssl.TLSVersion.TLSv1_3
-    if shape.startswith("2 KB"):
+    if big:
         # A browser's hello is 1.5-2 KB (GREASE, post-quantum key shares); long ALPN names
         # make this one as big.
         ctx.set_alpn_protocols([f"x{i}".ljust(200, "x") for i in range(9)] + ["http/1.1"])
     inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
     obj = ctx.wrap_bio(inc, out, server_hostname=sni)
     try:
+        obj.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    return obj, inc, out, out.read()
+
+
+def client_hello(sni: str) -> bytes:
+    """A ClientHello record asking for `sni`: the same length for names of one length."""
+    return _tls_start(sni)[3]
+
+
+def tls_client(host: str, port: int, shape: str, sni: str) -> bytes:
+    obj, inc, out, hello = _tls_start(sni, big=shape.startswith("2 KB"))
+    try:
         s = socket.create_connection((host, port), timeout=IDLE)
     except OSError:
         return b""
     with s:
-        try:
-            obj.do_handshake()
-        except ssl.SSLWantReadError:
-            pass
-        hello = out.read()
         if not send_apart(s, HELLO_SHAPES[shape](hello, sni.encode())):
             return b""
         s.settimeout(IDLE)
@@ -435,7 +465,7 @@ def dns_client(server: str, shape: str, names: list[str]) -> list[str]:
         with socket.create_connection((server, 53), timeout=IDLE) as s:
             wire = b"".join(struct.pack("!H", len(q)) + q for q in queries)
             if shape == "tcp, 1-byte segments":
-                send_apart(s, _pieces_1byte(wire))
+                send_apart(s, _pieces(wire, 1))
             else:
                 s.sendall(wire)
             got = b""
@@ -470,7 +500,9 @@ RAW_SHAPES: dict[str, Callable[[int], list[tuple[int, int, str]]]] = {
 
 
 def raw_client(host: str, port: int, shape: str, good: bytes, bad: bytes) -> bytes:
-    from scapy.all import IP, TCP, AsyncSniffer, conf, send, sr1  # slow to import
+    # slow to import
+    from scapy.all import AsyncSniffer, conf, send, sr1
+    from scapy.layers.inet import IP, TCP
     conf.verb = 0
     sport = random.randint(20000, 60000)
     # The kernel knows nothing of this connection and would reset it on the SYN-ACK.
@@ -478,22 +510,28 @@ def raw_client(host: str, port: int, shape: str, good: bytes, bad: bytes) -> byt
             "-j", "DROP"]
     subprocess.run(["iptables", "-I", *rule], check=True)
     try:
-        ip = IP(dst=host)
+        # The kernel's choice of source address: scapy derives it from the gateway's
+        # subnet, and a guest's /32 address with an on-link gateway has none (0.0.0.0).
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect((host, port))
+            ip = IP(src=probe.getsockname()[0], dst=host)
         synack = sr1(ip / TCP(sport=sport, dport=port, flags="S", seq=1000), timeout=IDLE)
         if synack is None or not synack.haslayer(TCP):
             return b""
         ack = synack[TCP].seq + 1
+        listening = threading.Event()
         sniffer = AsyncSniffer(filter=f"tcp and src host {host} and src port {port}",
-                               store=True)
+                               store=True, started_callback=listening.set)
         sniffer.start()
-        time.sleep(0.2)   # AsyncSniffer gives no ready signal; its socket opens in this time
+        if not listening.wait(IDLE):
+            return b""
         send(ip / TCP(sport=sport, dport=port, flags="A", seq=1001, ack=ack))
         for start, end, which in RAW_SHAPES[shape](len(bad)):
             data = (bad if which == "bad" else good)[start:end]
             send(ip / TCP(sport=sport, dport=port, flags="PA", seq=1001 + start, ack=ack)
                  / data)
         time.sleep(IDLE)   # what the server sends, if it answers, within IDLE
-        packets = sniffer.stop() or []
+        packets = list(sniffer.stop() or [])
         send(ip / TCP(sport=sport, dport=port, flags="R", seq=1001 + len(bad)))
         got: dict[int, bytes] = {}
         for p in packets:

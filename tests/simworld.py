@@ -69,6 +69,13 @@ def world(prefix: str) -> Iterator[tuple[SimNet, str]]:
             yield net, sys_sec
 
 
+def engine_settings() -> str:
+    """syssec.toml's engine_set for HYPERWALL_TEST_HTTP_PARSER (libhtp or python), so the
+    suites that use this world run against either HTTP parser (README "HTTP parser")."""
+    parser = os.environ.get("HYPERWALL_TEST_HTTP_PARSER")
+    return f'engine_set = ["app-layer.protocols.http.parser={parser}"]\n' if parser else ""
+
+
 @contextmanager
 def embedded_world(prefix: str, zone: dict[str, str], first_domid: int
                    ) -> Iterator[tuple[Platform, SimNet]]:
@@ -77,7 +84,8 @@ def embedded_world(prefix: str, zone: dict[str, str], first_domid: int
     afterwards whatever happens."""
     net = SimNet(prefix, zone=zone, wg_iface=f"{prefix}c")
     files = {**SYS_SEC_FILES,
-             "syssec.toml": SYS_SEC_FILES["syssec.toml"] + net.vpn_settings()}
+             "syssec.toml": SYS_SEC_FILES["syssec.toml"] + engine_settings()
+             + net.vpn_settings()}
     platform = Platform(first_domid=first_domid, sys_sec_files=files)
     try:
         platform.start()

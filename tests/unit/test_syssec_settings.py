@@ -97,3 +97,12 @@ def test_the_bundles_policy_takes_effect_under_the_owners(tmp_path: Path) -> Non
     # changed on disk since verify took it: refused where it is read, the owner's stay
     (current / "policy.toml").write_text('doh_addresses = ["not-an-address"]\n')
     assert ctl.doh_addresses() == ("9.9.9.9",)
+
+
+def test_engine_settings_load_and_a_bad_one_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "syssec.toml"
+    path.write_text('engine_set = ["app-layer.protocols.http.parser=python"]\n')
+    assert Settings.load(path).engine_set == ("app-layer.protocols.http.parser=python",)
+    path.write_text('engine_set = ["app-layer.protocols.http.parser"]\n')
+    with pytest.raises(SystemExit, match="syssec.toml: engine_set: want a list of"):
+        Settings.load(path)
