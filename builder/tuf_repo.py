@@ -18,6 +18,7 @@ import datetime as dt
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from securesystemslib.signer import CryptoSigner, SSlibKey
@@ -66,7 +67,8 @@ def _write(path: Path, content: bytes) -> None:
 
 def _sign_and_write(signed: Root | Targets | Snapshot | Timestamp, signer: CryptoSigner,
                     path: Path) -> None:
-    md = Metadata(signed)
+    # Metadata's T is constrained to one role at a time; the four are signed alike.
+    md: Metadata[Any] = Metadata(signed)  # type: ignore[type-var]
     md.sign(signer)
     _write(path, md.to_bytes(JSONSerializer(compact=False)))
 
