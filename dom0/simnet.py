@@ -274,7 +274,10 @@ class SimNet:
             proc.wait()
         self.processes.clear()
         self.wg.stop()
-        # Deleting a namespace takes its veth pairs with it, sys-sec's end included.
+        # Deleting a namespace takes its veth pairs with it, but the kernel does that
+        # later, from a workqueue; deleting the uplink first removes sys-sec's end now.
+        if self.inet in self.namespaces:
+            run_sync(["ip", "-n", self.inet, "link", "del", "sec0"], check=False)
         for ns in reversed(self.namespaces):
             run_sync(["ip", "netns", "delete", ns], check=False)
         self.namespaces.clear()

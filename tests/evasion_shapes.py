@@ -150,8 +150,15 @@ def asked_host(target: str, host_header: str) -> str:
     return host_header.rsplit(":", 1)[0].rstrip(".").lower() if host_header else ""
 
 
+_LOG_LOCK = threading.Lock()
+
+
 def _log(**record: object) -> None:
-    print(json.dumps(record), flush=True)
+    # One write per record under a lock: print() writes the text and the newline
+    # separately, so two connections' threads could run their records together.
+    with _LOG_LOCK:
+        sys.stdout.write(json.dumps(record) + "\n")
+        sys.stdout.flush()
 
 
 def _serve_conn(conn: socket.socket | ssl.SSLSocket, port: int, sni: str | None) -> None:
