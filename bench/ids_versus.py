@@ -5,7 +5,8 @@
 
 The base revision is checked out with `git worktree` into a temporary folder, beside a
 link to this checkout's ../shared, so both trees read the same ET Open. Both run the same
-pcap, each case in a child process of its own tree's bench/ids.py, alternating between
+pcap, each case in a child process running this checkout's bench/ids.py (one harness, so
+only the engine differs) on that tree's code, alternating between
 the trees round after round, and the best round of each is kept: load on the machine that
 comes and goes hits both trees alike, which a before run and an after run hours apart
 would not. The base runs with this checkout's interpreter and libraries.
@@ -27,8 +28,8 @@ from ids import RULE_SETS  # noqa: E402
 
 def case(tree: Path, pcap: Path, ruleset: str, backend: str) -> dict:
     out = subprocess.run(
-        [sys.executable, str(tree / "bench" / "ids.py"), "--case", ruleset, backend, str(pcap)],
-        capture_output=True, text=True, check=False, cwd=tree)
+        [sys.executable, str(REPO / "bench" / "ids.py"), "--case", ruleset, backend, str(pcap),
+         "--tree", str(tree)], capture_output=True, text=True, check=False, cwd=tree)
     if out.returncode != 0:
         raise SystemExit(f"{tree}: {ruleset}/{backend} failed:\n{out.stderr.strip()[-800:]}")
     return json.loads(out.stdout)

@@ -22,7 +22,7 @@ from typing import Any
 
 from netsec import eve
 from netsec.app.htp import HtpUnavailable, parser_class
-from netsec.engine import EXCEPTION_POLICIES, Engine, EngineConfig
+from netsec.engine import EXCEPTION_POLICIES, Engine, EngineConfig, settle_heap
 from netsec.flow.config import FlowConfig
 
 _SIZE = re.compile(r"^\s*(\d+)\s*(b|kb|kib|mb|mib|gb|gib)?\s*$", re.IGNORECASE)
@@ -236,6 +236,7 @@ def run(args: argparse.Namespace) -> int:
     engine = Engine(ruleset.rules, flows, EngineConfig(
         simulate_ips=args.simulate_ips, prefilter=args.prefilter,
         categories=categories(cls) if cls else {}, **settings.engine))
+    settle_heap()
     loaded = time.monotonic()
     args.logdir.mkdir(parents=True, exist_ok=True)
     eve_path = args.logdir / "eve.json"

@@ -30,6 +30,7 @@ to fail closed sets `exception-policy=drop-flow`.
 from __future__ import annotations
 
 import enum
+import gc
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -59,6 +60,17 @@ class FlowSource(Protocol):
     def drain_events(self) -> list[Any]: ...  # FlowEnd / AppEvent records since last call
 
     def flush(self) -> list[Any]: ...  # end every flow; its records
+
+
+def settle_heap() -> None:
+    """Put what is alive now (the rules, their compiled databases) out of the cyclic
+    collector's sight. A program calls this once its engine is built and after each
+    reload: otherwise every full collection, one each few thousand packets, walks every
+    rule object again (1,000 ET rules: 47k -> 56k packets/s, bench/ids.py). The previous
+    rule set is unfrozen and collected first, so a reload does not leak it."""
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 @dataclass(slots=True)

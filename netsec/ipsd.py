@@ -45,7 +45,7 @@ from dom0.logsetup import setup_logging
 from netsec import eve, reject
 from netsec.cli import SET_HELP, UsageError, ignored_note, parse_sets, parse_settings
 from netsec.decode import Decoder, DecoderConfig
-from netsec.engine import Engine, EngineConfig
+from netsec.engine import Engine, EngineConfig, settle_heap
 from netsec.engine import Verdict as EngineVerdict
 from netsec.flow import FlowConfig, FlowTable
 from netsec.inline import InlineQueue, Verdict
@@ -187,6 +187,7 @@ class Ipsd:
         if rules is None:
             raise ConfigError("no rule loaded: every rule given was refused (see above)")
         self.engine = Engine(rules, self.flows, EngineConfig(simulate_ips=True, **(engine or {})))
+        settle_heap()
         self.rules_loaded = len(rules)
         self.load_domains()
         logdir.mkdir(parents=True, exist_ok=True)
@@ -278,6 +279,7 @@ class Ipsd:
                       self.rules_loaded)
             return False
         self.engine.replace_rules(rules)
+        settle_heap()
         self.rules_loaded = len(rules)
         self.reloads += 1
         return True

@@ -1,7 +1,10 @@
 """The engine over stand-in flows: IDS vs simulated IPS verdicts and the events they leave."""
 from __future__ import annotations
 
-from netsec.engine import Engine, EngineConfig, Verdict
+import gc
+import weakref
+
+from netsec.engine import Engine, EngineConfig, Verdict, settle_heap
 from tests.ids_fakes import FakeFlows, FakeRule, packet
 
 
@@ -50,3 +53,22 @@ def test_stats_counts_decoder_and_alerts() -> None:
     assert st["stats"]["decoder"]["pkts"] == 2
     assert (st["stats"]["decoder"]["tcp"], st["stats"]["decoder"]["udp"]) == (1, 1)
     assert st["stats"]["detect"] == {"alert": 1} and st["stats"]["uptime"] == 1
+
+
+def test_settled_rules_leave_the_collector_and_a_reload_frees_the_old_set() -> None:
+    class Node:
+        peer: object = None
+
+    old_rules = Node()
+    old_rules.peer = old_rules   # a cycle, as rule objects have: only the collector frees it
+    gone = weakref.ref(old_rules)
+    try:
+        settle_heap()
+        assert gc.get_freeze_count() > 0
+        del old_rules
+        gc.collect()
+        assert gone() is not None, "frozen objects are out of the collector's sight"
+        settle_heap()   # what a reload does once the new rules are in
+        assert gone() is None, "the replaced rule set stayed frozen: every reload leaks it"
+    finally:
+        gc.unfreeze()
