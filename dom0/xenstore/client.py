@@ -145,7 +145,7 @@ def _wrap(e: PyXSError, path: str | None) -> XsError:
     return XsError("EINVAL", path, f"refused by the client: {type(e).__name__}")
 
 
-class _Router(pyxs.Router):  # type: ignore[misc]
+class _Router(pyxs.Router):  # type: ignore[misc]  # pyxs has no types: a subclass of Any
     """pyxs's router, but a request never waits for a connection that is gone.
 
     pyxs's router thread ends when the daemon closes the connection or the client closes
@@ -184,7 +184,7 @@ _CLOSED = pyxs_internal.Event(b"", b"closed")
 _STOP = pyxs_internal.Event(b"", b"stop")
 
 
-class _PyxsClient(pyxs.Client):  # type: ignore[misc]
+class _PyxsClient(pyxs.Client):  # type: ignore[misc]  # pyxs has no types, as above
     SU = True   # the daemon checks privilege by socket; see the module docstring
 
     def execute_command(self, op: int, *args: bytes, **kwargs: Any) -> bytes:
@@ -194,9 +194,10 @@ class _PyxsClient(pyxs.Client):  # type: ignore[misc]
             raise pyxs.helpers.error(packet.payload[:-1])
         if packet.op != op or packet.tx_id != self.tx_id:
             raise pyxs_client.UnexpectedPacket(packet)
+        payload: bytes = packet.payload
         if op == Op.READ:
-            return packet.payload
-        return packet.payload[:-1] if packet.payload.endswith(NUL) else packet.payload
+            return payload
+        return payload[:-1] if payload.endswith(NUL) else payload
 
     def monitor(self) -> Any:
         return pyxs_client.Monitor(copy.copy(self))
@@ -212,7 +213,9 @@ T = TypeVar("T")
 class XenStore:
     """A blocking xenstore client. Paths are absolute, or relative to the caller's domain."""
 
-    def __init__(self, where: tuple[str, str] | None = None, *, _client: Any = None) -> None:
+    def __init__(self, where: tuple[str, str] | None = None, *,
+                 _client: _PyxsClient | None = None) -> None:
+        self._c: _PyxsClient
         if _client is not None:
             self._c = _client
             self.where = where
