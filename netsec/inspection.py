@@ -9,7 +9,7 @@ bytes where the protocol has several values at once (one `dns.query` per questio
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from netsec.packet import Packet
 
@@ -51,7 +51,7 @@ class FlowView(Protocol):
     app_proto: str        # "http", "dns", "tls", ... ; "" while unknown, "failed" when undetectable
     established: bool     # three-way handshake seen (or midstream pickup allowed)
     flowbits: set[str]    # names set by `flowbits:set`; owned by the detector
-    detect_state: dict    # free slot for the detector's per-flow bookkeeping
+    detect_state: dict[str, Any]   # free slot for the detector's per-flow bookkeeping
     alerted: bool         # set by the engine when a rule alerted on the flow (EVE flow.alerted)
 
 

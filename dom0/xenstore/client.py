@@ -38,11 +38,10 @@ import os
 import random
 import threading
 import time
-from collections import namedtuple
 from collections.abc import AsyncGenerator, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import pyxs
 import pyxs._internal as pyxs_internal
@@ -55,11 +54,36 @@ log = logging.getLogger("hyperwall.xenstore.client")
 NUL = b"\0"
 XENBUS_PATHS = ("/dev/xen/xenbus", "/proc/xen/xenbus")
 
-_OP_NAMES = ["DEBUG", "DIRECTORY", "READ", "GET_PERMS", "WATCH", "UNWATCH", "TRANSACTION_START",
-             "TRANSACTION_END", "INTRODUCE", "RELEASE", "GET_DOMAIN_PATH", "WRITE", "MKDIR",
-             "RM", "SET_PERMS", "WATCH_EVENT", "ERROR", "IS_DOMAIN_INTRODUCED", "RESUME",
-             "SET_TARGET", "RESTRICT", "RESET_WATCHES", "DIRECTORY_PART"]
-Op = namedtuple("Operations", _OP_NAMES)(*range(len(_OP_NAMES)))  # type: ignore[misc]
+
+class Operations(NamedTuple):
+    """xs_wire.h's operation numbers, in order (pyxs's own table stops at SET_TARGET)."""
+
+    DEBUG: int
+    DIRECTORY: int
+    READ: int
+    GET_PERMS: int
+    WATCH: int
+    UNWATCH: int
+    TRANSACTION_START: int
+    TRANSACTION_END: int
+    INTRODUCE: int
+    RELEASE: int
+    GET_DOMAIN_PATH: int
+    WRITE: int
+    MKDIR: int
+    RM: int
+    SET_PERMS: int
+    WATCH_EVENT: int
+    ERROR: int
+    IS_DOMAIN_INTRODUCED: int
+    RESUME: int
+    SET_TARGET: int
+    RESTRICT: int
+    RESET_WATCHES: int
+    DIRECTORY_PART: int
+
+
+Op = Operations(*range(len(Operations._fields)))
 # pyxs.Packet validates against the module-level table at call time.
 pyxs_internal.Op = pyxs_internal.Operations = Op
 
@@ -121,7 +145,7 @@ def _wrap(e: PyXSError, path: str | None) -> XsError:
     return XsError("EINVAL", path, f"refused by the client: {type(e).__name__}")
 
 
-class _Router(pyxs.Router):  # type: ignore[misc]
+class _Router(pyxs.Router):  # type: ignore[misc]  # pyxs has no types: a subclass of Any
     """pyxs's router, but a request never waits for a connection that is gone.
 
     pyxs's router thread ends when the daemon closes the connection or the client closes
@@ -136,7 +160,8 @@ class _Router(pyxs.Router):  # type: ignore[misc]
         finally:
             with self.send_lock:
                 self.dead = True
-                pending, self.rvars = list(self.rvars.values()), {}
+                pending = list(self.rvars.values())
+                self.rvars: dict[int, Any] = {}
             for rvar in pending:
                 rvar.set(pyxs_internal.Packet(Op.ERROR, b"EIO\0", 0, 0))
             for monitors in list(self.monitors.values()):
@@ -159,7 +184,7 @@ _CLOSED = pyxs_internal.Event(b"", b"closed")
 _STOP = pyxs_internal.Event(b"", b"stop")
 
 
-class _PyxsClient(pyxs.Client):  # type: ignore[misc]
+class _PyxsClient(pyxs.Client):  # type: ignore[misc]  # pyxs has no types, as above
     SU = True   # the daemon checks privilege by socket; see the module docstring
 
     def execute_command(self, op: int, *args: bytes, **kwargs: Any) -> bytes:
@@ -169,9 +194,10 @@ class _PyxsClient(pyxs.Client):  # type: ignore[misc]
             raise pyxs.helpers.error(packet.payload[:-1])
         if packet.op != op or packet.tx_id != self.tx_id:
             raise pyxs_client.UnexpectedPacket(packet)
+        payload: bytes = packet.payload
         if op == Op.READ:
-            return packet.payload
-        return packet.payload[:-1] if packet.payload.endswith(NUL) else packet.payload
+            return payload
+        return payload[:-1] if payload.endswith(NUL) else payload
 
     def monitor(self) -> Any:
         return pyxs_client.Monitor(copy.copy(self))
@@ -187,7 +213,9 @@ T = TypeVar("T")
 class XenStore:
     """A blocking xenstore client. Paths are absolute, or relative to the caller's domain."""
 
-    def __init__(self, where: tuple[str, str] | None = None, *, _client: Any = None) -> None:
+    def __init__(self, where: tuple[str, str] | None = None, *,
+                 _client: _PyxsClient | None = None) -> None:
+        self._c: _PyxsClient
         if _client is not None:
             self._c = _client
             self.where = where

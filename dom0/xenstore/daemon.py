@@ -183,7 +183,8 @@ class XsProtocol(asyncio.Protocol):
         self.paused = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        assert isinstance(transport, asyncio.Transport)   # a stream socket's
+        self.transport = transport
         self.conn = self.daemon.server.open(self.domid, self.privileged)
         self.daemon.transports[self.conn.id] = self
 

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from dom0.xenstore import perms as P
 from dom0.xenstore.server import DomainRecord, Server
-from dom0.xenstore.tree import Tree
+from dom0.xenstore.tree import Change, Tree
 
 _REC = struct.Struct("<II")
 
@@ -123,11 +123,12 @@ class Journal:
 
     def attach(self, server: Server) -> None:
         """Record every later change of `server`."""
-        def on_change(path: str, change: tuple) -> None:
-            if change[0] == "put":
-                self.pending.append(_record(put_body(path, change[1], change[2])))
-            else:
-                self.pending.append(_record(b"D" + path.encode()))
+        def on_change(path: str, change: Change) -> None:
+            match change:
+                case ("put", value, perms):
+                    self.pending.append(_record(put_body(path, value, perms)))
+                case ("del",):
+                    self.pending.append(_record(b"D" + path.encode()))
 
         def on_meta() -> None:
             self.pending.append(_record(meta_body(server)))

@@ -19,6 +19,7 @@ from dom0.xenstore.tree import (
     Caller,
     Transaction,
     Tree,
+    TxOp,
     XsError,
     apply_op,
     check_read,
@@ -176,7 +177,7 @@ class Server:
             raise XsError("EIO", f"no transaction {frame.tx_id}")   # as oxenstored answers
         return tx
 
-    def _mutate(self, conn: Conn, frame: Frame, op: tuple) -> bytes:
+    def _mutate(self, conn: Conn, frame: Frame, op: TxOp) -> bytes:
         view = self._view(conn, frame)
         if isinstance(view, Transaction):
             apply_op(view, conn.caller, op, self.quotas.nodes)

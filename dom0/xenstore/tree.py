@@ -19,11 +19,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Literal
 
 from dom0.xenstore import perms as P
 from dom0.xenstore.paths import is_under, parent
 
 Snap = tuple[bytes, P.Perms, frozenset[str], int]   # value, perms, child names, generation
+# What the journal hears of each change to the live tree: a node put, or a subtree deleted.
+Change = tuple[Literal["put"], bytes, P.Perms] | tuple[Literal["del"]]
 
 
 class XsError(Exception):
@@ -185,20 +188,21 @@ class Tree(View):
         self.counts: dict[int, int] = {}
         self.history: dict[str, list[tuple[int, Snap | None]]] = {}
         self.open_starts: dict[int, int] = {}      # tx serial -> start generation
-        self.on_change: Callable[[str, tuple], None] | None = None   # journal hook
+        self.on_change: Callable[[str, Change], None] | None = None   # journal hook
 
     # reading
     def node(self, path: str) -> Node | None:
-        n: Node | None = self.root
+        n = self.root
         if path == "/":
             return n
         for name in path[1:].split("/"):
-            ch = n.children  # type: ignore[union-attr]
+            ch = n.children
             if ch is None:
                 return None
-            n = ch.get(name)
-            if n is None:
+            child = ch.get(name)
+            if child is None:
                 return None
+            n = child
         return n
 
     def get(self, path: str) -> Snap | None:
@@ -274,7 +278,7 @@ class Tree(View):
         return self.get(path)
 
     def changed_since(self, path: str, start: int) -> bool:
-        entries = self.history.get(path)
+        entries = self.history.get(path, [])
         return bool(entries) and entries[-1][0] > start
 
     def open_tx(self, serial: int) -> int:
@@ -295,7 +299,10 @@ class Tree(View):
                     del self.history[path]
 
 
-Op = tuple  # ("write", path, value, create_only) | ("rm", path) | ("perms", path, perms)
+# An operation a transaction records to replay at commit.
+TxOp = (tuple[Literal["write"], str, bytes, bool]     # path, value, create_only
+        | tuple[Literal["rm"], str]
+        | tuple[Literal["perms"], str, P.Perms])
 
 
 @dataclass
@@ -308,7 +315,7 @@ class Transaction(View):
     start: int = 0
     overlay: dict[str, Snap | None] = field(default_factory=dict)
     accessed: set[str] = field(default_factory=set)
-    ops: list[Op] = field(default_factory=list)
+    ops: list[TxOp] = field(default_factory=list)
     deltas: dict[int, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -376,18 +383,16 @@ class Transaction(View):
         self.tree.close_tx(self.serial)
 
 
-def apply_op(view: View, caller: Caller, op: Op, quota_nodes: int | None) -> list[str]:
+def apply_op(view: View, caller: Caller, op: TxOp, quota_nodes: int | None) -> list[str]:
     """Run one recorded operation; returns the paths whose watches fire."""
-    kind, path = op[0], op[1]
-    if kind == "write":
-        return [path] if do_write(view, caller, path, op[2], quota_nodes, op[3]) else []
-    if kind == "rm":
-        removed = do_rm(view, caller, path)
-        return [path] if removed else []
-    if kind == "perms":
-        do_set_perms(view, caller, path, op[2])
-        return [path]
-    raise AssertionError(kind)
+    match op:
+        case ("write", path, value, create_only):
+            return [path] if do_write(view, caller, path, value, quota_nodes, create_only) else []
+        case ("rm", path):
+            return [path] if do_rm(view, caller, path) else []
+        case ("perms", path, perms):
+            do_set_perms(view, caller, path, perms)
+            return [path]
 
 
 def fired_path(changed: str, watch: str, removal: bool) -> str | None:

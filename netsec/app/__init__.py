@@ -15,7 +15,7 @@ packet that carried the bytes.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass(slots=True)
@@ -23,7 +23,7 @@ class AppOutput:
     tx_id: int
     to_server: bool
     buffers: dict[str, bytes | list[bytes]] | None = None  # an inspection's buffers
-    record: dict | None = None                             # body of an EVE dns/http/tls event
+    record: dict[str, Any] | None = None                   # body of an EVE dns/http/tls event
 
 
 class AppParser(Protocol):

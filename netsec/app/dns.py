@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from socket import AF_INET, AF_INET6, inet_ntop
 from struct import unpack_from
+from typing import Any
 
 from netsec.app import AppOutput
 
@@ -79,7 +80,7 @@ def _rdata(msg: bytes, rtype: int, off: int, rdlen: int) -> str | None:
     return None
 
 
-def parse_message(msg: bytes) -> dict:
+def parse_message(msg: bytes) -> dict[str, Any]:
     """The parsed message: id, flags, questions [(name, type)], answers; raises DnsError."""
     if len(msg) < 12:
         raise DnsError(f"message of {len(msg)} bytes is shorter than the header")
@@ -182,11 +183,11 @@ class DnsParser:
         return [AppOutput(tx_id, to_server, buffers, record)]
 
 
-def _eve(m: dict, tx_id: int, response: bool) -> dict:
+def _eve(m: dict[str, Any], tx_id: int, response: bool) -> dict[str, Any]:
     """Suricata's EVE dns v2 object for one message."""
     flags = m["flags"]
     q = m["questions"][0] if m["questions"] else (b"", 0)
-    rec: dict = {"version": 2, "type": "answer" if response else "query", "id": m["id"],
+    rec: dict[str, Any] = {"version": 2, "type": "answer" if response else "query", "id": m["id"],
                  "tx_id": tx_id, "opcode": (flags >> 11) & 0xF,
                  "rrname": q[0].decode("latin-1"), "rrtype": _rrtype(q[1])}
     if not response:

@@ -33,6 +33,7 @@ import sys
 import sysconfig
 import tempfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -234,48 +235,57 @@ def load() -> tuple[Any, Any]:
 
 def version() -> str:
     ffi, lib = load()
-    return ffi.string(lib.htp_get_version()).decode()
+    v: bytes = ffi.string(lib.htp_get_version())
+    return v.decode()
 
 
 def _register_callbacks(ffi: Any) -> None:
     # A Python error inside a callback fails that flow's parse (HTP_ERROR), never the engine.
     def parser_of(connp: Any) -> HtpParser:
-        return ffi.from_handle(_lib.htp_connp_get_user_data(connp))
+        parser: HtpParser = ffi.from_handle(_lib.htp_connp_get_user_data(connp))
+        return parser
 
-    @ffi.def_extern(error=-1)
+    Callback = Callable[[Any], int]
+
+    def extern(fn: Callback) -> Callback:
+        # binds `fn` to the `extern "Python"` of its name; the compiled ffi is untyped
+        bound: Callback = ffi.def_extern(error=-1)(fn)
+        return bound
+
+    @extern
     def _hw_log(log: Any) -> int:
         parser_of(log.connp)._log(ffi.string(log.msg))
         return 1
 
-    @ffi.def_extern(error=-1)
+    @extern
     def _hw_req_header_data(d: Any) -> int:
         return parser_of(d.tx.connp)._header_data(d.tx, ffi.buffer(d.data, d.len)[:], True)
 
-    @ffi.def_extern(error=-1)
+    @extern
     def _hw_res_header_data(d: Any) -> int:
         return parser_of(d.tx.connp)._header_data(d.tx, ffi.buffer(d.data, d.len)[:], False)
 
-    @ffi.def_extern(error=-1)
+    @extern
     def _hw_req_headers(tx: Any) -> int:
         return parser_of(tx.connp)._request(tx)
 
-    @ffi.def_extern(error=-1)
+    @extern
     def _hw_res_headers(tx: Any) -> int:
         return parser_of(tx.connp)._response(tx)
 
-    @ffi.def_extern(error=-1)
+    @extern
     def _hw_req_body(d: Any) -> int:
         if d.data != ffi.NULL and d.len:
             parser_of(d.tx.connp)._body(d.tx, ffi.buffer(d.data, d.len)[:], True)
         return 1
 
-    @ffi.def_extern(error=-1)
+    @extern
     def _hw_res_body(d: Any) -> int:
         if d.data != ffi.NULL and d.len:
             parser_of(d.tx.connp)._body(d.tx, ffi.buffer(d.data, d.len)[:], False)
         return 1
 
-    @ffi.def_extern(error=-1)
+    @extern
     def _hw_res_complete(tx: Any) -> int:
         return parser_of(tx.connp)._complete(tx)
 
@@ -340,6 +350,8 @@ class HtpParser:
                  response_body_limit: int = 100 * 1024, body_context: int = 2048,
                  field_limit: int = 18000, header_limit: int = 64 * 1024) -> None:
         ffi, lib = self._ffi, self._lib = load()
+        self._ok: int = lib.HTP_OK          # libhtp's callback statuses
+        self._error: int = lib.HTP_ERROR
         self.events: list[str] = []
         self.failed = False
         self.body_limits = (response_body_limit, request_body_limit)
@@ -432,8 +444,8 @@ class HtpParser:
             self.events.append("applayer.http.{}_header_too_long".format(
                 "request" if to_server else "response"))
             self.failed = True
-            return self._lib.HTP_ERROR
-        return self._lib.HTP_OK
+            return self._error
+        return self._ok
 
     def _headers(self, tx: Any, to_server: bool) -> tuple[list[tuple[bytes, bytes]], bytes]:
         ffi, lib = self._ffi, self._lib
@@ -483,13 +495,13 @@ class HtpParser:
                      "http.request_line": _b(ffi, lib, tx.request_line),
                      "http.start": head + b"\r\n\r\n"})
         self._out.append(AppOutput(t.tx_id, True, bufs))
-        return lib.HTP_OK
+        return self._ok
 
     def _response(self, tx: Any) -> int:
         ffi, lib = self._ffi, self._lib
         if 100 <= tx.response_status_number < 200 and tx.response_status_number != 101:
             self._heads.pop((self._id(tx), False), None)
-            return lib.HTP_OK   # interim response: the real one follows
+            return self._ok   # interim response: the real one follows
         tx_id = self._id(tx)
         t = self._txs.get(tx_id)
         if t is None:   # a response without a request (midstream pickup)
@@ -510,7 +522,7 @@ class HtpParser:
                      "http.response_line": _b(ffi, lib, tx.response_line),
                      "http.protocol": protocol, "http.start": head + b"\r\n\r\n"})
         self._out.append(AppOutput(t.tx_id, False, bufs))
-        return lib.HTP_OK
+        return self._ok
 
     def _body(self, tx: Any, data: bytes, to_server: bool) -> None:
         index = self._id(tx)
@@ -521,7 +533,7 @@ class HtpParser:
             return
         room = self.body_limits[to_server] - body.length
         if body.decoder is not None:
-            data = HttpParser._inflate(body, data, room)   # type: ignore[arg-type]
+            data = HttpParser._inflate(body, data, room)
         if len(data) > room:
             data = data[:room]
             body.limited = True
@@ -553,7 +565,7 @@ class HtpParser:
         if t is not None:
             t.length = tx.response_message_len
             self._out.append(AppOutput(t.tx_id, False, None, _eve(t)))
-        return self._lib.HTP_OK
+        return self._ok
 
 
 def parser_class(name: str) -> type[HtpParser] | type[HttpParser]:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import re
 import zlib
+from typing import Any, Protocol
 
 from netsec.app import AppOutput, normalize
 from netsec.inspection import Window
@@ -93,6 +94,13 @@ class _Tx:
         self.logged = False
         self.content_encoding = b""
         self.head_request = False
+
+
+class Inflating(Protocol):
+    """A body direction's decompression state, as `HttpParser._inflate` keeps it (here
+    `_Side`, in libhtp's binding its `_Body`)."""
+    decoder: zlib._Decompress | None
+    zhead: bytes | None
 
 
 class _Side:
@@ -323,7 +331,7 @@ class HttpParser:
         side.body_len += len(data)
 
     @staticmethod
-    def _inflate(side: _Side, data: bytes, room: int) -> bytes:
+    def _inflate(side: Inflating, data: bytes, room: int) -> bytes:
         """`data` decompressed, at most one byte past `room` (that byte says the body
         goes on past the limit: the rest is never decompressed, so a bomb costs little).
         A deflate body without its zlib header is retried as raw deflate; one that is not
@@ -411,9 +419,9 @@ def _header_buffers(headers: list[tuple[bytes, bytes]], head: bytes,
     return bufs
 
 
-def _eve(tx: _Tx) -> dict:
+def _eve(tx: _Tx) -> dict[str, Any]:
     """Suricata's EVE http object for one transaction."""
-    rec: dict = {"hostname": tx.host.decode("latin-1"), "url": tx.uri.decode("latin-1"),
+    rec: dict[str, Any] = {"hostname": tx.host.decode("latin-1"), "url": tx.uri.decode("latin-1"),
                  "http_method": tx.method.decode("latin-1"),
                  "protocol": tx.protocol.decode("latin-1"), "length": tx.length}
     if tx.user_agent:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 from struct import error as StructError
 from struct import unpack_from
+from typing import Any
 
 from cryptography import x509
 from cryptography.x509.oid import NameOID
@@ -61,7 +62,7 @@ def _extensions(body: bytes, off: int) -> list[tuple[int, bytes]]:
     return exts
 
 
-def client_hello(body: bytes) -> dict:
+def client_hello(body: bytes) -> dict[str, Any]:
     """SNI and JA3 of a ClientHello body (after the 4-byte handshake header)."""
     if len(body) < 39:
         raise TlsError("ClientHello shorter than its fixed fields")
@@ -89,7 +90,7 @@ def client_hello(body: bytes) -> dict:
     return {"version": version, "sni": sni, "ja3": ja3}
 
 
-def server_hello(body: bytes) -> dict:
+def server_hello(body: bytes) -> dict[str, Any]:
     """Version (supported_versions honoured) and JA3S of a ServerHello body."""
     if len(body) < 38:
         raise TlsError("ServerHello shorter than its fixed fields")
@@ -121,7 +122,7 @@ def render_name(name: x509.Name) -> str:
     return ", ".join(parts)
 
 
-def certificate(body: bytes) -> dict:
+def certificate(body: bytes) -> dict[str, Any]:
     """Subject, issuer, serial, SHA-1 fingerprint and validity of the first certificate of a
     Certificate message (as Suricata's EVE tls object shows them)."""
     if len(body) < 6:
@@ -163,7 +164,7 @@ class TlsParser:
         self._records = [b"", b""]      # unparsed record bytes per direction (client = 1)
         self._handshake = [b"", b""]    # handshake bytes reassembled across records
         self._done = [False, False]     # the direction went encrypted or broke
-        self._record: dict = {}
+        self._record: dict[str, Any] = {}
         self._logged = False
 
     def feed(self, data: bytes, to_server: bool) -> list[AppOutput]:

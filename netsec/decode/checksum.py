@@ -8,7 +8,7 @@ def ones_complement_sum(data: bytes) -> int:
     """The folded 16-bit one's complement sum of `data` (odd length padded with a zero)."""
     if len(data) & 1:
         data += b"\0"
-    total = sum(unpack(f"!{len(data) // 2}H", data))
+    total: int = sum(unpack(f"!{len(data) // 2}H", data))
     while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)
     return total

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 MAX_DATAGRAM = 65535
 MAX_FRAGMENTS = 256
+# (IP version, source and destination address bytes, IP id, IPv4 protocol or 0 for IPv6)
+FragKey = tuple[int, bytes, bytes, int, int]
 
 
 class _Datagram:
@@ -34,9 +36,9 @@ class Defragmenter:
     def __init__(self, timeout: float = 60.0, max_datagrams: int = 65535) -> None:
         self.timeout = timeout
         self.max_datagrams = max_datagrams
-        self._datagrams: dict[tuple, _Datagram] = {}
+        self._datagrams: dict[FragKey, _Datagram] = {}
 
-    def add(self, key: tuple, ts: float, offset: int, more: bool, data: bytes,
+    def add(self, key: FragKey, ts: float, offset: int, more: bool, data: bytes,
             events: list[str], prefix: str, limit: int = MAX_DATAGRAM) -> bytes | None:
         """Add one fragment; the reassembled L4 payload when the datagram is complete."""
         self._expire(ts)

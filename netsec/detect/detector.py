@@ -19,12 +19,12 @@ from __future__ import annotations
 import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 from netsec.detect.addrindex import AddressIndex
 from netsec.detect.prefilter import Prefilter
 from netsec.detect.thresholds import Thresholds
 from netsec.inspection import PKT, STREAM, Inspection
+from netsec.rules.rule import Rule
 
 ACTION_ORDER = {"pass": 0, "drop": 1, "reject": 2, "rejectsrc": 2, "rejectdst": 2,
                 "rejectboth": 2, "alert": 3}
@@ -51,7 +51,7 @@ _INDEX_FROM = 8  # patternless rules in a group before their addresses get an in
 class Match:
     """A rule that matched a packet fully and passed its thresholds."""
 
-    rule: Any
+    rule: Rule
     ins: Inspection
     alert: bool  # False for noalert rules and suppressed (thresholded) matches
 
@@ -60,7 +60,7 @@ class Match:
         return self.rule.action
 
 
-def proto_numbers(rule: Any) -> tuple[int, ...]:
+def proto_numbers(rule: Rule) -> tuple[int, ...]:
     proto = str(rule.proto).lower()
     if proto in _PROTO_NUMBERS:
         return _PROTO_NUMBERS[proto]
@@ -68,7 +68,7 @@ def proto_numbers(rule: Any) -> tuple[int, ...]:
     return (6, 17) if proto in _APP_ON_UDP else (6,)
 
 
-def _flowbits_rank(rule: Any) -> int:
+def _flowbits_rank(rule: Rule) -> int:
     """Suricata orders flowbit setters before rules that read them.
 
     A rule's postmatch actions are its flowbits changes, so a rule with any counts as a
@@ -85,13 +85,17 @@ def _flowbits_rank(rule: Any) -> int:
     return 3
 
 
+# Suricata's evaluation order: action, flowbits rank, priority, load order.
+_Order = tuple[int, int, int, int]
+
+
 class _Compiled:
     """One rule with what the hot path needs precomputed."""
 
     __slots__ = ("idx", "rule", "order", "payload", "app_buffers", "app_proto",
                  "threshold", "detection_filter", "src", "dst", "sport", "dport", "bidir")
 
-    def __init__(self, idx: int, rule: Any) -> None:
+    def __init__(self, idx: int, rule: Rule) -> None:
         self.idx = idx
         self.rule = rule
         self.order = (ACTION_ORDER.get(rule.action, 3), _flowbits_rank(rule),
@@ -128,7 +132,7 @@ class _Compiled:
 _PACKET, _STREAM, _APP = 0, 1, 2
 
 
-def _stale_stream_match(rule: Any, ins: Inspection) -> bool:
+def _stale_stream_match(rule: Rule, ins: Inspection) -> bool:
     """Did a stream match need none of this packet's new bytes?
 
     Each `stream` buffer repeats earlier bytes as context (so a pattern split across
@@ -195,7 +199,7 @@ class _Group:
 class Detector:
     """Runs a packet's inspections against the rule set; see the module docstring."""
 
-    def __init__(self, rules: Sequence[Any], prefilter: str | None = None) -> None:
+    def __init__(self, rules: Sequence[Rule], prefilter: str | None = None) -> None:
         self.generation = next(_GENERATIONS)
         self.compiled = [_Compiled(i, r) for i, r in enumerate(rules)]
         per_proto: dict[int, list[_Compiled]] = {p: [] for p in _ALL}
@@ -208,7 +212,7 @@ class Detector:
 
     def inspect(self, inspections: Iterable[Inspection]) -> list[Match]:
         """All full matches for one packet's inspections, in Suricata's evaluation order."""
-        work: list[tuple[tuple, _Compiled, Inspection]] = []
+        work: list[tuple[_Order, _Compiled, Inspection]] = []
         flow = None
         inspections = list(inspections)
         for ins in inspections:
@@ -269,7 +273,7 @@ class Detector:
                 return False
         return True
 
-    def _candidates(self, ins: Inspection) -> list[tuple[tuple, _Compiled, Inspection]]:
+    def _candidates(self, ins: Inspection) -> list[tuple[_Order, _Compiled, Inspection]]:
         pkt = ins.packet
         # A lone fragment has no L4 header: only protocol-less rules see it (Suricata).
         group = self.groups[0] if pkt.no_l4 else \
@@ -315,7 +319,8 @@ class Detector:
         flow = ins.flow
         if flow is not None:
             key = (group.proto, kind, ins.to_server, flow.app_proto)
-            cache = flow.detect_state.setdefault("always", {})
+            cache: dict[tuple[int, int, bool, str], list[_Compiled]] = \
+                flow.detect_state.setdefault("always", {})
             found = cache.get(key)
             if found is not None:
                 return found

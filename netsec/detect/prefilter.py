@@ -175,20 +175,21 @@ class _TrieSearch:
         return found
 
 
-_END = -1
+_END = -1   # the key that marks a node where a word ends
+_Trie = dict[int, "_Trie"]
 
 
-def _trie(patterns: Iterable[bytes]) -> dict:
-    root: dict = {}
+def _trie(patterns: Iterable[bytes]) -> _Trie:
+    root: _Trie = {}
     for p in patterns:
         node = root
         for b in p:
             node = node.setdefault(b, {})
-        node[_END] = True
+        node[_END] = {}
     return root
 
 
-def _trie_regex(node: dict) -> bytes:
+def _trie_regex(node: _Trie) -> bytes:
     """A regex matching the longest trie word at the current position (greedy branches)."""
     branches = [re.escape(bytes([b])) + _trie_regex(child)
                 for b, child in node.items() if b != _END]

@@ -1,8 +1,13 @@
 """One flow: the detector's `FlowView` plus what EVE `flow` events report."""
 from __future__ import annotations
 
+from typing import Any
+
 from netsec.app import AppParser
 from netsec.flow.stream import Stream
+
+# The table key: (src, sport, dst, dport, ip_proto, vlan ids), one per direction.
+FlowKey = tuple[str, int, str, int, int, tuple[int, ...]]
 
 # TCP tracking states (Suricata's flow.tcp.state names where EVE shows them)
 TCP_NONE, TCP_SYN_SENT, TCP_SYN_RECV, TCP_ESTABLISHED, TCP_CLOSING, TCP_CLOSED = range(6)
@@ -18,14 +23,14 @@ class Flow:
         "fins", "streams", "tracked", "app", "probe", "probe_failed", "closed", "four_whs",
     )
 
-    def __init__(self, flow_id: int, key: tuple, pkt_ts: float, src: str, dst: str,
+    def __init__(self, flow_id: int, key: FlowKey, pkt_ts: float, src: str, dst: str,
                  sport: int, dport: int, proto: int, ip_version: int,
                  vlan: tuple[int, ...]) -> None:
         self.flow_id = flow_id
         self.app_proto = ""
         self.established = False
         self.flowbits: set[str] = set()
-        self.detect_state: dict = {}
+        self.detect_state: dict[str, Any] = {}
         self.key = key                 # the table key in the client-to-server direction
         self.src = src                 # the initiator (client)
         self.dst = dst
@@ -76,7 +81,7 @@ class Flow:
     def tcp_state_name(self) -> str:
         return _TCP_STATE_NAMES[self.tcp_state]
 
-    def eve_flow(self) -> dict:
+    def eve_flow(self) -> dict[str, Any]:
         """The body of an EVE `flow` event's "flow" object (timestamps as epoch floats;
         the engine formats them as Suricata does)."""
         return {
@@ -86,7 +91,7 @@ class Flow:
             "state": self.state, "reason": self.reason, "alerted": self.alerted,
         }
 
-    def eve_tcp(self) -> dict:
+    def eve_tcp(self) -> dict[str, Any]:
         """The body of an EVE `flow` event's "tcp" object (flags in hex, as Suricata)."""
         return {
             "tcp_flags": f"{self.tcp_flags_ts | self.tcp_flags_tc:02x}",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
+from typing import Any
 
 from netsec.app import AppOutput, AppParser
 from netsec.app.dns import DnsParser
@@ -19,6 +20,7 @@ from netsec.flow.flow import (
     TCP_SYN_RECV,
     TCP_SYN_SENT,
     Flow,
+    FlowKey,
 )
 from netsec.flow.stream import Stream
 from netsec.inspection import PKT, STREAM, Inspection
@@ -43,7 +45,7 @@ class AppEvent:
     tx_id: int
     to_server: bool
     packet: Packet | None  # the packet that completed it (None when logged at flow end)
-    record: dict          # the EVE object under `proto`
+    record: dict[str, Any]          # the EVE object under `proto`
 
 
 class FlowTable:
@@ -51,7 +53,7 @@ class FlowTable:
         self.config = config or FlowConfig()
         # chosen (libhtp loaded) now: a binding that cannot be had fails here, not a flow
         self._http = http_parser(self.config.http_parser)
-        self._flows: dict[tuple, Flow] = {}   # both directions' keys -> flow
+        self._flows: dict[FlowKey, Flow] = {}   # both directions' keys -> flow
         self._count = 0
         self._next_sweep = 0.0
         self._events: list[FlowEnd | AppEvent] = []
@@ -109,7 +111,7 @@ class FlowTable:
             flow.established = True
         return out
 
-    def _new_flow(self, pkt: Packet, key: tuple) -> Flow:
+    def _new_flow(self, pkt: Packet, key: FlowKey) -> Flow:
         rkey = (pkt.dst, pkt.dport, pkt.src, pkt.sport, pkt.ip_proto, pkt.vlan)
         if pkt.ip_proto == 6 and pkt.tcp_flags & (_SYN | _ACK) == _SYN | _ACK:
             key, rkey = rkey, key     # a SYN/ACK comes from the server

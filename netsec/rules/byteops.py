@@ -7,14 +7,15 @@ mask (shifting right by the mask's trailing zeros, as Suricata does).
 from __future__ import annotations
 
 import operator
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from netsec.rules.inspect import NOMATCH, Ctx, Item, _value, run
 
 _STRING_DIGITS = {10: frozenset(b"0123456789"), 16: frozenset(b"0123456789abcdefABCDEF"),
                   8: frozenset(b"01234567")}
-OPS = {"<": operator.lt, ">": operator.gt, "=": operator.eq, "<=": operator.le,
-       ">=": operator.ge, "&": lambda a, b: (a & b) != 0, "^": lambda a, b: (a ^ b) != 0}
+OPS: dict[str, Callable[[int, int], bool]] = {
+    "<": operator.lt, ">": operator.gt, "=": operator.eq, "<=": operator.le,
+    ">=": operator.ge, "&": lambda a, b: (a & b) != 0, "^": lambda a, b: (a ^ b) != 0}
 
 
 class ByteRead:

@@ -9,6 +9,7 @@ import json
 import os
 import re
 from collections import Counter
+from typing import Any
 
 from netsec.rules.loader import RuleSet
 
@@ -21,7 +22,7 @@ def reason_kind(reason: str) -> str:
     return f"{m.group(1)}: {m.group(2)}" if m else reason
 
 
-def summary(rs: RuleSet, top: int = 10) -> dict:
+def summary(rs: RuleSet, top: int = 10) -> dict[str, Any]:
     loaded, skipped, disabled = rs.loaded, len(rs.skipped), rs.disabled
     total = loaded + skipped
     return {

@@ -226,7 +226,9 @@ class Base64Decode(Item):
     def inspect(self, items: Sequence[Item], i: int, ctx: Ctx, off: int) -> int:
         start = self.offset + (off if self.relative else 0)
         raw = ctx.buf[start:start + self.nbytes] if self.nbytes else ctx.buf[start:]
-        text = _B64.match(raw).group(0).rstrip(b"=")  # type: ignore[union-attr]
+        m = _B64.match(raw)
+        assert m is not None   # the pattern matches the empty string
+        text = m.group(0).rstrip(b"=")
         if len(text) % 4 == 1:  # a lone trailing character carries no whole byte
             text = text[:-1]
         decoded = binascii.a2b_base64(text + b"=" * (-len(text) % 4)) if text else b""

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from netsec.rules.classification import Classtype, load_classification
 from netsec.rules.errors import RuleError
@@ -98,7 +99,7 @@ def load_rules(paths: list[Path], variables: Variables | None = None,
     rules: list[Rule] = []
     report: list[FileReport] = []
     seen: dict[tuple[int, int], str] = {}
-    shared: dict = {}
+    shared: dict[str, Any] = {}
     for path in rule_files([Path(p) for p in paths]):
         fr = FileReport(str(path))
         report.append(fr)

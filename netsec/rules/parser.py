@@ -88,7 +88,7 @@ def split_options(body: str, where: str) -> list[tuple[str, str | None]]:
 
 def parse_rule(text: str, variables: Variables | None = None, where: str = "<string>:1",
                classification: dict[str, Classtype] | None = None,
-               shared: dict | None = None) -> Rule:
+               shared: dict[str, Any] | None = None) -> Rule:
     """Parse one rule; `shared` holds cross-rule match state (xbits) for a rule set."""
     variables = variables or _VIRGIN
     text = text.strip()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from netsec.inspection import PKT, Inspection
 from netsec.rules.addresses import AddressMatcher
@@ -27,6 +28,7 @@ PAYLOAD = "payload"  # the chain of contents without a sticky buffer: pkt and/or
 
 Check = Callable[[Inspection], bool]
 Transform = Callable[[bytes], bytes]
+Setup = Callable[["Builder", str | None], None]   # a keyword filling in the builder
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,10 +137,10 @@ class Rule:
 class Builder:
     """Setup-time state while a rule's options are read in order."""
 
-    def __init__(self, rule: Rule, shared: dict | None = None) -> None:
+    def __init__(self, rule: Rule, shared: dict[str, Any] | None = None) -> None:
         self.rule = rule
         # State several rules share at match time (xbits' host bits), one per rule set.
-        self.shared: dict = {} if shared is None else shared
+        self.shared: dict[str, Any] = {} if shared is None else shared
         self.sticky: str | None = None          # the current sticky buffer
         self.transforms: list[tuple[str, Transform]] = []
         self.chains: dict[tuple[str, tuple[str, ...]], Chain] = {}

@@ -6,7 +6,7 @@ from netsec.rules.errors import RuleError
 from netsec.rules.inspect import Base64Decode, BufEquals, BufLen
 from netsec.rules.intrange import parse_uint
 from netsec.rules.keywords import DOCS, Keyword
-from netsec.rules.rule import Builder
+from netsec.rules.rule import Builder, Setup
 
 _HTTP = DOCS + "http-keywords.html"
 
@@ -52,7 +52,7 @@ MODIFIERS = {
 }
 
 
-def _sticky(buffer: str):
+def _sticky(buffer: str) -> Setup:
     def setup(b: Builder, value: str | None) -> None:
         b.sticky = buffer
         b.transforms = []
@@ -61,7 +61,7 @@ def _sticky(buffer: str):
     return setup
 
 
-def _modifier(name: str, buffer: str):
+def _modifier(name: str, buffer: str) -> Setup:
     def setup(b: Builder, value: str | None) -> None:
         b.move_last(buffer, name)
     return setup

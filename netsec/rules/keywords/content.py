@@ -7,7 +7,7 @@ import re
 from netsec.rules.errors import RuleError
 from netsec.rules.inspect import Content
 from netsec.rules.keywords import DOCS, Keyword
-from netsec.rules.rule import Builder
+from netsec.rules.rule import Builder, Setup
 
 _URL = DOCS + "payload-keywords.html"
 _HEX = re.compile(r"^[0-9a-fA-F\s]*$")
@@ -60,7 +60,7 @@ def setup_nocase(b: Builder, value: str | None) -> None:
     b.content("nocase").set_nocase()
 
 
-def _modifier(name: str, attr: str, relative: bool, signed: bool = False):
+def _modifier(name: str, attr: str, relative: bool, signed: bool = False) -> Setup:
     def setup(b: Builder, value: str | None) -> None:
         c = b.content(name)
         v = b.var(value or "", name)

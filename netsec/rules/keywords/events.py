@@ -19,7 +19,7 @@ from __future__ import annotations
 from netsec.inspection import Inspection
 from netsec.rules.errors import RuleError
 from netsec.rules.keywords import DOCS, Keyword
-from netsec.rules.rule import Builder
+from netsec.rules.rule import Builder, Setup
 
 _URL = DOCS + "decode-layer.html"
 
@@ -109,7 +109,7 @@ _ALIASES = {
 }
 
 
-def _event_setup(keyword: str, prefix: str, table: frozenset[str]):
+def _event_setup(keyword: str, prefix: str, table: frozenset[str]) -> Setup:
     def setup(b: Builder, value: str | None) -> None:
         raw = (value or "").strip().lower()
         # Packet.events holds decoder names without Suricata's "decoder." prefix.

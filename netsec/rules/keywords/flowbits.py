@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from netsec.inspection import Inspection
 from netsec.rules.errors import RuleError
 from netsec.rules.keywords import DOCS, Keyword
-from netsec.rules.rule import Builder
+from netsec.rules.rule import Builder, Check
 
 _URL = DOCS + "flow-keywords.html#flowbits"
 _NAME = re.compile(r"[A-Za-z0-9_.\-]+")
@@ -21,31 +22,31 @@ def _names(text: str, sep: str) -> tuple[str, ...]:
     return names
 
 
-def _isset_any(names: tuple[str, ...]):
+def _isset_any(names: tuple[str, ...]) -> Check:
     def check(ins: Inspection) -> bool:
         return ins.flow is not None and any(n in ins.flow.flowbits for n in names)
     return check
 
 
-def _isset_all(names: tuple[str, ...]):
+def _isset_all(names: tuple[str, ...]) -> Check:
     def check(ins: Inspection) -> bool:
         return ins.flow is not None and all(n in ins.flow.flowbits for n in names)
     return check
 
 
-def _isnotset_any(names: tuple[str, ...]):
+def _isnotset_any(names: tuple[str, ...]) -> Check:
     def check(ins: Inspection) -> bool:
         return ins.flow is None or any(n not in ins.flow.flowbits for n in names)
     return check
 
 
-def _isnotset_all(names: tuple[str, ...]):
+def _isnotset_all(names: tuple[str, ...]) -> Check:
     def check(ins: Inspection) -> bool:
         return ins.flow is None or all(n not in ins.flow.flowbits for n in names)
     return check
 
 
-def _change(cmd: str, names: tuple[str, ...]):
+def _change(cmd: str, names: tuple[str, ...]) -> Callable[[Inspection], None]:
     def apply(ins: Inspection) -> None:
         if ins.flow is None:
             return

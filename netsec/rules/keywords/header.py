@@ -9,7 +9,7 @@ from netsec.inspection import Inspection
 from netsec.rules.errors import RuleError
 from netsec.rules.intrange import parse_uint
 from netsec.rules.keywords import DOCS, Keyword
-from netsec.rules.rule import Builder
+from netsec.rules.rule import Builder, Setup
 
 _URL = DOCS + "header-keywords.html"
 PROTO_NUMBERS = {"icmp": 1, "igmp": 2, "ipip": 4, "tcp": 6, "udp": 17, "ipv6": 41, "gre": 47,
@@ -18,7 +18,8 @@ TCP_FLAG_BITS = {"F": 0x01, "S": 0x02, "R": 0x04, "P": 0x08, "A": 0x10, "U": 0x2
                  "E": 0x40, "C": 0x80, "2": 0x40, "1": 0x80, "0": 0}
 
 
-def _packet_uint(name: str, read: Callable[[Inspection], int | None], maximum: int):
+def _packet_uint(name: str, read: Callable[[Inspection], int | None],
+                 maximum: int) -> Setup:
     def setup(b: Builder, value: str | None) -> None:
         test = parse_uint(value or "", name, maximum)
         b.seen.add(name)

@@ -8,6 +8,7 @@ table keeps each side's reassembly `Stream` in `flow.streams` ([0] server->clien
 from __future__ import annotations
 
 import operator
+from collections.abc import Callable
 
 from netsec.inspection import Inspection
 from netsec.rules.errors import RuleError
@@ -15,8 +16,9 @@ from netsec.rules.keywords import DOCS, Keyword
 from netsec.rules.rule import Builder
 
 _URL = DOCS + "flow-keywords.html#stream-size"
-_OPS = {"<": operator.lt, ">": operator.gt, "=": operator.eq, "!=": operator.ne,
-        "<=": operator.le, ">=": operator.ge}
+_OPS: dict[str, Callable[[int, int], bool]] = {
+    "<": operator.lt, ">": operator.gt, "=": operator.eq, "!=": operator.ne,
+    "<=": operator.le, ">=": operator.ge}
 
 
 def _sizes(ins: Inspection) -> tuple[int, int] | None:

@@ -9,7 +9,7 @@ from urllib.parse import unquote_to_bytes
 
 from netsec.rules.errors import RuleError
 from netsec.rules.keywords import DOCS, Keyword
-from netsec.rules.rule import Builder
+from netsec.rules.rule import Builder, Setup
 
 _URL = DOCS + "transforms.html"
 _WS = re.compile(rb"[ \t\n\v\f\r]+")
@@ -33,7 +33,7 @@ FUNCS: dict[str, Callable[[bytes], bytes]] = {
 }
 
 
-def _transform(name: str):
+def _transform(name: str) -> Setup:
     func = FUNCS[name]
 
     def setup(b: Builder, value: str | None) -> None:
