@@ -338,3 +338,41 @@ async def test_the_channel_answers_while_the_engine_confirms_a_reload(tmp_path: 
     finally:
         await channel.close()
         await server.stop(None)
+
+
+async def test_a_version_an_older_release_recorded_past_uint64_stops_nothing_but_bundles(
+        channel_to) -> None:  # type: ignore[no-untyped-def]
+    """An older release took a signed version 2**64 and recorded it, with its folder in
+    force: GetStatus then failed on every call (UNKNOWN) and every bundle had to be newer
+    than it. Now the channel answers, the fault is an event naming the file and the value,
+    bundles wait for the owner, and after the owner enrolls again the next one applies."""
+    connect, trust, reloads, tmp = channel_to
+    bogus = 1 << 64
+    state = json.loads(trust.state_file.read_text())
+    trust.state_file.write_text(json.dumps({**state, "last_version": bogus}))
+    bundles = Path(tmp) / "bundles"
+    (bundles / str(bogus) / "rules").mkdir(parents=True)
+    (bundles / "current").symlink_to(str(bogus))
+    stub = pb_grpc.ProviderServiceStub(connect())
+    status = await stub.GetStatus(pb.GetStatusRequest(), timeout=5)
+    assert (status.provider, status.bundle_version, status.previous_version) == ("acme", 0, 0)
+    faults = [json.loads(line) for line in (bundles / "events.jsonl").read_text().splitlines()]
+    assert [(ev["step"], ev["applied"]) for ev in faults] == [("state", False)] * 2
+    assert f"{trust.state_file}: last_version {bogus} is not a bundle version" \
+        in faults[0]["reason"]
+    assert f"{bundles / 'current'} -> {bogus}: not a bundle version" in faults[1]["reason"]
+    await stub.GetStatus(pb.GetStatusRequest(), timeout=5)     # said once, not per call
+    assert len((bundles / "events.jsonl").read_text().splitlines()) == 2
+    good = make(bundle_inputs(Path(tmp) / "good", GOOD), version=3,
+                created=dt.datetime.now(dt.UTC))
+    with pytest.raises(grpc.aio.AioRpcError) as e:
+        await stub.PushBundle(pb.PushBundleRequest(bundle=good))
+    assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert f"last_version {bogus} is not a bundle version" in (e.value.details() or "")
+    assert "hyperwall provider enroll" in (e.value.details() or "") and reloads == []
+    assert json.loads(trust.state_file.read_text())["last_version"] == bogus
+    trust.enroll(None, [public_pem(KEY)], trust.provider_ca())      # the owner's word
+    assert (await stub.PushBundle(pb.PushBundleRequest(bundle=good))).applied_version == 3
+    status = await stub.GetStatus(pb.GetStatusRequest(), timeout=5)
+    assert (status.bundle_version, status.previous_version) == (3, 0)
+    assert reloads == ["reload"] and trust.last_version == 3
