@@ -190,20 +190,27 @@ def test_category_blocked_by_host(world: World, shape: str) -> None:
     assert hello(BLOCKED) not in got
 
 
-# shape -> RAW_SHAPES: one request's bytes sent out of order or overlapping, with scapy.
-@pytest.mark.parametrize("shape", RAW_SHAPES)
-def test_category_blocked_by_host_reassembled(world: World, shape: str) -> None:
+def blocked_when_reassembled(world: World, shape: str, port: int,
+                             request: Callable[[str], bytes]) -> None:
+    """`request(name)` sent in the raw `shape` (scapy: out of order or overlapping), the
+    receiver's version naming `name` and the other UNLISTED: the far side is asked for an
+    unlisted site that sits where the blocked one will (the same length; the positive
+    control), never for BLOCKED."""
     def fetch(name: str) -> tuple[bytes, list[dict]]:
-        got = world.received("family", "raw", EVASION_ADDR, "80", shape,
-                             get(UNLISTED).hex(), get(name).hex())
+        got = world.received("family", "raw", EVASION_ADDR, str(port), shape,
+                             request(UNLISTED).hex(), request(name).hex())
         return got, world.asked()
-    # Positive control: the receiver's version names an unlisted site that sits where the
-    # blocked one will (same length): it is asked.
     got, asked = fetch("yyyyy.example")
     assert asked_for(asked, "yyyyy.example"), (shape, asked)
     got, asked = fetch(BLOCKED)
     assert not asked_for(asked, BLOCKED), f"{shape}: the far side was asked for {BLOCKED}"
     assert hello(BLOCKED) not in got
+
+
+# shape -> RAW_SHAPES: one request's bytes sent out of order or overlapping.
+@pytest.mark.parametrize("shape", RAW_SHAPES)
+def test_category_blocked_by_host_reassembled(world: World, shape: str) -> None:
+    blocked_when_reassembled(world, shape, 80, get)
 
 
 # ---- category blocked by TLS SNI -------------------------------------------------------
@@ -233,19 +240,11 @@ def test_category_blocked_by_sni(world: World, shape: str) -> None:
     assert hello(BLOCKED) not in got
 
 
-# shape -> RAW_SHAPES: one ClientHello's bytes sent out of order or overlapping.
+# shape -> RAW_SHAPES: one ClientHello's bytes sent out of order or overlapping. The far
+# side logs the SNI of a hello it received whole; this client goes no further than it.
 @pytest.mark.parametrize("shape", RAW_SHAPES)
 def test_category_blocked_by_sni_reassembled(world: World, shape: str) -> None:
-    def fetch(name: str) -> list[dict]:
-        # The far side logs the SNI of a hello it received whole; this client goes no
-        # further than the hello.
-        world.received("family", "raw", EVASION_ADDR, "443", shape,
-                       client_hello(UNLISTED).hex(), client_hello(name).hex())
-        return world.asked()
-    # Positive control: the receiver's version names an unlisted site: it is asked.
-    assert asked_for(fetch("yyyyy.example"), "yyyyy.example"), shape
-    assert not asked_for(fetch(BLOCKED), BLOCKED), \
-        f"{shape}: the far side got a hello for {BLOCKED}"
+    blocked_when_reassembled(world, shape, 443, client_hello)
 
 
 # ---- category blocked by DNS -------------------------------------------------------------
