@@ -1,4 +1,5 @@
-"""Shared fixtures: real daemons in temporary run dirs, root gating, the shared data folder."""
+"""Shared fixtures: real daemons in temporary run dirs, root gating, the shared data folder;
+the check that a bad config file is refused naming itself."""
 from __future__ import annotations
 
 import os
@@ -8,7 +9,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "root" in item.keywords and os.geteuid() != 0:
             item.add_marker(skip_root)
+
+
+def refused_naming_the_file(path: Path, text: str, load: Callable[[Path], object],
+                            error: type[BaseException], says: str) -> None:
+    """`text` as the config file `path`: `load` refuses it with `error`, whose message
+    matches `says` and names the file."""
+    path.write_text(text)
+    with pytest.raises(error, match=says) as e:
+        load(path)
+    assert str(path) in str(e.value)
 
 
 def wait_for_socket(path: Path, proc: subprocess.Popen[bytes] | None,
