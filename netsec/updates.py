@@ -233,7 +233,8 @@ class Updater:
 
 
 def _version(path: Path | None) -> int | None:
-    if path is None or not path.name.isdigit() or len(path.name) > 20:
+    if path is None or not (path.name.isascii() and path.name.isdigit()) \
+            or len(path.name) > 20:
         return None
     version = int(path.name)
     return version if 1 <= version <= MAX_VERSION else None

@@ -221,6 +221,21 @@ def test_enroll_status_revoke(hw: Callable[..., tuple[int, str, str]],
     assert "Status          revoked" in out
 
 
+def test_status_names_a_recorded_version_that_is_none(
+        hw: Callable[..., tuple[int, str, str]], tmp_path: Path) -> None:
+    trust = TrustStore(tmp_path / "store")
+    trust.enroll(None, [public_pem(KEY)], provider="acme")
+    state = json.loads(trust.state_file.read_text())
+    trust.state_file.write_text(json.dumps({**state, "last_version": 1 << 64}))
+    code, out, _ = hw("provider", "status")
+    assert code == EXIT_OK and "Status          enrolled" in out
+    assert f"Applied bundle  {trust.state_file}: last_version {1 << 64} is not a bundle " \
+        "version" in out
+    code, out, _ = hw("provider", "status", "--json")
+    got = json.loads(out)
+    assert got["last_version"] is None and "hyperwall provider enroll" in got["version_problem"]
+
+
 @pytest.mark.parametrize(("argv", "reason"), [
     (["--root", "missing.json"], "--root missing.json: No such file or directory"),
     (["--root", "{notjson}"], "root.json: not TUF root metadata"),
