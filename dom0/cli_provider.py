@@ -74,7 +74,8 @@ def describe(trust: TrustStore) -> dict[str, Any]:
               "expires": cert.not_valid_after_utc.isoformat()}
     return {"provider": state.provider, "status": status, "bundle_keys": state.keys,
             "threshold": state.threshold, "tuf_root": root, "provider_ca": ca,
-            "last_version": state.last_version, "share_alerts": state.share_alerts,
+            "last_version": state.last_version,
+            "version_problem": trust.version_problem(state), "share_alerts": state.share_alerts,
             "disabled_sids": state.disabled_sids, "dir": str(trust.path)}
 
 
@@ -87,7 +88,7 @@ def status_table(d: dict[str, Any]) -> str:
                          f"{len(d['bundle_keys'])} must sign)") if d["bundle_keys"] else "-"),
         ("TUF root", f"version {root['version']}, expires {root['expires']}" if root else "-"),
         ("Provider CA", f"{ca['subject']}, expires {ca['expires']}" if ca else "-"),
-        ("Applied bundle", str(d["last_version"] or "-")),
+        ("Applied bundle", d["version_problem"] or str(d["last_version"] or "-")),
         ("Shares alerts", "yes" if d["share_alerts"] else "no"),
         ("Disabled sids", ", ".join(map(str, d["disabled_sids"])) or "-"),
         ("Folder", d["dir"]),

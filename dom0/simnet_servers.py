@@ -15,6 +15,7 @@ import socket
 import ssl
 import struct
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from netsec.resolver import QueryError, build_answer, build_error, parse_question
@@ -62,7 +63,13 @@ async def http(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> No
         writer.close()
 
 
-def tls_context(cert_dir: Path) -> ssl.SSLContext:
+SniSeen = Callable[[ssl.SSLObject, str | None], None]
+
+
+def tls_context(cert_dir: Path, seen: SniSeen | None = None) -> ssl.SSLContext:
+    """A server context presenting `cert_dir/<name>.pem` to a client asking for <name>
+    (SNI; case and a trailing dot aside, as DNS compares names), any one of them to the
+    rest. `seen` is told each connection's SNI as the client sent it."""
     contexts: dict[str, ssl.SSLContext] = {}
     for pem in cert_dir.glob("*.pem"):
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -71,8 +78,9 @@ def tls_context(cert_dir: Path) -> ssl.SSLContext:
     default = next(iter(contexts.values()))
 
     def pick(sock: ssl.SSLObject, name: str | None, _: ssl.SSLContext) -> None:
-        if name in contexts:
-            sock.context = contexts[name]
+        if seen is not None:
+            seen(sock, name)
+        sock.context = contexts.get((name or "").rstrip(".").lower(), default)
     default.sni_callback = pick  # type: ignore[assignment]
     return default
 

@@ -8,6 +8,14 @@ Every file is written atomically (temporary file, fsync, rename, fsync of the fo
 `state.json` is written last and names the keys in force: a crash during an enrollment
 leaves the old key set or the new one, never a mix. Everything given to `enroll` is checked
 before the first byte is written, so bad input changes nothing.
+
+A recorded version that is no bundle version (not an integer, or outside 0 to MAX_VERSION:
+an older release recorded a signed 2**64) leaves the rest of the state readable, so the
+channel still answers and a revocation still holds, but the anti-rollback floor is
+unknown: no bundle applies until the owner enrolls the provider again. Clamping is no way
+out: clamped to MAX_VERSION no bundle could ever be newer; clamped lower, or to the bundles
+folder's highest name, every signed bundle above it could be replayed, and sys-sec cannot
+tell which of them the provider issued before its bogus one. The owner can.
 """
 from __future__ import annotations
 
@@ -26,7 +34,7 @@ from cryptography.hazmat.primitives.serialization import (
 )
 from cryptography.x509 import load_pem_x509_certificate
 
-from netsec.bundle import BundleError, TrustedKeys, check_json_shape, key_id
+from netsec.bundle import MAX_VERSION, BundleError, TrustedKeys, check_json_shape, key_id
 from netsec.trust_dir import DEFAULT_DIR, ENV_DIR, default_dir  # noqa: F401 (the store's own)
 
 MAX_INPUT = 1 << 20     # a root, key or certificate bigger than this is not one
@@ -43,14 +51,21 @@ class TrustState:
     revoked: bool = False
     threshold: int = 1
     keys: list[str] = field(default_factory=list)    # key ids of keys/<id>.pub in force
-    last_version: int = 0
+    last_version: int | None = 0    # None: the file's record is no version (bad_version)
     share_alerts: bool = False
     disabled_sids: list[int] = field(default_factory=list)
+    # The unusable record as found, written back as it was until the owner enrolls again.
+    bad_version: Any = field(default=None, compare=False, repr=False)
 
 
 _TYPES: dict[str, type | tuple[type, ...]] = {
     "provider": str, "enrolled": bool, "revoked": bool, "threshold": int, "keys": list,
     "last_version": int, "share_alerts": bool, "disabled_sids": list}
+
+
+def is_version(value: Any) -> bool:
+    """A bundle version the channel can carry: GetStatusResponse's fields are uint64."""
+    return type(value) is int and 0 <= value <= MAX_VERSION
 
 
 def read_public_key(pem: bytes, where: str) -> Ed25519PublicKey:
@@ -123,16 +138,28 @@ class TrustStore:
             raise TrustError(f"{self.state_file}: unreadable ({e})") from None
         if not isinstance(raw, dict):
             raise TrustError(f"{self.state_file}: not a JSON object")
-        known = {}
+        known: dict[str, Any] = {}
         for f in fields(TrustState):
-            if f.name in raw:
-                if not isinstance(raw[f.name], _TYPES[f.name]):
+            if f.name in raw and f.name in _TYPES:
+                if f.name == "last_version" and not is_version(raw[f.name]):
+                    known.update(last_version=None, bad_version=raw[f.name])
+                elif not isinstance(raw[f.name], _TYPES[f.name]):
                     raise TrustError(f"{self.state_file}: {f.name} has the wrong type")
-                known[f.name] = raw[f.name]
+                else:
+                    known[f.name] = raw[f.name]
         return TrustState(**known)
 
+    def version_problem(self, state: TrustState) -> str:
+        """Why `state` has no applied version, naming the file and the value; "" if it has."""
+        if state.last_version is not None:
+            return ""
+        return (f"{self.state_file}: last_version {json.dumps(state.bad_version)[:60]} is not "
+                f"a bundle version (an integer from 0 to {MAX_VERSION}), so which bundles "
+                "would be a rollback is unknown; no bundle applies until the owner enrolls "
+                "the provider again (hyperwall provider enroll), which starts the count over")
+
     @property
-    def last_version(self) -> int:
+    def last_version(self) -> int | None:
         return self.load().last_version
 
     def is_revoked(self) -> bool:
@@ -163,7 +190,10 @@ class TrustStore:
 
     def save(self, state: TrustState) -> None:
         self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
-        _atomic(self.state_file, json.dumps(asdict(state), indent=1).encode())
+        record = {k: v for k, v in asdict(state).items() if k in _TYPES}
+        if state.last_version is None:
+            record["last_version"] = state.bad_version
+        _atomic(self.state_file, json.dumps(record, indent=1).encode())
 
     def enroll(self, root_json: bytes | None, bundle_keys: Sequence[bytes] = (),
                ca_pem: bytes | None = None, *, provider: str = "",
@@ -172,8 +202,11 @@ class TrustStore:
         targets role when none are given) and its channel CA. Replaces any earlier
         enrollment whole and lifts a revocation. The applied version is kept when the
         bundle keys stay the same (no rollback through a re-enrollment) and starts over
-        for new keys (another provider numbers its bundles its own way); what the owner
-        shares and the rules switched off stay, whoever is enrolled."""
+        for new keys (another provider numbers its bundles its own way) or when the record
+        is no version (the owner's enrollment is the word sys-sec waited for); what the
+        owner shares and the rules switched off stay, whoever is enrolled. A state file
+        that cannot be read at all is kept beside as `state.json.unreadable`, and this
+        enrollment starts from nothing (nothing shared, no rule switched off)."""
         for what, blob in (("root.json", root_json), ("provider CA", ca_pem),
                            *((f"bundle key {i + 1}", k) for i, k in enumerate(bundle_keys))):
             if blob is not None and len(blob) > MAX_INPUT:
@@ -199,7 +232,11 @@ class TrustStore:
                 load_pem_x509_certificate(ca_pem)
             except ValueError as e:
                 raise TrustError(f"provider CA: not a PEM certificate ({e})") from None
-        before = self.load()
+        try:
+            before = self.load()
+        except TrustError:
+            before = TrustState()
+            os.replace(self.state_file, self.state_file.with_name("state.json.unreadable"))
         # Checked; now written, state.json last (it names the keys in force).
         keys_dir = self.path / "keys"
         keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -213,7 +250,7 @@ class TrustStore:
         same_keys = before.enrolled and sorted(before.keys) == ids
         state = TrustState(provider=provider or (before.provider if same_keys else ""),
                            enrolled=True, threshold=threshold, keys=ids,
-                           last_version=before.last_version if same_keys else 0,
+                           last_version=(before.last_version or 0) if same_keys else 0,
                            share_alerts=before.share_alerts,
                            disabled_sids=before.disabled_sids)
         self.save(state)
@@ -229,7 +266,7 @@ class TrustStore:
 
     def record_applied(self, version: int) -> None:
         state = self.load()
-        state.last_version = max(state.last_version, version)
+        state.last_version = max(state.last_version or 0, version)
         self.save(state)
 
     def update(self, **changes: Any) -> TrustState:

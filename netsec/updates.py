@@ -5,7 +5,9 @@ an event saying why.
     bundles/<version>/     each applied bundle's files, as shipped
     bundles/current        -> the one in force (the engine loads bundles/current/rules,
     bundles/previous       -> the one before     the resolver bundles/current/lists)
-    bundles/events.jsonl   one JSON line per apply or refusal
+    bundles/events.jsonl   one JSON line per apply or refusal, and one per fault found in
+                           sys-sec's own state (step "state": a recorded version or a
+                           bundle folder outside what the channel can carry)
 
 A bundle's folder is written under a temporary name and renamed into place; the swap is
 one rename of a symlink; the running engine then reloads its rules in place, keeping every
@@ -25,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from netsec.bundle import Bundle, BundleError, NotNow, verify
+from netsec.bundle import MAX_VERSION, Bundle, BundleError, NotNow, verify
 from netsec.staging import StagingError, build, builtin_case, bundle_cases, self_test
 from netsec.trust import TrustError, TrustStore
 
@@ -52,9 +54,10 @@ class Outcome:
 
 @dataclass(frozen=True)
 class Status:
-    version: int | None     # of bundles/current; None before the first
+    version: int | None     # of bundles/current; None before the first, or not a version
     applied_at: float | None
     previous: int | None
+    problems: tuple[str, ...] = ()  # what of sys-sec's own state is unusable, by file
 
 
 class _Refused(Exception):
@@ -72,6 +75,7 @@ class Updater:
         self.clock = clock
         # One apply at a time: a push and the subscription must not interleave their flips.
         self._lock = threading.Lock()
+        self._said: set[str] = set()    # state faults already written as events
         bundles.mkdir(parents=True, exist_ok=True)
 
     def apply(self, data: bytes, source: str = "provider") -> Outcome:
@@ -90,11 +94,30 @@ class Updater:
                                        APPLIED, "", bundle.provider, source))
 
     def status(self) -> Status:
-        current, previous = self.bundles / "current", self._target("previous")
-        if not current.is_symlink():
-            return Status(None, None, _version(previous))
-        return Status(_version(self._target("current")), current.lstat().st_mtime,
-                      _version(previous))
+        """What is in force. A link to a folder whose name is no version the channel can
+        carry (an older release applied a signed 2**64) reads as None and is named in
+        `problems`, with the trust store's own fault, each written once as an event."""
+        problems = []
+        try:
+            problems.append(self.trust.version_problem(self.trust.load()))
+        except TrustError as e:
+            problems.append(f"the trust store: {e}")
+        versions = {}
+        for link in ("current", "previous"):
+            target = self._target(link)
+            versions[link] = _version(target)
+            if target is not None and versions[link] is None:
+                problems.append(f"{self.bundles / link} -> {target.name}: not a bundle "
+                                f"version (1 to {MAX_VERSION}); reported as none")
+        said = tuple(p for p in problems if p)
+        for problem in said:
+            if problem not in self._said:
+                self._said.add(problem)
+                log.error("%s", problem)
+                self._event(Outcome(False, None, problem, REFUSED, "state"))
+        current = self.bundles / "current"
+        applied_at = current.lstat().st_mtime if current.is_symlink() else None
+        return Status(versions["current"], applied_at, versions["previous"], said)
 
     def _verify(self, data: bytes) -> Bundle:
         try:
@@ -105,6 +128,8 @@ class Updater:
             if state.revoked:
                 raise _Refused(REFUSED, "trust", f"provider {state.provider!r} is revoked "
                                                  "by the owner")
+            if state.last_version is None:
+                raise _Refused(REFUSED, "trust", self.trust.version_problem(state))
             keys = self.trust.trusted_keys()
         except TrustError as e:
             raise _Refused(REFUSED, "trust", f"the trust store: {e}") from None
@@ -208,7 +233,8 @@ class Updater:
 
 
 def _version(path: Path | None) -> int | None:
-    try:
-        return int(path.name) if path is not None else None
-    except ValueError:
+    if path is None or not (path.name.isascii() and path.name.isdigit()) \
+            or len(path.name) > 20:
         return None
+    version = int(path.name)
+    return version if 1 <= version <= MAX_VERSION else None

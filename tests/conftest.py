@@ -1,4 +1,6 @@
-"""Shared fixtures: real daemons in temporary run dirs, root gating, the shared data folder."""
+"""Shared fixtures: real daemons in temporary run dirs, root gating, the shared data folder;
+the embedded platform started for a test; the check that a bad config file is refused
+naming itself."""
 from __future__ import annotations
 
 import os
@@ -8,10 +10,15 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from dom0.embedded import Platform
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("HYPERWALL_SHARED", REPO.parent / "shared"))
@@ -23,6 +30,29 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "root" in item.keywords and os.geteuid() != 0:
             item.add_marker(skip_root)
+
+
+@asynccontextmanager
+async def started(platform: Platform, log_tail: int | None = None) -> AsyncIterator[Platform]:
+    """`platform` started, and closed afterwards whatever happens; then its log (the last
+    `log_tail` characters) goes to stdout, which pytest shows for a failed test."""
+    try:
+        platform.start()
+        yield platform
+    finally:
+        log = platform.log_text()
+        await platform.close()
+        print(log if log_tail is None else log[-log_tail:])
+
+
+def refused_naming_the_file(path: Path, text: str, load: Callable[[Path], object],
+                            error: type[BaseException], says: str) -> None:
+    """`text` as the config file `path`: `load` refuses it with `error`, whose message
+    matches `says` and names the file."""
+    path.write_text(text)
+    with pytest.raises(error, match=says) as e:
+        load(path)
+    assert str(path) in str(e.value)
 
 
 def wait_for_socket(path: Path, proc: subprocess.Popen[bytes] | None,

@@ -44,7 +44,7 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote, unquote
 
-from dom0.simnet_servers import EICAR
+from dom0.simnet_servers import EICAR, tls_context
 
 SIG = b"EICAR-STANDARD-ANTIVIRUS-TEST-FILE"     # what the platform's drop rule looks for
 BODY_BEFORE = b"harmless text before the file\n" * 4
@@ -198,19 +198,11 @@ SNI: dict[int, str] = {}    # the name each TLS connection's client asked for, b
 
 
 def _tls_context(cert_dir: Path, port: int) -> ssl.SSLContext:
-    contexts = {}
-    for pem in cert_dir.glob("*.pem"):
-        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        ctx.load_cert_chain(pem)
-        contexts[pem.stem] = ctx
-    default = next(iter(contexts.values()))
-
-    def pick(sock: ssl.SSLObject, name: str | None, _: ssl.SSLContext) -> None:
+    """simnet's context, each hello's SNI logged and kept for its connection."""
+    def seen(sock: ssl.SSLObject, name: str | None) -> None:
         _log(port=port, sni=name)
-        sock.context = contexts.get((name or "").rstrip(".").lower(), default)
         SNI[id(sock)] = name or ""
-    default.sni_callback = pick  # type: ignore[assignment]
-    return default
+    return tls_context(cert_dir, seen)
 
 
 def _accept_loop(srv: socket.socket, port: int, ctx: ssl.SSLContext | None) -> None:

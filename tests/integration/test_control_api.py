@@ -21,6 +21,7 @@ import pytest
 from dom0.api.server import serve
 from dom0.config import DomainSpec
 from dom0.embedded import Platform
+from tests.conftest import started
 from tests.control_fakes import StandInToolstack, short_dir
 
 pytestmark = pytest.mark.root
@@ -207,13 +208,8 @@ CONFIG = {
 @pytest.fixture
 async def dom0d(accounts: None) -> AsyncIterator[Path]:
     """The real daemon on a config dir of two domains; yields its control socket."""
-    platform = Platform(CONFIG, first_domid=4000 + os.getpid() % 1000)
-    try:
-        platform.start()
+    async with started(Platform(CONFIG, first_domid=4000 + os.getpid() % 1000)) as platform:
         yield platform.socket
-    finally:
-        await platform.close()
-        print(platform.log_text())
 
 
 @pytest.mark.slow

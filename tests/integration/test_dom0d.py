@@ -18,6 +18,7 @@ import pytest
 from dom0.backends._ns_rootfs import parse_status
 from dom0.embedded import Platform
 from dom0.xenstore.client import Perm, XenStore
+from tests.conftest import started
 from tests.leftovers import leftovers, mounts_under
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
@@ -28,14 +29,8 @@ CONNECTED = b"4"
 
 @pytest.fixture
 async def platform() -> AsyncIterator[Platform]:
-    p = Platform(first_domid=FIRST_DOMID)
-    try:
-        p.start()
+    async with started(Platform(first_domid=FIRST_DOMID)) as p:
         yield p
-    finally:
-        log = p.log_text()
-        await p.close()
-        print(log)
 
 
 async def listing(p: Platform) -> dict[str, dict]:

@@ -21,6 +21,7 @@ import pytest
 from dom0.embedded import Platform
 from proto.gen.hyperwall.control.v1 import control_pb2 as pb
 from proto.gen.hyperwall.control.v1 import control_pb2_grpc as pb_grpc
+from tests.conftest import started
 from tests.integration.test_dom0d import assert_gone
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
@@ -62,14 +63,8 @@ def cpu_hog() -> Iterator[subprocess.Popen[bytes]]:
 async def platform() -> AsyncIterator[Platform]:
     config = {"sys-sec.toml": SYS_SEC} | {
         f"s{i}.toml": GUEST.format(name=f"s{i}") for i in range(AT_ONCE)}
-    p = Platform(config, first_domid=FIRST_DOMID)
-    try:
-        p.start()
+    async with started(Platform(config, first_domid=FIRST_DOMID), log_tail=20000) as p:
         yield p
-    finally:
-        log = p.log_text()
-        await p.close()
-        print(log[-20000:])
 
 
 def pct(values: list[float], p: float) -> float:

@@ -12,23 +12,15 @@ from scapy.layers.inet6 import IPv6, IPv6ExtHdrFragment
 from scapy.utils import wrpcap
 
 from tests.integration.test_ids_cli import ETH, events, ids
+from tests.suricata_rules import event_rules
 
 C4, S4, C6, S6 = "10.0.0.5", "192.0.2.80", "2001:db8::5", "2001:db8::80"
-RULES = """\
-alert pkthdr any any -> any any (msg:"SURICATA FRAG IPv4 Packet size too large"; decode-event:ipv4.frag_pkt_too_large; classtype:protocol-command-decode; sid:2200069; rev:3;)
-alert pkthdr any any -> any any (msg:"SURICATA FRAG IPv4 Fragmentation overlap"; decode-event:ipv4.frag_overlap; classtype:protocol-command-decode; sid:2200070; rev:2;)
-alert pkthdr any any -> any any (msg:"SURICATA FRAG IPv6 Fragmentation overlap"; decode-event:ipv6.frag_overlap; classtype:protocol-command-decode; sid:2200072; rev:2;)
-alert pkthdr any any -> any any (msg:"SURICATA IPv6 useless Fragment extension header"; decode-event:ipv6.exthdr_useless_fh; classtype:protocol-command-decode; sid:2200080; rev:2;)
-alert ipv6 any any -> any any (msg:"SURICATA reserved field in Frag Header not zero"; decode-event:ipv6.fh_non_zero_reserved_field; classtype:protocol-command-decode; sid:2200095; rev:2;)
-alert pkthdr any any -> any any (msg:"SURICATA FRAG IPv6 Fragment invalid length"; decode-event:ipv6.frag_invalid_length; classtype:protocol-command-decode; sid:2200119; rev:1;)
-alert tcp any any -> any any (msg:"SURICATA STREAM reassembly overlap with different data"; stream-event:reassembly_overlap_different_data; classtype:protocol-command-decode; sid:2210050; rev:2;)
-alert tcp any any -> any any (msg:"SURICATA STREAM 4way handshake SYNACK with wrong ACK"; stream-event:4whs_synack_with_wrong_ack; classtype:protocol-command-decode; sid:2210011; rev:2;)
-alert pkthdr any any -> any any (msg:"SURICATA TCP header length too small"; decode-event:tcp.hlen_too_small; classtype:protocol-command-decode; sid:2200033; rev:2;)
-alert pkthdr any any -> any any (msg:"SURICATA TCP option invalid length"; decode-event:tcp.opt_invalid_len; classtype:protocol-command-decode; sid:2200035; rev:2;)
+RULES = event_rules(2200069, 2200070, 2200072, 2200080, 2200095, 2200119, 2210050, 2210011,
+                    2200033, 2200035) + """\
 alert tcp any any -> any any (msg:"TCP urgent data"; flags:U+; sid:10;)
 alert udp any any -> any 53 (msg:"whole datagram"; content:"EVILNAME"; sid:11;)
 alert tcp any any -> any 80 (msg:"evil"; flow:established,to_server; content:"/evil.php"; sid:12;)
-"""  # noqa: E501 - Suricata's rule lines (rules/decoder-events.rules, stream-events.rules)
+"""
 
 DATAGRAM = bytes(UDP(sport=4444, dport=53, len=8 + 40, chksum=0)) + b"EVILNAME" * 5
 

@@ -5,7 +5,8 @@ import asyncio
 import datetime as dt
 import json
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import grpc
@@ -265,30 +266,38 @@ async def test_revoked_provider_cannot_push_on_its_open_connection(channel_to) -
     assert reloads == [] and trust.load().disabled_sids == [] and trust.last_version == 0
 
 
-async def test_a_disabled_sid_is_kept_when_the_engine_cannot_reload_now(tmp_path: Path) -> None:
+@asynccontextmanager
+async def engine_channel(tmp_path: Path, engine_state: Callable[[], str],
+                         reload: Callable[[], None]
+                         ) -> AsyncIterator[tuple[pb_grpc.ProviderServiceStub, TrustStore]]:
+    """The channel of a sys-sec whose engine answers with `reload` (bundles and sids alike),
+    and the enrolled provider's stub on it."""
     provider_ca, cert, key = ca_and_client("acme")
     trust = TrustStore(tmp_path / "provider")
     trust.enroll(None, [public_pem(KEY)], provider_ca, provider="acme")
-
-    def engine_down() -> None:
-        raise OSError("ipsd is not running")
-    servicer = ProviderServicer(trust, Updater(trust, tmp_path / "bundles", engine_down),
-                                tmp_path / "log", lambda: "restarting", engine_down)
+    servicer = ProviderServicer(trust, Updater(trust, tmp_path / "bundles", reload),
+                                tmp_path / "log", engine_state, reload)
     identity = server_identity(tmp_path / "tls")
     server, port = await serve(servicer, "127.0.0.1:0", identity, trust.provider_ca)
     channel = grpc.aio.secure_channel(
         f"127.0.0.1:{port}", grpc.ssl_channel_credentials(identity[0], key, cert),
         options=[("grpc.ssl_target_name_override", "sys-sec")])
     try:
-        with pytest.raises(grpc.aio.AioRpcError) as e:
-            await pb_grpc.ProviderServiceStub(channel).SetRuleEnabled(
-                pb.SetRuleEnabledRequest(sid=42, enabled=False))
-        assert e.value.code() == grpc.StatusCode.UNAVAILABLE
-        assert "from the next load on" in (e.value.details() or "")
-        assert trust.load().disabled_sids == [42]
+        yield pb_grpc.ProviderServiceStub(channel), trust
     finally:
         await channel.close()
         await server.stop(None)
+
+
+async def test_a_disabled_sid_is_kept_when_the_engine_cannot_reload_now(tmp_path: Path) -> None:
+    def engine_down() -> None:
+        raise OSError("ipsd is not running")
+    async with engine_channel(tmp_path, lambda: "restarting", engine_down) as (stub, trust):
+        with pytest.raises(grpc.aio.AioRpcError) as e:
+            await stub.SetRuleEnabled(pb.SetRuleEnabledRequest(sid=42, enabled=False))
+        assert e.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert "from the next load on" in (e.value.details() or "")
+        assert trust.load().disabled_sids == [42]
 
 
 def test_the_trust_cache_rereads_only_a_changed_store(tmp_path: Path) -> None:
@@ -311,22 +320,11 @@ def test_the_trust_cache_rereads_only_a_changed_store(tmp_path: Path) -> None:
 async def test_the_channel_answers_while_the_engine_confirms_a_reload(tmp_path: Path) -> None:
     """SetRuleEnabled waits for the engine to confirm its reload (seconds for a large rule
     set); sys-sec's event loop, the channel's other calls included, goes on meanwhile."""
-    provider_ca, cert, key = ca_and_client("acme")
-    trust = TrustStore(tmp_path / "provider")
-    trust.enroll(None, [public_pem(KEY)], provider_ca, provider="acme")
     confirmed = threading.Event()
 
     def engine_confirms() -> None:
         assert confirmed.wait(10), "the test never let the engine confirm"
-    servicer = ProviderServicer(trust, Updater(trust, tmp_path / "bundles", lambda: None),
-                                tmp_path / "log", lambda: "running", engine_confirms)
-    identity = server_identity(tmp_path / "tls")
-    server, port = await serve(servicer, "127.0.0.1:0", identity, trust.provider_ca)
-    channel = grpc.aio.secure_channel(
-        f"127.0.0.1:{port}", grpc.ssl_channel_credentials(identity[0], key, cert),
-        options=[("grpc.ssl_target_name_override", "sys-sec")])
-    try:
-        stub = pb_grpc.ProviderServiceStub(channel)
+    async with engine_channel(tmp_path, lambda: "running", engine_confirms) as (stub, trust):
         disabling = asyncio.ensure_future(
             stub.SetRuleEnabled(pb.SetRuleEnabledRequest(sid=42, enabled=False)))
         while trust.load().disabled_sids != [42]:   # the store is a file: no event
@@ -335,6 +333,41 @@ async def test_the_channel_answers_while_the_engine_confirms_a_reload(tmp_path: 
         assert list(status.disabled_sids) == [42] and not disabling.done()
         confirmed.set()
         await asyncio.wait_for(disabling, 10)
-    finally:
-        await channel.close()
-        await server.stop(None)
+
+
+async def test_a_version_an_older_release_recorded_past_uint64_stops_nothing_but_bundles(
+        channel_to) -> None:  # type: ignore[no-untyped-def]
+    """An older release took a signed version 2**64 and recorded it, with its folder in
+    force: GetStatus then failed on every call (UNKNOWN) and every bundle had to be newer
+    than it. Now the channel answers, the fault is an event naming the file and the value,
+    bundles wait for the owner, and after the owner enrolls again the next one applies."""
+    connect, trust, reloads, tmp = channel_to
+    bogus = 1 << 64
+    state = json.loads(trust.state_file.read_text())
+    trust.state_file.write_text(json.dumps({**state, "last_version": bogus}))
+    bundles = Path(tmp) / "bundles"
+    (bundles / str(bogus) / "rules").mkdir(parents=True)
+    (bundles / "current").symlink_to(str(bogus))
+    stub = pb_grpc.ProviderServiceStub(connect())
+    status = await stub.GetStatus(pb.GetStatusRequest(), timeout=5)
+    assert (status.provider, status.bundle_version, status.previous_version) == ("acme", 0, 0)
+    faults = [json.loads(line) for line in (bundles / "events.jsonl").read_text().splitlines()]
+    assert [(ev["step"], ev["applied"]) for ev in faults] == [("state", False)] * 2
+    assert f"{trust.state_file}: last_version {bogus} is not a bundle version" \
+        in faults[0]["reason"]
+    assert f"{bundles / 'current'} -> {bogus}: not a bundle version" in faults[1]["reason"]
+    await stub.GetStatus(pb.GetStatusRequest(), timeout=5)     # said once, not per call
+    assert len((bundles / "events.jsonl").read_text().splitlines()) == 2
+    good = make(bundle_inputs(Path(tmp) / "good", GOOD), version=3,
+                created=dt.datetime.now(dt.UTC))
+    with pytest.raises(grpc.aio.AioRpcError) as e:
+        await stub.PushBundle(pb.PushBundleRequest(bundle=good))
+    assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert f"last_version {bogus} is not a bundle version" in (e.value.details() or "")
+    assert "hyperwall provider enroll" in (e.value.details() or "") and reloads == []
+    assert json.loads(trust.state_file.read_text())["last_version"] == bogus
+    trust.enroll(None, [public_pem(KEY)], trust.provider_ca())      # the owner's word
+    assert (await stub.PushBundle(pb.PushBundleRequest(bundle=good))).applied_version == 3
+    status = await stub.GetStatus(pb.GetStatusRequest(), timeout=5)
+    assert (status.bundle_version, status.previous_version) == (3, 0)
+    assert reloads == ["reload"] and trust.last_version == 3

@@ -350,7 +350,7 @@ async def test_the_subscription_brings_the_providers_new_bundle(
     repo = world.dir / "provider-repo"
     # sys-sec picked up the repository's first bundle by itself.
     async with asyncio.timeout(20):
-        while TrustStore(world.sys_sec_dir / "provider").load().last_version < 5:
+        while (TrustStore(world.sys_sec_dir / "provider").load().last_version or 0) < 5:
             await asyncio.sleep(0.2)   # the trust store is a file; no event to wait on
     assert await py(world, "untrusted", FETCH, "ads.example", "80", "ads.example") == \
         "hello from ads.example"

@@ -14,6 +14,7 @@ from netsec.engine import Engine, EngineConfig, Verdict
 from netsec.flow.config import LIMIT_EVENTS
 from netsec.rules import RuleError, parse_rule
 from netsec.rules.loader import load_rules
+from tests.suricata_rules import event_rules
 from tests.unit.test_engine_e2e import ETH, C, S, alerts, run, tcp_session
 
 REQ = b"GET /index.php?id=123&page=admin HTTP/1.1\r\nHost: a.example\r\n\r\n"
@@ -250,22 +251,10 @@ def test_exception_policy_value_is_checked() -> None:
         EngineConfig(exception_policy="drop-everything")
 
 
-SURICATA_RULES = """\
-alert pkthdr any any -> any any (msg:"SURICATA IPv4 truncated packet"; decode-event:ipv4.trunc_pkt; classtype:protocol-command-decode; sid:2200003; rev:2;)
-alert pkthdr any any -> any any (msg:"SURICATA IPv6 duplicated Fragment extension header"; decode-event:ipv6.exthdr_dupl_fh; classtype:protocol-command-decode; sid:2200015; rev:2;)
-alert pkthdr any any -> any any (msg:"SURICATA IPv6 useless Fragment extension header"; decode-event:ipv6.exthdr_useless_fh; classtype:protocol-command-decode; sid:2200080; rev:2;)
-alert ipv6 any any -> any any (msg:"SURICATA reserved field in Frag Header not zero"; decode-event:ipv6.fh_non_zero_reserved_field; classtype:protocol-command-decode; sid:2200095; rev:2;)
-alert pkthdr any any -> any any (msg:"SURICATA FRAG IPv4 Packet size too large"; decode-event:ipv4.frag_pkt_too_large; classtype:protocol-command-decode; sid:2200069; rev:3;)
-alert pkthdr any any -> any any (msg:"SURICATA FRAG IPv6 Fragment invalid length"; decode-event:ipv6.frag_invalid_length; classtype:protocol-command-decode; sid:2200119; rev:1;)
-alert pkthdr any any -> any any (msg:"SURICATA packet with too many layers"; decode-event:too_many_layers; classtype:protocol-command-decode; sid:2200116; rev:1;)
-alert tcp any any -> any any (msg:"SURICATA STREAM 3way handshake SYNACK resend with different ack"; stream-event:3whs_synack_resend_with_different_ack; classtype:protocol-command-decode; sid:2210004; rev:2;)
-drop tcp any any -> any any (msg:"SURICATA STREAM 3way handshake toclient data injection suspected"; flow:to_client; stream-event:3whs_ack_data_inject; classtype:protocol-command-decode; sid:2210057; rev:1;)
-alert tcp any any -> any any (msg:"SURICATA STREAM reassembly overlap with different data"; stream-event:reassembly_overlap_different_data; classtype:protocol-command-decode; sid:2210050; rev:2;)
-alert tcp any any -> any any (msg:"SURICATA STREAM ESTABLISHED retransmission packet before last ack"; stream-event:est_pkt_before_last_ack; flowint:tcp.retransmission.count,+,1; noalert; classtype:protocol-command-decode; sid:2210021; rev:3;)
-alert tcp any any -> any any (msg:"SURICATA STREAM excessive retransmissions"; flowbits:isnotset,tcp.retransmission.alerted; flowint:tcp.retransmission.count,>=,10; flowbits:set,tcp.retransmission.alerted; classtype:protocol-command-decode; sid:2210054; rev:1;)
-alert tcp any any -> any any (msg:"SURICATA STREAM FIN SYN reuse"; stream-event:fin_syn; classtype:protocol-command-decode; sid:2210060; rev:1;)
-alert pkthdr any any -> any any (msg:"typo"; decode-event:ipv4.trunc_pk; sid:1;)
-"""  # noqa: E501 - Suricata's rule lines (rules/decoder-events.rules, stream-events.rules)
+SURICATA_RULES = event_rules(
+    2200003, 2200015, 2200080, 2200095, 2200069, 2200119, 2200116, 2210004, 2210057, 2210050,
+    2210021, 2210054, 2210060, drop=frozenset({2210057})) + \
+    'alert pkthdr any any -> any any (msg:"typo"; decode-event:ipv4.trunc_pk; sid:1;)\n'
 
 
 def test_suricatas_decoder_and_stream_event_rules_load(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ from scapy.layers.inet import IP, TCP, UDP
 from netsec.flow import FlowConfig
 from netsec.inline import Verdict
 from netsec.ipsd import Bypass, Config, ConfigError, Ipsd
+from tests.conftest import refused_naming_the_file
 
 GUEST, SERVER = "10.137.0.3", "203.0.113.10"
 RULE = ('drop tcp any any -> $HOME_NET any (msg:"evil reply"; flow:established,to_client; '
@@ -152,11 +153,7 @@ def test_the_config_file_gives_depth_bypass_and_vars(tmp_path: Path) -> None:
 ])
 def test_a_bad_config_file_is_refused_naming_the_file(tmp_path: Path, text: str,
                                                       says: str) -> None:
-    cfg = tmp_path / "suricata.yaml"
-    cfg.write_text(text)
-    with pytest.raises(ConfigError, match=says) as e:
-        Config.load(cfg)
-    assert str(cfg) in str(e.value)
+    refused_naming_the_file(tmp_path / "suricata.yaml", text, Config.load, ConfigError, says)
 
 
 def test_rules_that_all_fail_are_fatal_at_start_but_not_at_reload(tmp_path: Path) -> None:

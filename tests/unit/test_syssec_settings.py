@@ -10,6 +10,7 @@ import pytest
 
 from netsec.syssec import Controller, Settings
 from netsec.vpn import VpnConfig, VpnConfigError
+from tests.conftest import refused_naming_the_file
 
 KEY = base64.b64encode(bytes(range(32))).decode()
 VPN = {"private_key": KEY, "peer_public_key": KEY, "endpoint": "203.0.113.202:51820",
@@ -71,10 +72,7 @@ def test_clean_destinations_and_category_schedules(tmp_path: Path) -> None:
 ])
 def test_a_schedule_that_does_not_parse_is_refused_at_load(tmp_path: Path, text: str,
                                                            reason: str) -> None:
-    path = tmp_path / "syssec.toml"
-    path.write_text(text)
-    with pytest.raises(SystemExit, match=f"syssec.toml: .*{reason}"):
-        Settings.load(path)
+    refused_naming_the_file(tmp_path / "syssec.toml", text, Settings.load, SystemExit, reason)
 
 
 def test_the_bundles_policy_takes_effect_under_the_owners(tmp_path: Path) -> None:

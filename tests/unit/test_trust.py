@@ -142,12 +142,42 @@ def test_bad_enrollments_change_nothing(provider: dict[str, Path], tmp_path: Pat
 
 def test_a_damaged_state_file_is_named(tmp_path: Path) -> None:
     trust = TrustStore(tmp_path)
-    trust.state_file.write_text('{"last_version": "five"}')
-    with pytest.raises(TrustError, match="state.json: last_version has the wrong type"):
+    trust.state_file.write_text('{"threshold": "two"}')
+    with pytest.raises(TrustError, match="state.json: threshold has the wrong type"):
         trust.load()
     trust.state_file.write_text("{")
     with pytest.raises(TrustError, match="state.json: unreadable"):
         trust.trusted_keys()
+
+
+@pytest.mark.parametrize("record", [1 << 64, -1, "five", True, 2.5, None])
+def test_a_recorded_version_that_is_none_stops_bundles_until_the_owner_enrolls(
+        tmp_path: Path, record: object) -> None:
+    trust = TrustStore(tmp_path)
+    trust.enroll(None, [public_pem(KEY)], provider="acme")
+    trust.record_applied(4)
+    state = json.loads(trust.state_file.read_text())
+    trust.state_file.write_text(json.dumps({**state, "last_version": record}))
+    loaded = trust.load()   # the rest of the state still holds: enrolled, and revocable
+    assert (loaded.enrolled, loaded.keys, loaded.last_version) == (True, state["keys"], None)
+    assert trust.version_problem(loaded) == (
+        f"{trust.state_file}: last_version {json.dumps(record)} is not a bundle version (an "
+        f"integer from 0 to {(1 << 64) - 1}), so which bundles would be a rollback is "
+        "unknown; no bundle applies until the owner enrolls the provider again (hyperwall "
+        "provider enroll), which starts the count over")
+    trust.update(share_alerts=True)     # another change keeps the bad record as found
+    assert json.loads(trust.state_file.read_text())["last_version"] == record
+    assert trust.enroll(None, [public_pem(KEY)]).last_version == 0
+    assert trust.version_problem(trust.load()) == "" and trust.load().share_alerts
+
+
+def test_enrolling_over_an_unreadable_state_file_keeps_it_beside(tmp_path: Path) -> None:
+    trust = TrustStore(tmp_path)
+    trust.state_file.write_text('{"last_version": 4, "revoked": tr')
+    state = trust.enroll(None, [public_pem(KEY)], provider="acme")
+    assert (state.enrolled, state.revoked, state.last_version) == (True, False, 0)
+    assert (tmp_path / "state.json.unreadable").read_text() == \
+        '{"last_version": 4, "revoked": tr'
 
 
 def test_the_folder_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch,
@@ -189,6 +219,21 @@ def test_enroll_status_revoke(hw: Callable[..., tuple[int, str, str]],
     assert code == EXIT_OK and json.loads(out)["status"] == "revoked"
     code, out, _ = hw("provider", "status")
     assert "Status          revoked" in out
+
+
+def test_status_names_a_recorded_version_that_is_none(
+        hw: Callable[..., tuple[int, str, str]], tmp_path: Path) -> None:
+    trust = TrustStore(tmp_path / "store")
+    trust.enroll(None, [public_pem(KEY)], provider="acme")
+    state = json.loads(trust.state_file.read_text())
+    trust.state_file.write_text(json.dumps({**state, "last_version": 1 << 64}))
+    code, out, _ = hw("provider", "status")
+    assert code == EXIT_OK and "Status          enrolled" in out
+    assert f"Applied bundle  {trust.state_file}: last_version {1 << 64} is not a bundle " \
+        "version" in out
+    code, out, _ = hw("provider", "status", "--json")
+    got = json.loads(out)
+    assert got["last_version"] is None and "hyperwall provider enroll" in got["version_problem"]
 
 
 @pytest.mark.parametrize(("argv", "reason"), [
