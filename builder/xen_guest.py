@@ -5,7 +5,8 @@ in-domain agent (the same program as in every backend) and what it runs.
   modules the agent imports (traced, not guessed), for `app` and `disposable` domains.
 - `sys-sec.cpio`: the same plus xen-netback (sys-sec is the network driver domain), the
   netfilter modules (loaded on demand through busybox's modprobe), iptables-nft,
-  wireguard-go and `wg`, and everything `netsec.syssec` and `netsec.ipsd` import.
+  wireguard-go and `wg`, and everything `domains.syssec.controller` and `domains.syssec.ipsd`
+  import.
 
 The guest's /init mounts what a kernel leaves to userspace, loads the drivers, and `exec`s
 `domains/init.py --power-off` as PID 1; the agent then reaches xenstore through
@@ -35,7 +36,8 @@ from builder.initramfs import shared_libraries, write_cpio
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("dom0", "domains", "netsec", "proto")
 GUEST_ENTRY = ("domains.agent", "domains.init", "domains.exec_service")
-SYS_SEC_ENTRY = (*GUEST_ENTRY, "netsec.syssec", "netsec.ipsd", "netsec.supervise")
+SYS_SEC_ENTRY = (*GUEST_ENTRY, "domains.syssec.controller", "domains.syssec.ipsd",
+                 "domains.supervise")
 GUEST_TOOLS = ("/usr/sbin/ip",)
 SYS_SEC_TOOLS = (*GUEST_TOOLS, "/usr/sbin/xtables-nft-multi", "/usr/bin/wireguard-go",
                  "/usr/bin/wg")

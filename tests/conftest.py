@@ -89,7 +89,7 @@ def hw_xenstored(tmp_path: Path) -> Iterator[Daemon]:
     """Hyperwall's own xenstored with a run dir and a state dir under tmp_path."""
     rundir, state = tmp_path / "run", tmp_path / "state"
     d = Daemon(
-        [sys.executable, "-m", "dom0.xenstore.daemon", "--rundir", str(rundir),
+        [sys.executable, "-m", "dom0.xenstored.daemon", "--rundir", str(rundir),
          "--state-dir", str(state)],
         rundir,
     )

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 from netsec.inspection import PKT, Inspection
 from netsec.rules.addresses import AddressMatcher
+from netsec.rules.content_inspection import MATCH, Content, Ctx, Item, run
 from netsec.rules.errors import RuleError
-from netsec.rules.inspect import MATCH, Content, Ctx, Item, run
 from netsec.rules.ports import PortMatcher
 
 # Suricata evaluates actions in this order (action-order in suricata.yaml).

@@ -285,10 +285,10 @@ def run(argv: list[str]) -> int:
 
 
 # Commands defined in their own modules register themselves into COMMANDS on import.
-from dom0 import cli_provider, cli_security  # noqa: E402,F401
+from dom0.cli import provider, security  # noqa: E402,F401
 
 if __name__ == "__main__":
-    # Run as `python -m dom0.cli`: the commands registered into the module `dom0.cli`,
-    # not into this `__main__` copy of it.
-    from dom0 import cli
+    # Run as `python -m dom0.cli.main`: the commands registered into the module
+    # `dom0.cli.main`, not into this `__main__` copy of it.
+    from dom0.cli import main as cli
     sys.exit(cli.main())

@@ -1,0 +1,1 @@
+"""`hyperwall`: the command line over dom0d's control API."""
