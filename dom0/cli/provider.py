@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dom0.cli.main import EXIT_ERROR, EXIT_OK, EXIT_USAGE, Session, arg, command
+from dom0.cli import EXIT_ERROR, EXIT_OK, EXIT_USAGE, Session, arg, command
 from netsec.trust_dir import DEFAULT_DIR, ENV_DIR
 
 if TYPE_CHECKING:

@@ -13,7 +13,7 @@ from typing import Any
 
 import grpc
 
-from dom0.cli.main import EXIT_ERROR, EXIT_OK, Session, arg, command
+from dom0.cli import EXIT_ERROR, EXIT_OK, Session, arg, command
 from netsec.report import build_report, guest_address, parse_since, read_eve
 from proto.gen.hyperwall.netsec.v1 import security_pb2 as pb
 from proto.gen.hyperwall.netsec.v1 import security_pb2_grpc as pb_grpc
