@@ -54,7 +54,7 @@ test-unit: install
 	$(VENV)/bin/pytest -m "not root and not oxenstored" tests
 
 demo: install
-	$(PY) -m dom0.demo
+	$(PY) -m dom0.sim.demo
 
 bench: install
 	$(PY) bench/xenstore.py

@@ -89,7 +89,7 @@ class Server:
 def servers(tmp: Path) -> list[Server]:
     py = sys.executable
     found = [
-        Server("hyperwall", [py, "-m", "dom0.xenstore.daemon", "--rundir", str(tmp / "hw"),
+        Server("hyperwall", [py, "-m", "dom0.xenstored.daemon", "--rundir", str(tmp / "hw"),
                              "--state-dir", str(tmp / "hw-state")], tmp / "hw"),
     ]
     if OXENSTORED_RUN.exists() and os.geteuid() == 0:

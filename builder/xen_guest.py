@@ -5,7 +5,8 @@ in-domain agent (the same program as in every backend) and what it runs.
   modules the agent imports (traced, not guessed), for `app` and `disposable` domains.
 - `sys-sec.cpio`: the same plus xen-netback (sys-sec is the network driver domain), the
   netfilter modules (loaded on demand through busybox's modprobe), iptables-nft,
-  wireguard-go and `wg`, and everything `netsec.syssec` and `netsec.ipsd` import.
+  wireguard-go and `wg`, and everything `domains.syssec.controller` and `domains.syssec.ipsd`
+  import.
 
 The guest's /init mounts what a kernel leaves to userspace, loads the drivers, and `exec`s
 `domains/init.py --power-off` as PID 1; the agent then reaches xenstore through
@@ -34,8 +35,12 @@ from builder.initramfs import shared_libraries, write_cpio
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("dom0", "domains", "netsec", "proto")
+# What of the checkout a guest carries: the guest side, the engine, the schemas and, of
+# dom0, only the bus every domain speaks; never dom0's toolstack, backends, API or CLI.
+GUEST_TREE = ("domains", "netsec", "proto", "dom0/__init__.py", "dom0/xenstore")
 GUEST_ENTRY = ("domains.agent", "domains.init", "domains.exec_service")
-SYS_SEC_ENTRY = (*GUEST_ENTRY, "netsec.syssec", "netsec.ipsd", "netsec.supervise")
+SYS_SEC_ENTRY = (*GUEST_ENTRY, "domains.syssec.controller", "domains.syssec.ipsd",
+                 "domains.supervise")
 GUEST_TOOLS = ("/usr/sbin/ip",)
 SYS_SEC_TOOLS = (*GUEST_TOOLS, "/usr/sbin/xtables-nft-multi", "/usr/bin/wireguard-go",
                  "/usr/bin/wg")
@@ -149,14 +154,20 @@ def python_tree(files: Iterable[Path], repo: Path = REPO) -> set[Path]:
     """What to copy for those files: the interpreter, its standard library whole (the
     standard library imports lazily, e.g. `encodings.idna` needs `stringprep`, which no
     trace of ours sees) but for tests and tools no guest runs, the project's packages
-    whole, and each third-party top-level package a traced file belongs to, whole too."""
+    whole (the guest's part of them, GUEST_TREE), and each third-party top-level package a
+    traced file belongs to, whole too. A traced file of the project outside GUEST_TREE is an
+    error: the guest would import what its image does not carry."""
     paths = sysconfig.get_paths()
     stdlib, site = Path(paths["stdlib"]), Path(paths["purelib"])
     out: set[Path] = {Path(os.path.realpath(sys.executable))}
     out |= {p for p in stdlib.iterdir() if p.name not in STDLIB_UNUSED}
-    out |= {repo / p for p in PACKAGES}
+    carried = [repo / p for p in GUEST_TREE]
+    out |= set(carried)
     for f in files:
-        if not f.is_relative_to(site):
+        if not f.is_relative_to(site):   # site may lie in the checkout (a .venv there)
+            if f.is_relative_to(repo) and not any(f.is_relative_to(c) for c in carried):
+                raise GuestBuildError(f"a guest imports {f.relative_to(repo)}, which is not "
+                                      f"part of what guests carry ({', '.join(GUEST_TREE)})")
             continue
         top = site / f.relative_to(site).parts[0]
         if top.name.split(".")[0] in NOT_AT_RUN_TIME:

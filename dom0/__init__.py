@@ -1,1 +1,2 @@
-"""The control domain: xenstore, the toolstack, backends, policy, the control API and CLI."""
+"""The control domain: the bus (`xenstore`), the daemon (`xenstored`), the toolstack,
+backends, policy, the control API and CLI, and the simulated world of the demo (`sim`)."""

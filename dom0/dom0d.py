@@ -23,11 +23,11 @@ from dom0.backends.base import Backend
 from dom0.backends.ns import NsBackend
 from dom0.backends.xen import GuestImages, XenBackend
 from dom0.config import DEFAULT_CONFIG_DIR, ConfigError, load_config_dir
-from dom0.logsetup import setup_logging
 from dom0.model import ToolstackError
 from dom0.toolstack import CONNECT_TIMEOUT, Toolstack, Uplink
 from dom0.uplink import NsHostUplink, XenHostUplink
 from dom0.xenstore.client import AsyncXenStore, NoXenStore, XsError, rundir_socket
+from domains.logsetup import setup_logging
 
 log = logging.getLogger("hyperwall.dom0d")
 
@@ -84,7 +84,7 @@ async def ensure_xenstored(rundir: Path, state_dir: Path) -> tuple[AsyncXenStore
     state_dir.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as logf:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "dom0.xenstore.daemon", "--rundir", str(rundir),
+            [sys.executable, "-m", "dom0.xenstored.daemon", "--rundir", str(rundir),
              "--state-dir", str(state_dir / "xenstore"), *XENSTORED_QUOTAS],
             stdin=subprocess.DEVNULL, stdout=logf, stderr=logf, start_new_session=True)
     # Whoever tears the platform down for good (tests, `make demo`) stops it by this file.

@@ -1,4 +1,4 @@
-"""dom0's side of `exec` over xenstore: the thin async shell around `dom0.execproto`.
+"""dom0's side of `exec` over xenstore: the thin async shell around `dom0.xenstore.execproto`.
 
 For the `xen` backend, where dom0 has no other way into a guest: write a request under the
 guest's `hyperwall/exec/<n>`, wait for its agent's `rc`, read and check the result, and
@@ -10,9 +10,9 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
-from dom0 import execproto as xp
 from dom0.backends.base import BackendError, ExecResult
 from dom0.layout import dom_path
+from dom0.xenstore import execproto as xp
 
 GRACE = 5.0        # beyond the command's own timeout: the agent's start-up and writing back
 

@@ -20,15 +20,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dom0.config import DomainSpec
+from dom0.xenstore.paths import Node
 
 XENBUS_INITIALISING = 1
-
-
-@dataclass(frozen=True)
-class Node:
-    path: str
-    value: str | None          # None: a directory node (mkdir), value "" when created
-    perms: tuple[str, ...] | None = None   # None: inherit from the parent
 
 
 def dom_path(domid: int) -> str:

@@ -34,7 +34,7 @@ from dom0.model import (
     ToolstackError,
     UnknownDomain,
 )
-from dom0.xenbus import XenbusState, parse_state
+from dom0.xenstore.xenbus import XenbusState, parse_state
 
 log = logging.getLogger("hyperwall.toolstack")
 

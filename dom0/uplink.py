@@ -6,7 +6,7 @@ host's default route. sys-sec is then the host's only way for guests to reach an
 
 The address pair comes from 100.64.0.0/10 (carrier-grade NAT space), which home and office
 networks do not use. In tests and the demo the uplink is instead the simulated internet,
-which plugs its own cable into sys-sec (`dom0.simnet`). `host_netns` lets a test play the
+which plugs its own cable into sys-sec (`dom0.sim.net`). `host_netns` lets a test play the
 host in a throwaway namespace; None is the real host.
 
 On Xen the cable is a vif of sys-sec's whose backend is dom0 (`XenHostUplink`): netback
@@ -21,7 +21,7 @@ from typing import Protocol
 
 from dom0.backends.base import DomainHandle
 from dom0.backends.ns import netns_name
-from dom0.runner import CommandError, run
+from domains.runner import CommandError, run
 
 UPLINK_IN_SYS_SEC = "uplink0"
 

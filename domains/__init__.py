@@ -1,1 +1,3 @@
-"""What a domain is and what runs inside it: the in-domain agent and the standard domains."""
+"""What runs inside every domain: init, the agent, the exec service, the supervisor, the
+command runner and logging; sys-sec's own programs are in `domains.syssec`, the standard
+domains' definitions in `domains/standard/`."""

@@ -33,10 +33,18 @@ import time
 from collections.abc import AsyncGenerator, Callable
 from typing import Protocol
 
-from dom0.runner import CommandError, run
-from dom0.xenbus import Action, Handshake, HandshakeError, Role, Step, XenbusState, parse_state
 from dom0.xenstore.client import XsError
+from dom0.xenstore.xenbus import (
+    Action,
+    Handshake,
+    HandshakeError,
+    Role,
+    Step,
+    XenbusState,
+    parse_state,
+)
 from domains.exec_service import serve_exec
+from domains.runner import CommandError, run
 
 log = logging.getLogger("hyperwall.agent")
 HEARTBEAT = 10.0
@@ -444,7 +452,7 @@ def interface_with_mac(mac: str, sysfs: str = "/sys/class/net") -> str | None:
     return None
 
 
-SECURITY_SERVICES = [sys.executable, "-S", "-m", "netsec.syssec",
+SECURITY_SERVICES = [sys.executable, "-S", "-m", "domains.syssec.controller",
                      "--state-dir", "/var/lib/hyperwall"]
 # The services (and what they start) run below the agent: their start-up is seconds of CPU,
 # while the agent's device work has a deadline (a driver domain's hotplug: libxl waits for
@@ -491,7 +499,7 @@ async def amain() -> int:
 
 
 def main() -> None:
-    from dom0.logsetup import setup_logging
+    from domains.logsetup import setup_logging
     setup_logging(f"agent[{os.environ.get('HYPERWALL_NAME', '?')}]")
     sys.exit(asyncio.run(amain()))
 

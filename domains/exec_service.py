@@ -1,6 +1,6 @@
 """The agent's side of `exec` over xenstore: run what dom0 asks under `hyperwall/exec/<n>`.
 
-The protocol (keys, limits, exit statuses) is `dom0.execproto`'s. This loop watches the
+The protocol (keys, limits, exit statuses) is `dom0.xenstore.execproto`'s. This loop watches the
 request directory, starts each complete request once (an id whose `argv` exists), runs it
 with asyncio's subprocesses (an argv list, never a shell) in its own session so that a
 timeout kills its children too, and writes the result under `data/hyperwall/exec/<n>/`
@@ -18,7 +18,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Protocol
 
-from dom0.execproto import (
+from dom0.xenstore.execproto import (
     OUTPUT_CAP,
     RC_LOST,
     RC_NOEXEC,

@@ -1,4 +1,4 @@
-"""Staging a provider's rules before they go live (the core of netsec/updates.py).
+"""Staging a provider's rules before they go live (the core of domains/syssec/updates.py).
 
 A staged set is loaded from the files a verified bundle ships, with the loader the engine
 itself uses, and must pass a self-test before it is handed over:

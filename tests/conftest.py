@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from dom0.embedded import Platform
+    from dom0.sim.embedded import Platform
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("HYPERWALL_SHARED", REPO.parent / "shared"))
@@ -119,7 +119,7 @@ def hw_xenstored(tmp_path: Path) -> Iterator[Daemon]:
     """Hyperwall's own xenstored with a run dir and a state dir under tmp_path."""
     rundir, state = tmp_path / "run", tmp_path / "state"
     d = Daemon(
-        [sys.executable, "-m", "dom0.xenstore.daemon", "--rundir", str(rundir),
+        [sys.executable, "-m", "dom0.xenstored.daemon", "--rundir", str(rundir),
          "--state-dir", str(state)],
         rundir,
     )

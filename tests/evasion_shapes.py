@@ -44,7 +44,7 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote, unquote
 
-from dom0.simnet_servers import EICAR, tls_context
+from dom0.sim.servers import EICAR, tls_context
 
 SIG = b"EICAR-STANDARD-ANTIVIRUS-TEST-FILE"     # what the platform's drop rule looks for
 BODY_BEFORE = b"harmless text before the file\n" * 4

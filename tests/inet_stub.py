@@ -10,7 +10,7 @@ import asyncio
 import sys
 from pathlib import Path
 
-from dom0.simnet_servers import Dns, serve_dns
+from dom0.sim.servers import Dns, serve_dns
 
 
 async def greet(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -11,7 +11,7 @@ import signal
 import sys
 import threading
 
-from netsec.inline import InlineQueue, Verdict
+from domains.syssec.inline import InlineQueue, Verdict
 
 queue, mode, stats_file = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 decide = {

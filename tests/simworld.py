@@ -9,10 +9,10 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from dom0.embedded import Platform
-from dom0.probes import SYS_SEC_FILES
-from dom0.runner import run_sync
-from dom0.simnet import SimNet
+from dom0.sim.embedded import Platform
+from dom0.sim.guest_scripts import SYS_SEC_FILES
+from dom0.sim.net import SimNet
+from domains.runner import run_sync
 
 # Connect to HOST:443 with SNI NAME, verifying against CA_FILE; print the names the
 # certificate is for, or FAILED and why.
@@ -32,7 +32,7 @@ except Exception as e:
 # NAME ADDRESS RESOLVER; prints True or False.
 PROBE = """
 import asyncio, sys
-from dom0.netprobe import on_corporate_network, parse
+from tests.corp_network import on_corporate_network, parse
 check = parse({"kind": "dns", "name": sys.argv[1], "address": sys.argv[2],
                "resolver": sys.argv[3]}, "test")
 print(asyncio.run(on_corporate_network(check, timeout=1)))

@@ -62,8 +62,8 @@ asyncio.run(main(sys.argv[1:]))
 # that replies leave from the address asked); logs each query as `dns udp|tcp PORT NAME PEER`.
 DNS_SERVER = r"""
 import asyncio, json, socket, struct, sys
-from dom0.simnet_servers import answer
-from netsec.resolver import QueryError, parse_question
+from dom0.sim.servers import answer
+from domains.syssec.resolver import QueryError, parse_question
 zone = json.load(open(sys.argv[1]))
 def log(proto, port, query, peer):
     try: name = parse_question(query).name
@@ -245,7 +245,8 @@ async def sys_sec(xenstored: Daemon, tmp: Path, guests: dict[str, tuple[int, str
             socket = xenstored.rundir / "domain" / str(SEC) / "socket"
             with open(log, "ab") as f:
                 controller = subprocess.Popen(
-                    ["ip", "netns", "exec", ns["sec"], sys.executable, "-m", "netsec.syssec",
+                    ["ip", "netns", "exec", ns["sec"], sys.executable,
+                     "-m", "domains.syssec.controller",
                      "--state-dir", str(state), "--uplink", "uplink0", "--vpn-iface", VPN_IFACE,
                      "--xenstore", str(socket), *([] if engine else ["--no-engine"])],
                     stdout=subprocess.DEVNULL, stderr=f, start_new_session=True,

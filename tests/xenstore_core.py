@@ -1,8 +1,8 @@
 """Drive the sans-IO xenstore server in memory: one helper per connection."""
 from __future__ import annotations
 
-from dom0.xenstore.server import Conn, Server
 from dom0.xenstore.wire import Frame, FrameDecoder, Op
+from dom0.xenstored.server import Conn, Server
 
 
 class Client:

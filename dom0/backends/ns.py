@@ -35,8 +35,8 @@ from dom0.backends._ns_rootfs import (
     parse_status,
 )
 from dom0.backends.base import BackendError, DomainHandle, ExecResult, RunState
-from dom0.runner import CommandError, run
 from domains.init import LAUNCHED, NOT_LAUNCHED
+from domains.runner import CommandError, run
 
 NETNS_DIR = Path("/run/netns")
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"

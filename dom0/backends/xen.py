@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING
 from dom0.backends.base import BackendError, DomainHandle, ExecResult, RunState
 from dom0.config import DomainSpec
 from dom0.layout import vif_addressing
-from dom0.runner import CommandError, run
+from domains.runner import CommandError, run
 
 if TYPE_CHECKING:
     from dom0.guest_exec import Dom0Store

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 ABS_PATH_MAX = 3072
 REL_PATH_MAX = 2048
@@ -11,6 +12,15 @@ _VALID = re.compile(r"^[A-Za-z0-9\-/_@]*$")
 
 class PathError(ValueError):
     """EINVAL: the path is malformed."""
+
+
+@dataclass(frozen=True)
+class Node:
+    """A node to create: the toolstack and the exec protocol write lists of them."""
+
+    path: str
+    value: str | None          # None: a directory node (mkdir), value "" when created
+    perms: tuple[str, ...] | None = None   # None: inherit from the parent
 
 
 def domain_path(domid: int) -> str:

@@ -39,7 +39,7 @@ TCP: a flow is `established` after the three-way handshake. A flow picked up wit
 is tracked (reassembled, app-layer parsed, `established`) only with `midstream=True`;
 otherwise only packet inspections happen, as Suricata does. Packets with a bad checksum
 (with `checksums=True`) get a packet inspection but do not reach reassembly or app-layer.
-App protocol detection is by content: see `netsec.flow.detect`.
+App protocol detection is by content: see `netsec.flow.protodetect`.
 
 EVE: `drain_events()` returns what happened since the last call, in order:
 

@@ -10,7 +10,7 @@ from netsec.app import AppOutput, AppParser
 from netsec.app.dns import DnsParser
 from netsec.app.htp import parser_class as http_parser
 from netsec.app.tls import TlsParser
-from netsec.flow import detect as appdetect
+from netsec.flow import protodetect as appdetect
 from netsec.flow.config import FlowConfig
 from netsec.flow.flow import (
     TCP_CLOSED,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Callable, Sequence
 
-from netsec.rules.inspect import NOMATCH, Ctx, Item, _value, run
+from netsec.rules.content_inspection import NOMATCH, Ctx, Item, _value, run
 
 _STRING_DIGITS = {10: frozenset(b"0123456789"), 16: frozenset(b"0123456789abcdefABCDEF"),
                   8: frozenset(b"01234567")}

@@ -9,7 +9,7 @@ from netsec.inspection import PKT, STREAM
 from netsec.rules.addresses import AddressMatcher
 from netsec.rules.classification import Classtype
 from netsec.rules.errors import RuleError
-from netsec.rules.keywords import lookup
+from netsec.rules.keywords.table import lookup
 from netsec.rules.ports import PortMatcher
 from netsec.rules.rule import ACTIONS, Builder, Rule
 from netsec.rules.variables import Variables

@@ -17,8 +17,8 @@ from typing import Any
 
 from netsec.inspection import PKT, Inspection
 from netsec.rules.addresses import AddressMatcher
+from netsec.rules.content_inspection import MATCH, Content, Ctx, Item, run
 from netsec.rules.errors import RuleError
-from netsec.rules.inspect import MATCH, Content, Ctx, Item, run
 from netsec.rules.ports import PortMatcher
 
 # Suricata evaluates actions in this order (action-order in suricata.yaml).

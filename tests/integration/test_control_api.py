@@ -20,7 +20,7 @@ import pytest
 
 from dom0.api.server import serve
 from dom0.config import DomainSpec
-from dom0.embedded import Platform
+from dom0.sim.embedded import Platform
 from tests.conftest import started
 from tests.control_fakes import StandInToolstack, short_dir
 
@@ -85,13 +85,13 @@ def socket_path(served: tuple[Path, StandInToolstack]) -> Path:
 # connection carries the user's real credentials.
 _DROP_TO_USER = """
 import os, pwd, sys
-import dom0.cli
-dom0.cli.parser().format_help()  # loads what argparse loads lazily
+import dom0.cli.main
+dom0.cli.main.parser().format_help()  # loads what argparse loads lazily
 pw = pwd.getpwnam(sys.argv[1])
 os.setgroups(os.getgrouplist(pw.pw_name, pw.pw_gid))
 os.setgid(pw.pw_gid)
 os.setuid(pw.pw_uid)
-sys.exit(dom0.cli.run(sys.argv[2:]))
+sys.exit(dom0.cli.main.run(sys.argv[2:]))
 """
 
 

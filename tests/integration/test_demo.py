@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from dom0 import demo
-from dom0.embedded import Platform
+from dom0.sim import demo
+from dom0.sim.embedded import Platform
 from tests.wall_probes import run
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
@@ -21,7 +21,7 @@ def netns_left() -> set[Path]:
 
 def test_the_demo_passes_every_check_and_cleans_up() -> None:
     before = netns_left()
-    done = subprocess.run([sys.executable, "-m", "dom0.demo"], capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-m", "dom0.sim.demo"], capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "all checks passed" in done.stdout

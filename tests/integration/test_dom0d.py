@@ -2,7 +2,7 @@
 the agents in every domain, and the `hyperwall` CLI (root only).
 
 Each test runs its own platform in a temporary folder with its own domid range, and tears
-it down to nothing afterwards, whatever happened (dom0/embedded.py).
+it down to nothing afterwards, whatever happened (dom0/sim/embedded.py).
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from dom0.backends._ns_rootfs import parse_status
-from dom0.embedded import Platform
+from dom0.sim.embedded import Platform
 from dom0.xenstore.client import Perm, XenStore
 from tests.conftest import started
 from tests.leftovers import leftovers, mounts_under

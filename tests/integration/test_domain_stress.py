@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Iterator
 import grpc
 import pytest
 
-from dom0.embedded import Platform
+from dom0.sim.embedded import Platform
 from proto.gen.hyperwall.control.v1 import control_pb2 as pb
 from proto.gen.hyperwall.control.v1 import control_pb2_grpc as pb_grpc
 from tests.conftest import started

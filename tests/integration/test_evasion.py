@@ -24,8 +24,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from dom0.embedded import Platform
-from dom0.simnet import INTRANET, PUBLIC_RESOLVER, ZONE, SimNet
+from dom0.sim.embedded import Platform
+from dom0.sim.net import INTRANET, PUBLIC_RESOLVER, ZONE, SimNet
 from tests.conftest import REPO
 from tests.evasion_shapes import (
     HELLO_SHAPES,

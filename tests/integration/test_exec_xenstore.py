@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from dom0 import execproto as xp
 from dom0.backends.base import BackendError
 from dom0.config import DomainSpec
 from dom0.guest_exec import exec_in_domain
 from dom0.layout import domain_nodes
+from dom0.xenstore import execproto as xp
 from dom0.xenstore.client import AsyncXenStore, XenStore, XsError
 from domains.exec_service import serve_exec
 from tests.conftest import Daemon

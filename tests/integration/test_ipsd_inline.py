@@ -17,7 +17,7 @@ from typing import Any
 import grpc
 import pytest
 
-from netsec.ipsd import read_stats
+from domains.syssec.ipsd import read_stats
 from proto.gen.hyperwall.netsec.v1 import security_pb2 as pb
 from proto.gen.hyperwall.netsec.v1 import security_pb2_grpc as pb_grpc
 from tests.netlab import Lab, lab
@@ -145,13 +145,13 @@ def syssec(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SysSec]:
                                  str(REPO / "tests/udp_probe.py"), "echo", SERVER, "7777"],
                                 env))
             procs.append(_start(
-                ["ip", "netns", "exec", ns["sys"], PY, "-m", "netsec.supervise", "--pidfile",
-                 str(d / "supervise.pid"), "--", PY, "-m", "netsec.ipsd", "--queue", "0",
+                ["ip", "netns", "exec", ns["sys"], PY, "-m", "domains.supervise", "--pidfile",
+                 str(d / "supervise.pid"), "--", PY, "-m", "domains.syssec.ipsd", "--queue", "0",
                  "-S", str(d / "rules"), "-l", str(d / "log"), "--domains",
                  str(d / "domains.json"), "--pidfile", str(d / "ipsd.pid"), "--socket",
                  str(d / "ipsd.sock"), "--set", f"stream.reassembly.depth={DEPTH}"], env))
             wait_for("ipsd's counters", lambda: read_stats(d / "ipsd.sock"))
-            procs.append(_start([PY, "-m", "netsec.security_service", "-l", str(d / "log"),
+            procs.append(_start([PY, "-m", "domains.syssec.security_service", "-l", str(d / "log"),
                                  "--socket", str(d / "security.sock"), "--ipsd-socket",
                                  str(d / "ipsd.sock"), "--ipsd-pidfile", str(d / "ipsd.pid")],
                                 env))

@@ -19,8 +19,8 @@ from dom0.backends._ns_cgroup import DomainCgroup
 from dom0.backends.base import BackendError, DomainHandle, RunState
 from dom0.backends.ns import NsBackend, netns_name
 from dom0.config import DomainSpec
-from dom0.runner import run
 from dom0.xenstore.client import XenStore
+from domains.runner import run
 from tests.conftest import Daemon
 from tests.leftovers import processes_in
 

@@ -14,10 +14,10 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from builder.bundle import assemble
+from domains.syssec.provider_service import ProviderServicer, TrustCache, serve, server_identity
+from domains.syssec.updates import Updater
 from netsec.bundle import MAX_BUNDLE
-from netsec.provider_service import ProviderServicer, TrustCache, serve, server_identity
 from netsec.trust import TrustStore
-from netsec.updates import Updater
 from proto.gen.hyperwall.control.v1 import control_pb2, control_pb2_grpc
 from proto.gen.hyperwall.provider.v1 import provider_pb2 as pb
 from proto.gen.hyperwall.provider.v1 import provider_pb2_grpc as pb_grpc

@@ -25,7 +25,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from dom0.simnet import ZONE, SimNet
+from dom0.sim.net import ZONE, SimNet
 from tests.simworld import embedded_world
 from tests.syssec_lab import GW, Listener
 

@@ -7,8 +7,8 @@ import struct
 
 from scapy.layers.dns import DNS, DNSQR, DNSRR
 
+from domains.syssec.resolver import Resolver, serve
 from netsec.blocklist import Blocklist, Category
-from netsec.resolver import Resolver, serve
 
 
 class Upstream(asyncio.DatagramProtocol):

@@ -9,7 +9,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from netsec.security_service import serve
+from domains.syssec.security_service import serve
 from proto.gen.hyperwall.netsec.v1 import security_pb2 as pb
 from proto.gen.hyperwall.netsec.v1 import security_pb2_grpc as pb_grpc
 

@@ -6,10 +6,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from dom0.probes import DIG, FETCH
-from dom0.runner import CommandError, run_sync
-from dom0.simnet import INTRANET, PUBLIC_RESOLVER, ROUTER, UPLINK, ZONE, SimNet
-from dom0.simnet_servers import EICAR
+from dom0.sim.guest_scripts import DIG, FETCH
+from dom0.sim.net import INTRANET, PUBLIC_RESOLVER, ROUTER, UPLINK, ZONE, SimNet
+from dom0.sim.servers import EICAR
+from domains.runner import CommandError, run_sync
 from tests.simworld import PROBE, TLS_NAMES, py, sys_sec_namespace, tag, world
 
 pytestmark = pytest.mark.root

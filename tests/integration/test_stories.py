@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from builder.tuf_repo import publish
-from dom0.embedded import Platform
-from dom0.probes import (
+from dom0.sim.embedded import Platform
+from dom0.sim.guest_scripts import (
     DIG,
     EICAR_SID,
     FETCH,
@@ -26,7 +26,7 @@ from dom0.probes import (
     RESOLVE,
     SYS_SEC_FILES,
 )
-from dom0.simnet import (
+from dom0.sim.net import (
     INTRANET,
     LAN_HOST,
     PUBLIC_RESOLVER,
@@ -34,7 +34,7 @@ from dom0.simnet import (
     ZONE,
     SimNet,
 )
-from netsec.syssec import GATEWAY
+from domains.syssec.controller import GATEWAY
 from netsec.trust import TrustStore
 from tests.bundle_helpers import KEY, make, public_pem
 from tests.tls_helpers import ca_and_client

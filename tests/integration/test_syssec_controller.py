@@ -23,9 +23,9 @@ import pytest
 
 from dom0.layout import Node, vif_addressing, vif_nodes
 from dom0.xenstore.client import AsyncXenStore
-from netsec.ipsd import read_stats
+from domains.syssec.controller import Controller, Launch, Settings
+from domains.syssec.ipsd import read_stats
 from netsec.rules import load_rules
-from netsec.syssec import Controller, Launch, Settings
 from proto.gen.hyperwall.netsec.v1 import security_pb2
 from proto.gen.hyperwall.netsec.v1 import security_pb2_grpc as security_grpc
 from tests.conftest import REPO, Daemon
@@ -160,7 +160,8 @@ async def world(hw_xenstored: Daemon, tmp_path: Path) -> AsyncIterator[World]:
             procs.append(stub)
             assert stub.stdout is not None and stub.stdout.readline().strip() == b"ready"
             socket = hw_xenstored.rundir / "domain" / str(SEC) / "socket"
-            argv = ["ip", "netns", "exec", ns["sec"], sys.executable, "-m", "netsec.syssec",
+            argv = ["ip", "netns", "exec", ns["sec"], sys.executable,
+                    "-m", "domains.syssec.controller",
                     "--state-dir", str(state), "--uplink", "uplink0", "--lists", str(lists),
                     "--rules-dir", str(rules_dir), "--no-engine", "--xenstore", str(socket)]
             controller = start(argv, tmp_path / "syssec.log")
@@ -300,7 +301,7 @@ def test_a_reload_the_engine_refuses_is_learnt_from_its_counters(tmp_path: Path)
     pidfile, sock = tmp_path / "ipsd.pid", tmp_path / "ipsd.sock"
     with lab("hwrl") as net:
         ns = net.ns("s")
-        ipsd = start(["ip", "netns", "exec", ns, sys.executable, "-m", "netsec.ipsd",
+        ipsd = start(["ip", "netns", "exec", ns, sys.executable, "-m", "domains.syssec.ipsd",
                       "--queue", "0", "-S", str(rules), "-l", str(tmp_path / "log"),
                       "--pidfile", str(pidfile), "--socket", str(sock)],
                      tmp_path / "ipsd.log")

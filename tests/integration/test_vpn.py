@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from dom0.probes import FETCH
-from dom0.simnet import INTRANET, PROBE_ADDRESS, PROBE_NAME, SimNet
-from netsec.vpn import Tunnel
-from netsec.wireguard import WireGuardError, WireGuardGo, socket_path
+from dom0.sim.guest_scripts import FETCH
+from dom0.sim.net import INTRANET, PROBE_ADDRESS, PROBE_NAME, SimNet
+from domains.syssec.vpn import Tunnel
+from domains.syssec.wireguard import WireGuardError, WireGuardGo, socket_path
 from tests.simworld import PROBE, py, tag, world
 
 pytestmark = pytest.mark.root

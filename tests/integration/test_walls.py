@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from dom0.simnet import LAN_HOST
+from dom0.sim.net import LAN_HOST
 from tests.conftest import Daemon
 from tests.syssec_lab import INET, SysSec, ip, sys_sec
 from tests.wall_probes import Counting, counter, counting, removed, send

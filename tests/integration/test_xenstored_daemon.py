@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from dom0.xenstore.client import Perm, XenStore, XsError
-from dom0.xenstore.daemon import OUTPUT_LIMIT
 from dom0.xenstore.wire import Op, encode
+from dom0.xenstored.daemon import OUTPUT_LIMIT
 from tests.conftest import Daemon, wait_for_socket
 from tests.xenstore_raw import RawConn
 
@@ -90,7 +90,7 @@ def test_a_second_daemon_on_the_same_dir_exits_and_leaves_the_first_alone(
     state, rundir = (tmp_path / "state", tmp_path / "run2") if shared == "state dir" \
         else (tmp_path / "state2", tmp_path / "run")
     second = subprocess.run(
-        [sys.executable, "-m", "dom0.xenstore.daemon", "--rundir", str(rundir),
+        [sys.executable, "-m", "dom0.xenstored.daemon", "--rundir", str(rundir),
          "--state-dir", str(state)], capture_output=True, text=True, timeout=30)
     assert second.returncode == 1, second.stderr
     assert f"{shared} {state if shared == 'state dir' else rundir} is in use by " \

@@ -1,4 +1,4 @@
-"""Verified bundles applied atomically or not at all (netsec/updates.py); how bundles are
+"""Verified bundles applied atomically or not at all (domains/syssec/updates.py); how bundles are
 built and verified is tested in test_bundle_build.py and test_bundle_verify.py."""
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from domains.syssec.updates import Updater
 from netsec.trust import TrustStore
-from netsec.updates import Updater
 from tests.bundle_helpers import KEY, NOW, RULE, make, public_pem
 
 

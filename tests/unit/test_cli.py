@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from dom0 import cli
 from dom0.api.server import serve
 from dom0.backends.base import ExecResult
+from dom0.cli import main as cli
 from dom0.model import DomainEvent, EventKind, PermissionRefused
 from tests.control_fakes import StandInToolstack, short_dir
 

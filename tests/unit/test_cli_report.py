@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from dom0 import cli
+from dom0.cli import main as cli
 
 IP = "10.137.0.12"
 

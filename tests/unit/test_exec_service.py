@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from dom0 import execproto as xp
 from dom0.backends.base import BackendError
 from dom0.guest_exec import exec_in_domain
+from dom0.xenstore import execproto as xp
 from domains.exec_service import serve_exec
 
 GUEST = 5

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from dom0 import execproto as xp
 from dom0.layout import Node
+from dom0.xenstore import execproto as xp
 
 DOMID = 7
 

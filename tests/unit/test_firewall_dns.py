@@ -10,9 +10,9 @@ import pytest
 from scapy.layers.dns import DNS, DNSQR
 from scapy.layers.inet import IP, TCP, UDP
 
+from domains.syssec.inline import Verdict
+from domains.syssec.ipsd import Ipsd
 from netsec.flow import FlowConfig
-from netsec.inline import Verdict
-from netsec.ipsd import Ipsd
 from netsec.policy import dns_rules
 
 FILTERED, OPEN, GW, SERVER = "10.137.0.6", "10.137.0.7", "10.137.255.254", "198.51.100.53"

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from domains.syssec.ipsd import ConfigError, build, parse_args
 from netsec.cli import UsageError, ignored_note, parse_settings
 from netsec.flow import FlowConfig
-from netsec.ipsd import ConfigError, build, parse_args
 
 RULE = 'drop tcp any any -> any any (msg:"x"; content:"EVIL"; sid:1;)\n'
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from scapy.layers.inet import IP, TCP, UDP
 
+from domains.syssec.inline import Verdict
+from domains.syssec.ipsd import Bypass, Config, ConfigError, Ipsd
 from netsec.flow import FlowConfig
-from netsec.inline import Verdict
-from netsec.ipsd import Bypass, Config, ConfigError, Ipsd
 from tests.conftest import refused_naming_the_file
 
 GUEST, SERVER = "10.137.0.3", "203.0.113.10"

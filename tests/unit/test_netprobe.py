@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from dom0.netprobe import (
+from dom0.sim.servers import answer
+from tests.corp_network import (
     DnsCheck,
     NetProbe,
     ProbeConfigError,
@@ -18,7 +19,6 @@ from dom0.netprobe import (
     on_corporate_network,
     parse,
 )
-from dom0.simnet_servers import answer
 
 WHERE = "work.toml: autostart.probe"
 

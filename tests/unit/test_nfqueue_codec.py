@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from netsec import nfqueue as nfq
+from domains.syssec import nfqueue as nfq
 
 
 def packet_message(queue: int, packet_id: int, payload: bytes, mark: int | None = None) -> bytes:

@@ -12,11 +12,11 @@ from scapy.layers.tls.extensions import ServerName, TLS_Ext_ServerName
 from scapy.layers.tls.handshake import TLSClientHello
 from scapy.layers.tls.record import TLS
 
+from domains.syssec.ipsd import category_of
 from netsec.blocklist import Blocklist
 from netsec.decode import Decoder
 from netsec.engine import Engine, EngineConfig, Verdict
 from netsec.flow import FlowConfig, FlowTable
-from netsec.ipsd import category_of
 from netsec.policy import POLICY_SID_BASE, VifKeys, category_rules, plan
 from netsec.rules import load_rules
 

@@ -6,8 +6,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scapy.layers.dns import DNS, DNSQR
 
+from domains.syssec.resolver import QueryError, Resolver
 from netsec.blocklist import Blocklist, Category
-from netsec.resolver import QueryError, Resolver
 
 BL = Blocklist([Category("gambling", {"casino.example"})])
 NOW = dt.datetime(2026, 11, 24, 12, 0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from netsec.rules import ACTION_ORDER, RuleError, parse_rule
-from netsec.rules.keywords import TABLE
+from netsec.rules.keywords.table import TABLE
 from tests.unit.rules_helpers import FakeFlow, ins, matches, rule
 
 

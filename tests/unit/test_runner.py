@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from dom0.runner import CommandError, full_argv, run, run_sync
+from domains.runner import CommandError, full_argv, run, run_sync
 
 
 async def test_run_returns_output_and_status() -> None:

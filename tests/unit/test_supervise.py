@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from netsec.supervise import Outage, RestartPolicy, Supervisor
+from domains.supervise import Outage, RestartPolicy, Supervisor
 
 CHILD = """
 import signal, sys, time

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from domains.syssec.controller import Controller, Launch, Settings
 from netsec.policy import VifKeys, plan
-from netsec.syssec import Controller, Launch, Settings
 
 # Stands in for hyperwall-ipsd: says ready once its SIGHUP handler is set, "hup" per SIGHUP
 # ("usr1" per SIGUSR1, a marker a test sends after what it expects).

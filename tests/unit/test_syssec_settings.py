@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from netsec.syssec import Controller, Settings
-from netsec.vpn import VpnConfig, VpnConfigError
+from domains.syssec.controller import Controller, Settings
+from domains.syssec.vpn import VpnConfig, VpnConfigError
 from tests.conftest import refused_naming_the_file
 
 KEY = base64.b64encode(bytes(range(32))).decode()

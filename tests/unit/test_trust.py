@@ -15,7 +15,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 from builder.tuf_repo import publish
-from dom0.cli import EXIT_ERROR, EXIT_OK, EXIT_USAGE, run
+from dom0.cli import EXIT_ERROR, EXIT_OK, EXIT_USAGE
+from dom0.cli.main import run
 from netsec.bundle import key_id, verify
 from netsec.trust import ENV_DIR, TrustError, TrustStore, default_dir
 from tests.bundle_helpers import KEY, NOW, OTHER, RULE, make, public_pem

@@ -14,8 +14,8 @@ from scapy.layers.inet import IP, TCP
 from scapy.utils import wrpcap
 
 from builder.bundle import assemble, build
+from domains.syssec.updates import INVALID, REFUSED, Updater
 from netsec.trust import TrustStore
-from netsec.updates import INVALID, REFUSED, Updater
 from tests.bundle_helpers import KEY, NOW, OTHER, RULE, make, public_pem
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from scapy.layers.dns import DNS, DNSQR, DNSRR
 
-from netsec.uplink_probe import first_a, query
+from domains.syssec.uplink_check import first_a, query
 
 
 def reply(tid: int, *answers: DNSRR, rcode: int = 0) -> bytes:

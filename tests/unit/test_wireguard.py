@@ -5,8 +5,8 @@ import base64
 
 import pytest
 
-from netsec.vpn import handshake_fresh
-from netsec.wireguard import (
+from domains.syssec.vpn import handshake_fresh
+from domains.syssec.wireguard import (
     Peer,
     WireGuardConfigError,
     check_iface,

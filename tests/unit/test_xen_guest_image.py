@@ -9,6 +9,7 @@ import pytest
 
 from builder.xen_guest import (
     GUEST,
+    REPO,
     SYS_SEC,
     GuestBuildError,
     module_closure,
@@ -60,3 +61,8 @@ def test_sys_sec_carries_the_engine_and_its_services_but_no_build_tools() -> Non
     # The standard library whole (its lazy imports), but not its tests or tools.
     assert stdlib / "stringprep.py" in tree and stdlib / "encodings" in tree
     assert stdlib / "test" not in tree and stdlib / "idlelib" not in tree
+
+
+def test_a_guest_that_would_import_dom0s_toolstack_is_refused() -> None:
+    with pytest.raises(GuestBuildError, match="a guest imports dom0/toolstack.py"):
+        python_tree([REPO / "dom0" / "toolstack.py"])

@@ -1,7 +1,7 @@
 """The XenbusState handshake: driven through the table, and two sides paired in memory."""
 import pytest
 
-from dom0.xenbus import Action, Handshake, HandshakeError, Role, XenbusState, parse_state
+from dom0.xenstore.xenbus import Action, Handshake, HandshakeError, Role, XenbusState, parse_state
 
 S = XenbusState
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from dom0.xenstore.server import Listen, Quotas, Server, Unlisten
 from dom0.xenstore.wire import Op
+from dom0.xenstored.server import Listen, Quotas, Server, Unlisten
 from tests.xenstore_core import Client
 
 

@@ -7,8 +7,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dom0.xenstore import perms as P
-from dom0.xenstore.server import Quotas, Server
 from dom0.xenstore.wire import PAYLOAD_MAX, Frame, FrameDecoder, Op, ProtocolError
+from dom0.xenstored.server import Quotas, Server
 from tests.xenstore_core import Client
 
 

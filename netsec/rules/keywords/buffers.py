@@ -2,8 +2,8 @@
 (`content:...; http_uri;`) that move the previous content into a buffer; urilen."""
 from __future__ import annotations
 
+from netsec.rules.content_inspection import Base64Decode, BufEquals, BufLen
 from netsec.rules.errors import RuleError
-from netsec.rules.inspect import Base64Decode, BufEquals, BufLen
 from netsec.rules.intrange import parse_uint
 from netsec.rules.keywords import DOCS, Keyword
 from netsec.rules.rule import Builder, Setup

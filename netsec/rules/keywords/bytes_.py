@@ -4,8 +4,8 @@ from __future__ import annotations
 import re
 
 from netsec.rules.byteops import OPS, ByteExtract, ByteJump, ByteRead, ByteTest
+from netsec.rules.content_inspection import BufLen, IsDataAt
 from netsec.rules.errors import RuleError
-from netsec.rules.inspect import BufLen, IsDataAt
 from netsec.rules.intrange import parse_uint
 from netsec.rules.keywords import DOCS, Keyword
 from netsec.rules.rule import Builder

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
+from netsec.rules.content_inspection import Content
 from netsec.rules.errors import RuleError
-from netsec.rules.inspect import Content
 from netsec.rules.keywords import DOCS, Keyword
 from netsec.rules.rule import Builder, Setup
 

@@ -12,8 +12,8 @@ import re
 import warnings
 
 from netsec.rules.byteops import ByteExtract, ByteJump
+from netsec.rules.content_inspection import Content, Pcre
 from netsec.rules.errors import RuleError
-from netsec.rules.inspect import Content, Pcre
 from netsec.rules.keywords import DOCS, Keyword
 from netsec.rules.rule import Builder, Chain
 

@@ -37,7 +37,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from dom0.layout import Node, dom_path
+from dom0.xenstore.paths import Node, domain_path
 
 REQUESTS = "hyperwall/exec"           # relative to the domain's directory
 RESULTS = "data/hyperwall/exec"
@@ -105,11 +105,11 @@ def next_request_id(present: list[str], last: int, now_us: int) -> int:
 
 
 def request_dir(domid: int, req_id: int) -> str:
-    return f"{dom_path(domid)}/{REQUESTS}/{req_id}"
+    return f"{domain_path(domid)}/{REQUESTS}/{req_id}"
 
 
 def result_dir(domid: int, req_id: int) -> str:
-    return f"{dom_path(domid)}/{RESULTS}/{req_id}"
+    return f"{domain_path(domid)}/{RESULTS}/{req_id}"
 
 
 # -- the request: dom0 builds it, the agent parses it --------------------------------------

@@ -2,7 +2,7 @@
 
 The sans-IO parts say what to tell `wg` (`config_text`) and read what it answers
 (`latest_handshakes`); `WireGuardGo` runs the userspace daemon, used alike by sys-sec's
-tunnel (`netsec.vpn`) and the simulated corporate network's server (`dom0.simnet`).
+tunnel (`domains.syssec.vpn`) and the simulated corporate network's server (`dom0.sim.net`).
 
 wireguard-go keeps its control socket in /var/run/wireguard/<iface>.sock, a folder that is
 the same in every network namespace: two interfaces of one name, even in different
@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from dom0.runner import CommandError, full_argv, run_sync
+from domains.runner import CommandError, full_argv, run_sync
 
 SOCKET_DIR = Path("/var/run/wireguard")
 # wireguard-go prints this (at LOG_LEVEL=verbose) once its control socket accepts `wg`.

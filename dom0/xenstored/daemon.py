@@ -25,10 +25,10 @@ import socket
 import sys
 from pathlib import Path
 
-from dom0.logsetup import setup_logging
 from dom0.xenstore import wire
-from dom0.xenstore.journal import Journal
-from dom0.xenstore.server import Conn, Listen, Quotas, Server, Unlisten
+from dom0.xenstored.journal import Journal
+from dom0.xenstored.server import Conn, Listen, Quotas, Server, Unlisten
+from domains.logsetup import setup_logging
 
 log = logging.getLogger("hyperwall.xenstored")
 

@@ -1,6 +1,6 @@
 """Keeps the inline engine running: starts it, and starts it again at once when it dies.
 
-    python -m netsec.supervise [--pidfile PATH] -- hyperwall-ipsd --queue 0 -S ... -l ...
+    python -m domains.supervise [--pidfile PATH] -- hyperwall-ipsd --queue 0 -S ... -l ...
 
 While the engine is down the firewall forwards nothing (NFQUEUE without bypass), so the
 restart delay is the outage: the first restart is immediate, and only a child that keeps
@@ -26,7 +26,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from dom0.logsetup import setup_logging
+from domains.logsetup import setup_logging
 
 log = logging.getLogger("hyperwall.supervise")
 
@@ -159,7 +159,7 @@ async def amain(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m netsec.supervise",
+    p = argparse.ArgumentParser(prog="python -m domains.supervise",
                                 description=__doc__.splitlines()[0])
     p.add_argument("--pidfile", type=Path, help="the supervisor's own pid (SIGHUP it to "
                    "reload the child, SIGTERM to stop both)")

@@ -2,7 +2,7 @@
 Unix socket that only the owner reaches (dom0 sees it through the path the integrator binds;
 no guest has a path to it).
 
-    python -m netsec.security_service -l LOGDIR [--socket /run/hyperwall/security.sock]
+    python -m domains.syssec.security_service -l LOGDIR [--socket /run/hyperwall/security.sock]
         [--ipsd-socket PATH] [--ipsd-pidfile PATH]
 
 It runs beside the engine, not inside it: alerts stay readable and `--follow` streams stay
@@ -99,9 +99,9 @@ class SecurityServicer(pb_grpc.SecurityServiceServicer):
     async def _counters(self) -> dict[str, Any]:
         if self.ipsd_socket is None:
             raise OSError("this SecurityService was started without --ipsd-socket")
-        # Imported here: netsec.ipsd brings the whole engine, a third of sys-sec's start-up
+        # Imported here: domains.syssec.ipsd brings the whole engine, a third of sys-sec's start-up
         # for a client of its counters' socket.
-        from netsec.ipsd import read_stats
+        from domains.syssec.ipsd import read_stats
         return await asyncio.to_thread(read_stats, self.ipsd_socket)
 
     async def GetStats(self, request: pb.GetStatsRequest,
@@ -138,7 +138,7 @@ class SecurityServicer(pb_grpc.SecurityServiceServicer):
                 "the rules when it starts")
         counters = None
         if self.ipsd_socket is not None:
-            from netsec.ipsd import read_stats  # the engine's module: see _counters
+            from domains.syssec.ipsd import read_stats  # the engine's module: see _counters
             counters = functools.partial(read_stats, self.ipsd_socket)
         try:
             rules, message = await asyncio.to_thread(reload_engine, pid, counters)
@@ -242,8 +242,8 @@ async def amain(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from dom0.logsetup import setup_logging
-    p = argparse.ArgumentParser(prog="python -m netsec.security_service",
+    from domains.logsetup import setup_logging
+    p = argparse.ArgumentParser(prog="python -m domains.syssec.security_service",
                                 description=__doc__.splitlines()[0])
     p.add_argument("-l", dest="logdir", type=Path, required=True,
                    help="sys-sec's log folder (eve.json, dns.json)")

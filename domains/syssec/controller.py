@@ -1,5 +1,5 @@
 """sys-sec's controller: applies each guest's policy on the fly and keeps the inline engine
-running. Started by the agent in sys-sec (`python -m netsec.syssec`).
+running. Started by the agent in sys-sec (`python -m domains.syssec.controller`).
 
 - Watches its own `backend/vif` in xenstore (what dom0 wrote for each guest: address,
   policy, name); on every change recompiles the whole firewall and applies it with one
@@ -44,18 +44,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dom0.logsetup import setup_logging
-from dom0.runner import CommandError, run
-from netsec import eve, security_service, uplink_probe
+from domains.logsetup import setup_logging
+from domains.runner import CommandError, run
+from domains.syssec import security_service, uplink_check
+from domains.syssec.resolver import Decision, Resolver, serve
+from domains.syssec.vpn import IFACE as VPN_IFACE
+from domains.syssec.vpn import Tunnel, VpnConfig, VpnConfigError
+from netsec import eve
 from netsec.blocklist import Blocklist, BlocklistError, compose, load_good, parse_window, save_good
 from netsec.firewall import FirewallConfig, FirewallError, Rulesets, compile_rulesets
 from netsec.policy import Plan, VifKeys, category_rules, dns_rules, plan
-from netsec.resolver import Decision, Resolver, serve
-from netsec.vpn import IFACE as VPN_IFACE
-from netsec.vpn import Tunnel, VpnConfig, VpnConfigError
 
 if TYPE_CHECKING:
-    from netsec.updates import Updater
+    from domains.syssec.updates import Updater
 
 log = logging.getLogger("hyperwall.syssec")
 GATEWAY = "10.137.255.254"
@@ -383,7 +384,9 @@ class Controller:
         counters = None
         stats = self.engine_socket()
         if stats is not None:
-            from netsec.ipsd import read_stats  # the engine's module: only once a bundle came
+            from domains.syssec.ipsd import (
+                read_stats,  # the engine's module: only once a bundle came
+            )
             counters = functools.partial(read_stats, stats)
         try:
             _, said = security_service.reload_engine(pid, counters)
@@ -445,7 +448,7 @@ class Controller:
             for domain in await self.store.ls("hyperwall/probes"):
                 raw = await self.store.read(f"hyperwall/probes/{domain}") or b""
                 try:
-                    got = await uplink_probe.resolve(raw.decode("ascii"),
+                    got = await uplink_check.resolve(raw.decode("ascii"),
                                                      self.settings.dns_upstream) or "-"
                 except (UnicodeDecodeError, ValueError):
                     got = "-"
@@ -489,7 +492,7 @@ class Controller:
 
     async def keep_ipsd(self) -> None:
         st, rundir = self.state, self.state / "run"
-        argv = [sys.executable, "-S", "-m", "netsec.ipsd", "--queue", "0",
+        argv = [sys.executable, "-S", "-m", "domains.syssec.ipsd", "--queue", "0",
                 "-S", str(st / "rules"), "-S", str(self.launch.policy_rules),
                 "-S", str(st / "bundles" / "current" / "rules"),
                 "--disabled", str(st / "provider" / "state.json"),
@@ -575,8 +578,8 @@ def provider_updater(ctl: Controller, state: Path) -> Updater | None:
     provider's gRPC service) are half of sys-sec's start-up, seconds on an emulated CPU."""
     if not (ctl.settings.provider_listen or ctl.settings.subscription_url):
         return None
+    from domains.syssec.updates import Updater
     from netsec.trust import TrustStore
-    from netsec.updates import Updater
     return Updater(TrustStore(state / "provider"), state / "bundles", ctl.reload_content)
 
 
@@ -584,7 +587,7 @@ async def serve_provider(ctl: Controller, updater: Updater, state: Path) -> Any:
     """The provider's channel, when the settings open one."""
     if not ctl.settings.provider_listen:
         return None
-    from netsec import provider_service
+    from domains.syssec import provider_service
     servicer = provider_service.ProviderServicer(updater.trust, updater, state / "log",
                                                  ctl.engine_state, ctl.reload_content)
     server, _ = await provider_service.serve(
@@ -683,7 +686,8 @@ async def amain(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m netsec.syssec", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="python -m domains.syssec.controller",
+                                description=__doc__.splitlines()[0])
     p.add_argument("--state-dir", type=Path, default=Path("/var/lib/hyperwall"))
     p.add_argument("--xenstore", type=Path, help="xenstore socket (default: the domain's own)")
     p.add_argument("--uplink", metavar="IFACE", help="the uplink interface (default: "

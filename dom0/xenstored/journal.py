@@ -22,8 +22,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from dom0.xenstore import perms as P
-from dom0.xenstore.server import DomainRecord, Server
-from dom0.xenstore.tree import Change, Tree
+from dom0.xenstored.server import DomainRecord, Server
+from dom0.xenstored.tree import Change, Tree
 
 _REC = struct.Struct("<II")
 

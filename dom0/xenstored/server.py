@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from dom0.xenstore import perms as P
 from dom0.xenstore import wire
 from dom0.xenstore.paths import SPECIAL, PathError, canonical, domain_path, relative_to
-from dom0.xenstore.tree import (
+from dom0.xenstore.wire import Frame, Op
+from dom0.xenstored.tree import (
     Caller,
     Transaction,
     Tree,
@@ -26,7 +27,6 @@ from dom0.xenstore.tree import (
     do_rm,
     fired_path,
 )
-from dom0.xenstore.wire import Frame, Op
 
 OK = b"OK\0"
 

@@ -1,10 +1,8 @@
-"""`hyperwall`: the command line over dom0d's control API.
+"""`hyperwall`: the program (parser, run, main) and the commands on domains.
 
-Each subcommand is one small function registered in COMMANDS by `@command`; adding one
-(e.g. `alerts`, `report`) is one more function. Every command prints for a person by
-default and one JSON document (or one per line for `events`) with `--json`, errors
-included as {"error": {"code": ..., "message": ...}}. Exit codes: 0 ok, 1 error, 2 usage;
-`exec` exits with the command's own code.
+Every command prints for a person by default and one JSON document (or one per line for
+`events`) with `--json`, errors included as {"error": {"code": ..., "message": ...}}.
+Exit codes: 0 ok, 1 error, 2 usage; `exec` exits with the command's own code.
 """
 from __future__ import annotations
 
@@ -14,58 +12,17 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable
 from typing import Any
 
 import grpc
 
 from dom0.api import DEFAULT_SOCKET
 from dom0.api.convert import domain_from_pb, event_from_pb
+from dom0.cli import COMMANDS, EXIT_ERROR, EXIT_OK, Session, arg, command
 from dom0.model import DomainEvent, DomainInfo, DomainState
 from proto.gen.hyperwall.control.v1 import control_pb2 as pb
 from proto.gen.hyperwall.control.v1 import control_pb2_grpc as pb_grpc
-
-EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
-
-
-@dataclass
-class Session:
-    """What a command works with: the API stub and how to print."""
-
-    stub: pb_grpc.ControlServiceStub
-    json: bool
-
-    def emit(self, human: str, machine: Any) -> None:
-        print(json.dumps(machine) if self.json else human, flush=True)
-
-
-Arg = tuple[tuple[str, ...], dict[str, Any]]
-
-
-def arg(*flags: str, **options: Any) -> Arg:
-    return flags, options
-
-
-Run = Callable[[Session, argparse.Namespace], int]
-
-
-@dataclass(frozen=True)
-class Command:
-    help: str
-    run: Run
-    args: tuple[Arg, ...]
-
-
-COMMANDS: dict[str, Command] = {}
-
-
-def command(name: str, help: str, *args: Arg) -> Callable[[Run], Run]:
-    def register(run: Run) -> Run:
-        COMMANDS[name] = Command(help, run, args)
-        return run
-    return register
-
 
 NAME = arg("name", metavar="NAME", help="the domain's name (see `hyperwall list`)")
 TIMEOUT = arg("--timeout", type=float, metavar="SECONDS", default=None,
@@ -284,11 +241,6 @@ def run(argv: list[str]) -> int:
             return 128 + signal.SIGINT
 
 
-# Commands defined in their own modules register themselves into COMMANDS on import.
-from dom0 import cli_provider, cli_security  # noqa: E402,F401
-
-if __name__ == "__main__":
-    # Run as `python -m dom0.cli`: the commands registered into the module `dom0.cli`,
-    # not into this `__main__` copy of it.
-    from dom0 import cli
-    sys.exit(cli.main())
+# The commands of the other modules register into COMMANDS when imported; imported after
+# this module's own, so that `hyperwall --help` lists the domain commands first.
+from dom0.cli import provider, security  # noqa: E402,F401

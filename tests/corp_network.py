@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from netsec.uplink_probe import query, resolve
+from domains.syssec.uplink_check import query, resolve
 
 log = logging.getLogger("hyperwall.netprobe")
 TIMEOUT = 2.0

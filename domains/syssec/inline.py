@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from netsec import nfqueue as nfq
+from domains.syssec import nfqueue as nfq
 
 SOL_NETLINK = 270
 NETLINK_NO_ENOBUFS = 5

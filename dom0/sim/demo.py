@@ -13,10 +13,10 @@ import re
 import sys
 from collections.abc import Awaitable, Callable
 
-from dom0.embedded import Platform
 from dom0.layout import vif_addressing
-from dom0.probes import DIG, EICAR_SID, FETCH, RESOLVE, SYS_SEC_FILES
-from dom0.simnet import INTRANET, LAN_HOST, PUBLIC_RESOLVER, ZONE, SimNet
+from dom0.sim.embedded import Platform
+from dom0.sim.guest_scripts import DIG, EICAR_SID, FETCH, RESOLVE, SYS_SEC_FILES
+from dom0.sim.net import INTRANET, LAN_HOST, PUBLIC_RESOLVER, ZONE, SimNet
 
 # `ip -o link` lines: (ifindex, name), the name with @ifN where the peer is elsewhere.
 LINK = re.compile(r"^(\d+): ([^:]+):", re.MULTILINE)

@@ -1,10 +1,10 @@
-"""The simulated internet's servers, run inside its namespace by `dom0.simnet`:
+"""The simulated internet's servers, run inside its namespace by `dom0.sim.net`:
 an authoritative DNS server for the zone, HTTP on port 80 and HTTPS on 443 (the certificate
 for the name the client sends as SNI). Prints "ready" once all listen.
 
-Usage: python -m dom0.simnet_servers ZONE_JSON CERT_DIR
+Usage: python -m dom0.sim.servers ZONE_JSON CERT_DIR
   ZONE_JSON  {"name": "address", ...}; other names get NXDOMAIN
-  CERT_DIR   <name>.pem (certificate + key) per name, made by dom0.simnet
+  CERT_DIR   <name>.pem (certificate + key) per name, made by dom0.sim.net
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from netsec.resolver import QueryError, build_answer, build_error, parse_question
+from domains.syssec.resolver import QueryError, build_answer, build_error, parse_question
 
 RCODE_NXDOMAIN = 3
 # Linux's IP_PKTINFO (the socket module names it only from Python 3.12 on).

@@ -2,7 +2,7 @@
 mutual TLS. The client certificate must chain to the provider CA the owner enrolled; every
 call first checks the trust store, so `hyperwall provider revoke` cuts the provider off at
 once, open connections included. Only sys-sec's content is within reach: the service has
-no call that names a domain, and bundles are verified like any other (netsec/updates.py).
+no call that names a domain, and bundles are verified like any other (domains/syssec/updates.py).
 
 The check on every call is cheap: the trust store's state is re-read only when its file
 changed (the store replaces it by rename, so a new inode or mtime says so).
@@ -23,10 +23,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from domains.syssec.updates import INVALID, Updater
 from netsec import evelog
 from netsec.bundle import MAX_BUNDLE
 from netsec.trust import TrustError, TrustState, TrustStore
-from netsec.updates import INVALID, Updater
 from proto.gen.hyperwall.provider.v1 import provider_pb2 as pb
 from proto.gen.hyperwall.provider.v1 import provider_pb2_grpc as pb_grpc
 

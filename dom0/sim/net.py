@@ -2,7 +2,7 @@
 uplink, built and torn down whole.
 
     sys-sec: uplink0 198.51.100.2/24 --veth-- sec0 198.51.100.1/24 :<prefix>-inet
-    <prefix>-inet holds every server address on its loopback and runs dom0.simnet_servers:
+    <prefix>-inet holds every server address on its loopback and runs dom0.sim.servers:
       DNS (authoritative for ZONE) on :53 of every address, HTTP on :80, HTTPS on :443
 
     <prefix>-corp: the corporate network, 10.200.0.0/16 (the intranet server 10.200.0.10),
@@ -36,9 +36,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, x25519
 from cryptography.x509.oid import NameOID
 
 from dom0.backends.ns import NETNS_DIR
-from dom0.runner import run_sync
-from netsec.vpn import VpnConfig
-from netsec.wireguard import Peer, WireGuardGo, config_text, socket_path
+from domains.runner import run_sync
+from domains.syssec.vpn import VpnConfig
+from domains.syssec.wireguard import Peer, WireGuardGo, config_text, socket_path
 
 ROUTER, UPLINK_IP = "198.51.100.1", "198.51.100.2"
 UPLINK = "uplink0"
@@ -57,7 +57,7 @@ ZONE = {
 READY_TIMEOUT = 20.0
 CORP_RANGE, INTRANET = "10.200.0.0/16", "10.200.0.10"
 # The corporate DNS (on the intranet server, through the tunnel) also knows a name that
-# says "you are on the corporate network" (dom0.netprobe's kind of check).
+# says "you are on the corporate network" (tests.corp_network's kind of check).
 PROBE_NAME, PROBE_ADDRESS = "probe.corp", "10.200.0.1"
 CORP_ZONE = {"intranet.corp": INTRANET, PROBE_NAME: PROBE_ADDRESS}
 CORP_WAN, CORP_GW, WG_PORT = "203.0.113.202", "203.0.113.201", 51820
@@ -164,7 +164,7 @@ class SimNet:
                 f'address = "{TUNNEL_CLIENT}/32"\nroutes = ["{CORP_RANGE}"]\n')
 
     def vpn_config(self) -> VpnConfig:
-        """The same, as `netsec.vpn.Tunnel` takes it."""
+        """The same, as `domains.syssec.vpn.Tunnel` takes it."""
         return VpnConfig.from_settings(tomllib.loads(self.vpn_settings())["vpn"], "simnet")
 
     def plug(self, sys_sec_netns: str) -> SimNet:
@@ -215,7 +215,7 @@ class SimNet:
         certs.mkdir(parents=True)
         (where / "zone.json").write_text(json.dumps(zone))
         self.ca.issue(sorted(zone), certs)
-        self._serve(ns, [sys.executable, "-m", "dom0.simnet_servers",
+        self._serve(ns, [sys.executable, "-m", "dom0.sim.servers",
                          str(where / "zone.json"), str(certs)], f"the servers in {ns}")
 
     def _serve(self, ns: str, argv: list[str], what: str) -> None:

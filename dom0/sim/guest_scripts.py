@@ -3,7 +3,7 @@ in the embedded platform: small standard-library scripts (`python -c SCRIPT ARGS
 print a result a check can read, never raise."""
 from __future__ import annotations
 
-from dom0.simnet import ROUTER, ZONE
+from dom0.sim.net import ROUTER, ZONE
 
 EICAR_SID = 9000001
 SYS_SEC_FILES = {

@@ -41,14 +41,14 @@ from typing import Any
 
 import yaml
 
-from dom0.logsetup import setup_logging
+from domains.logsetup import setup_logging
+from domains.syssec.inline import InlineQueue, Verdict
 from netsec import eve, reject
 from netsec.cli import SET_HELP, UsageError, ignored_note, parse_sets, parse_settings
 from netsec.decode import Decoder, DecoderConfig
 from netsec.engine import Engine, EngineConfig, settle_heap
 from netsec.engine import Verdict as EngineVerdict
 from netsec.flow import FlowConfig, FlowTable
-from netsec.inline import InlineQueue, Verdict
 from netsec.rules import load_rules
 from netsec.rules.errors import RuleError
 from netsec.rules.variables import Variables

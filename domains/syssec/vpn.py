@@ -13,8 +13,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from dom0.runner import run
-from netsec.wireguard import (
+from domains.runner import run
+from domains.syssec.wireguard import (
     Peer,
     WireGuardConfigError,
     WireGuardGo,

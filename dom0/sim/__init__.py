@@ -1,0 +1,1 @@
+"""The simulated world of the demo and the tests: the internet, its servers, the platform."""
