@@ -6,8 +6,8 @@ programs (dom0d, the agents) and delivers watch events into the event loop.
 Where to connect, chosen automatically: `$XENSTORED_PATH`; else `$XENSTORED_RUNDIR/socket`
 (default `/var/run/xenstored/socket`) when that socket exists; else, on a Xen host, the
 xenbus device. pyxs 0.4.1 is extended here, in one place:
-- its operation table stops at SET_TARGET and numbers RESTRICT 128; the table below adds
-  RESET_WATCHES (21) and DIRECTORY_PART (22) and numbers RESTRICT 20, as xs_wire.h does;
+- its operation table stops at SET_TARGET and numbers RESTRICT 128; it is given the codec's
+  (`wire.Op`, xs_wire.h's numbers, with RESET_WATCHES and DIRECTORY_PART);
 - it decides whether it may send privileged operations by reading /proc/xen/capabilities,
   which only exists on Xen; here the privilege is the socket's, so we let the daemon judge;
 - it strips every trailing NUL from replies, which corrupts values ending in NUL; READ
@@ -38,7 +38,6 @@ import os
 import random
 import threading
 import time
-from collections import namedtuple
 from collections.abc import AsyncGenerator, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,18 +49,16 @@ import pyxs.client as pyxs_client
 from pyxs.connection import UnixSocketConnection, XenBusConnection
 from pyxs.exceptions import PyXSError
 
+from dom0.xenstore.wire import Op
+
 log = logging.getLogger("hyperwall.xenstore.client")
 
 NUL = b"\0"
 XENBUS_PATHS = ("/dev/xen/xenbus", "/proc/xen/xenbus")
 
-_OP_NAMES = ["DEBUG", "DIRECTORY", "READ", "GET_PERMS", "WATCH", "UNWATCH", "TRANSACTION_START",
-             "TRANSACTION_END", "INTRODUCE", "RELEASE", "GET_DOMAIN_PATH", "WRITE", "MKDIR",
-             "RM", "SET_PERMS", "WATCH_EVENT", "ERROR", "IS_DOMAIN_INTRODUCED", "RESUME",
-             "SET_TARGET", "RESTRICT", "RESET_WATCHES", "DIRECTORY_PART"]
-Op = namedtuple("Operations", _OP_NAMES)(*range(len(_OP_NAMES)))  # type: ignore[misc]
-# pyxs.Packet validates against the module-level table at call time.
-pyxs_internal.Op = pyxs_internal.Operations = Op
+# pyxs.Packet refuses an op that is not `in` its module-level table, looked up at call
+# time. The table is a set of numbers, not the enum: in Python 3.11, `int in IntEnum` raises.
+pyxs_internal.Op = pyxs_internal.Operations = frozenset(Op)
 
 
 class XsError(Exception):
