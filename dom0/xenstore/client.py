@@ -50,6 +50,7 @@ from pyxs.connection import UnixSocketConnection, XenBusConnection
 from pyxs.exceptions import PyXSError
 
 from dom0.xenstore.wire import Op
+from dom0.xenstore.wire import XsError as XsError  # the client's callers catch it from here
 
 log = logging.getLogger("hyperwall.xenstore.client")
 
@@ -59,16 +60,6 @@ XENBUS_PATHS = ("/dev/xen/xenbus", "/proc/xen/xenbus")
 # pyxs.Packet refuses an op that is not `in` its module-level table, looked up at call
 # time. The table is a set of numbers, not the enum: in Python 3.11, `int in IntEnum` raises.
 pyxs_internal.Op = pyxs_internal.Operations = frozenset(Op)
-
-
-class XsError(Exception):
-    """A xenstore error reply (or a local failure), with the errno name and the path."""
-
-    def __init__(self, name: str, path: str | None = None, detail: str = "") -> None:
-        self.name = name
-        self.path = path
-        msg = name + (f" on {path}" if path else "") + (f": {detail}" if detail else "")
-        super().__init__(msg)
 
 
 class NoXenStore(XsError):

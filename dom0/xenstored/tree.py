@@ -22,16 +22,9 @@ from dataclasses import dataclass, field
 
 from dom0.xenstore import perms as P
 from dom0.xenstore.paths import is_under, parent
+from dom0.xenstore.wire import XsError
 
 Snap = tuple[bytes, P.Perms, frozenset[str], int]   # value, perms, child names, generation
-
-
-class XsError(Exception):
-    """An error reply: carries the errno name xenstored sends."""
-
-    def __init__(self, name: str, detail: str = "") -> None:
-        super().__init__(f"{name}: {detail}" if detail else name)
-        self.name = name
 
 
 class Node:
@@ -136,7 +129,7 @@ def do_write(view: View, caller: Caller, path: str, value: bytes,
     owner = perms[0][0]
     if quota_nodes is not None and not caller.privileged and \
             view.owned(owner) + len(missing) > quota_nodes:
-        raise XsError("ENOSPC", f"domain {owner} owns too many nodes")
+        raise XsError("ENOSPC", detail=f"domain {owner} owns too many nodes")
     for p in reversed(missing):
         view.put(p, value if p == path else b"", perms)
     view.owner_delta(owner, len(missing))
@@ -153,7 +146,7 @@ def do_rm(view: View, caller: Caller, path: str) -> list[tuple[str, P.Perms]]:
     if not caller.may(snap[1], P.WRITE):
         raise XsError("EACCES")
     if path == "/":
-        raise XsError("EINVAL", "cannot remove the root")
+        raise XsError("EINVAL", detail="cannot remove the root")
     removed = view.delete(path)
     for _, perms in removed:
         view.owner_delta(perms[0][0], -1)
@@ -169,7 +162,7 @@ def do_set_perms(view: View, caller: Caller, path: str, new: P.Perms) -> None:
                 snap[1][0][0] not in (caller.domid, caller.target):
             raise XsError("EACCES")
         if new[0][0] != snap[1][0][0]:
-            raise XsError("EPERM", "only dom0 changes a node's owner")
+            raise XsError("EPERM", detail="only dom0 changes a node's owner")
     view.put(path, snap[0], new)
     if new[0][0] != snap[1][0][0]:
         view.owner_delta(snap[1][0][0], -1)
