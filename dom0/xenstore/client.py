@@ -8,6 +8,8 @@ Where to connect, chosen automatically: `$XENSTORED_PATH`; else `$XENSTORED_RUND
 xenbus device. pyxs 0.4.1 is extended here, in one place:
 - its operation table stops at SET_TARGET and numbers RESTRICT 128; it is given the codec's
   (`wire.Op`, xs_wire.h's numbers, with RESET_WATCHES and DIRECTORY_PART);
+- it turns an ERROR reply's errno name into a number and back, which loses the names that
+  have none (oxenstored's EQUOTA became a local EINVAL); the name is kept here;
 - it decides whether it may send privileged operations by reading /proc/xen/capabilities,
   which only exists on Xen; here the privilege is the socket's, so we let the daemon judge;
 - it strips every trailing NUL from replies, which corrupts values ending in NUL; READ
@@ -100,7 +102,21 @@ def locate() -> tuple[str, str]:
     raise NoXenStore(tried)
 
 
+_ERRNO_NUMBERS = {name: number for number, name in errno.errorcode.items()}
+
+
+class _ErrorReply(PyXSError):  # type: ignore[misc]  # pyxs has no types: a subclass of Any
+    """An ERROR reply, shaped as pyxs expects (errno number first: its commit looks for
+    EAGAIN), carrying the name the daemon sent."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(_ERRNO_NUMBERS.get(name, 0), name)
+        self.name = name
+
+
 def _wrap(e: PyXSError, path: str | None) -> XsError:
+    if isinstance(e, _ErrorReply):
+        return XsError(e.name, path)
     code = e.args[0] if e.args and isinstance(e.args[0], int) else None
     if code is not None and code in errno.errorcode:
         return XsError(errno.errorcode[code], path)
@@ -154,7 +170,7 @@ class _PyxsClient(pyxs.Client):  # type: ignore[misc]
         kwargs.update(tx_id=self.tx_id, rq_id=next(_RQ_IDS) & 0xFFFFFFFF)
         packet = self.router.send(pyxs_internal.Packet(op, b"".join(args), **kwargs)).get()
         if packet.op == Op.ERROR:
-            raise pyxs.helpers.error(packet.payload[:-1])
+            raise _ErrorReply(packet.payload[:-1].decode("ascii", "replace"))
         if packet.op != op or packet.tx_id != self.tx_id:
             raise pyxs_client.UnexpectedPacket(packet)
         if op == Op.READ:
