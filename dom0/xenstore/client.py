@@ -51,6 +51,7 @@ import pyxs.client as pyxs_client
 from pyxs.connection import UnixSocketConnection, XenBusConnection
 from pyxs.exceptions import PyXSError
 
+from dom0.xenstore import perms as P
 from dom0.xenstore.wire import Op
 from dom0.xenstore.wire import XsError as XsError  # the client's callers catch it from here
 
@@ -77,12 +78,6 @@ class Perm:
 
     def __str__(self) -> str:
         return f"{self.access}{self.domid}"
-
-    @classmethod
-    def parse(cls, text: str) -> Perm:
-        if len(text) < 2 or text[0] not in "nrwb" or not text[1:].isdigit():
-            raise ValueError(f"bad permission {text!r}")
-        return cls(int(text[1:]), text[0])
 
 
 def locate() -> tuple[str, str]:
@@ -276,7 +271,8 @@ class XenStore:
 
     def get_perms(self, path: str) -> list[Perm]:
         payload = self._cmd(path, Op.GET_PERMS, _b(path) + NUL)
-        return [Perm.parse(p.decode()) for p in payload.split(NUL) if p]
+        entries = P.parse([p for p in payload.split(NUL) if p])
+        return [Perm(domid, P.letter(access)) for domid, access in entries]
 
     def set_perms(self, path: str, perms: Iterable[Perm | str]) -> None:
         entries = [str(p).encode() + NUL for p in perms]

@@ -39,8 +39,12 @@ def parse(untrusted: list[bytes]) -> Perms:
     return tuple(out)
 
 
+def letter(access: int) -> str:
+    return _NAMES[access]
+
+
 def format_perms(perms: Perms) -> bytes:
-    return b"".join(f"{_NAMES[a]}{d}".encode() + b"\0" for d, a in perms)
+    return b"".join(f"{letter(a)}{d}".encode() + b"\0" for d, a in perms)
 
 
 def allowed(perms: Perms, domid: int, want: int, target: int | None = None) -> bool:

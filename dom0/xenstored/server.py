@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from dom0.xenstore import perms as P
 from dom0.xenstore import wire
-from dom0.xenstore.paths import SPECIAL, canonical, domain_path, relative_to
+from dom0.xenstore.paths import SPECIAL, canonical, domain_path, parent, relative_to
 from dom0.xenstore.wire import Frame, Op, XsError
 from dom0.xenstored.tree import (
     Caller,
@@ -324,7 +324,7 @@ class Server:
                 candidates.append(p)
             if p == "/":
                 break
-            p = p.rsplit("/", 1)[0] or "/"
+            p = parent(p)
         if removal:
             prefix = changed + "/"
             candidates += [w for w in self.watch_index if w.startswith(prefix)]
