@@ -6,8 +6,10 @@ programs (dom0d, the agents) and delivers watch events into the event loop.
 Where to connect, chosen automatically: `$XENSTORED_PATH`; else `$XENSTORED_RUNDIR/socket`
 (default `/var/run/xenstored/socket`) when that socket exists; else, on a Xen host, the
 xenbus device. pyxs 0.4.1 is extended here, in one place:
-- its operation table stops at SET_TARGET and numbers RESTRICT 128; the table below adds
-  RESET_WATCHES (21) and DIRECTORY_PART (22) and numbers RESTRICT 20, as xs_wire.h does;
+- its operation table stops at SET_TARGET and numbers RESTRICT 128; it is given the codec's
+  (`wire.Op`, xs_wire.h's numbers, with RESET_WATCHES and DIRECTORY_PART);
+- it turns an ERROR reply's errno name into a number and back, which loses the names that
+  have none (oxenstored's EQUOTA became a local EINVAL); the name is kept here;
 - it decides whether it may send privileged operations by reading /proc/xen/capabilities,
   which only exists on Xen; here the privilege is the socket's, so we let the daemon judge;
 - it strips every trailing NUL from replies, which corrupts values ending in NUL; READ
@@ -41,7 +43,7 @@ import time
 from collections.abc import AsyncGenerator, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, TypeVar
 
 import pyxs
 import pyxs._internal as pyxs_internal
@@ -49,53 +51,18 @@ import pyxs.client as pyxs_client
 from pyxs.connection import UnixSocketConnection, XenBusConnection
 from pyxs.exceptions import PyXSError
 
+from dom0.xenstore import perms as P
+from dom0.xenstore.wire import Op
+from dom0.xenstore.wire import XsError as XsError  # the client's callers catch it from here
+
 log = logging.getLogger("hyperwall.xenstore.client")
 
 NUL = b"\0"
 XENBUS_PATHS = ("/dev/xen/xenbus", "/proc/xen/xenbus")
 
-
-class Operations(NamedTuple):
-    """xs_wire.h's operation numbers, in order (pyxs's own table stops at SET_TARGET)."""
-
-    DEBUG: int
-    DIRECTORY: int
-    READ: int
-    GET_PERMS: int
-    WATCH: int
-    UNWATCH: int
-    TRANSACTION_START: int
-    TRANSACTION_END: int
-    INTRODUCE: int
-    RELEASE: int
-    GET_DOMAIN_PATH: int
-    WRITE: int
-    MKDIR: int
-    RM: int
-    SET_PERMS: int
-    WATCH_EVENT: int
-    ERROR: int
-    IS_DOMAIN_INTRODUCED: int
-    RESUME: int
-    SET_TARGET: int
-    RESTRICT: int
-    RESET_WATCHES: int
-    DIRECTORY_PART: int
-
-
-Op = Operations(*range(len(Operations._fields)))
-# pyxs.Packet validates against the module-level table at call time.
-pyxs_internal.Op = pyxs_internal.Operations = Op
-
-
-class XsError(Exception):
-    """A xenstore error reply (or a local failure), with the errno name and the path."""
-
-    def __init__(self, name: str, path: str | None = None, detail: str = "") -> None:
-        self.name = name
-        self.path = path
-        msg = name + (f" on {path}" if path else "") + (f": {detail}" if detail else "")
-        super().__init__(msg)
+# pyxs.Packet refuses an op that is not `in` its module-level table, looked up at call
+# time. The table is a set of numbers, not the enum: in Python 3.11, `int in IntEnum` raises.
+pyxs_internal.Op = pyxs_internal.Operations = frozenset(Op)
 
 
 class NoXenStore(XsError):
@@ -111,12 +78,6 @@ class Perm:
 
     def __str__(self) -> str:
         return f"{self.access}{self.domid}"
-
-    @classmethod
-    def parse(cls, text: str) -> Perm:
-        if len(text) < 2 or text[0] not in "nrwb" or not text[1:].isdigit():
-            raise ValueError(f"bad permission {text!r}")
-        return cls(int(text[1:]), text[0])
 
 
 def locate() -> tuple[str, str]:
@@ -136,7 +97,21 @@ def locate() -> tuple[str, str]:
     raise NoXenStore(tried)
 
 
+_ERRNO_NUMBERS = {name: number for number, name in errno.errorcode.items()}
+
+
+class _ErrorReply(PyXSError):  # type: ignore[misc]  # pyxs has no types: a subclass of Any
+    """An ERROR reply, shaped as pyxs expects (errno number first: its commit looks for
+    EAGAIN), carrying the name the daemon sent."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(_ERRNO_NUMBERS.get(name, 0), name)
+        self.name = name
+
+
 def _wrap(e: PyXSError, path: str | None) -> XsError:
+    if isinstance(e, _ErrorReply):
+        return XsError(e.name, path)
     code = e.args[0] if e.args and isinstance(e.args[0], int) else None
     if code is not None and code in errno.errorcode:
         return XsError(errno.errorcode[code], path)
@@ -191,7 +166,7 @@ class _PyxsClient(pyxs.Client):  # type: ignore[misc]  # pyxs has no types, as a
         kwargs.update(tx_id=self.tx_id, rq_id=next(_RQ_IDS) & 0xFFFFFFFF)
         packet = self.router.send(pyxs_internal.Packet(op, b"".join(args), **kwargs)).get()
         if packet.op == Op.ERROR:
-            raise pyxs.helpers.error(packet.payload[:-1])
+            raise _ErrorReply(packet.payload[:-1].decode("ascii", "replace"))
         if packet.op != op or packet.tx_id != self.tx_id:
             raise pyxs_client.UnexpectedPacket(packet)
         payload: bytes = packet.payload
@@ -300,7 +275,8 @@ class XenStore:
 
     def get_perms(self, path: str) -> list[Perm]:
         payload = self._cmd(path, Op.GET_PERMS, _b(path) + NUL)
-        return [Perm.parse(p.decode()) for p in payload.split(NUL) if p]
+        entries = P.parse([p for p in payload.split(NUL) if p])
+        return [Perm(domid, P.letter(access)) for domid, access in entries]
 
     def set_perms(self, path: str, perms: Iterable[Perm | str]) -> None:
         entries = [str(p).encode() + NUL for p in perms]

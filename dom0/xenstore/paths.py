@@ -4,14 +4,19 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from dom0.xenstore.wire import XsError
+
 ABS_PATH_MAX = 3072
 REL_PATH_MAX = 2048
 SPECIAL = ("@introduceDomain", "@releaseDomain")
 _VALID = re.compile(r"^[A-Za-z0-9\-/_@]*$")
 
 
-class PathError(ValueError):
+class PathError(XsError, ValueError):
     """EINVAL: the path is malformed."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("EINVAL", detail=detail)
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,8 @@ letter applies to everyone not listed.
 """
 from __future__ import annotations
 
+from dom0.xenstore.wire import XsError
+
 NONE, READ, WRITE, BOTH = 0, 1, 2, 3
 _LETTERS = {"n": NONE, "r": READ, "w": WRITE, "b": BOTH}
 _NAMES = "nrwb"
@@ -15,8 +17,11 @@ DOMID_MAX = 0x7FF4   # DOMID_FIRST_RESERVED - 1: higher ids name no domain
 Perms = tuple[tuple[int, int], ...]   # ((domid, access), ...), never empty
 
 
-class PermsError(ValueError):
+class PermsError(XsError, ValueError):
     """EINVAL: a permission entry that cannot be parsed."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("EINVAL", detail=detail)
 
 
 def parse(untrusted: list[bytes]) -> Perms:
@@ -34,8 +39,12 @@ def parse(untrusted: list[bytes]) -> Perms:
     return tuple(out)
 
 
+def letter(access: int) -> str:
+    return _NAMES[access]
+
+
 def format_perms(perms: Perms) -> bytes:
-    return b"".join(f"{_NAMES[a]}{d}".encode() + b"\0" for d, a in perms)
+    return b"".join(f"{letter(a)}{d}".encode() + b"\0" for d, a in perms)
 
 
 def allowed(perms: Perms, domid: int, want: int, target: int | None = None) -> bool:

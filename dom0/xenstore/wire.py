@@ -51,6 +51,19 @@ ERRNO_NAMES = frozenset({
 })
 
 
+class XsError(Exception):
+    """A xenstore error, named by its errno name as an ERROR reply carries it (`ENOENT`,
+    `EACCES`, `EAGAIN`, `EQUOTA`...): the daemon raises it to answer one, the client raises
+    it when it receives one, or for a local failure (`ECONNREFUSED`). Only the name goes on
+    the wire; `path` and `detail` are for the people reading the message."""
+
+    def __init__(self, name: str, path: str | None = None, detail: str = "") -> None:
+        self.name = name
+        self.path = path
+        msg = name + (f" on {path}" if path else "") + (f": {detail}" if detail else "")
+        super().__init__(msg)
+
+
 class ProtocolError(Exception):
     """The peer sent something that cannot be a frame; the connection must be closed."""
 

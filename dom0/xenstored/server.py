@@ -14,14 +14,13 @@ from dataclasses import dataclass, field
 
 from dom0.xenstore import perms as P
 from dom0.xenstore import wire
-from dom0.xenstore.paths import SPECIAL, PathError, canonical, domain_path, relative_to
-from dom0.xenstore.wire import Frame, Op
+from dom0.xenstore.paths import SPECIAL, canonical, domain_path, parent, relative_to
+from dom0.xenstore.wire import Frame, Op, XsError
 from dom0.xenstored.tree import (
     Caller,
     Transaction,
     Tree,
     TxOp,
-    XsError,
     apply_op,
     check_read,
     do_rm,
@@ -77,14 +76,14 @@ class DomainRecord:
 def _one(payload: bytes) -> bytes:
     """The single NUL-terminated argument of a request."""
     if not payload.endswith(b"\0") or b"\0" in payload[:-1]:
-        raise XsError("EINVAL", "expected one NUL-terminated argument")
+        raise XsError("EINVAL", detail="expected one NUL-terminated argument")
     return payload[:-1]
 
 
 def _domid(raw: bytes) -> int:
     text = raw.decode("ascii", "replace")
     if not text.isdigit() or int(text) > P.DOMID_MAX:
-        raise XsError("EINVAL", f"bad domid {text[:16]!r}")
+        raise XsError("EINVAL", detail=f"bad domid {text[:16]!r}")
     return int(text)
 
 
@@ -147,11 +146,8 @@ class Server:
             return
         try:
             reply = handler(conn, frame)
-        except XsError as e:
+        except XsError as e:   # malformed paths and permissions are EINVAL ones
             self._queue(conn, wire.error_frame(frame, e.name))
-            return
-        except (PathError, P.PermsError):
-            self._queue(conn, wire.error_frame(frame, "EINVAL"))
             return
         if reply is None:
             return
@@ -166,7 +162,7 @@ class Server:
         path = canonical(raw, conn.caller.domid)
         if path.startswith("@"):
             # No node has such a name; oxenstored answers reads of one with ENOENT.
-            raise XsError("ENOENT", "special paths name watches, not nodes")
+            raise XsError("ENOENT", detail="special paths name watches, not nodes")
         return path
 
     def _view(self, conn: Conn, frame: Frame) -> Tree | Transaction:
@@ -174,7 +170,7 @@ class Server:
             return self.tree
         tx = conn.txs.get(frame.tx_id)
         if tx is None:
-            raise XsError("EIO", f"no transaction {frame.tx_id}")   # as oxenstored answers
+            raise XsError("EIO", detail=f"no transaction {frame.tx_id}")   # as oxenstored answers
         return tx
 
     def _mutate(self, conn: Conn, frame: Frame, op: TxOp) -> bytes:
@@ -201,9 +197,9 @@ class Server:
     def _write(self, conn: Conn, frame: Frame) -> bytes:
         raw_path, sep, value = frame.payload.partition(b"\0")
         if not sep:
-            raise XsError("EINVAL", "WRITE without a value")
+            raise XsError("EINVAL", detail="WRITE without a value")
         if len(value) > self.quotas.value_size:
-            raise XsError("E2BIG", f"value of {len(value)} bytes")
+            raise XsError("E2BIG", detail=f"value of {len(value)} bytes")
         return self._mutate(conn, frame, ("write", self._path(conn, raw_path), value, False))
 
     def _mkdir(self, conn: Conn, frame: Frame) -> bytes:
@@ -224,13 +220,13 @@ class Server:
         # list is complete.
         args = wire.split_args(frame.payload)
         if len(args) != 2 or not args[1].isdigit():
-            raise XsError("EINVAL", "DIRECTORY_PART takes a path and an offset")
+            raise XsError("EINVAL", detail="DIRECTORY_PART takes a path and an offset")
         path = self._path(conn, args[0])
         snap = check_read(self._view(conn, frame), conn.caller, path)
         blob = b"".join(c.encode() + b"\0" for c in sorted(snap[2]))
         offset = int(args[1])
         if offset > len(blob):
-            raise XsError("EINVAL", "offset past the end")
+            raise XsError("EINVAL", detail="offset past the end")
         head = str(snap[3]).encode() + b"\0"
         room = wire.PAYLOAD_MAX - len(head) - 1
         rest = blob[offset:]
@@ -251,7 +247,7 @@ class Server:
     def _set_perms(self, conn: Conn, frame: Frame) -> bytes:
         args = wire.split_args(frame.payload)
         if len(args) < 2:
-            raise XsError("EINVAL", "SET_PERMS needs a path and at least one entry")
+            raise XsError("EINVAL", detail="SET_PERMS needs a path and at least one entry")
         path = canonical(args[0], conn.caller.domid)
         perms = P.parse(args[1:])
         if path.startswith("@"):
@@ -268,14 +264,14 @@ class Server:
     def _watch(self, conn: Conn, frame: Frame) -> None:
         args = wire.split_args(frame.payload)
         if len(args) != 2:
-            raise XsError("EINVAL", "WATCH takes a path and a token")
+            raise XsError("EINVAL", detail="WATCH takes a path and a token")
         raw, token = args
         path = canonical(raw, conn.caller.domid)
         key = (path, token)
         if key in conn.watches:
             raise XsError("EEXIST")
         if not conn.caller.privileged and len(conn.watches) >= self.quotas.watches:
-            raise XsError("E2BIG", "too many watches")
+            raise XsError("E2BIG", detail="too many watches")
         w = Watch(path, token, relative=not raw.startswith((b"/", b"@")))
         conn.watches[key] = w
         self.watch_index.setdefault(path, []).append((conn, w))
@@ -287,7 +283,7 @@ class Server:
     def _unwatch(self, conn: Conn, frame: Frame) -> bytes:
         args = wire.split_args(frame.payload)
         if len(args) != 2:
-            raise XsError("EINVAL", "UNWATCH takes a path and a token")
+            raise XsError("EINVAL", detail="UNWATCH takes a path and a token")
         path = canonical(args[0], conn.caller.domid)
         w = conn.watches.pop((path, args[1]), None)
         if w is None:
@@ -329,7 +325,7 @@ class Server:
                 candidates.append(p)
             if p == "/":
                 break
-            p = p.rsplit("/", 1)[0] or "/"
+            p = parent(p)
         if removal:
             prefix = changed + "/"
             candidates += [w for w in self.watch_index if w.startswith(prefix)]
@@ -355,7 +351,7 @@ class Server:
         if frame.tx_id != 0:
             raise XsError("EIO" if frame.tx_id not in conn.txs else "EBUSY")
         if not conn.caller.privileged and len(conn.txs) >= self.quotas.transactions:
-            raise XsError("ENOSPC", "too many open transactions")
+            raise XsError("ENOSPC", detail="too many open transactions")
         tx_id = self._next_tx
         self._next_tx = self._next_tx % 0xFFFFFFFF + 1
         conn.txs[tx_id] = Transaction(self.tree, conn.caller, tx_id)
@@ -402,10 +398,10 @@ class Server:
         self._privileged(conn)
         args = wire.split_args(frame.payload)
         if len(args) < 3 or not all(a.isdigit() for a in args[1:3]):
-            raise XsError("EINVAL", "INTRODUCE takes domid, gfn and event channel")
+            raise XsError("EINVAL", detail="INTRODUCE takes domid, gfn and event channel")
         domid = _domid(args[0])
         if domid == 0:
-            raise XsError("EINVAL", "dom0 is not introduced")
+            raise XsError("EINVAL", detail="dom0 is not introduced")
         if domid not in self.domains:
             self.domains[domid] = DomainRecord(domid, int(args[1]), int(args[2]))
             self.commands.append(Listen(domid))
@@ -417,7 +413,7 @@ class Server:
         self._privileged(conn)
         domid = _domid(_one(frame.payload))
         if domid not in self.domains:
-            raise XsError("EINVAL", f"domain {domid} is not introduced")
+            raise XsError("EINVAL", detail=f"domain {domid} is not introduced")
         self.release_domain(domid)
         return OK
 
@@ -468,7 +464,7 @@ class Server:
         self._privileged(conn)
         args = wire.split_args(frame.payload)
         if len(args) != 2:
-            raise XsError("EINVAL", "SET_TARGET takes two domids")
+            raise XsError("EINVAL", detail="SET_TARGET takes two domids")
         domid, target = _domid(args[0]), _domid(args[1])
         if domid not in self.domains or target not in self.domains:
             raise XsError("ENOENT")

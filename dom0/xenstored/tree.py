@@ -23,18 +23,11 @@ from typing import Literal
 
 from dom0.xenstore import perms as P
 from dom0.xenstore.paths import is_under, parent
+from dom0.xenstore.wire import XsError
 
 Snap = tuple[bytes, P.Perms, frozenset[str], int]   # value, perms, child names, generation
 # What the journal hears of each change to the live tree: a node put, or a subtree deleted.
 Change = tuple[Literal["put"], bytes, P.Perms] | tuple[Literal["del"]]
-
-
-class XsError(Exception):
-    """An error reply: carries the errno name xenstored sends."""
-
-    def __init__(self, name: str, detail: str = "") -> None:
-        super().__init__(f"{name}: {detail}" if detail else name)
-        self.name = name
 
 
 class Node:
@@ -49,10 +42,6 @@ class Node:
     def snap(self) -> Snap:
         return (self.value, self.perms,
                 frozenset(self.children) if self.children else frozenset(), self.gen)
-
-
-def _split(path: str) -> list[str]:
-    return [] if path == "/" else path[1:].split("/")
 
 
 def _join(parent_path: str, name: str) -> str:
@@ -139,7 +128,7 @@ def do_write(view: View, caller: Caller, path: str, value: bytes,
     owner = perms[0][0]
     if quota_nodes is not None and not caller.privileged and \
             view.owned(owner) + len(missing) > quota_nodes:
-        raise XsError("ENOSPC", f"domain {owner} owns too many nodes")
+        raise XsError("ENOSPC", detail=f"domain {owner} owns too many nodes")
     for p in reversed(missing):
         view.put(p, value if p == path else b"", perms)
     view.owner_delta(owner, len(missing))
@@ -156,7 +145,7 @@ def do_rm(view: View, caller: Caller, path: str) -> list[tuple[str, P.Perms]]:
     if not caller.may(snap[1], P.WRITE):
         raise XsError("EACCES")
     if path == "/":
-        raise XsError("EINVAL", "cannot remove the root")
+        raise XsError("EINVAL", detail="cannot remove the root")
     removed = view.delete(path)
     for _, perms in removed:
         view.owner_delta(perms[0][0], -1)
@@ -172,7 +161,7 @@ def do_set_perms(view: View, caller: Caller, path: str, new: P.Perms) -> None:
                 snap[1][0][0] not in (caller.domid, caller.target):
             raise XsError("EACCES")
         if new[0][0] != snap[1][0][0]:
-            raise XsError("EPERM", "only dom0 changes a node's owner")
+            raise XsError("EPERM", detail="only dom0 changes a node's owner")
     view.put(path, snap[0], new)
     if new[0][0] != snap[1][0][0]:
         view.owner_delta(snap[1][0][0], -1)

@@ -6,11 +6,13 @@ here serves privileged socket clients only (it has no guest rings without a hype
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 from pathlib import Path
 
 import pytest
 
+from dom0.xenstore import wire
 from dom0.xenstore.client import AsyncXenStore, NoXenStore, Perm, XenStore, XsError, locate
 from tests.conftest import Daemon
 
@@ -72,6 +74,39 @@ def test_errors_name_errno_and_path(xs: XenStore, path: str) -> None:
     with pytest.raises(XsError) as e:
         xs.read(path)
     assert e.value.name == "EINVAL" and e.value.path == path
+
+
+def test_error_names_without_an_errno_number_arrive_as_sent(tmp_path: Path) -> None:
+    """oxenstored answers a guest over quota with EQUOTA, which has no errno number; it
+    serves no guests here, so a peer on a real socket answers READ of /quota with it (and
+    of anything else with ENOENT, the control)."""
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(tmp_path / "socket"))
+    listener.listen(1)
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        decoder = wire.FrameDecoder()
+        with conn:
+            while data := conn.recv(65536):
+                for f in decoder.feed(data):
+                    name = "EQUOTA" if f.payload == b"/quota\0" else "ENOENT"
+                    conn.sendall(wire.error_frame(f, name))
+
+    peer = threading.Thread(target=serve, daemon=True)
+    peer.start()
+    try:
+        with XenStore(("unix", str(tmp_path / "socket"))) as xs:
+            with pytest.raises(XsError) as e:
+                xs.read("/other")
+            assert e.value.name == "ENOENT" and e.value.path == "/other"
+            with pytest.raises(XsError) as e:
+                xs.read("/quota")
+            assert e.value.name == "EQUOTA" and e.value.path == "/quota"
+    finally:
+        listener.close()
+    peer.join(timeout=5)
+    assert not peer.is_alive()
 
 
 def test_transaction_retries_a_real_conflict(xs: XenStore, daemon: Daemon) -> None:

@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dom0.xenstore import perms as P
-from dom0.xenstore.wire import PAYLOAD_MAX, Frame, FrameDecoder, Op, ProtocolError
+from dom0.xenstore.wire import ERRNO_NAMES, PAYLOAD_MAX, Frame, FrameDecoder, Op, ProtocolError
 from dom0.xenstored.server import Quotas, Server
 from tests.xenstore_core import Client
 
@@ -107,6 +107,8 @@ def test_random_sequences_from_several_domains(steps: list) -> None:  # type: ig
         else:
             payload = path.encode() + b"\0"
         f = c.raw(op, payload, tx)
+        if f.op == Op.ERROR:
+            assert f.payload[:-1].decode() in ERRNO_NAMES, f.payload
         if op == Op.TRANSACTION_START and f.op != Op.ERROR:
             txs[who] = int(f.payload[:-1])
         check_invariants(srv)
