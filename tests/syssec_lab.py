@@ -63,11 +63,12 @@ asyncio.run(main(sys.argv[1:]))
 DNS_SERVER = r"""
 import asyncio, json, socket, struct, sys
 from dom0.sim.servers import answer
-from domains.syssec.resolver import QueryError, parse_question
+from netsec.app.dns import DnsError, parse_query
 zone = json.load(open(sys.argv[1]))
 def log(proto, port, query, peer):
-    try: name = parse_question(query).name
-    except QueryError: name = "?"
+    try: q = parse_query(query)[1]
+    except DnsError: q = None
+    name = q.name.decode("ascii", "replace").lower() if q else "?"
     print("dns", proto, port, name, peer, flush=True)
 async def main(ports):
     loop = asyncio.get_running_loop()
