@@ -48,10 +48,6 @@ class Node:
                 frozenset(self.children) if self.children else frozenset(), self.gen)
 
 
-def _split(path: str) -> list[str]:
-    return [] if path == "/" else path[1:].split("/")
-
-
 def _join(parent_path: str, name: str) -> str:
     return f"/{name}" if parent_path == "/" else f"{parent_path}/{name}"
 

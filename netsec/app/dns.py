@@ -21,7 +21,6 @@ from netsec.app import AppOutput
 MAX_POINTERS = 16         # compression pointers followed in one name
 MAX_NAME = 255           # bytes of a name (RFC 1035 2.3.4)
 MAX_LABEL = 63
-MAX_TCP_MESSAGE = 65535
 MAX_PENDING = 1024        # queries awaiting a response, per flow
 
 RRTYPES = {1: "A", 2: "NS", 5: "CNAME", 6: "SOA", 12: "PTR", 15: "MX", 16: "TXT", 28: "AAAA",
