@@ -11,10 +11,9 @@ Names may be compressed; following pointers is bounded (no loop can hang the par
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from socket import AF_INET, AF_INET6, inet_ntop
 from struct import Struct, pack, unpack_from
-from typing import Any
+from typing import Any, NamedTuple
 
 from netsec.app import AppOutput
 
@@ -39,8 +38,7 @@ class DnsError(ValueError):
     """A malformed DNS message, or a name that cannot be one; says what and at which offset."""
 
 
-@dataclass(frozen=True, slots=True)
-class Header:
+class Header(NamedTuple):
     id: int
     flags: int
     qdcount: int
@@ -49,24 +47,21 @@ class Header:
     arcount: int
 
 
-@dataclass(frozen=True, slots=True)
-class Question:
+class Question(NamedTuple):
     name: bytes        # dotted, no trailing dot, case as sent
     qtype: int
     qclass: int
     wire: bytes        # the question as sent, which an answer echoes
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
+class Record(NamedTuple):
     name: bytes
     rtype: int
     ttl: int
     rdata: str | None  # presentation form for the types EVE shows, else None
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
+class Message(NamedTuple):
     header: Header
     questions: list[Question]
     answers: list[Record]
