@@ -7,15 +7,11 @@ itself uses, and must pass a self-test before it is handed over:
 - every capture the bundle carries as `selftest/<name>.pcap`: each sid its policy expects
   (`[selftest]`, `"<name>.pcap" = [sid, ...]`) must alert; a capture that expects nothing
   is benign, and no packet of it may be dropped.
-
-`ActiveSet` holds the set in force and the one before it as one immutable pair, so a swap
-or a rollback is a single reference assignment: whoever reads `current` (once per batch)
-sees the old set or the new one, never a mix, and a failed install changes nothing.
 """
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -154,35 +150,3 @@ def self_test(staged: StagedSet, cases: Sequence[Case]) -> None:
         if missing:
             raise StagingError(f"self-test failed: {case.name}: expected sid(s) "
                                f"{', '.join(map(str, missing))} did not alert")
-
-
-class ActiveSet:
-    """The rule set in force and the previous one. `install` puts a set into the running
-    engine (e.g. `lambda s: engine.replace_rules(s.rules)`); if it raises, nothing here
-    changes, so the slot never names a set the engine does not hold."""
-
-    def __init__(self, current: StagedSet | None = None,
-                 install: Callable[[StagedSet], None] | None = None) -> None:
-        self._slot: tuple[StagedSet | None, StagedSet | None] = (current, None)
-        self._install = install or (lambda _s: None)
-
-    @property
-    def current(self) -> StagedSet | None:
-        return self._slot[0]
-
-    @property
-    def previous(self) -> StagedSet | None:
-        return self._slot[1]
-
-    def swap(self, new: StagedSet) -> None:
-        self._install(new)
-        self._slot = (new, self._slot[0])
-
-    def rollback(self) -> StagedSet:
-        """Back to the previous set; the one replaced becomes the previous."""
-        current, previous = self._slot
-        if previous is None:
-            raise StagingError("nothing to roll back to: no previous rule set")
-        self._install(previous)
-        self._slot = (previous, current)
-        return previous

@@ -162,9 +162,6 @@ class TrustStore:
     def last_version(self) -> int | None:
         return self.load().last_version
 
-    def is_revoked(self) -> bool:
-        return self.load().revoked
-
     def trusted_keys(self) -> TrustedKeys:
         """The enrolled bundle keys; none at all when nothing is enrolled or it is revoked."""
         state = self.load()

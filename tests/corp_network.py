@@ -23,7 +23,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from domains.syssec.uplink_check import query, resolve
+from domains.syssec.uplink_check import resolve
+from netsec.app.dns import encode_name
 
 log = logging.getLogger("hyperwall.netprobe")
 TIMEOUT = 2.0
@@ -89,7 +90,7 @@ def parse(raw: Mapping[str, Any], where: str) -> Check:
         return TcpCheck(*_host_port(raw["connect"], where, "connect", None))
     name = raw["name"]
     try:
-        query(name, 0)   # the codec that will ask it refuses what is not a DNS name
+        encode_name(name)   # the codec that will ask it refuses what is not a DNS name
     except (ValueError, AttributeError):
         raise ProbeConfigError(f"{where}: name {name!r} is not a DNS name") from None
     resolver, port = _host_port(raw["resolver"], where, "resolver", 53)

@@ -45,6 +45,7 @@ from pathlib import Path
 from urllib.parse import quote, unquote
 
 from dom0.sim.servers import EICAR, tls_context
+from netsec.app.dns import TYPE_A, build_query, parse_message
 
 SIG = b"EICAR-STANDARD-ANTIVIRUS-TEST-FILE"     # what the platform's drop rule looks for
 BODY_BEFORE = b"harmless text before the file\n" * 4
@@ -437,21 +438,15 @@ def bodies(raw: bytes) -> bytes:
     return out
 
 
-def _dns_query(name: str, tid: int) -> bytes:
-    return struct.pack("!HHHHHH", tid, 0x0100, 1, 0, 0, 0) + b"".join(
-        bytes([len(label)]) + label.encode() for label in name.split(".")) + b"\0" \
-        + struct.pack("!HH", 1, 1)
-
-
 def _dns_answer(reply: bytes) -> str:
-    if struct.unpack_from("!H", reply, 6)[0] == 0:
-        return f"rcode {reply[3] & 15}"
-    return socket.inet_ntoa(reply[-4:])
+    m = parse_message(reply)
+    return next((r.rdata for r in m.answers if r.rtype == TYPE_A and r.rdata),
+                f"rcode {m.header.flags & 15}")
 
 
 # shape -> how a client asks for each name: udp, or tcp (segmenting, several in a row)
 def dns_client(server: str, shape: str, names: list[str]) -> list[str]:
-    queries = [_dns_query(name, 0x4800 + i) for i, name in enumerate(names)]
+    queries = [build_query(name, 0x4800 + i) for i, name in enumerate(names)]
     answers = []
     try:
         if shape == "udp":

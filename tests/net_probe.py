@@ -7,31 +7,26 @@ Timeouts are short: the callers probe things that either work at once or never.
 """
 from __future__ import annotations
 
-import ipaddress
 import socket
-import struct
 import sys
+
+from netsec.app.dns import RCODE_NXDOMAIN, TYPE_A, build_query, parse_message
 
 TIMEOUT = 1.0
 
 
 def dns(server: str, name: str) -> str:
-    query = struct.pack("!HHHHHH", 0x4857, 0x0100, 1, 0, 0, 0) + b"".join(
-        bytes([len(label)]) + label.encode() for label in name.split(".")) + b"\0" + \
-        struct.pack("!HH", 1, 1)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.settimeout(TIMEOUT)
-        s.sendto(query, (server, 53))
+        s.sendto(build_query(name, 0x4857), (server, 53))
         try:
             reply, _ = s.recvfrom(4096)
         except TimeoutError:
             return "TIMEOUT"
-    if reply[3] & 0x0F == 3:
+    m = parse_message(reply)
+    if m.header.flags & 0x0F == RCODE_NXDOMAIN:
         return "NXDOMAIN"
-    if struct.unpack_from("!H", reply, 6)[0] == 0:
-        return "NOANSWER"
-    # One question echoed, then one A answer whose last four bytes are the address.
-    return str(ipaddress.IPv4Address(reply[-4:]))
+    return next((r.rdata for r in m.answers if r.rtype == TYPE_A and r.rdata), "NOANSWER")
 
 
 def tcp(host: str, port: int) -> str:

@@ -63,11 +63,12 @@ asyncio.run(main(sys.argv[1:]))
 DNS_SERVER = r"""
 import asyncio, json, socket, struct, sys
 from dom0.sim.servers import answer
-from domains.syssec.resolver import QueryError, parse_question
+from netsec.app.dns import DnsError, parse_query
 zone = json.load(open(sys.argv[1]))
 def log(proto, port, query, peer):
-    try: name = parse_question(query).name
-    except QueryError: name = "?"
+    try: q = parse_query(query)[1]
+    except DnsError: q = None
+    name = q.name.decode("ascii", "replace").lower() if q else "?"
     print("dns", proto, port, name, peer, flush=True)
 async def main(ports):
     loop = asyncio.get_running_loop()
@@ -100,10 +101,10 @@ asyncio.run(main([int(p) for p in sys.argv[3:]]))
 # Ask SERVER:PORT over udp|tcp for NAME's A record: the address, or TIMEOUT, REFUSED,
 # RESET, NOANSWER.
 DNS_ASK = r"""
-import ipaddress, socket, struct, sys
+import socket, struct, sys
+from netsec.app.dns import TYPE_A, build_query, parse_message
 proto, server, port, name = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
-q = struct.pack("!HHHHHH", 0x4857, 0x0100, 1, 0, 0, 0) + b"".join(
-    bytes([len(l)]) + l.encode() for l in name.split(".")) + b"\0" + struct.pack("!HH", 1, 1)
+q = build_query(name, 0x4857)
 try:
     if proto == "udp":
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(1.0)
@@ -118,8 +119,7 @@ except ConnectionRefusedError:
     print("REFUSED"); sys.exit()
 except (ConnectionError, struct.error):
     print("RESET"); sys.exit()
-print(str(ipaddress.IPv4Address(reply[-4:])) if struct.unpack_from("!H", reply, 6)[0]
-      else "NOANSWER")
+print(next((r.rdata for r in parse_message(reply).answers if r.rtype == TYPE_A), "NOANSWER"))
 """
 
 

@@ -135,11 +135,8 @@ def counting(netns: str, *specs: str) -> Iterator[Counting]:
 #   spoof a UDP datagram carrying TAG from SOURCE, a raw IPv4 packet: SENT
 SEND = r"""
 import asyncio, socket, struct, sys
+from netsec.app.dns import build_query
 TIMEOUT = float(sys.argv[1])
-def dns_query(name):
-    return struct.pack("!HHHHHH", 0x4857, 0x0100, 1, 0, 0, 0) + b"".join(
-        bytes([len(l)]) + l.encode() for l in name.split(".") if l) + b"\0" + \
-        struct.pack("!HH", 1, 1)
 def spoof(dst, port, tag, src):
     payload = tag.encode() + b"\n"
     udp = struct.pack("!HHHH", 40000, port, 8 + len(payload), 0) + payload
@@ -176,7 +173,7 @@ async def probe(kind, dst, port, tag, src=None):
     t, p = await asyncio.get_running_loop().create_datagram_endpoint(
         Reply, remote_addr=(dst, port))
     try:
-        t.sendto(dns_query(tag) if kind == "dns" else tag.encode() + b"\n")
+        t.sendto(build_query(tag, 0x4857) if kind == "dns" else tag.encode() + b"\n")
         return await asyncio.wait_for(p.done, TIMEOUT)
     except asyncio.TimeoutError:
         return "TIMEOUT"

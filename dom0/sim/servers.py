@@ -18,9 +18,16 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from domains.syssec.resolver import QueryError, build_answer, build_error, parse_question
+from netsec.app.dns import (
+    RCODE_FORMERR,
+    RCODE_NXDOMAIN,
+    TYPE_A,
+    DnsError,
+    build_answer,
+    build_error,
+    parse_query,
+)
 
-RCODE_NXDOMAIN = 3
 # Linux's IP_PKTINFO (the socket module names it only from Python 3.12 on).
 IP_PKTINFO = getattr(socket, "IP_PKTINFO", 8)
 IN_PKTINFO = struct.Struct("=I4s4s")
@@ -30,13 +37,16 @@ EICAR = (b"X5O!P%@AP[4\\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*
 
 def answer(zone: dict[str, str], query: bytes) -> bytes | None:
     try:
-        q = parse_question(query)
-    except QueryError as e:
-        return build_error(e.tid, e.flags, 1) if e.tid is not None else None
-    address = zone.get(q.name.rstrip(".").lower())
+        header, q = parse_query(query)
+    except DnsError:
+        return None
+    if q is None:
+        return build_error(header, RCODE_FORMERR)
+    address = zone.get(q.name.decode("ascii", "replace").lower())
     if address is None:
-        return build_error(q.tid, q.flags, RCODE_NXDOMAIN)
-    return build_answer(query, q, ipaddress.IPv4Address(address).packed, None)
+        return build_error(header, RCODE_NXDOMAIN)
+    return build_answer(header, q, ipaddress.IPv4Address(address).packed
+                        if q.qtype == TYPE_A else None)
 
 
 def page(host: str, path: str) -> tuple[str, bytes, str]:

@@ -17,8 +17,6 @@ from typing import Any
 
 from netsec.inspection import Inspection
 
-TYPES = ("limit", "threshold", "both", "detection_filter")
-
 
 def tracker_key(track: str, ins: Inspection) -> Any:
     pkt = ins.packet

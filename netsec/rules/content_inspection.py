@@ -60,8 +60,8 @@ def _value(v: int | str, ctx: Ctx) -> int:
 
 class Content(Item):
     __slots__ = ("pattern", "raw", "nocase", "negated", "offset", "depth", "distance",
-                 "within", "has_distance", "has_within", "startswith", "endswith",
-                 "fast_pattern", "fp_slice", "relative", "relnext", "within_next", "rawbytes")
+                 "within", "has_within", "startswith", "endswith", "fast_pattern", "fp_slice",
+                 "relative", "relnext", "within_next")
 
     def __init__(self, raw: bytes, negated: bool) -> None:
         self.raw = self.pattern = raw
@@ -71,12 +71,11 @@ class Content(Item):
         self.depth: int | str = 0
         self.distance: int | str = 0
         self.within: int | str = 0
-        self.has_distance = self.has_within = False
+        self.has_within = False
         self.startswith = self.endswith = False
         self.fast_pattern = False
         self.fp_slice: tuple[int, int] | None = None
         self.relative = self.relnext = self.within_next = False
-        self.rawbytes = False
 
     def set_nocase(self) -> None:
         self.nocase = True

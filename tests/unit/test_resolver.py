@@ -6,7 +6,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 from scapy.layers.dns import DNS, DNSQR
 
-from domains.syssec.resolver import QueryError, Resolver
+from domains.syssec.resolver import Resolver
+from netsec.app.dns import DnsError
 from netsec.blocklist import Blocklist, Category
 
 BL = Blocklist([Category("gambling", {"casino.example"})])
@@ -52,7 +53,7 @@ def test_malformed_queries() -> None:
     assert DNS(r.handle_query(truncated, "c")).rcode == 1
     response = bytes(DNS(id=9, qr=1, qd=DNSQR(qname="a.example")))
     assert DNS(r.handle_query(response, "c")).rcode == 1
-    with pytest.raises(QueryError, match="shorter than a DNS header"):
+    with pytest.raises(DnsError, match="shorter than a DNS header"):
         r.handle_query(b"\x00\x01", "c")
 
 
@@ -64,8 +65,8 @@ def test_decisions_are_bounded() -> None:
 
 
 @given(st.binary(max_size=300))
-def test_fuzz_only_query_errors_escape(data: bytes) -> None:
+def test_fuzz_only_dns_errors_escape(data: bytes) -> None:
     try:
         resolver().handle_query(data, "c")
-    except QueryError:
+    except DnsError:
         pass

@@ -12,8 +12,6 @@ from netsec.decode import Decoder, DecoderConfig
 from netsec.engine import Engine, EngineConfig, Verdict
 from netsec.flow import FlowConfig, FlowTable
 from netsec.staging import (
-    ActiveSet,
-    StagedSet,
     StagingError,
     build,
     builtin_case,
@@ -131,26 +129,6 @@ def test_a_damaged_capture_is_refused_naming_it(tmp_path: Path) -> None:
         bundle_cases(tmp_path, {})
 
 
-def test_active_set_swaps_and_rolls_back_and_a_failed_install_changes_nothing() -> None:
-    a, b, c = StagedSet(1, ()), StagedSet(2, ()), StagedSet(3, ())
-    installed: list[int] = []
-
-    def install(s: StagedSet) -> None:
-        if s is c:
-            raise ValueError("engine refused")
-        installed.append(s.version)
-    active = ActiveSet(a, install)
-    with pytest.raises(StagingError, match="nothing to roll back to"):
-        active.rollback()
-    active.swap(b)
-    assert (active.current, active.previous) == (b, a)
-    with pytest.raises(ValueError, match="engine refused"):
-        active.swap(c)
-    assert (active.current, active.previous) == (b, a)
-    assert active.rollback() is a and (active.current, active.previous) == (a, b)
-    assert installed == [2, 1]
-
-
 def test_a_swap_mid_flow_keeps_the_flow_and_the_new_rules_see_its_later_bytes(
         tmp_path: Path) -> None:
     # The old set's only rule sees this flow's first bytes but not its port: what the old
@@ -161,7 +139,6 @@ def test_a_swap_mid_flow_keeps_the_flow_and_the_new_rules_see_its_later_bytes(
     new = build(2, rules_dir(tmp_path, EVIL, "new"))
     flows = FlowTable(FlowConfig(inline=True))
     engine = Engine(list(old.rules), flows, EngineConfig(simulate_ips=True))
-    active = ActiveSet(old, lambda s: engine.replace_rules(s.rules))
     decoder = Decoder()
     # "evilpayload" straddles the swap: "xx evil" arrives before it, "payload" after
     packets = tcp_flow([b"hello ", b"xx evil", b"payload", b"after"])
@@ -169,7 +146,7 @@ def test_a_swap_mid_flow_keeps_the_flow_and_the_new_rules_see_its_later_bytes(
     for n, raw in enumerate(packets, 1):
         if n == 6:
             before = [(f.established, f.streams[1].next) for f in flows._flows.values()][0]
-            active.swap(new)
+            engine.replace_rules(new.rules)
         pkt = decoder.decode(101, float(n), n, raw)
         assert pkt is not None
         verdicts.append(engine.process(pkt))
@@ -182,4 +159,3 @@ def test_a_swap_mid_flow_keeps_the_flow_and_the_new_rules_see_its_later_bytes(
     alerts = [e["alert"]["signature_id"] for e in engine.take_events()
               if e["event_type"] == "alert"]
     assert alerts == [2]
-    assert active.current is new and active.previous is old

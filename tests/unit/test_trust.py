@@ -71,7 +71,7 @@ def snapshot(folder: Path) -> dict[str, bytes]:
 def test_enrolling_the_root_pins_the_bundle_key(provider: dict[str, Path], tmp_path: Path) -> None:
     trust = TrustStore(tmp_path / "store")
     state = trust.enroll(provider["root.json"].read_bytes())
-    assert state.enrolled and not trust.is_revoked() and trust.last_version == 0
+    assert state.enrolled and not trust.load().revoked and trust.last_version == 0
     keys = trust.trusted_keys()
     assert list(keys.keys) == [key_id(KEY.public_key())] and keys.threshold == 1
     assert trust.root_json() == provider["root.json"].read_bytes()
@@ -86,11 +86,11 @@ def test_applied_versions_only_go_up_and_revocation_cuts_off(
     trust.record_applied(3)
     assert trust.last_version == 5
     trust.revoke()
-    assert trust.is_revoked() and trust.trusted_keys().keys == {}
+    assert trust.load().revoked and trust.trusted_keys().keys == {}
     assert trust.provider_ca() == provider["ca.pem"].read_bytes()   # kept for the record
     # Enrolling the same keys again lifts the revocation and keeps the version (no rollback).
     trust.enroll(provider["root.json"].read_bytes())
-    assert not trust.is_revoked() and trust.last_version == 5
+    assert not trust.load().revoked and trust.last_version == 5
     assert trust.provider_ca() is None     # the new enrollment gave no CA: none is trusted
     # Another provider's keys: its own numbering, and the old key is gone from the folder.
     trust.update(disabled_sids=[7, 9], share_alerts=True)

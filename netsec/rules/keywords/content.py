@@ -69,9 +69,7 @@ def _modifier(name: str, attr: str, relative: bool, signed: bool = False) -> Set
         setattr(c, attr, v)
         if relative:
             c.relative = True
-            if attr == "distance":
-                c.has_distance = True
-            else:
+            if attr == "within":
                 c.has_within = True
             if attr == "within" and isinstance(v, int) and v < len(c.raw):
                 raise RuleError(f"within: {v} is shorter than the content ({len(c.raw)})")
@@ -108,7 +106,7 @@ def setup_fast_pattern(b: Builder, value: str | None) -> None:
 
 
 def setup_rawbytes(b: Builder, value: str | None) -> None:
-    b.content("rawbytes").rawbytes = True
+    b.content("rawbytes")   # only that a content comes before it, as Suricata checks
 
 
 KEYWORDS = (
