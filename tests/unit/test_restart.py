@@ -88,7 +88,8 @@ def test_a_successor_that_dies_unready_leaves_an_outage_without_end() -> None:
     assert second.outage is not None and second.outage.down is None
     assert second.outage.exit_code == 1 and second.outage.lived == 1.0
     restarts.started(1.2)
-    assert restarts.ready(1.3, 7).outage.down == pytest.approx(0.2)  # type: ignore[union-attr]
+    back = restarts.ready(1.3, 7)
+    assert back.outage is not None and back.outage.down == pytest.approx(0.2)
     assert [o.down is None for o in restarts.outages] == [True, False]
 
 
