@@ -44,7 +44,9 @@ from dom0.xenstore.xenbus import (
     parse_state,
 )
 from domains.exec_service import serve_exec
+from domains.restart import Backoff
 from domains.runner import CommandError, run
+from domains.supervise import Supervisor
 
 log = logging.getLogger("hyperwall.agent")
 HEARTBEAT = 10.0
@@ -458,22 +460,8 @@ SECURITY_SERVICES = [sys.executable, "-S", "-m", "domains.syssec.controller",
 # while the agent's device work has a deadline (a driver domain's hotplug: libxl waits for
 # it) and every guest's network waits on it.
 SERVICES_NICE = 5
-
-
-async def keep_running(argv: list[str]) -> None:
-    """sys-sec's security services: restarted when they die (fail closed meanwhile)."""
-    while True:
-        proc = await asyncio.create_subprocess_exec(*argv)
-        with contextlib.suppress(OSError):   # gone already: the wait below says so
-            os.setpriority(os.PRIO_PROCESS, proc.pid, SERVICES_NICE)
-        try:
-            code = await proc.wait()
-        except asyncio.CancelledError:
-            proc.terminate()
-            await proc.wait()
-            raise
-        log.error("%s exited with %s; restarting", argv[3], code)
-        await asyncio.sleep(0.5)
+# Restarted when they die (the firewall fails closed meanwhile), every half second.
+SERVICES_BACKOFF = Backoff(first=0.5, base=0.5, cap=0.5, stable_after=60.0)
 
 
 async def amain() -> int:
@@ -482,7 +470,9 @@ async def amain() -> int:
     services = None
     sys_sec = await store.read("hyperwall/kind") == b"sys-sec"
     if sys_sec and os.environ.get("HYPERWALL_SECURITY", "1") != "0":
-        services = asyncio.ensure_future(keep_running(SECURITY_SERVICES))
+        services = asyncio.ensure_future(Supervisor(
+            SECURITY_SERVICES, name="controller", backoff=SERVICES_BACKOFF, says_ready=False,
+            nice=SERVICES_NICE).run())
     on_xen = store.xs.where is not None and store.xs.where[0] == "xenbus"
     agent = Agent(store, IpNet("uplink" if sys_sec else "eth", kernel_drivers=on_xen),
                   kernel_drivers=on_xen)

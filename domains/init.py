@@ -1,8 +1,9 @@
 """A domain's PID 1: runs the agent, keeps it running, reaps orphans, stops on SIGTERM.
 
-Usage: `python -I -S domains/init.py [--power-off] AGENT [ARG...]`. Standard library only,
-and run with `-S`, so it starts in a few milliseconds and does not depend on the venv's
-site setup.
+Usage: `python -I -S domains/init.py [--power-off] AGENT [ARG...]`. Standard library only
+(and `domains.restart`, the restart policy every supervisor here runs, itself standard
+library only), and run with `-S`, so it starts in a few milliseconds and does not depend on
+the venv's site setup.
 
 `--power-off` is for the PID 1 of a whole machine (a Xen guest), whose exit would panic its
 kernel: once stopped, init powers the machine off (after SIGTERM or the agent's own exit)
@@ -27,27 +28,16 @@ import signal
 import sys
 import time
 
-FIRST_BACKOFF = 0.5
-MAX_BACKOFF = 30.0
-STABLE_RUN = 60.0
+if __name__ == "__main__":   # a script under -I: the checkout is not on the path
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from domains.restart import Backoff, Restarts  # noqa: E402
+
+AGENT_BACKOFF = Backoff(first=0.5, base=1.0, cap=30.0, stable_after=60.0)
 STOP_GRACE = 10.0
 SIGNALS = {signal.SIGCHLD, signal.SIGTERM, signal.SIGINT}
 # The first launch of the agent ends in one of these; the backend's start waits for it.
 LAUNCHED = "init: started agent"
 NOT_LAUNCHED = "init: cannot start"
-
-
-def next_backoff(previous: float, ran_for: float) -> float:
-    """Delay before restarting an agent that ran `ran_for` seconds after a `previous` delay."""
-    if ran_for >= STABLE_RUN or previous <= 0:
-        return FIRST_BACKOFF
-    return min(previous * 2, MAX_BACKOFF)
-
-
-def describe(status: int) -> str:
-    if os.WIFSIGNALED(status):
-        return f"killed by {signal.Signals(os.WTERMSIG(status)).name}"
-    return f"exited with {os.waitstatus_to_exitcode(status)}"
 
 
 def log(message: str) -> None:
@@ -58,8 +48,7 @@ class Init:
     def __init__(self, argv: list[str]) -> None:
         self.argv = argv
         self.agent: int | None = None
-        self.started_at = 0.0
-        self.backoff = 0.0
+        self.restarts = Restarts("agent", AGENT_BACKOFF)
         self.restart_at = 0.0
         self.stop_deadline: float | None = None
         self.stop_signal = 0
@@ -69,17 +58,13 @@ class Init:
         try:
             self.agent = os.posix_spawn(path, self.argv, os.environ, setsigmask=())
         except OSError as e:
-            print(f"{NOT_LAUNCHED} {self.argv[0]}: {e}", flush=True)
-            self.agent_gone(0.0)
+            now = time.monotonic()
+            failed = self.restarts.failed(now, f"{self.argv[0]}: {e}")
+            print(f"{NOT_LAUNCHED} {failed.line}", flush=True)
+            self.restart_at = now + (failed.delay or 0.0)
             return
-        self.started_at = time.monotonic()
+        self.restarts.started(time.monotonic())
         print(f"{LAUNCHED} pid {self.agent}: {' '.join(self.argv)}", flush=True)
-
-    def agent_gone(self, ran_for: float) -> None:
-        self.agent = None
-        self.backoff = next_backoff(self.backoff, ran_for)
-        self.restart_at = time.monotonic() + self.backoff
-        log(f"restarting agent in {self.backoff:.1f}s")
 
     def reap(self) -> None:
         while True:
@@ -90,12 +75,16 @@ class Init:
             if pid == 0:
                 return
             if pid == self.agent:
-                log(f"agent {describe(status)}")
-                if self.stop_deadline is not None or status == 0:
-                    self.agent = None
-                    self.stop_deadline = self.stop_deadline or time.monotonic()
+                self.agent = None
+                now = time.monotonic()
+                # Exiting 0 is the agent's power-off; during a stop, its answer to SIGTERM.
+                ended = self.restarts.exited(now, os.waitstatus_to_exitcode(status),
+                                             restart=self.stop_deadline is None and status != 0)
+                log(ended.line)
+                if ended.delay is None:
+                    self.stop_deadline = self.stop_deadline or now
                 else:
-                    self.agent_gone(time.monotonic() - self.started_at)
+                    self.restart_at = now + ended.delay
 
     def stop(self) -> None:
         if self.stop_deadline is None:

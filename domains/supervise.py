@@ -1,16 +1,21 @@
-"""Keeps the inline engine running: starts it, and starts it again at once when it dies.
+"""The one supervisor: keeps a program running, and starts it again when it dies.
+
+It runs the restart policy of `domains.restart`. The agent keeps sys-sec's services running
+with it, the controller keeps ipsd inline with it, and it is a program of its own for an
+engine run by hand or by a test:
 
     python -m domains.supervise [--pidfile PATH] -- hyperwall-ipsd --queue 0 -S ... -l ...
 
 While the engine is down the firewall forwards nothing (NFQUEUE without bypass), so the
 restart delay is the outage: the first restart is immediate, and only a child that keeps
 dying young (a bad rule set, a queue held by another program) is restarted ever more
-slowly, up to `max_delay`, so a crash loop does not eat sys-sec's CPU. SIGHUP is passed to
-the child (reload); SIGTERM stops the child, then the supervisor.
+slowly, up to 5 s, so a crash loop does not eat sys-sec's CPU. SIGHUP is passed to the
+child (reload); SIGTERM stops the child, then the supervisor.
 
-The child says it holds the queue by printing `ready` on stdout; the supervisor logs how
-long each outage lasted, from the death to that line, and prints `ready` itself once the
-first child did.
+A child that says it is ready does so by printing `ready` on stdout (the engine: it holds
+the queue); the supervisor logs how long each outage lasted, from the death to that line,
+and as a program prints `ready` itself once the first child did. (init, PID 1 and
+synchronous, runs the same policy through `domains.restart` directly.)
 """
 from __future__ import annotations
 
@@ -22,100 +27,102 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from domains.logsetup import setup_logging
+from domains.restart import Backoff, Outage, Restarts
 
 log = logging.getLogger("hyperwall.supervise")
-
-
-@dataclass
-class RestartPolicy:
-    """When to start the child again (sans-IO: times in, delays out)."""
-
-    first_delay: float = 0.0     # the outage is the delay: none for a crash out of the blue
-    base_delay: float = 0.05     # then doubling for a child that keeps dying young
-    max_delay: float = 5.0
-    stable_after: float = 10.0   # a child that lived this long was healthy
-    quick_exits: int = 0
-
-    def after_exit(self, lived: float) -> float:
-        """The delay before the next start, for a child that ran `lived` seconds."""
-        if lived >= self.stable_after:
-            self.quick_exits = 0
-        self.quick_exits += 1
-        if self.quick_exits == 1:
-            return self.first_delay
-        return float(min(self.max_delay, self.base_delay * 2 ** (self.quick_exits - 2)))
-
-
-@dataclass
-class Outage:
-    exit_code: int
-    lived: float          # how long the child that died had run
-    down: float | None    # death to the next child's `ready`; None if never ready
+# An engine's outage is the restart delay: none for a crash out of the blue.
+ENGINE = Backoff(first=0.0, base=0.05, cap=5.0, stable_after=10.0)
 
 
 class Supervisor:
-    def __init__(self, argv: list[str], policy: RestartPolicy | None = None,
-                 on_outage: Callable[[Outage], None] | None = None) -> None:
+    """The asyncio shell of `Restarts`: runs `argv` until stopped.
+
+    `says_ready`: the child prints `ready` on stdout once it works (only then may it be
+    signalled: before its handlers are set a SIGHUP would kill it); otherwise it counts
+    as ready once started, and its stdout is the supervisor's. `on_status` is told
+    `running` and `restarting (exited N)` as they happen; `nice` is the child's niceness."""
+
+    def __init__(self, argv: list[str], *, name: str | None = None, backoff: Backoff = ENGINE,
+                 says_ready: bool = True, nice: int = 0,
+                 on_outage: Callable[[Outage], None] | None = None,
+                 on_status: Callable[[str], Awaitable[object]] | None = None) -> None:
         if not argv:
             raise ValueError("supervise: no command to run")
         self.argv = argv
-        self.policy = policy or RestartPolicy()
+        self.restarts = Restarts(name or Path(argv[0]).name, backoff)
+        self.says_ready = says_ready
+        self.nice = nice
         self.on_outage = on_outage
+        self.on_status = on_status
         self.child: asyncio.subprocess.Process | None = None
         self.ready = asyncio.Event()
-        self.starts = 0
-        self.outages: list[Outage] = []
         self._stopping = False
 
-    def signal_child(self, sig: int) -> bool:
-        """Pass a signal on (only to a child that said ready: before its handlers are set,
-        a SIGHUP would kill it)."""
+    @property
+    def pid(self) -> int | None:
+        """The child's pid while it runs and has said ready, else None."""
         if self.child is None or self.child.returncode is not None or not self.ready.is_set():
+            return None
+        return self.child.pid
+
+    def signal_child(self, sig: int) -> bool:
+        """Pass a signal on, to a child that said ready; False if there is none."""
+        if self.pid is None:
             return False
+        assert self.child is not None
         with contextlib.suppress(ProcessLookupError):
             self.child.send_signal(sig)
         return True
 
     async def run(self) -> None:
-        died_at: float | None = None
-        last_code = 0
-        last_lived = 0.0
-        while not self._stopping:
-            started = time.monotonic()
-            self.ready.clear()
-            self.child = await asyncio.create_subprocess_exec(
-                *self.argv, stdout=asyncio.subprocess.PIPE)
-            self.starts += 1
-            assert self.child.stdout is not None
-            line = await self.child.stdout.readline()
-            if line.strip() == b"ready":
-                self.ready.set()
-                log.info("%s %d ready", Path(self.argv[0]).name, self.child.pid)
-            if died_at is not None:
-                down = time.monotonic() - died_at if self.ready.is_set() else None
-                self._outage(Outage(last_code, last_lived, down))
-            code = await self.child.wait()
-            died_at = time.monotonic()
-            last_code, last_lived = code, died_at - started
-            if self._stopping:
-                break
-            delay = self.policy.after_exit(last_lived)
-            log.error("child %d exited with %s after %.1fs; restarting in %.2fs",
-                      self.child.pid, code, last_lived, delay)
-            if delay:
-                await asyncio.sleep(delay)
+        """Until stop() or a cancel (which stops the child too). Raises OSError when the
+        child cannot even be started: a command that is not there will not appear."""
+        try:
+            while not self._stopping:
+                child = await self._start()
+                code = await child.wait()
+                if self._stopping:
+                    break
+                ended = self.restarts.exited(time.monotonic(), code)
+                log.error("%s", ended.line)
+                self._outage(ended.outage)
+                await self._status(f"restarting (exited {code})")
+                if ended.delay:
+                    await asyncio.sleep(ended.delay)
+        except asyncio.CancelledError:
+            await self.stop()
+            raise
 
-    def _outage(self, outage: Outage) -> None:
-        self.outages.append(outage)
-        if outage.down is not None:
-            log.info("engine back %.3fs after it died", outage.down)
-        if self.on_outage is not None:
+    async def _start(self) -> asyncio.subprocess.Process:
+        self.ready.clear()
+        child = self.child = await asyncio.create_subprocess_exec(
+            *self.argv, stdout=asyncio.subprocess.PIPE if self.says_ready else None)
+        self.restarts.started(time.monotonic())
+        if self.nice:
+            with contextlib.suppress(OSError):   # gone already: the wait says so
+                os.setpriority(os.PRIO_PROCESS, child.pid, self.nice)
+        if self.says_ready:
+            assert child.stdout is not None
+            if (await child.stdout.readline()).strip() != b"ready":
+                return child    # it died (or said something else): the wait tells
+        up = self.restarts.ready(time.monotonic(), child.pid)
+        log.info("%s", up.line)
+        self._outage(up.outage)
+        self.ready.set()
+        await self._status("running")
+        return child
+
+    def _outage(self, outage: Outage | None) -> None:
+        if outage is not None and self.on_outage is not None:
             self.on_outage(outage)
+
+    async def _status(self, text: str) -> None:
+        if self.on_status is not None:
+            await self.on_status(text)
 
     async def stop(self, timeout: float = 5.0) -> None:
         self._stopping = True

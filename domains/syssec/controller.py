@@ -7,8 +7,8 @@ running. Started by the agent in sys-sec (`python -m domains.syssec.controller`)
   rules (TLS SNI, HTTP Host) for `filtered` guests.
 - Runs the resolver `filtered` guests are forced to use: blocked names get the sinkhole,
   each block logged as an EVE alert with the `hyperwall` category object.
-- Runs `hyperwall-ipsd` on NFQUEUE 0 and restarts it at once when it dies; while it is down
-  the firewall forwards nothing (fail closed).
+- Runs `hyperwall-ipsd` on NFQUEUE 0 and restarts it when it dies (`domains.supervise`,
+  every tenth of a second); while it is down the firewall forwards nothing (fail closed).
 
 Folders, under --state-dir (dom0 sees it as its STATE/sys-sec): `rules/` (the provider's or
 the owner's rules), `lists/` (one block list per category, `<category>.txt`; --lists moves
@@ -45,7 +45,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from domains.logsetup import setup_logging
+from domains.restart import Backoff
 from domains.runner import CommandError, run
+from domains.supervise import Supervisor
 from domains.syssec import security_service, uplink_check
 from domains.syssec.resolver import Decision, Resolver, serve
 from domains.syssec.vpn import IFACE as VPN_IFACE
@@ -60,7 +62,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("hyperwall.syssec")
 GATEWAY = "10.137.255.254"
-RESTART_DELAY = 0.1
+IPSD_BACKOFF = Backoff(first=0.1, base=0.1, cap=0.1, stable_after=10.0)
 SETTLE = 0.02          # changes arriving together are applied together
 PROBE_INTERVAL = 2.0
 SCHEDULE_CHECK = 30.0
@@ -176,8 +178,7 @@ class Controller:
         self.resolver = _LoggedResolver(self.blocklist, self.log_block,
                                         lambda client: client in self.filtered)
         self.names: dict[str, str] = {}
-        self.ipsd: asyncio.subprocess.Process | None = None
-        self.ipsd_ready = False
+        self.ipsd: Supervisor | None = None     # when the controller runs the engine
         self.applied: Rulesets | None = None
         self.loop: asyncio.AbstractEventLoop | None = None    # known once apply() ran
         self.reapplying: set[asyncio.Task[None]] = set()
@@ -469,10 +470,7 @@ class Controller:
             except (OSError, ValueError):
                 return None
             return pid
-        # Only once it said ready: a SIGHUP before its handler is set would kill it.
-        if self.ipsd_ready and self.ipsd is not None and self.ipsd.returncode is None:
-            return self.ipsd.pid
-        return None
+        return self.ipsd.pid if self.ipsd is not None else None
 
     def engine_state(self) -> str:
         if not self.launch.engine:
@@ -490,7 +488,8 @@ class Controller:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGHUP)
 
-    async def keep_ipsd(self) -> None:
+    def supervise_ipsd(self) -> Supervisor:
+        """The engine, inline on NFQUEUE 0, kept running; its state in `data/hyperwall/ips`."""
         st, rundir = self.state, self.state / "run"
         argv = [sys.executable, "-S", "-m", "domains.syssec.ipsd", "--queue", "0",
                 "-S", str(st / "rules"), "-S", str(self.launch.policy_rules),
@@ -500,25 +499,14 @@ class Controller:
                 "--pidfile", str(rundir / "ipsd.pid"), "--socket", str(rundir / "ipsd.sock"),
                 *(arg for net in self.settings.clean for arg in ("--clean", net)),
                 *(arg for pair in self.settings.engine_set for arg in ("--set", pair))]
-        while True:
-            started = time.monotonic()
-            self.ipsd_ready = False
-            self.ipsd = await asyncio.create_subprocess_exec(*argv, stdout=asyncio.subprocess.PIPE)
-            assert self.ipsd.stdout is not None
-            if (await self.ipsd.stdout.readline()).strip() == b"ready":
-                self.ipsd_ready = True
-                log.info("ipsd %d inline on NFQUEUE 0", self.ipsd.pid)
-                await self.store.write("data/hyperwall/ips", "running")
-            code = await self.ipsd.wait()
-            await self.store.write("data/hyperwall/ips", f"restarting (exited {code})")
-            log.error("ipsd exited with %s after %.1fs; restarting", code,
-                      time.monotonic() - started)
-            await asyncio.sleep(RESTART_DELAY)
+        self.ipsd = Supervisor(argv, name="ipsd", backoff=IPSD_BACKOFF,
+                               on_status=functools.partial(self.store.write,
+                                                           "data/hyperwall/ips"))
+        return self.ipsd
 
     async def stop(self) -> None:
-        if self.ipsd is not None and self.ipsd.returncode is None:
-            self.ipsd.terminate()
-            await self.ipsd.wait()
+        if self.ipsd is not None:
+            await self.ipsd.stop()
 
 
 class _LoggedResolver(Resolver):
@@ -653,7 +641,7 @@ async def amain(args: argparse.Namespace) -> int:
     updater = provider_updater(ctl, args.state_dir)
     provider = await serve_provider(ctl, updater, args.state_dir) if updater else None
     tasks = [asyncio.ensure_future(ctl.watch_policy()),
-             *([asyncio.ensure_future(ctl.keep_ipsd())]
+             *([asyncio.ensure_future(ctl.supervise_ipsd().run())]
                if launch.engine and launch.ipsd_pidfile is None else []),
              asyncio.ensure_future(ctl.answer_probes()),
              asyncio.ensure_future(ctl.follow_schedules()),

@@ -8,16 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from domains.init import FIRST_BACKOFF, MAX_BACKOFF, STABLE_RUN, next_backoff
-
 INIT = Path(__file__).resolve().parents[2] / "domains" / "init.py"
-
-
-def test_backoff_doubles_caps_and_resets_after_a_stable_run() -> None:
-    assert next_backoff(0.0, 0.1) == FIRST_BACKOFF
-    assert next_backoff(FIRST_BACKOFF, 0.1) == 2 * FIRST_BACKOFF
-    assert next_backoff(MAX_BACKOFF, 0.1) == MAX_BACKOFF
-    assert next_backoff(MAX_BACKOFF, STABLE_RUN) == FIRST_BACKOFF
 
 
 async def start(*agent: str, grace: float | None = None) -> asyncio.subprocess.Process:

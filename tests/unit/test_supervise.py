@@ -1,15 +1,17 @@
-"""The supervisor: its restart policy as a table, and a real child process killed and
-brought back (no root needed: the child is a small Python program)."""
+"""The supervisor's asyncio shell with real child processes, killed and brought back (no
+root needed: the child is a small Python program). Its policy: test_restart.py."""
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 from pathlib import Path
 
 import pytest
 
-from domains.supervise import Outage, RestartPolicy, Supervisor
+from domains.restart import Backoff, Outage
+from domains.supervise import Supervisor
 
 CHILD = """
 import signal, sys, time
@@ -18,17 +20,6 @@ print("ready", flush=True)
 while True:
     time.sleep(1)
 """
-
-
-@pytest.mark.parametrize("lives, delays", [
-    ([30.0], [0.0]),                                  # a crash out of the blue: at once
-    ([0.1, 0.1, 0.1, 0.1], [0.0, 0.05, 0.1, 0.2]),    # dying young: ever more slowly
-    ([0.1] * 12, [0.0, 0.05, 0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 5.0, 5.0, 5.0, 5.0]),
-    ([0.1, 0.1, 0.1, 30.0], [0.0, 0.05, 0.1, 0.0]),   # healthy for a while: forgiven
-])
-def test_restart_policy(lives: list[float], delays: list[float]) -> None:
-    policy = RestartPolicy()
-    assert [policy.after_exit(lived) for lived in lives] == pytest.approx(delays)
 
 
 async def test_a_killed_child_is_back_at_once_and_gets_the_sighup(tmp_path: Path) -> None:
@@ -44,7 +35,7 @@ async def test_a_killed_child_is_back_at_once_and_gets_the_sighup(tmp_path: Path
         outage = await asyncio.wait_for(outages.get(), 10)
         assert outage.exit_code == -signal.SIGKILL
         assert outage.down is not None and outage.down < 1.0, outage
-        assert sup.child is not first and sup.starts == 2
+        assert sup.child is not first and sup.restarts.starts == 2
         assert sup.signal_child(signal.SIGHUP)
         for _ in range(200):   # the child's handler writes the mark: wait for it
             if marks.exists() and marks.read_text() == "hup\n":
@@ -56,7 +47,36 @@ async def test_a_killed_child_is_back_at_once_and_gets_the_sighup(tmp_path: Path
         task.cancel()
     assert sup.child is not None and sup.child.returncode is not None
 
+# Exits 0 the first time, then stays.
+QUIET = """
+import os, sys, time
+first = not os.path.exists(sys.argv[1])
+open(sys.argv[1], "a").close()
+time.sleep(0.1 if first else 30)
+"""
+
 
 def test_no_command_is_refused() -> None:
     with pytest.raises(ValueError, match="no command"):
         Supervisor([])
+
+
+async def test_a_child_that_says_nothing_is_reported_and_a_cancel_stops_it(
+        tmp_path: Path) -> None:
+    """As the agent runs sys-sec's services: up once started, restarted when it exits,
+    and gone when the agent is (it cancels the supervisor)."""
+    said: asyncio.Queue[str] = asyncio.Queue()
+
+    async def status(text: str) -> None:
+        await said.put(text)
+    sup = Supervisor([sys.executable, "-c", QUIET, str(tmp_path / "ran")], says_ready=False,
+                     nice=3, backoff=Backoff(0.0, 0.01, 0.01, 10.0), on_status=status)
+    task = asyncio.ensure_future(sup.run())
+    got = [await asyncio.wait_for(said.get(), 10) for _ in range(3)]
+    assert got == ["running", "restarting (exited 0)", "running"]
+    assert sup.pid is not None and os.getpriority(os.PRIO_PROCESS, sup.pid) == max(3, os.nice(0))
+    last = sup.child
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert last is not None and last.returncode == -signal.SIGTERM
