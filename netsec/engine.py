@@ -46,9 +46,14 @@ EXCEPTION_POLICIES = ("auto", "drop-packet", "drop-flow", "reject", "bypass", "p
 
 
 class Verdict(enum.Enum):
+    """What becomes of a packet, as Suricata's packet actions; an inline shell maps them to
+    its datapath's (domains/syssec/inline.py: NFQUEUE's accept, drop, accept with a mark)."""
+
     ACCEPT = "accept"
     DROP = "drop"
-    REJECT = "reject"
+    REJECT = "reject"   # dropped, and the shell answers the ends (netsec/reject.py)
+    # Accepted, and the rest of the flow need not come to the engine (Suricata's bypass).
+    BYPASS = "bypass"
 
 
 class FlowSource(Protocol):

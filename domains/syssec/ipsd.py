@@ -42,12 +42,11 @@ from typing import Any
 import yaml
 
 from domains.logsetup import setup_logging
-from domains.syssec.inline import InlineQueue, Verdict
+from domains.syssec.inline import InlineQueue
 from netsec import eve, reject
 from netsec.cli import SET_HELP, UsageError, ignored_note, parse_sets, parse_settings
 from netsec.decode import Decoder, DecoderConfig
-from netsec.engine import Engine, EngineConfig
-from netsec.engine import Verdict as EngineVerdict
+from netsec.engine import Engine, EngineConfig, Verdict
 from netsec.flow import FlowConfig, FlowTable
 from netsec.rules import load_rules
 from netsec.rules.errors import RuleError
@@ -299,13 +298,13 @@ class Ipsd:
         verdict = self.engine.process(pkt)
         for event in self.engine.take_events():
             self.write(event)
-        if verdict is EngineVerdict.REJECT and self.flows.last is not None and \
+        if verdict is Verdict.REJECT and self.flows.last is not None and \
                 self.flows.last.detect_state.get("rejected") is None:
             # Answer once per flow: later packets of a rejected flow are only dropped.
             self.flows.last.detect_state["rejected"] = True
             self.outbox.extend(reject.answers(pkt, payload))
             self.rejected += 1
-        if verdict in (EngineVerdict.DROP, EngineVerdict.REJECT):
+        if verdict in (Verdict.DROP, Verdict.REJECT):
             return Verdict.DROP
         flow = self.flows.last
         if flow is None or flow.detect_state.get("dropped"):

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from scapy.layers.inet import IP, TCP, UDP
 
-from domains.syssec.inline import Verdict
 from domains.syssec.ipsd import Bypass, Config, ConfigError, Ipsd
+from netsec.engine import Verdict
 from netsec.flow import FlowConfig
 
 GUEST, SERVER = "10.137.0.3", "203.0.113.10"
