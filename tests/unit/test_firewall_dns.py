@@ -10,8 +10,8 @@ import pytest
 from scapy.layers.dns import DNS, DNSQR
 from scapy.layers.inet import IP, TCP, UDP
 
-from domains.syssec.inline import Verdict
 from domains.syssec.ipsd import Ipsd
+from netsec.engine import Verdict
 from netsec.flow import FlowConfig
 from netsec.policy import dns_rules
 
