@@ -1,12 +1,22 @@
 """The pipeline: Packet -> flow table -> inspections -> detector -> verdict and EVE events.
 
-Sans-IO: `Engine.process(packet)` returns the packet's verdict and queues EVE events,
-`take_events()` hands them out. The offline CLI feeds it a pcap; the inline NFQUEUE
-datapath feeds it queued packets and carries out the verdicts.
+Sans-IO: `Engine.judge(packet)` returns the packet's verdict and the flow it belongs to
+(`process` the verdict alone) and queues EVE events, `take_events()` hands them out. The
+offline CLI feeds it a pcap; the inline NFQUEUE datapath feeds it queued packets and
+carries out the verdicts.
 
 IDS vs IPS (`simulate_ips`, Suricata's `--simulate-ips`): without it every rule only
 alerts (action `allowed`); with it drop/reject rules block the packet (`blocked`
-alerts plus a `drop` event) and every later packet of that flow is dropped too.
+alerts plus a `drop` event) and every later packet of that flow is dropped too. A reject
+is the verdict of the packet that matched; the flow's later packets are only dropped, as in
+Suricata (a flow drop), so the ends are answered once.
+
+Stream bypass (`stream_bypass`, Suricata's `stream.bypass`): once a TCP direction is past
+the reassembly depth the engine sees nothing more of it, and every accepted packet of the
+flow from then on gets BYPASS, which an inline shell turns into "the rest of this flow skips
+the engine". One direction is enough: a bulk transfer (a download, an upload) is one-way,
+so waiting for both would never hand it off; the price, as in Suricata, is that the other
+direction is not inspected after that either.
 
 Anomalies: every name in `Packet.events` becomes one EVE `anomaly` event (decoder, stream
 or app-layer, see `eve.anomaly`). A name in `netsec.flow.config.LIMIT_EVENTS` says the flow
@@ -38,7 +48,8 @@ from typing import Any, Protocol
 from netsec import eve
 from netsec.detect.detector import BLOCKING, Detector, Match
 from netsec.flow.config import LIMIT_EVENTS
-from netsec.inspection import PKT, Inspection
+from netsec.flow.stream import DEPTH
+from netsec.inspection import PKT, FlowView, Inspection
 from netsec.packet import Packet
 
 # Suricata's exception policy values (docs: configuration/exception-policies).
@@ -47,9 +58,23 @@ EXCEPTION_POLICIES = ("auto", "drop-packet", "drop-flow", "reject", "bypass", "p
 
 
 class Verdict(enum.Enum):
+    """What becomes of a packet, as Suricata's packet actions; an inline shell maps them to
+    its datapath's (domains/syssec/inline.py: NFQUEUE's accept, drop, accept with a mark)."""
+
     ACCEPT = "accept"
     DROP = "drop"
-    REJECT = "reject"
+    REJECT = "reject"   # dropped, and the shell answers the ends (netsec/reject.py)
+    # Accepted, and the rest of the flow need not come to the engine (Suricata's bypass).
+    BYPASS = "bypass"
+
+
+@dataclass(frozen=True, slots=True)
+class Judgement:
+    """A packet's verdict and the flow it belongs to (None: a packet without one), for a
+    shell that acts per flow (ipsd bypasses flows to destinations judged clean)."""
+
+    verdict: Verdict
+    flow: FlowView | None = None
 
 
 class FlowSource(Protocol):
@@ -81,6 +106,9 @@ class EngineConfig:
     categories: dict[str, str] = field(default_factory=dict)
     # What a packet past a limit gets (see the module docstring); one of EXCEPTION_POLICIES.
     exception_policy: str = "ignore"
+    # Suricata's stream.bypass: BYPASS for a flow's packets once a direction is past the
+    # depth (the module docstring).
+    stream_bypass: bool = False
 
     def __post_init__(self) -> None:
         if self.exception_policy not in EXCEPTION_POLICIES:
@@ -133,19 +161,33 @@ class Engine:
         self.detector = Detector(rules, prefilter=self.config.prefilter)
 
     def process(self, pkt: Packet) -> Verdict:
+        """The packet's verdict, for callers that need no flow (a pcap, a bundle's tests)."""
+        return self.judge(pkt).verdict
+
+    def judge(self, pkt: Packet) -> Judgement:
         self._count(pkt)
         if pkt.no_l4:   # no L4 header to track a flow by (netsec.packet)
             inspections = [Inspection(pkt, None, True, {PKT: pkt.payload})]
         else:
             inspections = self.flows.process(pkt)
         flow = inspections[0].flow if inspections else None
+        first = inspections[0] if inspections else Inspection(pkt)
         if pkt.events:
-            self._anomalies(pkt, inspections[0] if inspections else Inspection(pkt))
+            self._anomalies(pkt, first)
         if flow is not None and flow.detect_state.get("dropped"):
-            self._drop(pkt, inspections[0])
-            return flow.detect_state["dropped"]
+            self._drop(pkt, first)
+            return Judgement(Verdict.DROP, flow)
         if self._policy != "ignore" and not LIMIT_EVENTS.isdisjoint(pkt.events):
-            return self._exception(pkt, inspections[0] if inspections else Inspection(pkt))
+            verdict = self._exception(pkt, first)
+        else:
+            verdict = self._detect(pkt, inspections, first)
+        self._flow_records()
+        if verdict is Verdict.ACCEPT and self._bypassed(pkt, flow):
+            verdict = Verdict.BYPASS
+        return Judgement(verdict, flow)
+
+    def _detect(self, pkt: Packet, inspections: list[Inspection], first: Inspection) -> Verdict:
+        flow = first.flow
         verdict = Verdict.ACCEPT
         ips = self.config.simulate_ips
         for m in self.detector.inspect(inspections):
@@ -159,10 +201,16 @@ class Engine:
                 verdict = Verdict.DROP if m.action == "drop" else Verdict.REJECT
         if verdict is not Verdict.ACCEPT:
             if flow is not None:
-                flow.detect_state["dropped"] = verdict
-            self._drop(pkt, inspections[0] if inspections else Inspection(pkt))
-        self._flow_records()
+                flow.detect_state["dropped"] = True
+            self._drop(pkt, first)
         return verdict
+
+    def _bypassed(self, pkt: Packet, flow: FlowView | None) -> bool:
+        if not self.config.stream_bypass or flow is None:
+            return False
+        if DEPTH in pkt.events:   # raised once, by the segment that reached the depth
+            flow.detect_state["bypass"] = True
+        return bool(flow.detect_state.get("bypass"))
 
     def _anomalies(self, pkt: Packet, ins: Inspection) -> None:
         flow = ins.flow
@@ -180,11 +228,10 @@ class Engine:
         if policy in ("drop-flow", "reject", "drop-packet"):
             verdict = Verdict.REJECT if policy == "reject" else Verdict.DROP
             if flow is not None and policy != "drop-packet":
-                flow.detect_state["dropped"] = Verdict.DROP
+                flow.detect_state["dropped"] = True
             self._drop(pkt, ins)
         elif policy in ("pass-flow", "bypass") and flow is not None:
             flow.detect_state["pass"] = True
-        self._flow_records()
         return verdict
 
     def finish(self) -> list[eve.Event]:

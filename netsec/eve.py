@@ -60,6 +60,20 @@ def alert(pkt: Packet, *, action: str, gid: int, sid: int, rev: int, msg: str,
     return ev
 
 
+def alert_at(ts: float, *, src_ip: str, dest_ip: str, proto: str, action: str,
+             signature: str, category: str, severity: int,
+             hyperwall: dict[str, str]) -> Event:
+    """An alert no rule raised on a packet (sys-sec's controller: a name its resolver
+    sinkholed, block lists the owner must know failed): the time and addresses stand in for
+    the packet, signature_id 0 for the rule, and `hyperwall` says what it concerns, as the
+    readers (netsec.evelog, the report) take it."""
+    return {"timestamp": timestamp(ts), "event_type": "alert", "src_ip": src_ip,
+            "dest_ip": dest_ip, "proto": proto,
+            "alert": {"action": action, "signature_id": 0, "signature": signature,
+                      "category": category, "severity": severity},
+            "hyperwall": hyperwall}
+
+
 def drop(pkt: Packet, *, flow_id: int | None = None, app_proto: str | None = None,
          to_server: bool | None = None) -> Event:
     """The `drop` record: the dropped packet's IP and TCP header fields."""

@@ -11,7 +11,8 @@ import signal
 import sys
 import threading
 
-from domains.syssec.inline import InlineQueue, Verdict
+from domains.syssec.inline import InlineQueue
+from netsec.engine import Verdict
 
 queue, mode, stats_file = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 decide = {

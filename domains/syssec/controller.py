@@ -32,7 +32,6 @@ import contextlib
 import dataclasses
 import datetime as dt
 import functools
-import json
 import logging
 import os
 import signal
@@ -169,7 +168,8 @@ class Controller:
         for folder in (state / "rules", state / "log", state / "run", self.launch.lists,
                        self.launch.rules_dir):
             folder.mkdir(parents=True, exist_ok=True)
-        self.dns_log = open(state / "log" / "dns.json", "a", buffering=1)  # noqa: SIM115
+        self.dns_log = eve.EveWriter(
+            open(state / "log" / "dns.json", "a", buffering=1))  # noqa: SIM115
         self.lists_error: str | None = None
         self.lists_warning: str | None = None
         self.blocklist = self._load_lists(Blocklist(), starting=True)
@@ -259,14 +259,10 @@ class Controller:
         EVE log (hyperwall alerts shows it) and on the status line."""
         log.error("%s", message)
         self.lists_warning = message
-        self.dns_log.write(json.dumps({
-            "timestamp": eve.timestamp(time.time()), "event_type": "alert",
-            "src_ip": GATEWAY, "dest_ip": GATEWAY, "proto": "",
-            "alert": {"action": "allowed", "signature_id": 0,
-                      "signature": f"hyperwall lists: {message}",
-                      "category": "hyperwall block lists", "severity": 1},
-            "hyperwall": {"category": "lists", "lists": message}},
-            separators=(",", ":")) + "\n")
+        self.dns_log.write(eve.alert_at(
+            time.time(), src_ip=GATEWAY, dest_ip=GATEWAY, proto="", action="allowed",
+            signature=f"hyperwall lists: {message}", category="hyperwall block lists",
+            severity=1, hyperwall={"category": "lists", "lists": message}))
 
     # -- policy ----------------------------------------------------------------------------
 
@@ -428,15 +424,13 @@ class Controller:
     # -- the resolver ------------------------------------------------------------------------
 
     def log_block(self, d: Decision) -> None:
-        self.dns_log.write(json.dumps({
-            "timestamp": eve.timestamp(d.when.timestamp()), "event_type": "alert",
-            "src_ip": d.client, "dest_ip": GATEWAY, "proto": "UDP",
-            "alert": {"action": "blocked", "signature_id": 0,
-                      "signature": f"hyperwall {d.category}: {d.name} (dns)",
-                      "category": d.category, "severity": 3},
-            "hyperwall": {"guest": self.names.get(d.client, d.client), "guest_ip": d.client,
-                          "category": d.category, "site": d.name, "by": "dns"}},
-            separators=(",", ":")) + "\n")
+        category = str(d.category)   # a block: _LoggedResolver tells of no other
+        self.dns_log.write(eve.alert_at(
+            d.when.timestamp(), src_ip=d.client, dest_ip=GATEWAY, proto="UDP",
+            action="blocked", signature=f"hyperwall {d.category}: {d.name} (dns)",
+            category=category, severity=3,
+            hyperwall={"guest": self.names.get(d.client, d.client), "guest_ip": d.client,
+                       "category": category, "site": d.name, "by": "dns"}))
 
     async def serve_dns(self) -> list[Any]:
         return await serve(self.resolver, ("0.0.0.0", 53), (self.settings.dns_upstream, 53))

@@ -2,13 +2,15 @@
 
 It reads every packet the kernel has ready (up to `batch`) before answering, then sends all
 the answers in one datagram: drops and mark-setting accepts one by one, and every plain
-accept with a single batch verdict. The verdict function is the engine's; this module only
+accept with a single batch verdict. The verdict function is the engine's, its verdicts
+`netsec.engine.Verdict`: ACCEPT is NF_ACCEPT, DROP and REJECT are NF_DROP (the reject's
+answers are the caller's to send), BYPASS is NF_ACCEPT with the bypass mark set, which the
+firewall saves on the connection so the rest of the flow skips the queue. This module only
 moves packets. While nothing reads the queue the kernel drops its packets (the firewall
 queues without --queue-bypass), so a dead engine fails closed.
 """
 from __future__ import annotations
 
-import enum
 import errno
 import select
 import socket
@@ -17,18 +19,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from domains.syssec import nfqueue as nfq
+from netsec.engine import Verdict
 
 SOL_NETLINK = 270
 NETLINK_NO_ENOBUFS = 5
 SO_RCVBUFFORCE = 33   # Linux; the socket module does not name it
-
-
-class Verdict(enum.Enum):
-    ACCEPT = "accept"
-    DROP = "drop"
-    # Accept and mark the packet; the firewall saves the mark on the connection so the
-    # rest of the flow bypasses the queue.
-    BYPASS = "bypass"
 
 
 Decide = Callable[[bytes], Verdict]
@@ -144,7 +139,7 @@ class InlineQueue:
                 out.append(nfq.verdict_message(self.queue, p.packet_id, nfq.NF_ACCEPT,
                                                mark=p.mark | self.bypass_mark))
                 stats.bypassed += 1
-            else:
+            else:   # DROP, REJECT
                 out.append(nfq.verdict_message(self.queue, p.packet_id, nfq.NF_DROP))
                 stats.dropped += 1
         if last_accept >= 0:

@@ -35,19 +35,20 @@ import signal
 import socket
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import yaml
 
 from domains.logsetup import setup_logging
-from domains.syssec.inline import InlineQueue, Verdict
+from domains.syssec.inline import InlineQueue
 from netsec import eve, reject
 from netsec.cli import SET_HELP, UsageError, ignored_note, parse_sets, parse_settings
 from netsec.decode import Decoder, DecoderConfig
-from netsec.engine import Engine, EngineConfig, settle_heap
-from netsec.engine import Verdict as EngineVerdict
+from netsec.engine import Engine, EngineConfig, Verdict, settle_heap
 from netsec.flow import FlowConfig, FlowTable
 from netsec.rules import load_rules
 from netsec.rules.errors import RuleError
@@ -64,23 +65,20 @@ class ConfigError(ValueError):
     """A bad -c file, --clean entry or --set: the message names what and where."""
 
 
-class _Tracked:
-    """The flow table, remembering the flow of the last packet (for the bypass decision)."""
+# The inline decisions' own counters (`Ipsd.stats` keys), which a Decision asks to bump.
+Count = Literal["rejected_flows", "undecodable", "bypassed_depth", "bypassed_clean"]
 
-    def __init__(self, table: FlowTable) -> None:
-        self.table = table
-        self.last: Any = None
 
-    def process(self, pkt: Any) -> list[Any]:
-        inspections = self.table.process(pkt)
-        self.last = inspections[0].flow if inspections else None
-        return inspections
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What one queued packet comes to, as data for the shell to carry out (as mitmproxy's
+    layers yield commands): the verdict NFQUEUE applies (BYPASS: accept and mark the flow),
+    the packets to send (a reject's answers), the EVE records to write, the counters to bump."""
 
-    def drain_events(self) -> list[Any]:
-        return self.table.drain_events()
-
-    def flush(self) -> list[Any]:
-        return self.table.flush()
+    verdict: Verdict
+    send: tuple[bytes, ...] = ()
+    eve: tuple[eve.Event, ...] = ()
+    count: tuple[Count, ...] = ()
 
 
 class Bypass:
@@ -166,8 +164,9 @@ def category_of(event: dict[str, Any]) -> dict[str, str] | None:
 
 
 class Ipsd:
-    """The inline decisions (sans-IO): `decide(ip_packet) -> Verdict`. EVE goes to the
-    writer; packets a reject asks to send collect in `outbox` for the shell to send."""
+    """The inline decisions (sans-IO): `decide(ip_packet, time) -> Decision`, which reads no
+    clock, writes and sends nothing; `Inline` carries it out. Around it what the decisions
+    are made with: the rules (reloaded), the clean list, the domains map, the counters."""
 
     def __init__(self, rule_paths: list[Path], logdir: Path, domains_file: Path | None,
                  flow_config: FlowConfig, clean: Iterable[str] | Bypass = (),
@@ -177,29 +176,25 @@ class Ipsd:
         self.disabled_file = disabled_file
         self.variables = variables
         self.bypass = clean if isinstance(clean, Bypass) else Bypass(clean)
-        self.bypass_after_depth = bypass_after_depth
         self.domains_file = domains_file
         self.domains: dict[str, str] = {}
         self._domains_stamp: tuple[int, int] | None = None
-        self.flows = _Tracked(FlowTable(flow_config))
+        self.flows = FlowTable(flow_config)
         self.decoder = Decoder(DecoderConfig(checksums=False))
         rules = self.load_rules()
         if rules is None:
             raise ConfigError("no rule loaded: every rule given was refused (see above)")
-        self.engine = Engine(rules, self.flows, EngineConfig(simulate_ips=True, **(engine or {})))
+        self.engine = Engine(rules, self.flows, EngineConfig(
+            simulate_ips=True, stream_bypass=bypass_after_depth, **(engine or {})))
         settle_heap()
         self.rules_loaded = len(rules)
         self.load_domains()
         logdir.mkdir(parents=True, exist_ok=True)
         self.out = open(logdir / "eve.json", "a", buffering=1)  # noqa: SIM115 - process-long
         self.writer = eve.EveWriter(self.out)
-        self.outbox: list[bytes] = []
         self.started = time.time()
-        self.count = 0
-        self.bypassed = 0
-        self.bypassed_clean = 0
-        self.rejected = 0
-        self.undecodable = 0
+        self.count = 0      # packets decided; each one's pcap_cnt
+        self.counts: Counter[Count] = Counter()
         self.reloads = 0
         self.reload_failures = 0
         self.reload_requested = False
@@ -284,47 +279,40 @@ class Ipsd:
         self.reloads += 1
         return True
 
-    def decide(self, payload: bytes) -> Verdict:
+    def decide(self, payload: bytes, now: float) -> Decision:
+        """The decision on one IP packet that arrived at `now` (seconds since the epoch)."""
         self.count += 1
-        pkt = self.decoder.decode(LINKTYPE_RAW, time.time(), self.count, payload)
-        if pkt is not None and pkt.no_l4 and pkt.src:
+        pkt = self.decoder.decode(LINKTYPE_RAW, now, self.count, payload)
+        if pkt is None or not pkt.src:
+            # not an IP packet we can read: it does not pass
+            return Decision(Verdict.DROP, count=("undecodable",))
+        if pkt.no_l4:
             # An IP packet without a usable L4 header (a lone fragment given back for its
             # anomaly, a broken TCP header): its anomaly is logged, then it is dropped, as
             # every fragment of an incomplete datagram is; it has no flow to judge it by.
-            self.engine.process(pkt)
-            for event in self.engine.take_events():
-                self.write(event)
-            pkt = None
-        if pkt is None or not pkt.src:
-            self.undecodable += 1
-            return Verdict.DROP      # not an IP packet we can read: it does not pass
-        verdict = self.engine.process(pkt)
-        for event in self.engine.take_events():
-            self.write(event)
-        if verdict is EngineVerdict.REJECT and self.flows.last is not None and \
-                self.flows.last.detect_state.get("rejected") is None:
-            # Answer once per flow: later packets of a rejected flow are only dropped.
-            self.flows.last.detect_state["rejected"] = True
-            self.outbox.extend(reject.answers(pkt, payload))
-            self.rejected += 1
-        if verdict in (EngineVerdict.DROP, EngineVerdict.REJECT):
-            return Verdict.DROP
-        flow = self.flows.last
-        if flow is None or flow.detect_state.get("dropped"):
-            return Verdict.ACCEPT
-        if self.bypass and self.bypass.matches(flow):
-            self.bypassed_clean += 1
-            return Verdict.BYPASS
-        if self.bypass_after_depth and _past_depth(flow):
-            self.bypassed += 1
-            return Verdict.BYPASS
-        return Verdict.ACCEPT
+            self.engine.judge(pkt)
+            return Decision(Verdict.DROP, eve=self._events(), count=("undecodable",))
+        judged = self.engine.judge(pkt)
+        verdict, events = judged.verdict, self._events()
+        if verdict is Verdict.REJECT:
+            # The engine rejects a flow's matching packet only; the rest is dropped, so the
+            # ends are answered once.
+            return Decision(verdict, tuple(reject.answers(pkt, payload)), events,
+                            ("rejected_flows",))
+        if verdict is Verdict.DROP:
+            return Decision(verdict, eve=events)
+        if judged.flow is not None and self.bypass and self.bypass.matches(judged.flow):
+            return Decision(Verdict.BYPASS, eve=events, count=("bypassed_clean",))
+        if verdict is Verdict.BYPASS:   # past the depth (the engine's stream_bypass)
+            return Decision(verdict, eve=events, count=("bypassed_depth",))
+        return Decision(verdict, eve=events)
 
-    def take_outbox(self) -> list[bytes]:
-        out, self.outbox = self.outbox, []
-        return out
+    def _events(self) -> tuple[eve.Event, ...]:
+        return tuple(self.annotate(e) for e in self.engine.take_events())
 
-    def write(self, event: dict[str, Any]) -> None:
+    def annotate(self, event: eve.Event) -> eve.Event:
+        """The event with its `hyperwall` block: the guest it concerns, for the controller's
+        category rules the category."""
         hw: dict[str, str] = {}
         for end in ("src_ip", "dest_ip"):
             guest = self.domains.get(str(event.get(end)))
@@ -337,6 +325,9 @@ class Ipsd:
             hw.update(category_of(event) or {})
         if hw:
             event["hyperwall"] = hw
+        return event
+
+    def write(self, event: eve.Event) -> None:
         self.writer.write(event)
 
     def stats(self) -> dict[str, Any]:
@@ -344,27 +335,43 @@ class Ipsd:
         c = self.engine.counters
         return {"pid": os.getpid(), "uptime": round(time.time() - self.started, 3),
                 "rules_loaded": self.rules_loaded, "reloads": self.reloads,
-                "reload_failures": self.reload_failures, "flows_active": len(self.flows.table),
+                "reload_failures": self.reload_failures, "flows_active": len(self.flows),
                 "packets": c.pkts, "bytes": c.bytes, "alerts": c.alerts, "drops": c.drops,
-                "rejected_flows": self.rejected, "undecodable": self.undecodable,
-                "bypassed_depth": self.bypassed, "bypassed_clean": self.bypassed_clean}
+                **{name: self.counts[name] for name in get_args(Count)}}
 
     def stats_event(self, inline: dict[str, int] | None = None) -> dict[str, Any]:
         """Suricata's `stats` record, with its `ips` block (accepted/blocked/...)."""
-        event = self.engine.stats_event({"active": len(self.flows.table)})
+        event = self.engine.stats_event({"active": len(self.flows)})
+        c = self.counts
         event["stats"]["ips"] = {"accepted": (inline or {}).get("accepted", 0),
                                  "blocked": self.engine.counters.drops,
-                                 "rejected": self.rejected,
-                                 "bypassed": self.bypassed + self.bypassed_clean}
+                                 "rejected": c["rejected_flows"],
+                                 "bypassed": c["bypassed_depth"] + c["bypassed_clean"]}
         return event
 
 
-def _past_depth(flow: Any) -> bool:
-    # As Suricata's stream.bypass: once one direction is past the depth the engine sees
-    # nothing more of it, and a bulk transfer (a download, an upload) is one-way, so
-    # waiting for both directions would never hand it to the kernel. The price, as in
-    # Suricata: the other direction is not inspected after that either.
-    return any(s is not None and s.past_depth for s in flow.streams)
+class Inline:
+    """The shell around `Ipsd.decide`, called by the NFQUEUE loop (InlineQueue) per packet:
+    gives the packet the time, carries out its Decision (EVE written, counters bumped, a
+    reject's answers queued for `take_outbox`, sent once the batch is answered) and hands
+    back the verdict for NFQUEUE."""
+
+    def __init__(self, ipsd: Ipsd, clock: Callable[[], float] = time.time) -> None:
+        self.ipsd = ipsd
+        self.clock = clock
+        self.outbox: list[bytes] = []
+
+    def __call__(self, payload: bytes) -> Verdict:
+        decision = self.ipsd.decide(payload, self.clock())
+        for event in decision.eve:
+            self.ipsd.write(event)
+        self.ipsd.counts.update(decision.count)
+        self.outbox.extend(decision.send)
+        return decision.verdict
+
+    def take_outbox(self) -> list[bytes]:
+        out, self.outbox = self.outbox, []
+        return out
 
 
 class StatsSocket:
@@ -484,7 +491,8 @@ def main(argv: list[str] | None = None) -> None:
         ipsd = build(args)
     except ConfigError as e:
         sys.exit(f"hyperwall-ipsd: {e}")
-    queue = InlineQueue(args.queue, ipsd.decide)
+    inline = Inline(ipsd)
+    queue = InlineQueue(args.queue, inline)
     try:
         queue.open()
     except OSError as e:
@@ -518,8 +526,8 @@ def main(argv: list[str] | None = None) -> None:
                 ready = []
             if queue.sock in ready:
                 queue.service()
-                if ipsd.outbox:
-                    sender.send(ipsd.take_outbox())
+                if inline.outbox:
+                    sender.send(inline.take_outbox())
             if stats_socket is not None and stats_socket in ready:
                 stats_socket.answer()
             if ipsd.reload_requested:

@@ -44,6 +44,15 @@ def test_reject_and_alert_fields_from_the_rule() -> None:
                      "severity": 1, "metadata": {"created_at": ["2020_01_01"]}}
 
 
+def test_a_reject_is_the_matching_packets_verdict_and_the_flows_rest_is_dropped() -> None:
+    """As Suricata's flow drop: the ends are answered once, for the packet that matched."""
+    eng = Engine([FakeRule(9, b"x", action="reject")], FakeFlows(),
+                 EngineConfig(simulate_ips=True))
+    judged = [eng.judge(packet(i, data)) for i, data in enumerate([b"ok", b"x", b"y"], 1)]
+    assert [j.verdict for j in judged] == [Verdict.ACCEPT, Verdict.REJECT, Verdict.DROP]
+    assert judged[0].flow is not None and judged[1].flow is judged[2].flow is judged[0].flow
+
+
 def test_stats_counts_decoder_and_alerts() -> None:
     eng = Engine([FakeRule(1, b"x")], FakeFlows())
     eng.process(packet(1, b"x"))

@@ -24,6 +24,18 @@ def test_alert_record_field_names_and_order() -> None:
                                  "category", "severity", "metadata"]
 
 
+def test_an_alert_no_packet_raised_has_the_alert_head_and_says_what_it_concerns() -> None:
+    """sys-sec's controller logs its DNS blocks this way; evelog and the report read them."""
+    ev = eve.alert_at(1704164645.5, src_ip="10.137.0.3", dest_ip="10.137.255.254",
+                      proto="UDP", action="blocked", signature="hyperwall adult: x.example",
+                      category="adult", severity=3, hyperwall={"guest": "family"})
+    assert json.dumps(ev, separators=(",", ":")) == (
+        '{"timestamp":"2024-01-02T03:04:05.500000+0000","event_type":"alert",'
+        '"src_ip":"10.137.0.3","dest_ip":"10.137.255.254","proto":"UDP",'
+        '"alert":{"action":"blocked","signature_id":0,"signature":"hyperwall adult: x.example",'
+        '"category":"adult","severity":3},"hyperwall":{"guest":"family"}}')
+
+
 def test_icmp_has_no_ports_and_drop_has_tcp_flags() -> None:
     p = packet(1, proto=1)
     p.icmp_type, p.icmp_code = 8, 0

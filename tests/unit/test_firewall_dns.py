@@ -10,8 +10,8 @@ import pytest
 from scapy.layers.dns import DNS, DNSQR
 from scapy.layers.inet import IP, TCP, UDP
 
-from domains.syssec.inline import Verdict
 from domains.syssec.ipsd import Ipsd
+from netsec.engine import Verdict
 from netsec.flow import FlowConfig
 from netsec.policy import dns_rules
 
@@ -50,7 +50,7 @@ TCP_QUERY = struct.pack("!H", len(QUERY)) + QUERY
 def test_a_filtered_guests_dns_elsewhere_is_dropped(tmp_path: Path, shape: str,
                                                     packets: list[bytes]) -> None:
     ipsd = engine(tmp_path)
-    verdicts = [ipsd.decide(p) for p in packets]
+    verdicts = [ipsd.decide(p, 1.0 + i).verdict for i, p in enumerate(packets)]
     assert verdicts[-1] is Verdict.DROP, shape
     assert Verdict.DROP not in verdicts[:-1], "only the query is dropped, not what came first"
 
@@ -64,7 +64,7 @@ def test_a_filtered_guests_dns_elsewhere_is_dropped(tmp_path: Path, shape: str,
 def test_the_same_bytes_pass_where_the_rule_does_not_apply(tmp_path: Path, shape: str,
                                                           packets: list[bytes]) -> None:
     ipsd = engine(tmp_path)
-    assert Verdict.DROP not in [ipsd.decide(p) for p in packets], shape
+    assert Verdict.DROP not in [ipsd.decide(p, 1.0).verdict for p in packets], shape
 
 
 def test_no_filtered_guest_no_rules() -> None:

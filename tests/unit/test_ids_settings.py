@@ -57,7 +57,7 @@ def test_ipsd_applies_and_names_the_ignored_once(tmp_path: Path,
                                  "--set", "flow-timeouts.tcp.new=5"]))
     assert ipsd.engine.config.exception_policy == "pass-flow"
     assert ipsd.engine.config.simulate_ips
-    assert ipsd.flows.table.config.timeouts["tcp"]["new"] == 5
+    assert ipsd.flows.config.timeouts["tcp"]["new"] == 5
     assert [r.getMessage() for r in caplog.records] == [
         "--set: ignored, not applied by this engine: mpm-algo"]
     with pytest.raises(ConfigError, match="--set exception-policy=sometimes: want one of"):

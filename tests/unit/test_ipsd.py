@@ -1,5 +1,6 @@
-"""The inline engine's decisions, packet by packet (the NFQUEUE shell is tested in
-namespaces by test_stories and test_inline_queue)."""
+"""The inline engine's decisions, packet by packet: packets and times in, Decisions (verdict,
+packets to send, EVE records, counters) out, no queue and no clock (the NFQUEUE shell is
+tested in namespaces by test_stories, test_inline_queue and test_ipsd_inline)."""
 from __future__ import annotations
 
 import json
@@ -8,8 +9,9 @@ from pathlib import Path
 import pytest
 from scapy.layers.inet import IP, TCP, UDP
 
-from domains.syssec.inline import Verdict
-from domains.syssec.ipsd import Bypass, Config, ConfigError, Ipsd
+from domains.syssec.ipsd import Bypass, Config, ConfigError, Decision, Inline, Ipsd
+from netsec import eve
+from netsec.engine import Verdict
 from netsec.flow import FlowConfig
 from tests.conftest import refused_naming_the_file
 
@@ -35,73 +37,91 @@ def flow(payloads: list[tuple[bool, bytes]], sport: int = 40000) -> list[bytes]:
     return [bytes(p) for p in pkts]
 
 
-def ipsd(tmp_path: Path, depth: int = 1 << 20, clean: tuple[str, ...] = ()) -> Ipsd:
+def ipsd(tmp_path: Path, depth: int = 1 << 20, clean: tuple[str, ...] = (),
+         bypass_after_depth: bool = True) -> Ipsd:
     (tmp_path / "rules").mkdir(exist_ok=True)
     (tmp_path / "rules" / "a.rules").write_text(RULE)
     (tmp_path / "domains.json").write_text(json.dumps({GUEST: "family"}))
     return Ipsd([tmp_path / "rules"], tmp_path / "log", tmp_path / "domains.json",
-                FlowConfig(inline=True, reassembly_depth=depth), clean)
+                FlowConfig(inline=True, reassembly_depth=depth), clean,
+                bypass_after_depth=bypass_after_depth)
+
+
+T0 = 1_700_000_000.0   # the time the decisions are given; no clock is read
+
+
+def decide(engine: Ipsd, packets: list[bytes], t0: float = T0) -> list[Decision]:
+    """Each packet's decision, the i-th arriving at t0 + i seconds."""
+    return [engine.decide(p, t0 + i) for i, p in enumerate(packets)]
+
+
+def verdicts(decisions: list[Decision]) -> list[Verdict]:
+    return [d.verdict for d in decisions]
+
+
+def records(decisions: list[Decision], event_type: str) -> list[dict]:
+    return [e for d in decisions for e in d.eve if e["event_type"] == event_type]
 
 
 def test_a_drop_rule_drops_the_packet_and_the_rest_of_its_flow_and_names_the_guest(
         tmp_path: Path) -> None:
-    engine = ipsd(tmp_path)
-    verdicts = [engine.decide(p) for p in flow([(True, b"GET /"), (False, b"EVIL"),
-                                                (False, b"more")])]
-    assert verdicts == [Verdict.ACCEPT] * 4 + [Verdict.DROP, Verdict.DROP]
-    engine.out.flush()
-    alerts = [json.loads(line) for line in (tmp_path / "log" / "eve.json").read_text()
-              .splitlines() if '"alert"' in line]
-    assert alerts[0]["alert"]["action"] == "blocked"
-    assert alerts[0]["hyperwall"] == {"domain": "family", "guest": "family", "guest_ip": GUEST}
+    got = decide(ipsd(tmp_path), flow([(True, b"GET /"), (False, b"EVIL"), (False, b"more")]))
+    assert verdicts(got) == [Verdict.ACCEPT] * 4 + [Verdict.DROP, Verdict.DROP]
+    assert [d.eve for d in got[:4]] == [()] * 4     # the control: clean packets, no record
+    [alert] = records(got, "alert")
+    assert alert["alert"]["action"] == "blocked" and alert["pcap_cnt"] == 5
+    assert alert["timestamp"] == eve.timestamp(T0 + 4)   # the time given, not the clock's
+    assert alert["hyperwall"] == {"domain": "family", "guest": "family", "guest_ip": GUEST}
+    assert [e["pcap_cnt"] for e in records(got, "drop")] == [5, 6]
+    assert all(d.send == () and d.count == () for d in got)
 
 
 def test_a_download_past_the_depth_is_bypassed(tmp_path: Path) -> None:
-    engine = ipsd(tmp_path, depth=100)
-    verdicts = [engine.decide(p) for p in flow([(True, b"GET /"), (False, b"b" * 60),
-                                                (False, b"c" * 60), (False, b"d" * 10)])]
-    assert verdicts[:5] == [Verdict.ACCEPT] * 5
-    assert verdicts[5:] == [Verdict.BYPASS] * 2
+    got = decide(ipsd(tmp_path, depth=100), flow([(True, b"GET /"), (False, b"b" * 60),
+                                                 (False, b"c" * 60), (False, b"d" * 10)]))
+    assert verdicts(got) == [Verdict.ACCEPT] * 5 + [Verdict.BYPASS] * 2
+    assert [d.count for d in got] == [()] * 5 + [("bypassed_depth",)] * 2
 
 
 def test_a_destination_judged_clean_is_bypassed_at_once(tmp_path: Path) -> None:
     engine = ipsd(tmp_path, clean=("203.0.113.0/24",))
-    assert engine.decide(flow([])[0]) is Verdict.BYPASS
+    assert engine.decide(flow([])[0], T0) == Decision(Verdict.BYPASS,
+                                                      count=("bypassed_clean",))
 
 
 def test_what_does_not_decode_does_not_pass(tmp_path: Path) -> None:
-    assert ipsd(tmp_path).decide(b"\x45\x00garbage") is Verdict.DROP
+    assert ipsd(tmp_path).decide(b"\x45\x00garbage", T0) == Decision(
+        Verdict.DROP, count=("undecodable",))
 
 
 def test_a_lone_fragment_is_logged_and_never_passes(tmp_path: Path) -> None:
     engine = ipsd(tmp_path, clean=("203.0.113.0/24",))
-    assert engine.decide(flow([])[0]) is Verdict.BYPASS   # the last flow seen is a clean one
+    # the last flow seen is a clean one
+    assert engine.decide(flow([])[0], T0).verdict is Verdict.BYPASS
     udp = bytes(UDP(sport=4444, dport=53, len=8 + 32, chksum=0)) + b"A" * 32
     frag = lambda off, data, more: bytes(IP(  # noqa: E731
         src=GUEST, dst="198.51.100.7", id=5, proto=17, frag=off // 8,
         flags="MF" if more else 0) / data)
-    assert engine.decide(frag(0, udp[:24], True)) is Verdict.DROP
     # the overlapping fragment: its anomaly is logged, and no other flow's verdict applies
-    assert engine.decide(frag(8, b"X" * 16, True)) is Verdict.DROP
-    assert engine.decide(frag(24, udp[24:], False)) is Verdict.ACCEPT   # the whole datagram
-    engine.out.flush()
-    anomalies = [json.loads(line) for line in (tmp_path / "log" / "eve.json").read_text()
-                 .splitlines() if '"anomaly"' in line]
-    assert [a["anomaly"]["event"] for a in anomalies] == ["decoder.ipv4.frag_overlap"]
+    got = decide(engine, [frag(0, udp[:24], True), frag(8, b"X" * 16, True),
+                          frag(24, udp[24:], False)], T0 + 1)
+    assert verdicts(got) == [Verdict.DROP, Verdict.DROP, Verdict.ACCEPT]  # the whole datagram
+    assert [a["anomaly"]["event"] for a in records(got, "anomaly")] == [
+        "decoder.ipv4.frag_overlap"]
+    assert got[1].count == ("undecodable",)
 
 
 def test_reload_brings_new_rules_and_keeps_flows(tmp_path: Path) -> None:
     engine = ipsd(tmp_path)
     first = flow([(True, b"GET /"), (False, b"fine"), (False, b"NEWBAD")], sport=40001)
-    assert [engine.decide(p) for p in first[:4]] == [Verdict.ACCEPT] * 4
+    assert verdicts(decide(engine, first[:4])) == [Verdict.ACCEPT] * 4
     (tmp_path / "rules" / "b.rules").write_text(RULE.replace("EVIL", "NEWBAD").replace(
         "sid:1", "sid:2"))
     (tmp_path / "rules" / "bad.rules").write_text("this is not a rule\n")
     engine.reload()
     # The flow from before the reload is still tracked (established), so the new rule,
     # which needs an established flow, applies to its next packet.
-    assert engine.decide(first[4]) is Verdict.ACCEPT
-    assert engine.decide(first[5]) is Verdict.DROP
+    assert verdicts(decide(engine, first[4:], T0 + 4)) == [Verdict.ACCEPT, Verdict.DROP]
 
 
 def test_rules_the_provider_disabled_are_not_loaded(tmp_path: Path) -> None:
@@ -115,17 +135,15 @@ def test_rules_the_provider_disabled_are_not_loaded(tmp_path: Path) -> None:
 
 
 def test_without_bypass_after_depth_the_engine_keeps_every_packet(tmp_path: Path) -> None:
-    engine = ipsd(tmp_path, depth=100)
-    engine.bypass_after_depth = False
-    verdicts = [engine.decide(p) for p in flow([(True, b"a" * 150), (False, b"b" * 150),
-                                                (False, b"c" * 10)])]
-    assert Verdict.BYPASS not in verdicts
+    packets = flow([(True, b"a" * 150), (False, b"b" * 150), (False, b"c" * 10)])
+    assert Verdict.BYPASS not in verdicts(decide(ipsd(tmp_path, 100, bypass_after_depth=False),
+                                                 packets))
+    assert Verdict.BYPASS in verdicts(decide(ipsd(tmp_path, 100), packets))
 
 
 def test_a_clean_server_port_is_bypassed_and_other_ports_are_not(tmp_path: Path) -> None:
-    engine = ipsd(tmp_path, clean=("80",))
-    assert engine.decide(flow([])[0]) is Verdict.BYPASS
-    assert ipsd(tmp_path, clean=("443",)).decide(flow([])[0]) is Verdict.ACCEPT
+    assert ipsd(tmp_path, clean=("80",)).decide(flow([])[0], T0).verdict is Verdict.BYPASS
+    assert ipsd(tmp_path, clean=("443",)).decide(flow([])[0], T0).verdict is Verdict.ACCEPT
 
 
 @pytest.mark.parametrize("entry, says", [("example.org", "'example.org' is not an address"),
@@ -168,17 +186,39 @@ def test_rules_that_all_fail_are_fatal_at_start_but_not_at_reload(tmp_path: Path
     assert Ipsd([tmp_path / "empty"], tmp_path / "log", None, FlowConfig()).rules_loaded == 0
 
 
-def test_a_reject_rule_drops_and_queues_resets_once_per_flow(tmp_path: Path) -> None:
+def test_a_reject_rule_sends_resets_once_per_flow_and_drops_the_rest(tmp_path: Path) -> None:
     engine = ipsd(tmp_path)
     (tmp_path / "rules" / "a.rules").write_text(RULE.replace("drop", "reject"))
     engine.reload()
-    packets = flow([(True, b"GET /"), (False, b"EVIL"), (False, b"more")])
-    verdicts = [engine.decide(p) for p in packets]
-    assert verdicts[-2:] == [Verdict.DROP, Verdict.DROP]
-    resets = [IP(p) for p in engine.take_outbox()]
+    got = decide(engine, flow([(True, b"GET /"), (False, b"EVIL"), (False, b"more")]))
+    assert verdicts(got) == [Verdict.ACCEPT] * 4 + [Verdict.REJECT, Verdict.DROP]
+    resets = [IP(p) for p in got[4].send]
     assert [(r.src, r.dst, r[TCP].flags.R) for r in resets] == [(GUEST, SERVER, True),
                                                                (SERVER, GUEST, True)]
-    assert engine.stats()["rejected_flows"] == 1 and engine.take_outbox() == []
+    assert got[4].count == ("rejected_flows",)
+    assert (got[5].send, got[5].count) == ((), ())
+
+
+def test_the_shell_carries_out_the_decisions(tmp_path: Path) -> None:
+    """Inline, the NFQUEUE loop's callback: EVE written, counters bumped, the reject's
+    answers queued to send, the verdict handed back."""
+    engine = ipsd(tmp_path)
+    (tmp_path / "rules" / "a.rules").write_text(RULE.replace("drop", "reject"))
+    engine.reload()
+    shell = Inline(engine, clock=lambda: T0)
+    got = [shell(p) for p in flow([(True, b"GET /"), (False, b"EVIL"), (False, b"more")])]
+    assert got == [Verdict.ACCEPT] * 4 + [Verdict.REJECT, Verdict.DROP]
+    assert [IP(p)[TCP].flags.R for p in shell.take_outbox()] == [True, True]
+    assert shell.take_outbox() == []
+    assert shell(b"\x45junk") is Verdict.DROP
+    engine.out.flush()
+    written = [json.loads(line) for line in (tmp_path / "log" / "eve.json").read_text()
+               .splitlines()]
+    assert [(e["event_type"], e["timestamp"]) for e in written] == [
+        ("alert", eve.timestamp(T0)), ("drop", eve.timestamp(T0)), ("drop", eve.timestamp(T0))]
+    assert written[0]["hyperwall"]["guest"] == "family"
+    stats = engine.stats()
+    assert (stats["rejected_flows"], stats["undecodable"], stats["packets"]) == (1, 1, 6)
 
 
 def test_the_domains_map_is_reread_when_the_controller_replaces_it(tmp_path: Path) -> None:
@@ -197,9 +237,10 @@ def test_the_domains_map_is_reread_when_the_controller_replaces_it(tmp_path: Pat
 
 def test_stats_count_the_inline_decisions(tmp_path: Path) -> None:
     engine = ipsd(tmp_path, depth=100)
+    shell = Inline(engine, clock=lambda: T0)
     for p in flow([(True, b"a" * 150), (False, b"b" * 150), (False, b"c" * 10)]):
-        engine.decide(p)
-    engine.decide(b"\x45junk")
+        shell(p)
+    shell(b"\x45junk")
     stats = engine.stats()
     assert (stats["packets"], stats["bypassed_depth"], stats["undecodable"]) == (6, 3, 1)
     event = engine.stats_event({"accepted": 5})
