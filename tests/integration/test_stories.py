@@ -268,7 +268,7 @@ async def test_nothing_passes_while_the_engine_is_down_and_it_comes_back(
         assert code == 0, err
         return out.strip()
     ipsd = await sh("cat /var/lib/hyperwall/run/ipsd.pid")
-    controller = await sh("pgrep -f 'netsec[.]syssec'")
+    controller = await sh("pgrep -f 'domains[.]syssec[.]controller'")
     # Hold the supervisor so the engine stays down while we look.
     await sh(f"kill -STOP {controller}; kill -KILL {ipsd}")
     try:
