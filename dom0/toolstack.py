@@ -12,6 +12,7 @@ there) is rolled back; backend resources no xenstore entry accounts for are dest
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import logging
 import time
@@ -200,14 +201,14 @@ class Toolstack:
     async def unpause(self, name: str) -> None:
         await self._set_paused(name, False)
 
-    async def exec(self, name: str, argv: list[str], *, timeout: float = 60.0,
+    async def exec(self, name: str, argv: builtins.list[str], *, timeout: float = 60.0,
                    stdin: bytes | None = None) -> ExecResult:
         dom = self._running(name)
         if dom.state is not DomainState.RUNNING:
             raise InvalidState(f"{name} is {dom.state.value}; unpause it first")
         return await self._backend(dom.spec).exec(dom.handle, argv, timeout=timeout, stdin=stdin)
 
-    async def up(self) -> list[DomainInfo]:
+    async def up(self) -> builtins.list[DomainInfo]:
         """The whole platform from the config dir: sys-sec first, then every guest, the
         guests side by side (a VM's boot is mostly waiting on its kernel and agent). Every
         guest's start runs to its end; the first failure is raised after that, so no start
@@ -554,7 +555,7 @@ class Toolstack:
             raise InvalidState(f"{name} is {state}")
         return dom
 
-    def _guests(self) -> list[str]:
+    def _guests(self) -> builtins.list[str]:
         return sorted(n for n, d in self.domains.items() if not d.spec.is_sys_sec)
 
     def _backend(self, spec: DomainSpec) -> Backend:

@@ -121,8 +121,8 @@ class Agent:
             await self.store.write("data/hyperwall/agent", f"stopped ({reason})")
             return reason
         finally:
-            for task in (*tasks, asked, stopped):
-                task.cancel()
+            for future in (*tasks, asked, stopped):
+                future.cancel()
 
     def stop(self, reason: str) -> None:
         """Stop as a shutdown request would (init's SIGTERM: a VM's kernel took the request
@@ -149,8 +149,9 @@ class Agent:
 
     async def _watch_frontends(self) -> None:
         async for _ in self.store.watch("device/vif"):
-            present = {f"device/vif/{devid}": (int(devid),)
-                       for devid in await self.store.ls("device/vif") if devid.isdigit()}
+            present: dict[str, tuple[int, ...]] = {
+                f"device/vif/{devid}": (int(devid),)
+                for devid in await self.store.ls("device/vif") if devid.isdigit()}
             await self._reconcile(self.frontends, present, self._frontend,
                                   lambda devid: self.net.frontend_down(devid))
 
