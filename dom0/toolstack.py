@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Protocol
 
 from dom0 import layout
-from dom0.backends.base import Backend, DomainHandle, ExecResult, RunState
+from dom0.backends.base import Backend, DomainHandle, DomidInUse, ExecResult, RunState
 from dom0.config import DomainSpec
 from dom0.model import (
     DomainEvent,
@@ -44,6 +44,8 @@ CONNECT_TIMEOUT = 20.0
 # only once its agent (started after netback is loaded) has reported.
 DRIVER_DOMAIN_TIMEOUT = 60.0
 SUPERVISE_INTERVAL = 1.0
+# domids tried, one after the other, where the host holds some already (another platform's).
+DOMID_TRIES = 64
 
 
 class Store(Protocol):
@@ -372,21 +374,31 @@ class Toolstack:
             raise InvalidState(f"{name} already exists (domain {self.domains[name].domid})")
         if self._backend(spec).hypervisor_owned:
             return await self._create_by_hypervisor(spec)
-        domid = await self._allocate_domid()
-        dom = Domain(spec, domid, str(uuidlib.uuid4()), self._handle(domid, spec),
-                     DomainState.CREATED)
-        self.domains[name] = dom
-        try:
-            await self.store.write_nodes([*layout.domain_nodes(domid, dom.uuid, spec),
-                                          self._marker(domid)])
-            await self.store.introduce(domid)
-            await self._backend(spec).create(dom.handle)
-            await self.store.rm(self._marker(domid).path)
-        except BaseException:
-            await self._teardown(dom, emit=False)
-            raise
-        self._emit(EventKind.CREATED, dom)
-        return dom
+        for attempt in range(DOMID_TRIES):
+            domid = await self._allocate_domid()
+            dom = Domain(spec, domid, str(uuidlib.uuid4()), self._handle(domid, spec),
+                         DomainState.CREATED)
+            self.domains[name] = dom
+            try:
+                await self.store.write_nodes([*layout.domain_nodes(domid, dom.uuid, spec),
+                                              self._marker(domid)])
+                await self.store.introduce(domid)
+                await self._backend(spec).create(dom.handle)
+                await self.store.rm(self._marker(domid).path)
+            except DomidInUse as e:
+                # Another platform on this host holds it: the allocator has moved on.
+                await self._teardown(dom, emit=False)
+                if attempt == DOMID_TRIES - 1:
+                    raise ToolstackError(f"{name}: {DOMID_TRIES} domids in a row are in use "
+                                         f"on this host; the last: {e}") from None
+                log.warning("%s; %s takes the next domid", e, name)
+                continue
+            except BaseException:
+                await self._teardown(dom, emit=False)
+                raise
+            self._emit(EventKind.CREATED, dom)
+            return dom
+        raise AssertionError("unreachable")
 
     async def _create_by_hypervisor(self, spec: DomainSpec) -> Domain:
         """On Xen: `xl create` picks the domid, writes the layout and introduces the domain;

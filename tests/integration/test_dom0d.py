@@ -17,6 +17,7 @@ import pytest
 
 from dom0.backends._ns_rootfs import parse_status
 from dom0.embedded import Platform
+from dom0.layout import vif_addressing
 from dom0.xenstore.client import Perm, XenStore
 from tests.leftovers import leftovers, mounts_under
 
@@ -236,3 +237,46 @@ async def test_a_guest_writing_garbage_and_flooding_xenstore_disturbs_nobody(
     code, _, err = await platform.cli("down")
     assert code == 0, err
     assert_gone(platform, list(range(FIRST_DOMID, FIRST_DOMID + 4)))
+
+
+PAIR = {"sys-sec.toml": 'name = "sys-sec"\nkind = "sys-sec"\nbackend = "ns"\n'
+        'policy = "uplink"\n',
+        "g.toml": 'name = "g"\nkind = "disposable"\nbackend = "ns"\npolicy = "internet"\n'}
+
+
+async def reaches_its_gateway(p: Platform, name: str, domid: int) -> bool:
+    code, _ = await in_domain(p, name, "ping", "-c1", "-W2", vif_addressing(domid, 0).gateway)
+    return code == 0
+
+
+async def test_two_platforms_given_the_same_domids_run_side_by_side() -> None:
+    # Two dom0s on one host (two test runs, a demo beside a test): a domain's netns and
+    # cgroup are named by its domid host-wide, so the second must take other domids and
+    # leave the first's alone (it used to destroy them, rolling back its "exists" failure).
+    first_domid = FIRST_DOMID + 10
+    one, two = Platform(PAIR, first_domid=first_domid), Platform(PAIR, first_domid=first_domid)
+    try:
+        one.start()
+        code, _, err = await one.cli("up")
+        assert code == 0, err + one.log_text()
+        ones = {n: d["domid"] for n, d in (await listing(one)).items()}
+        assert sorted(ones.values()) == [first_domid, first_domid + 1]
+        two.start()
+        code, _, err = await two.cli("up")
+        assert code == 0, err + two.log_text()
+        twos = {n: d["domid"] for n, d in (await listing(two)).items()}
+        assert not set(twos.values()) & set(ones.values()), (ones, twos)
+        assert "in use" in two.log_text() or "not this backend's" in two.log_text()
+        for p, ids in ((one, ones), (two, twos)):
+            assert {d["state"] for d in (await listing(p)).values()} == {"running"}
+            assert await reaches_its_gateway(p, "g", ids["g"]), (ids, p.log_text())
+        await two.close()
+        # The first one's domains are untouched by the second's whole life.
+        assert await reaches_its_gateway(one, "g", ones["g"])
+        assert not [t for d in twos.values() for t in leftovers(d)]
+        code, _, err = await one.cli("down")
+        assert code == 0, err
+        assert_gone(one, list(ones.values()))
+    finally:
+        await two.close()
+        await one.close()
