@@ -44,6 +44,11 @@ CONNECT_TIMEOUT = 20.0
 # only once its agent (started after netback is loaded) has reported.
 DRIVER_DOMAIN_TIMEOUT = 60.0
 SUPERVISE_INTERVAL = 1.0
+# sys-sec's keys that say its services serve, and what each must hold (see _wait_services).
+SERVICES_READY: list[tuple[str, Callable[[bytes | None], bool]]] = [
+    ("lists", lambda v: v is not None),
+    ("ips", lambda v: v is not None and (v == b"running" or v.startswith(b"off"))),
+]
 # domids tried, one after the other, where the host holds some already (another platform's).
 DOMID_TRIES = 64
 
@@ -161,6 +166,8 @@ class Toolstack:
                                                         self.connect_timeout))
                     if self.uplink is not None:
                         await self.uplink.plug(dom.handle)
+                    await self._wait_services(dom, max(DRIVER_DOMAIN_TIMEOUT,
+                                                       self.connect_timeout))
                 await self.store.rm(self._marker(dom.domid).path)
             except BaseException:
                 await self._teardown(dom)
@@ -465,6 +472,21 @@ class Toolstack:
         if await self.store.wait_value(path, lambda v: bool(v), timeout) is None:
             raise ToolstackError(f"{dom.spec.name}: its agent did not report in {timeout:.0f}s "
                                  f"({path} is missing); see its console log")
+
+    async def _wait_services(self, dom: Domain, timeout: float) -> None:
+        """sys-sec counts as started once its security services serve. netsec.syssec writes
+        `lists` last in its start, after its resolver, SecurityService and provider channel
+        listen, and `ips` once the engine reads its queue. Before that a guest's traffic has
+        no resolver and waits on a queue nobody reads, and `hyperwall alerts` finds no
+        SecurityService: a start that returned earlier was a race with them."""
+        base = f"{layout.dom_path(dom.domid)}/data/hyperwall"
+        for key, ready in SERVICES_READY:
+            path = f"{base}/{key}"
+            value = await self.store.wait_value(path, ready, timeout)
+            if not ready(value):
+                raise ToolstackError(f"{dom.spec.name}: its security services did not say "
+                                     f"they serve in {timeout:.0f}s ({path} is {value!r}); "
+                                     "see its console log")
 
     async def _wait_stopped(self, dom: Domain, timeout: float) -> bool:
         deadline = time.monotonic() + timeout

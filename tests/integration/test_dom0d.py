@@ -72,6 +72,12 @@ async def test_the_standard_platform_runs_isolated_domains_and_leaves_nothing(
         ("sys-sec", "family", "untrusted", "work"), "running")
     ids = {n: d["domid"] for n, d in doms.items()}
     assert sorted(ids.values()) == list(range(FIRST_DOMID, FIRST_DOMID + 4))
+    # sys-sec's services serve once `up` returns, at once (it used to return before them).
+    with platform.xenstore() as xs:
+        assert xs.read(f"/local/domain/{ids['sys-sec']}/data/hyperwall/ips") == b"running"
+    assert (platform.sys_sec_dir / "security.sock").is_socket()
+    code, out, err = await platform.cli("alerts")
+    assert (code, out.strip()) == (0, "no alerts"), err
     # The person's view, as `xl list` shows it.
     code, table, _ = await platform.cli("list")
     assert table.splitlines()[0].split() == ["Name", "ID", "Mem", "VCPUs", "State", "Time(s)",
