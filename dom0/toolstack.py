@@ -44,6 +44,9 @@ CONNECT_TIMEOUT = 20.0
 # only once its agent (started after netback is loaded) has reported.
 DRIVER_DOMAIN_TIMEOUT = 60.0
 SUPERVISE_INTERVAL = 1.0
+# How long each end of a vif being removed gets to walk Closing to Closed (libxl gives a
+# backend 10 s) before its directories are removed anyway.
+CLOSE_TIMEOUT = 5.0
 # sys-sec's keys that say its services serve, and what each must hold (see _wait_services).
 SERVICES_READY: list[tuple[str, Callable[[bytes | None], bool]]] = [
     ("lists", lambda v: v is not None),
@@ -59,6 +62,7 @@ class Store(Protocol):
     async def read(self, path: str) -> bytes | None: ...
     async def ls(self, path: str) -> list[str]: ...
     async def write_nodes(self, nodes: list[layout.Node]) -> None: ...
+    async def write_if_exists(self, parent: str, path: str, value: str) -> bool: ...
     async def rm(self, path: str) -> None: ...
     async def introduce(self, domid: int) -> None: ...
     async def release(self, domid: int) -> None: ...
@@ -506,6 +510,8 @@ class Toolstack:
         steps: list[tuple[str, Callable[[], Awaitable[None]]]] = []
         leftovers: list[tuple[str, Callable[[], Awaitable[None]]]] = []
         if sys_sec is not None and sys_sec is not dom:
+            if not backend.hypervisor_owned:
+                steps.append(("vif close", lambda: self._close_vif(dom, sys_sec, 0)))
             steps.append(("vif", lambda: backend.remove_vif(dom.handle, sys_sec.handle, 0)))
             # On Xen libxl takes the devices away with the domain (sys-sec's agent removes
             # its backend directory, as a driver domain does): only what is left is ours.
@@ -528,6 +534,31 @@ class Toolstack:
             del self.domains[dom.spec.name]
         if emit:
             self._emit(EventKind.DESTROYED, dom)
+
+    async def _close_vif(self, dom: Domain, sys_sec: Domain, devid: int) -> None:
+        """Remove a vif as libxl does: `online` 0 asks the backend to close; it goes
+        Closing, the frontend follows to Closing, the backend to Closed, the frontend to
+        Closed; then the directories go, the frontend's first. A frontend that cannot
+        answer (its domain stopped, or it does not within CLOSE_TIMEOUT) loses its
+        directory anyway, which closes the backend as a vanished frontend does."""
+        fe = layout.vif_frontend_path(dom.domid, devid)
+        be = layout.vif_backend_path(sys_sec.domid, dom.domid, devid)
+        closed = str(int(XenbusState.CLOSED)).encode()
+
+        def done(value: bytes | None) -> bool:
+            return value in (closed, None)
+        if await self.store.write_if_exists(be, f"{be}/online", "0") and \
+                await self._backend(dom.spec).state(dom.handle) is RunState.RUNNING:
+            for path in (f"{be}/state", f"{fe}/state"):
+                if not done(await self.store.wait_value(path, done, CLOSE_TIMEOUT)):
+                    log.warning("%s: vif %d: %s did not reach Closed in %.0fs; removing it",
+                                dom.spec.name, devid, path, CLOSE_TIMEOUT)
+                    break
+        await self.store.rm(fe)
+        if not done(await self.store.wait_value(f"{be}/state", done, CLOSE_TIMEOUT)):
+            log.warning("%s: vif %d: sys-sec's end did not reach Closed in %.0fs; removing it",
+                        dom.spec.name, devid, CLOSE_TIMEOUT)
+        await self.store.rm(be)
 
     async def _remove_entries(self, domid: int, uuid: str | None) -> None:
         for path in (layout.dom_path(domid), layout.libxl_path(domid),

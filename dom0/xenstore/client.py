@@ -374,6 +374,21 @@ class AsyncXenStore:
     async def write(self, path: str, value: bytes | str) -> None:
         await self._run(self.xs.write, path, value)
 
+    async def write_if_exists(self, parent: str, path: str, value: bytes | str) -> bool:
+        """Write `path` only while `parent` exists, in one transaction; False if it is gone.
+
+        A plain WRITE creates missing parents: a state written just after the toolstack
+        removed a device's directory would bring a stray piece of it back. In a transaction
+        that has read the parent, a removal that came in between is a conflict, and the
+        retry finds the parent gone."""
+        def body(tx: XenStore) -> bool:
+            if not tx.exists(parent):
+                return False
+            tx.write(path, value)
+            return True
+        async with self._tx_lock:
+            return await self._run(self.xs.transaction, body)
+
     async def ls(self, path: str) -> list[str]:
         def ls_or_empty() -> list[str]:
             try:

@@ -19,6 +19,7 @@ from dom0.backends._ns_rootfs import parse_status
 from dom0.embedded import Platform
 from dom0.layout import vif_addressing
 from dom0.xenstore.client import Perm, XenStore
+from dom0.xenstore.journal import changes
 from tests.leftovers import leftovers, mounts_under
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
@@ -286,3 +287,64 @@ async def test_two_platforms_given_the_same_domids_run_side_by_side() -> None:
     finally:
         await two.close()
         await one.close()
+
+
+def journal(p: Platform) -> bytes:
+    return (p.state_dir / "xenstore" / "journal").read_bytes()
+
+
+def vif_changes(since: bytes, now: bytes, fe: str, be: str) -> list[tuple[str, str]]:
+    """The vif's state and `online` changes and its directories' removals, in the order the
+    daemon made them, each as (which end, what); a removal of a parent counts."""
+    assert now.startswith(since)
+    seen = []
+    for path, value in changes(now[len(since):]):
+        for end, base in (("fe", fe), ("be", be)):
+            if value is None and (base == path or base.startswith(path + "/")):
+                seen.append((end, "removed"))
+            elif path.startswith(base + "/"):
+                key = path[len(base) + 1:]
+                if key in ("state", "online") or seen.count((end, "removed")):
+                    seen.append((end, f"{key}={value.decode()}"))
+    return seen
+
+
+async def test_a_vif_is_torn_down_through_closing_and_closed_then_removed(
+        platform: Platform) -> None:
+    """Xen's order: the backend asked to go (`online` 0) goes Closing, the frontend follows,
+    then Closed on both sides, then the directories go (and nothing writes into them
+    again); a guest that shuts down itself starts the same walk from its side."""
+    for name in ("family", "untrusted"):
+        code, _, err = await platform.cli("start", name)
+        assert code == 0, err
+    ids = {n: d["domid"] for n, d in (await listing(platform)).items()}
+    sec = ids["sys-sec"]
+
+    def ends(name: str) -> tuple[str, str]:
+        return (f"/local/domain/{ids[name]}/device/vif/0",
+                f"/local/domain/{sec}/backend/vif/{ids[name]}/0")
+
+    before = journal(platform)
+    code, _, err = await platform.cli("destroy", "family")
+    assert code == 0, err
+    assert vif_changes(before, journal(platform), *ends("family"))[:7] == [
+        ("be", "online=0"), ("be", "state=5"), ("fe", "state=5"), ("be", "state=6"),
+        ("fe", "state=6"), ("fe", "removed"), ("be", "removed")]
+
+    before = journal(platform)
+    code, _, err = await platform.cli("shutdown", "untrusted")
+    assert code == 0, err
+    assert vif_changes(before, journal(platform), *ends("untrusted"))[:7] == [
+        ("fe", "state=5"), ("be", "state=5"), ("fe", "state=6"), ("be", "state=6"),
+        ("be", "online=0"), ("fe", "removed"), ("be", "removed")]
+
+    code, _, err = await platform.cli("down")
+    assert code == 0, err
+    with platform.xenstore() as xs:
+        assert not xs.exists(f"/local/domain/{sec}/backend")
+    # Whatever came after a removal would be a stray piece of a device brought back.
+    for name in ("family", "untrusted"):
+        seen = vif_changes(b"", journal(platform), *ends(name))
+        for end in ("fe", "be"):
+            after = seen[seen.index((end, "removed")) + 1:]
+            assert not [c for c in after if c[0] == end and c[1] != "removed"], seen
