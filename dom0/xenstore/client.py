@@ -59,6 +59,9 @@ log = logging.getLogger("hyperwall.xenstore.client")
 
 NUL = b"\0"
 XENBUS_PATHS = ("/dev/xen/xenbus", "/proc/xen/xenbus")
+# write_if_exists transactions one connection keeps open at once: with write_nodes' one,
+# well under xenstored's (and Xen's) quota of 10 per connection.
+WRITES_IF_EXIST_AT_ONCE = 4
 
 # pyxs.Packet refuses an op that is not `in` its module-level table, looked up at call
 # time. The table is a set of numbers, not the enum: in Python 3.11, `int in IntEnum` raises.
@@ -335,6 +338,7 @@ class AsyncXenStore:
         # once would otherwise mostly conflict with itself (each create adds a child to
         # /local/domain) and run out of retries.
         self._tx_lock = asyncio.Lock()
+        self._tx_slots = asyncio.Semaphore(WRITES_IF_EXIST_AT_ONCE)
 
     @classmethod
     async def connect(cls, where: tuple[str, str] | None = None) -> AsyncXenStore:
@@ -352,6 +356,25 @@ class AsyncXenStore:
 
     async def write(self, path: str, value: bytes | str) -> None:
         await self._run(self.xs.write, path, value)
+
+    async def write_if_exists(self, parent: str, path: str, value: bytes | str) -> bool:
+        """Write `path` only while `parent` exists, in one transaction; False if it is gone.
+
+        A plain WRITE creates missing parents: a state written just after the toolstack
+        removed a device's directory would bring a stray piece of it back. In a transaction
+        that has read the parent, a removal that came in between is a conflict, and the
+        retry finds the parent gone. Not behind `_tx_lock`: it reads and writes inside one
+        device's directory, so it conflicts only with a change there (the removal it guards
+        against); sys-sec closing many devices at once need not queue them one behind the
+        other, nor dom0 a device's `online` behind other domains' creations. A few at once,
+        though: xenstored refuses a connection's eleventh open transaction."""
+        def body(tx: XenStore) -> bool:
+            if not tx.exists(parent):
+                return False
+            tx.write(path, value)
+            return True
+        async with self._tx_slots:
+            return await self._run(self.xs.transaction, body)
 
     async def ls(self, path: str) -> list[str]:
         def ls_or_empty() -> list[str]:
