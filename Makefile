@@ -40,7 +40,7 @@ $(PIP_STAMP): pyproject.toml
 	@$(PY) -m netsec.app.htp   # the libhtp binding, built into the checkout
 	@touch $@
 
-# QEMU too: the real-Xen smoke subset (tests/integration/test_xen_smoke.py, ~40 s) runs here.
+# QEMU too: the real-Xen smoke subset (tests/integration/test_xen_smoke.py, 70-130 s under TCG) runs here.
 # make check first: a lint or type error fails CI before a test starts.
 test: install check $(XEN_APT_STAMP)
 	$(VENV)/bin/pytest tests --ignore=tests/xen
