@@ -480,9 +480,10 @@ class Toolstack:
     async def _wait_services(self, dom: Domain, timeout: float) -> None:
         """sys-sec counts as started once its security services serve. The controller
         (domains.syssec.controller) writes `lists` last in its start, after its resolver,
-        SecurityService and provider channel listen, and `ips` once the engine reads its queue. Before that a guest's traffic has
-        no resolver and waits on a queue nobody reads, and `hyperwall alerts` finds no
-        SecurityService: a start that returned earlier was a race with them."""
+        SecurityService and provider channel listen, and `ips` once the engine reads its
+        queue. Before that a guest's traffic has no resolver and waits on a queue nobody
+        reads, and `hyperwall alerts` finds no SecurityService: a start that returned
+        earlier was a race with them."""
         base = f"{layout.dom_path(dom.domid)}/data/hyperwall"
         for key, ready in SERVICES_READY:
             path = f"{base}/{key}"
