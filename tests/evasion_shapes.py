@@ -490,6 +490,8 @@ RAW_SHAPES: dict[str, Callable[[int], list[tuple[int, int, str]]]] = {
     "overlap, out-of-order first": lambda n: [(16, n, "good"), (0, n, "bad")],
     # BAD in order, then a retransmission of its range carrying GOOD: Linux keeps the first
     "overlap, retransmission differs": lambda n: [(0, n, "bad"), (0, n, "good")],
+    # two pieces ahead of a hole at one start, the second longer: Linux keeps its tail
+    "longer at a buffered start": lambda n: [(16, 24, "bad"), (16, n, "bad"), (0, 16, "bad")],
 }
 
 

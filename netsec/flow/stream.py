@@ -9,7 +9,7 @@ Segments beyond the next expected byte are buffered (up to `max_ooo_bytes` and
 
 Overlap policy, Suricata's default "bsd"-like: data already reassembled is never replaced,
 and among buffered out-of-order segments the one starting lowest wins (same start: the first
-received). So a retransmission carrying different bytes cannot rewrite what was inspected;
+received, a longer later one adding only its tail). So a retransmission carrying different bytes cannot rewrite what was inspected;
 where the overlapping bytes differ from those kept (compared within the last
 `context_len` reassembled bytes, and among buffered segments)
 "stream.reassembly_overlap_different_data" is raised, as Suricata does.
@@ -64,6 +64,15 @@ class Stream:
             if old is not None:
                 if events is not None and not (old.startswith(data) or data.startswith(old)):
                     events.append(OVERLAP)
+                # The first received keeps its bytes, but a longer one's tail is new data:
+                # the guest's stack keeps it, so dropping it would leave a hole the sender
+                # never fills and the rest of the stream uninspected.
+                tail = data[len(old):]
+                if tail and self.ooo_bytes + len(tail) <= self.max_ooo:
+                    self.ooo[rel] = old + tail
+                    self.ooo_bytes += len(tail)
+                elif tail and events is not None:
+                    events.append(OOO_LIMIT)
             elif self.ooo_bytes + len(data) <= self.max_ooo and len(self.ooo) < MAX_OOO_SEGMENTS:
                 self.ooo[rel] = data
                 self.ooo_bytes += len(data)

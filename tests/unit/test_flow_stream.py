@@ -38,6 +38,20 @@ def test_out_of_order_overlap_lowest_start_wins() -> None:
     assert s.add(1000, b"abc") == b"abc3333111"
 
 
+def test_a_longer_segment_at_a_buffered_start_adds_its_tail() -> None:
+    # [(16,24), (16,40), (0,16)]: the receiver's stack keeps 24-40 from the second one and
+    # acknowledges up to 40, so the sender never resends it; losing it here would leave
+    # the engine waiting at 24 while the guest reads on.
+    s = _stream(base=0)
+    events: list[str] = []
+    assert s.add(16, b"A" * 8, events) == b""
+    assert s.add(16, b"B" * 24, events) == b""
+    assert s.add(0, b"h" * 16, events) == b"h" * 16 + b"A" * 8 + b"B" * 16
+    assert s.next == 40 and s.ooo_bytes == 0
+    assert events == ["stream.reassembly_overlap_different_data"]
+    assert s.add(40, b"next") == b"next"
+
+
 def test_sequence_wraparound() -> None:
     s = _stream(base=0xFFFFFFFE)
     assert s.add(0xFFFFFFFE, b"ab") == b"ab"
