@@ -9,9 +9,9 @@ Segments beyond the next expected byte are buffered (up to `max_ooo_bytes` and
 
 Overlap policy, Suricata's default "bsd"-like: data already reassembled is never replaced,
 and among buffered out-of-order segments the one starting lowest wins (same start: the first
-received, a longer later one adding only its tail). So a retransmission carrying different bytes cannot rewrite what was inspected;
-where the overlapping bytes differ from those kept (compared within the last
-`context_len` reassembled bytes, and among buffered segments)
+received, a longer later one adding only its tail). So a retransmission carrying different
+bytes cannot rewrite what was inspected; where the overlapping bytes differ from those kept
+(compared within the last `context_len` reassembled bytes, and among buffered segments)
 "stream.reassembly_overlap_different_data" is raised, as Suricata does.
 
 Data past `depth` bytes (0 = unlimited) is dropped, `past_depth` set and
