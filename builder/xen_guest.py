@@ -44,7 +44,8 @@ SYS_SEC_ENTRY = (*GUEST_ENTRY, "domains.syssec.controller", "domains.syssec.ipsd
 GUEST_TOOLS = ("/usr/sbin/ip",)
 SYS_SEC_TOOLS = (*GUEST_TOOLS, "/usr/sbin/xtables-nft-multi", "/usr/bin/wireguard-go",
                  "/usr/bin/wg")
-IPTABLES = ("iptables", "iptables-restore", "iptables-save", "ip6tables", "ip6tables-restore")
+IPTABLES = ("iptables", "iptables-restore", "iptables-save", "ip6tables", "ip6tables-restore",
+            "ip6tables-save")
 GUEST_MODULES = ("xen-netfront",)
 # Loaded at boot; the netfilter modules iptables needs are loaded on demand (the kernel asks
 # /sbin/modprobe), so all of them are in the image. crc32c_generic is a soft dependency of

@@ -12,6 +12,7 @@ there) is rolled back; backend resources no xenstore entry accounts for are dest
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import logging
 import time
@@ -22,7 +23,7 @@ from pathlib import Path
 from typing import Protocol
 
 from dom0 import layout
-from dom0.backends.base import Backend, DomainHandle, ExecResult, RunState
+from dom0.backends.base import Backend, DomainHandle, DomidInUse, ExecResult, RunState
 from dom0.config import DomainSpec
 from dom0.model import (
     DomainEvent,
@@ -43,6 +44,16 @@ CONNECT_TIMEOUT = 20.0
 # only once its agent (started after netback is loaded) has reported.
 DRIVER_DOMAIN_TIMEOUT = 60.0
 SUPERVISE_INTERVAL = 1.0
+# How long each end of a vif being removed gets to walk Closing to Closed (libxl gives a
+# backend 10 s) before its directories are removed anyway.
+CLOSE_TIMEOUT = 5.0
+# sys-sec's keys that say its services serve, and what each must hold (see _wait_services).
+SERVICES_READY: list[tuple[str, Callable[[bytes | None], bool]]] = [
+    ("lists", lambda v: v is not None),
+    ("ips", lambda v: v is not None and (v == b"running" or v.startswith(b"off"))),
+]
+# domids tried, one after the other, where the host holds some already (another platform's).
+DOMID_TRIES = 64
 
 
 class Store(Protocol):
@@ -51,6 +62,7 @@ class Store(Protocol):
     async def read(self, path: str) -> bytes | None: ...
     async def ls(self, path: str) -> list[str]: ...
     async def write_nodes(self, nodes: list[layout.Node]) -> None: ...
+    async def write_if_exists(self, parent: str, path: str, value: str) -> bool: ...
     async def rm(self, path: str) -> None: ...
     async def introduce(self, domid: int) -> None: ...
     async def release(self, domid: int) -> None: ...
@@ -158,6 +170,8 @@ class Toolstack:
                                                         self.connect_timeout))
                     if self.uplink is not None:
                         await self.uplink.plug(dom.handle)
+                    await self._wait_services(dom, max(DRIVER_DOMAIN_TIMEOUT,
+                                                       self.connect_timeout))
                 await self.store.rm(self._marker(dom.domid).path)
             except BaseException:
                 await self._teardown(dom)
@@ -200,14 +214,14 @@ class Toolstack:
     async def unpause(self, name: str) -> None:
         await self._set_paused(name, False)
 
-    async def exec(self, name: str, argv: list[str], *, timeout: float = 60.0,
+    async def exec(self, name: str, argv: builtins.list[str], *, timeout: float = 60.0,
                    stdin: bytes | None = None) -> ExecResult:
         dom = self._running(name)
         if dom.state is not DomainState.RUNNING:
             raise InvalidState(f"{name} is {dom.state.value}; unpause it first")
         return await self._backend(dom.spec).exec(dom.handle, argv, timeout=timeout, stdin=stdin)
 
-    async def up(self) -> list[DomainInfo]:
+    async def up(self) -> builtins.list[DomainInfo]:
         """The whole platform from the config dir: sys-sec first, then every guest, the
         guests side by side (a VM's boot is mostly waiting on its kernel and agent). Every
         guest's start runs to its end; the first failure is raised after that, so no start
@@ -371,21 +385,31 @@ class Toolstack:
             raise InvalidState(f"{name} already exists (domain {self.domains[name].domid})")
         if self._backend(spec).hypervisor_owned:
             return await self._create_by_hypervisor(spec)
-        domid = await self._allocate_domid()
-        dom = Domain(spec, domid, str(uuidlib.uuid4()), self._handle(domid, spec),
-                     DomainState.CREATED)
-        self.domains[name] = dom
-        try:
-            await self.store.write_nodes([*layout.domain_nodes(domid, dom.uuid, spec),
-                                          self._marker(domid)])
-            await self.store.introduce(domid)
-            await self._backend(spec).create(dom.handle)
-            await self.store.rm(self._marker(domid).path)
-        except BaseException:
-            await self._teardown(dom, emit=False)
-            raise
-        self._emit(EventKind.CREATED, dom)
-        return dom
+        for attempt in range(DOMID_TRIES):
+            domid = await self._allocate_domid()
+            dom = Domain(spec, domid, str(uuidlib.uuid4()), self._handle(domid, spec),
+                         DomainState.CREATED)
+            self.domains[name] = dom
+            try:
+                await self.store.write_nodes([*layout.domain_nodes(domid, dom.uuid, spec),
+                                              self._marker(domid)])
+                await self.store.introduce(domid)
+                await self._backend(spec).create(dom.handle)
+                await self.store.rm(self._marker(domid).path)
+            except DomidInUse as e:
+                # Another platform on this host holds it: the allocator has moved on.
+                await self._teardown(dom, emit=False)
+                if attempt == DOMID_TRIES - 1:
+                    raise ToolstackError(f"{name}: {DOMID_TRIES} domids in a row are in use "
+                                         f"on this host; the last: {e}") from None
+                log.warning("%s; %s takes the next domid", e, name)
+                continue
+            except BaseException:
+                await self._teardown(dom, emit=False)
+                raise
+            self._emit(EventKind.CREATED, dom)
+            return dom
+        raise AssertionError("unreachable")
 
     async def _create_by_hypervisor(self, spec: DomainSpec) -> Domain:
         """On Xen: `xl create` picks the domid, writes the layout and introduces the domain;
@@ -453,6 +477,22 @@ class Toolstack:
             raise ToolstackError(f"{dom.spec.name}: its agent did not report in {timeout:.0f}s "
                                  f"({path} is missing); see its console log")
 
+    async def _wait_services(self, dom: Domain, timeout: float) -> None:
+        """sys-sec counts as started once its security services serve.
+        domains.syssec.controller writes `lists` last in its start, after its resolver,
+        SecurityService and provider channel listen, and `ips` once the engine reads its
+        queue. Before that a guest's traffic has no resolver and waits on a queue nobody
+        reads, and `hyperwall alerts` finds no SecurityService: a start that returned
+        earlier was a race with them."""
+        base = f"{layout.dom_path(dom.domid)}/data/hyperwall"
+        for key, ready in SERVICES_READY:
+            path = f"{base}/{key}"
+            value = await self.store.wait_value(path, ready, timeout)
+            if not ready(value):
+                raise ToolstackError(f"{dom.spec.name}: its security services did not say "
+                                     f"they serve in {timeout:.0f}s ({path} is {value!r}); "
+                                     "see its console log")
+
     async def _wait_stopped(self, dom: Domain, timeout: float) -> bool:
         deadline = time.monotonic() + timeout
         backend = self._backend(dom.spec)
@@ -471,6 +511,8 @@ class Toolstack:
         steps: list[tuple[str, Callable[[], Awaitable[None]]]] = []
         leftovers: list[tuple[str, Callable[[], Awaitable[None]]]] = []
         if sys_sec is not None and sys_sec is not dom:
+            if not backend.hypervisor_owned:
+                steps.append(("vif close", lambda: self._close_vif(dom, sys_sec, 0)))
             steps.append(("vif", lambda: backend.remove_vif(dom.handle, sys_sec.handle, 0)))
             # On Xen libxl takes the devices away with the domain (sys-sec's agent removes
             # its backend directory, as a driver domain does): only what is left is ours.
@@ -493,6 +535,31 @@ class Toolstack:
             del self.domains[dom.spec.name]
         if emit:
             self._emit(EventKind.DESTROYED, dom)
+
+    async def _close_vif(self, dom: Domain, sys_sec: Domain, devid: int) -> None:
+        """Remove a vif as libxl does: `online` 0 asks the backend to close; it goes
+        Closing, the frontend follows to Closing, the backend to Closed, the frontend to
+        Closed; then the directories go, the frontend's first. A frontend that cannot
+        answer (its domain stopped, or it does not within CLOSE_TIMEOUT) loses its
+        directory anyway, which closes the backend as a vanished frontend does."""
+        fe = layout.vif_frontend_path(dom.domid, devid)
+        be = layout.vif_backend_path(sys_sec.domid, dom.domid, devid)
+        closed = str(int(XenbusState.CLOSED)).encode()
+
+        def done(value: bytes | None) -> bool:
+            return value in (closed, None)
+        if await self.store.write_if_exists(be, f"{be}/online", "0") and \
+                await self._backend(dom.spec).state(dom.handle) is RunState.RUNNING:
+            for path in (f"{be}/state", f"{fe}/state"):
+                if not done(await self.store.wait_value(path, done, CLOSE_TIMEOUT)):
+                    log.warning("%s: vif %d: %s did not reach Closed in %.0fs; removing it",
+                                dom.spec.name, devid, path, CLOSE_TIMEOUT)
+                    break
+        await self.store.rm(fe)
+        if not done(await self.store.wait_value(f"{be}/state", done, CLOSE_TIMEOUT)):
+            log.warning("%s: vif %d: sys-sec's end did not reach Closed in %.0fs; removing it",
+                        dom.spec.name, devid, CLOSE_TIMEOUT)
+        await self.store.rm(be)
 
     async def _remove_entries(self, domid: int, uuid: str | None) -> None:
         for path in (layout.dom_path(domid), layout.libxl_path(domid),
@@ -554,7 +621,7 @@ class Toolstack:
             raise InvalidState(f"{name} is {state}")
         return dom
 
-    def _guests(self) -> list[str]:
+    def _guests(self) -> builtins.list[str]:
         return sorted(n for n, d in self.domains.items() if not d.spec.is_sys_sec)
 
     def _backend(self, spec: DomainSpec) -> Backend:

@@ -51,11 +51,13 @@ HEARTBEAT = 10.0
 NETDEV_WAIT = 10.0   # seconds a Xen driver's interface may take to appear
 KEYS_WAIT = 60.0     # seconds dom0's keys of a device may follow libxl's
 READ_TRIES = 3
+CLOSE_WAIT = 5.0     # seconds a side that closes waits for the other to follow to Closing
 
 
 class AgentStore(Protocol):
     async def read(self, path: str) -> bytes | None: ...
     async def write(self, path: str, value: str) -> None: ...
+    async def write_if_exists(self, parent: str, path: str, value: str) -> bool: ...
     async def ls(self, path: str) -> list[str]: ...
     async def rm(self, path: str) -> None: ...
     def watch(self, path: str) -> AsyncGenerator[str, None]: ...
@@ -129,8 +131,8 @@ class Agent:
             await self.store.write("data/hyperwall/agent", f"stopped ({reason})")
             return reason
         finally:
-            for task in (*tasks, asked, stopped):
-                task.cancel()
+            for future in (*tasks, asked, stopped):
+                future.cancel()
 
     def stop(self, reason: str) -> None:
         """Stop as a shutdown request would (init's SIGTERM: a VM's kernel took the request
@@ -157,8 +159,9 @@ class Agent:
 
     async def _watch_frontends(self) -> None:
         async for _ in self.store.watch("device/vif"):
-            present = {f"device/vif/{devid}": (int(devid),)
-                       for devid in await self.store.ls("device/vif") if devid.isdigit()}
+            present: dict[str, tuple[int, ...]] = {
+                f"device/vif/{devid}": (int(devid),)
+                for devid in await self.store.ls("device/vif") if devid.isdigit()}
             await self._reconcile(self.frontends, present, self._frontend,
                                   lambda devid: self.net.frontend_down(devid))
 
@@ -292,8 +295,10 @@ class Agent:
             await self._hotplug(own, act)
             return
         for feature in ("feature-rx-copy", "feature-sg"):
-            await self.store.write(f"{own}/{feature}", "1")
-        await self._drive(Role.BACKEND, f"{own}/state", f"{fe}/state", act)
+            await self.store.write_if_exists(own, f"{own}/{feature}", "1")
+        # dom0 takes a device away as libxl does: `online` 0, then both ends close.
+        await self._drive(Role.BACKEND, f"{own}/state", f"{fe}/state", act,
+                          close_request=f"{own}/online")
 
     async def _hotplug(self, own: str, act) -> None:  # type: ignore[no-untyped-def]
         """What a driver domain's hotplug does for a netback device (see the docstring)."""
@@ -314,11 +319,11 @@ class Agent:
                         and not removing and not plugged:
                     await act(Action.CONNECT)
                     plugged = True
-                    await self.store.write(f"{own}/hotplug-status", "connected")
+                    await self.store.write_if_exists(own, f"{own}/hotplug-status", "connected")
             except (HandshakeError, CommandError) as e:   # `ip` failed, as a script may
                 log.error("%s: %s", own, e)
-                await self.store.write(f"{own}/hotplug-error", str(e))
-                await self.store.write(f"{own}/hotplug-status", "error")
+                await self.store.write_if_exists(own, f"{own}/hotplug-error", str(e))
+                await self.store.write_if_exists(own, f"{own}/hotplug-status", "error")
                 return
             if removing and state is XenbusState.CLOSED:
                 if plugged:
@@ -328,20 +333,51 @@ class Agent:
 
     # -- the handshake loop shared by both sides --------------------------------------------
 
-    async def _drive(self, role: Role, own_state: str, peer_state: str, act) -> None:  # type: ignore[no-untyped-def]
+    async def _drive(self, role: Role, own_state: str, peer_state: str, act,  # type: ignore[no-untyped-def]
+                     close_request: str | None = None) -> None:
+        """One side's handshake, following the peer's state; `close_request` set to 0 (the
+        backend's `online`) closes this side first: Closing, then Closed once the peer
+        follows, the teardown order of xenbus.h."""
         hs = Handshake(role)
         self.handshakes[own_state] = (hs, peer_state)
         await self._apply(own_state, hs.start(), act)
-        async for _ in self.store.watch(peer_state):
+        watched = [peer_state, *([close_request] if close_request else [])]
+        async with contextlib.aclosing(self._events(watched)) as events:
+            async for _ in events:
+                try:
+                    if close_request and await self.store.read(close_request) == b"0":
+                        await self._apply(own_state, hs.close(), act)
+                    peer = parse_state(await self._peer_value(peer_state))
+                    await self._apply(own_state, hs.peer_changed(peer), act)
+                except HandshakeError as e:
+                    log.warning("%s: %s", peer_state, e)
+                    continue
+                if hs.state is XenbusState.CLOSED and peer in (XenbusState.CLOSED,
+                                                              XenbusState.UNKNOWN):
+                    return
+
+    async def _events(self, paths: list[str]) -> AsyncGenerator[str, None]:
+        """The events of a watch on each of `paths`, as one stream."""
+        queue: asyncio.Queue[str | BaseException] = asyncio.Queue()
+
+        async def pump(path: str) -> None:
             try:
-                peer = parse_state(await self._peer_value(peer_state))
-                await self._apply(own_state, hs.peer_changed(peer), act)
-            except HandshakeError as e:
-                log.warning("%s: %s", peer_state, e)
-                continue
-            if hs.state is XenbusState.CLOSED and peer in (XenbusState.CLOSED,
-                                                          XenbusState.UNKNOWN):
-                return
+                async with contextlib.aclosing(self.store.watch(path)) as events:
+                    async for event in events:
+                        queue.put_nowait(event)
+            except Exception as e:   # the watch ended: so does the stream
+                queue.put_nowait(e)
+        pumps = [asyncio.ensure_future(pump(path)) for path in paths]
+        try:
+            while True:
+                item = await queue.get()
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            for task in pumps:
+                task.cancel()
+            await asyncio.gather(*pumps, return_exceptions=True)
 
     async def _peer_value(self, peer_state: str) -> bytes | None:
         """The peer's state, None once its directory is gone. A domain that was destroyed
@@ -359,14 +395,42 @@ class Agent:
         if step.action is not None:
             await act(step.action)
         if step.publish is not None:
-            await self.store.write(own_state, str(int(step.publish)))
+            await self._publish(own_state, step.publish)
+
+    async def _publish(self, own_state: str, state: XenbusState) -> None:
+        # Into the device's directory only while it exists: one the toolstack has removed
+        # stays removed.
+        await self.store.write_if_exists(own_state.rpartition("/")[0], own_state,
+                                         str(int(state)))
 
     async def _close_devices(self) -> None:
-        for own_state, (hs, _) in self.handshakes.items():
-            step = hs.close()
-            if step.publish is not None:
-                with contextlib.suppress(Exception):
-                    await self.store.write(own_state, str(int(XenbusState.CLOSED)))
+        """The domain is going: each open device goes Closing, then Closed once the other
+        end has followed (or after CLOSE_WAIT, or once it is gone), as xenbus.h orders."""
+        async def close(own_state: str, hs: Handshake, peer_state: str) -> None:
+            if hs.close().publish is None:
+                return   # closed already
+            with contextlib.suppress(Exception):
+                await self._publish(own_state, XenbusState.CLOSING)
+                await self._peer_reached(peer_state, {XenbusState.CLOSING, XenbusState.CLOSED,
+                                                      XenbusState.UNKNOWN}, CLOSE_WAIT)
+            with contextlib.suppress(Exception):
+                await self._publish(own_state, XenbusState.CLOSED)
+        await asyncio.gather(*(close(own, hs, peer)
+                               for own, (hs, peer) in self.handshakes.items()))
+
+    async def _peer_reached(self, peer_state: str, states: set[XenbusState],
+                            timeout: float) -> bool:
+        async def reached() -> bool:
+            async with contextlib.aclosing(self.store.watch(peer_state)) as events:
+                async for _ in events:
+                    with contextlib.suppress(HandshakeError):
+                        if parse_state(await self._peer_value(peer_state)) in states:
+                            return True
+            return False
+        try:
+            return await asyncio.wait_for(reached(), timeout)
+        except TimeoutError:
+            return False
 
 
 class IpNet:

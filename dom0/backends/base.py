@@ -19,6 +19,11 @@ class BackendError(RuntimeError):
     """A backend operation failed; the message says which domain, which step and why."""
 
 
+class DomidInUse(BackendError):
+    """The host already holds something under this domid that is not this backend's (another
+    platform's domain, where host-wide names carry the domid): the toolstack takes another."""
+
+
 class RunState(enum.Enum):
     ABSENT = "absent"        # nothing exists for this domid
     CREATED = "created"      # resources made, not yet started

@@ -34,7 +34,7 @@ from dom0.backends._ns_rootfs import (
     overlay_options,
     parse_status,
 )
-from dom0.backends.base import BackendError, DomainHandle, ExecResult, RunState
+from dom0.backends.base import BackendError, DomainHandle, DomidInUse, ExecResult, RunState
 from domains.init import LAUNCHED, NOT_LAUNCHED
 from domains.runner import CommandError, run
 
@@ -107,8 +107,9 @@ class NsBackend:
         except FileNotFoundError:
             return Status()
 
-    def _fail(self, dom: DomainHandle, step: str, why: object) -> BackendError:
-        return BackendError(f"ns: domain {dom.spec.name} ({dom.domid}): {step}: {why}")
+    def _fail(self, dom: DomainHandle, step: str, why: object,
+              kind: type[BackendError] = BackendError) -> BackendError:
+        return kind(f"ns: domain {dom.spec.name} ({dom.domid}): {step}: {why}")
 
     def _template(self, dom: DomainHandle) -> Path:
         path = self.templates_dir / dom.spec.template
@@ -131,14 +132,29 @@ class NsBackend:
     # -- lifecycle --------------------------------------------------------------------
 
     async def create(self, dom: DomainHandle) -> None:
-        if await self.state(dom) is not RunState.ABSENT:
+        if self._record(dom.domid).exists():
             raise self._fail(dom, "create", "already exists (destroy it first)")
         ns = netns_name(dom.domid)
+        if self._foreign(dom):
+            raise self._fail(dom, "create", f"netns {ns} or cgroup dom-{dom.domid} exists and "
+                             "is not this backend's", DomidInUse)
         try:
             # Recorded first: whatever exists of the domain from here on, destroy finds it.
             self._record(dom.domid).parent.mkdir(parents=True, exist_ok=True)
             self._record(dom.domid).write_text(f"{dom.spec.name} {dom.spec.kind}\n")
+        except OSError as e:
+            raise self._fail(dom, "create", e) from None
+        try:
+            # The claim: `ip netns add` fails if the name exists, so of two platforms making
+            # the same domid at once one gets it and the other backs off, its record undone
+            # (a destroy now would take the winner's namespace and cgroup).
             await run(["ip", "netns", "add", ns])
+        except CommandError as e:
+            self._record(dom.domid).unlink(missing_ok=True)
+            if (NETNS_DIR / ns).exists():
+                raise self._fail(dom, "create", e, DomidInUse) from None
+            raise self._fail(dom, "create", e) from None
+        try:
             await run(["ip", "-n", ns, "link", "set", "lo", "up"])
             self._cgroup(dom).create(Limits(dom.spec.memory_mb << 20, dom.spec.cpu_weight))
             self._template(dom)
@@ -269,7 +285,15 @@ class NsBackend:
             for layer in (d.upper, d.work):
                 shutil.rmtree(layer, ignore_errors=True)
 
+    def _foreign(self, dom: DomainHandle) -> bool:
+        """Whether the host holds this domid's netns or cgroup without this backend's record:
+        another platform's domain (those names are host-wide), never to be touched."""
+        return not self._record(dom.domid).exists() and (
+            (NETNS_DIR / netns_name(dom.domid)).exists() or self._cgroup(dom).exists())
+
     async def destroy(self, dom: DomainHandle) -> None:
+        if not self._record(dom.domid).exists():
+            return   # nothing of this backend's (destroyed already, or never made here)
         cg = self._cgroup(dom)
         ns = netns_name(dom.domid)
         d = self._dir(dom)
@@ -305,7 +329,8 @@ class NsBackend:
 
     async def state(self, dom: DomainHandle) -> RunState:
         cg = self._cgroup(dom)
-        if not (NETNS_DIR / netns_name(dom.domid)).exists() and not cg.exists():
+        if not self._record(dom.domid).exists() or (
+                not (NETNS_DIR / netns_name(dom.domid)).exists() and not cg.exists()):
             return RunState.ABSENT
         status = self._status(dom)
         if status.init_pid is None:

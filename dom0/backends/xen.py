@@ -17,6 +17,7 @@ there (`dom0.guest_exec`).
 from __future__ import annotations
 
 import asyncio
+import builtins
 import logging
 import re
 from dataclasses import dataclass
@@ -231,7 +232,7 @@ class XenBackend:
     async def console(self, dom: DomainHandle) -> Path:
         return Path("/var/log/xen/console") / f"guest-{dom.spec.name}.log"
 
-    async def exec(self, dom: DomainHandle, argv: list[str], timeout: float = 60.0,
+    async def exec(self, dom: DomainHandle, argv: builtins.list[str], timeout: float = 60.0,
                    stdin: bytes | None = None) -> ExecResult:
         if self.store is None:
             raise BackendError(f"xen: {dom.spec.name}: no xenstore connection to ask its "
@@ -249,5 +250,5 @@ class XenBackend:
                          devid: int) -> None:
         """libxl removes the vif with the domain."""
 
-    async def list_domids(self) -> list[int]:
+    async def list_domids(self) -> builtins.list[int]:
         return [d.domid for d in await self.list() if d.domid != 0]

@@ -38,11 +38,10 @@ import os
 import random
 import threading
 import time
-from collections import namedtuple
 from collections.abc import AsyncGenerator, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import pyxs
 import pyxs._internal as pyxs_internal
@@ -55,11 +54,36 @@ log = logging.getLogger("hyperwall.xenstore.client")
 NUL = b"\0"
 XENBUS_PATHS = ("/dev/xen/xenbus", "/proc/xen/xenbus")
 
-_OP_NAMES = ["DEBUG", "DIRECTORY", "READ", "GET_PERMS", "WATCH", "UNWATCH", "TRANSACTION_START",
-             "TRANSACTION_END", "INTRODUCE", "RELEASE", "GET_DOMAIN_PATH", "WRITE", "MKDIR",
-             "RM", "SET_PERMS", "WATCH_EVENT", "ERROR", "IS_DOMAIN_INTRODUCED", "RESUME",
-             "SET_TARGET", "RESTRICT", "RESET_WATCHES", "DIRECTORY_PART"]
-Op = namedtuple("Operations", _OP_NAMES)(*range(len(_OP_NAMES)))  # type: ignore[misc]
+
+class Operations(NamedTuple):
+    """xs_wire.h's operation numbers, in order (pyxs's own table stops at SET_TARGET)."""
+
+    DEBUG: int
+    DIRECTORY: int
+    READ: int
+    GET_PERMS: int
+    WATCH: int
+    UNWATCH: int
+    TRANSACTION_START: int
+    TRANSACTION_END: int
+    INTRODUCE: int
+    RELEASE: int
+    GET_DOMAIN_PATH: int
+    WRITE: int
+    MKDIR: int
+    RM: int
+    SET_PERMS: int
+    WATCH_EVENT: int
+    ERROR: int
+    IS_DOMAIN_INTRODUCED: int
+    RESUME: int
+    SET_TARGET: int
+    RESTRICT: int
+    RESET_WATCHES: int
+    DIRECTORY_PART: int
+
+
+Op = Operations(*range(len(Operations._fields)))
 # pyxs.Packet validates against the module-level table at call time.
 pyxs_internal.Op = pyxs_internal.Operations = Op
 
@@ -136,7 +160,8 @@ class _Router(pyxs.Router):  # type: ignore[misc]
         finally:
             with self.send_lock:
                 self.dead = True
-                pending, self.rvars = list(self.rvars.values()), {}
+                pending = list(self.rvars.values())
+                self.rvars: dict[int, Any] = {}
             for rvar in pending:
                 rvar.set(pyxs_internal.Packet(Op.ERROR, b"EIO\0", 0, 0))
             for monitors in list(self.monitors.values()):
@@ -348,6 +373,21 @@ class AsyncXenStore:
 
     async def write(self, path: str, value: bytes | str) -> None:
         await self._run(self.xs.write, path, value)
+
+    async def write_if_exists(self, parent: str, path: str, value: bytes | str) -> bool:
+        """Write `path` only while `parent` exists, in one transaction; False if it is gone.
+
+        A plain WRITE creates missing parents: a state written just after the toolstack
+        removed a device's directory would bring a stray piece of it back. In a transaction
+        that has read the parent, a removal that came in between is a conflict, and the
+        retry finds the parent gone."""
+        def body(tx: XenStore) -> bool:
+            if not tx.exists(parent):
+                return False
+            tx.write(path, value)
+            return True
+        async with self._tx_lock:
+            return await self._run(self.xs.transaction, body)
 
     async def ls(self, path: str) -> list[str]:
         def ls_or_empty() -> list[str]:

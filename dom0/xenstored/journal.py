@@ -59,15 +59,29 @@ def _records(data: bytes) -> Iterator[tuple[int, bytes]]:
         off = end
 
 
+def _put(body: bytes) -> tuple[str, P.Perms, bytes]:
+    path_end = body.index(b"\0", 1)
+    perms_end = body.index(b"\0\0", path_end + 1) + 1
+    perms = P.parse(body[path_end + 1:perms_end].split(b"\0")[:-1]) \
+        if perms_end > path_end + 1 else P.DOM0_ONLY
+    return body[1:path_end].decode(), perms, body[perms_end + 1:]
+
+
+def changes(data: bytes) -> Iterator[tuple[str, bytes | None]]:
+    """(path, value) of each node change a journal's `data` records, in order: None for a
+    removal. What a test reads to see the order in which a daemon's clients changed nodes."""
+    for _, body in _records(data):
+        if body[:1] == b"P":
+            path, _, value = _put(body)
+            yield path, value
+        elif body[:1] == b"D":
+            yield body[1:].decode(), None
+
+
 def _apply(tree: Tree, server: Server, body: bytes) -> None:
     kind = body[:1]
     if kind == b"P":
-        path_end = body.index(b"\0", 1)
-        path = body[1:path_end].decode()
-        perms_end = body.index(b"\0\0", path_end + 1) + 1
-        perms = P.parse(body[path_end + 1:perms_end].split(b"\0")[:-1]) \
-            if perms_end > path_end + 1 else P.DOM0_ONLY
-        value = body[perms_end + 1:]
+        path, perms, value = _put(body)
         if path == "/":
             tree.root.value, tree.root.perms = value, perms
         else:

@@ -274,7 +274,7 @@ class Tree(View):
         return self.get(path)
 
     def changed_since(self, path: str, start: int) -> bool:
-        entries = self.history.get(path)
+        entries = self.history.get(path, [])
         return bool(entries) and entries[-1][0] > start
 
     def open_tx(self, serial: int) -> int:

@@ -16,8 +16,10 @@ from collections.abc import AsyncIterator
 import pytest
 
 from dom0.backends._ns_rootfs import parse_status
+from dom0.layout import vif_addressing
 from dom0.sim.embedded import Platform
 from dom0.xenstore.client import Perm, XenStore
+from dom0.xenstored.journal import changes
 from tests.leftovers import leftovers, mounts_under
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
@@ -71,6 +73,12 @@ async def test_the_standard_platform_runs_isolated_domains_and_leaves_nothing(
         ("sys-sec", "family", "untrusted", "work"), "running")
     ids = {n: d["domid"] for n, d in doms.items()}
     assert sorted(ids.values()) == list(range(FIRST_DOMID, FIRST_DOMID + 4))
+    # sys-sec's services serve once `up` returns, at once (it used to return before them).
+    with platform.xenstore() as xs:
+        assert xs.read(f"/local/domain/{ids['sys-sec']}/data/hyperwall/ips") == b"running"
+    assert (platform.sys_sec_dir / "security.sock").is_socket()
+    code, out, err = await platform.cli("alerts")
+    assert (code, out.strip()) == (0, "no alerts"), err
     # The person's view, as `xl list` shows it.
     code, table, _ = await platform.cli("list")
     assert table.splitlines()[0].split() == ["Name", "ID", "Mem", "VCPUs", "State", "Time(s)",
@@ -236,3 +244,107 @@ async def test_a_guest_writing_garbage_and_flooding_xenstore_disturbs_nobody(
     code, _, err = await platform.cli("down")
     assert code == 0, err
     assert_gone(platform, list(range(FIRST_DOMID, FIRST_DOMID + 4)))
+
+
+PAIR = {"sys-sec.toml": 'name = "sys-sec"\nkind = "sys-sec"\nbackend = "ns"\n'
+        'policy = "uplink"\n',
+        "g.toml": 'name = "g"\nkind = "disposable"\nbackend = "ns"\npolicy = "internet"\n'}
+
+
+async def reaches_its_gateway(p: Platform, name: str, domid: int) -> bool:
+    code, _ = await in_domain(p, name, "ping", "-c1", "-W2", vif_addressing(domid, 0).gateway)
+    return code == 0
+
+
+async def test_two_platforms_given_the_same_domids_run_side_by_side() -> None:
+    # Two dom0s on one host (two test runs, a demo beside a test): a domain's netns and
+    # cgroup are named by its domid host-wide, so the second must take other domids and
+    # leave the first's alone (it used to destroy them, rolling back its "exists" failure).
+    first_domid = FIRST_DOMID + 10
+    one, two = Platform(PAIR, first_domid=first_domid), Platform(PAIR, first_domid=first_domid)
+    try:
+        one.start()
+        code, _, err = await one.cli("up")
+        assert code == 0, err + one.log_text()
+        ones = {n: d["domid"] for n, d in (await listing(one)).items()}
+        assert sorted(ones.values()) == [first_domid, first_domid + 1]
+        two.start()
+        code, _, err = await two.cli("up")
+        assert code == 0, err + two.log_text()
+        twos = {n: d["domid"] for n, d in (await listing(two)).items()}
+        assert not set(twos.values()) & set(ones.values()), (ones, twos)
+        assert "in use" in two.log_text() or "not this backend's" in two.log_text()
+        for p, ids in ((one, ones), (two, twos)):
+            assert {d["state"] for d in (await listing(p)).values()} == {"running"}
+            assert await reaches_its_gateway(p, "g", ids["g"]), (ids, p.log_text())
+        await two.close()
+        # The first one's domains are untouched by the second's whole life.
+        assert await reaches_its_gateway(one, "g", ones["g"])
+        assert not [t for d in twos.values() for t in leftovers(d)]
+        code, _, err = await one.cli("down")
+        assert code == 0, err
+        assert_gone(one, list(ones.values()))
+    finally:
+        await two.close()
+        await one.close()
+
+
+def journal(p: Platform) -> bytes:
+    return (p.state_dir / "xenstore" / "journal").read_bytes()
+
+
+def vif_changes(since: bytes, now: bytes, fe: str, be: str) -> list[tuple[str, str]]:
+    """The vif's state and `online` changes and its directories' removals, in the order the
+    daemon made them, each as (which end, what); a removal of a parent counts."""
+    assert now.startswith(since)
+    seen = []
+    for path, value in changes(now[len(since):]):
+        for end, base in (("fe", fe), ("be", be)):
+            if value is None and (base == path or base.startswith(path + "/")):
+                seen.append((end, "removed"))
+            elif path.startswith(base + "/"):
+                key = path[len(base) + 1:]
+                if key in ("state", "online") or seen.count((end, "removed")):
+                    seen.append((end, f"{key}={value.decode()}"))
+    return seen
+
+
+async def test_a_vif_is_torn_down_through_closing_and_closed_then_removed(
+        platform: Platform) -> None:
+    """Xen's order: the backend asked to go (`online` 0) goes Closing, the frontend follows,
+    then Closed on both sides, then the directories go (and nothing writes into them
+    again); a guest that shuts down itself starts the same walk from its side."""
+    for name in ("family", "untrusted"):
+        code, _, err = await platform.cli("start", name)
+        assert code == 0, err
+    ids = {n: d["domid"] for n, d in (await listing(platform)).items()}
+    sec = ids["sys-sec"]
+
+    def ends(name: str) -> tuple[str, str]:
+        return (f"/local/domain/{ids[name]}/device/vif/0",
+                f"/local/domain/{sec}/backend/vif/{ids[name]}/0")
+
+    before = journal(platform)
+    code, _, err = await platform.cli("destroy", "family")
+    assert code == 0, err
+    assert vif_changes(before, journal(platform), *ends("family"))[:7] == [
+        ("be", "online=0"), ("be", "state=5"), ("fe", "state=5"), ("be", "state=6"),
+        ("fe", "state=6"), ("fe", "removed"), ("be", "removed")]
+
+    before = journal(platform)
+    code, _, err = await platform.cli("shutdown", "untrusted")
+    assert code == 0, err
+    assert vif_changes(before, journal(platform), *ends("untrusted"))[:7] == [
+        ("fe", "state=5"), ("be", "state=5"), ("fe", "state=6"), ("be", "state=6"),
+        ("be", "online=0"), ("fe", "removed"), ("be", "removed")]
+
+    code, _, err = await platform.cli("down")
+    assert code == 0, err
+    with platform.xenstore() as xs:
+        assert not xs.exists(f"/local/domain/{sec}/backend")
+    # Whatever came after a removal would be a stray piece of a device brought back.
+    for name in ("family", "untrusted"):
+        seen = vif_changes(b"", journal(platform), *ends(name))
+        for end in ("fe", "be"):
+            after = seen[seen.index((end, "removed")) + 1:]
+            assert not [c for c in after if c[0] == end and c[1] != "removed"], seen

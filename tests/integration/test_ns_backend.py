@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from dom0.backends._ns_cgroup import DomainCgroup
-from dom0.backends.base import BackendError, DomainHandle, RunState
+from dom0.backends.base import BackendError, DomainHandle, DomidInUse, RunState
 from dom0.backends.ns import NsBackend, netns_name
 from dom0.config import DomainSpec
 from dom0.xenstore.client import XenStore
@@ -329,6 +329,20 @@ async def test_destroy_leaves_nothing_behind(backend: NsBackend, make: Make,
     assert not (backend.state_dir / "domains" / "gone-guest").exists()
     assert [p.name for p in (backend.state_dir / "domains" / "gone-app").iterdir()] == ["upper"]
     assert sec.domid in await backend.list_domids()
+
+
+async def test_a_domid_another_backend_holds_is_in_use_and_left_alone(
+        backend: NsBackend, make: Make, tmp_path: Path) -> None:
+    theirs = await make(3, "theirs")
+    other = NsBackend(tmp_path / "other-state", agent_argv=AGENT)
+    mine = DomainHandle(theirs.domid, DomainSpec(name="mine", kind="app"), tmp_path / "xs-other")
+    assert await other.state(mine) is RunState.ABSENT   # nothing of the other backend's
+    with pytest.raises(DomidInUse, match=netns_name(theirs.domid)):
+        await other.create(mine)
+    await other.destroy(mine)   # what a rollback does: it must not take theirs
+    assert await other.list_domids() == []
+    assert await backend.state(theirs) is RunState.RUNNING
+    assert (await sh(backend, theirs, "hostname")).strip() == "theirs"
 
 
 async def test_a_killed_agent_is_restarted_and_a_killed_init_is_a_crash(

@@ -125,6 +125,38 @@ def test_an_exception_aborts_the_transaction(xs: XenStore) -> None:
     assert not xs.exists("/aborted")
 
 
+async def test_write_if_exists_does_not_bring_back_a_removed_directory(
+        daemon: Daemon, monkeypatch: pytest.MonkeyPatch) -> None:
+    axs = await AsyncXenStore.connect(("unix", str(daemon.socket)))
+    other = XenStore(("unix", str(daemon.socket))).connect()
+    dev = "/d/device/vif/0"
+    try:
+        await axs.write(f"{dev}/state", "4")
+        assert await axs.write_if_exists(dev, f"{dev}/state", "5")
+        assert await axs.read(f"{dev}/state") == b"5"
+        # Removed between the transaction's look at it and its commit (what a toolstack's
+        # removal racing an agent's state write does): the commit conflicts, the retry
+        # finds it gone, and nothing is written.
+        seen: list[bool] = []
+        exists = XenStore.exists
+
+        def removed_after_the_first_look(self: XenStore, path: str) -> bool:
+            seen.append(exists(self, path))
+            if len(seen) == 1:
+                other.rm(dev)
+            return seen[-1]
+
+        monkeypatch.setattr(XenStore, "exists", removed_after_the_first_look)
+        assert not await axs.write_if_exists(dev, f"{dev}/state", "6")
+        assert seen == [True, False]
+        assert not other.exists(dev) and other.exists("/d/device/vif")
+        assert not await axs.write_if_exists(dev, f"{dev}/state", "6")
+        assert not other.exists(dev)
+    finally:
+        other.close()
+        await axs.close()
+
+
 async def test_watch_events_arrive_in_asyncio(daemon: Daemon) -> None:
     axs = await AsyncXenStore.connect(("unix", str(daemon.socket)))
     writer = XenStore(("unix", str(daemon.socket))).connect()

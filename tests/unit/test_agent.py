@@ -28,12 +28,15 @@ class Tree:
     def __init__(self) -> None:
         self.data: dict[str, bytes] = {}
         self.watchers: list[tuple[str, asyncio.Queue[str]]] = []
+        self.log: list[tuple[str, str]] = []   # every change, in order
 
     def set(self, path: str, value: str) -> None:
         self.data[path] = value.encode()
+        self.log.append((path, value))
         self._fire(path)
 
     def rm(self, path: str) -> None:
+        self.log.append((path, "<rm>"))
         for p in [p for p in self.data if p == path or p.startswith(path + "/")]:
             del self.data[p]
         self._fire(path)
@@ -60,6 +63,13 @@ class View:
     async def write(self, path: str, value: str) -> None:
         self.writes.append((self.abs(path), value))
         self.tree.set(self.abs(path), value)
+
+    async def write_if_exists(self, parent: str, path: str, value: str) -> bool:
+        prefix = self.abs(parent)
+        if not any(p == prefix or p.startswith(prefix + "/") for p in self.tree.data):
+            return False
+        await self.write(path, value)
+        return True
 
     async def rm(self, path: str) -> None:
         self.writes.append((self.abs(path), "<rm>"))
@@ -359,3 +369,70 @@ async def test_sys_sec_serves_a_vif_written_before_its_agent_whichever_watch_fir
     assert ("backend_up", GUEST, 0, addr.ip, addr.gateway) in be_net.calls
     sys_sec.cancel()
     guest.cancel()
+
+
+def states(tree: Tree) -> list[tuple[str, str]]:
+    """The vif's state changes in order, each named by its side."""
+    return [("fe" if path == f"{FE}/state" else "be", value) for path, value in tree.log
+            if path in (f"{FE}/state", f"{BE}/state")]
+
+
+async def connected_pair(tree: Tree) -> tuple[asyncio.Task[str], asyncio.Task[str],
+                                              RecordingNet, RecordingNet]:
+    put(tree, vif_nodes(GUEST, SYS, 0, "internet", name="guest"))
+    fe_net, be_net = RecordingNet(), RecordingNet()
+    guest = asyncio.ensure_future(Agent(View(tree, GUEST), fe_net).run())
+    sys_sec = asyncio.ensure_future(Agent(View(tree, SYS), be_net).run())
+    await wait_for(lambda: tree.data.get(f"{FE}/state") == tree.data.get(f"{BE}/state") == b"4")
+    return guest, sys_sec, fe_net, be_net
+
+
+async def test_online_0_closes_the_backend_then_the_frontend_through_closing() -> None:
+    tree = build_tree()
+    guest, sys_sec, fe_net, be_net = await connected_pair(tree)
+    del tree.log[:]
+    tree.set(f"{BE}/online", "0")     # what dom0 writes to take the device away
+    await wait_for(lambda: tree.data.get(f"{FE}/state") == tree.data.get(f"{BE}/state") == b"6")
+    await settle()
+    assert states(tree) == [("be", "5"), ("fe", "5"), ("be", "6"), ("fe", "6")]
+    assert ("backend_down", GUEST, 0) in be_net.calls and ("frontend_down", 0) in fe_net.calls
+    guest.cancel()
+    sys_sec.cancel()
+
+
+async def test_a_guest_shutting_down_closes_its_vif_through_closing() -> None:
+    tree = build_tree()
+    guest, sys_sec, _, be_net = await connected_pair(tree)
+    del tree.log[:]
+    tree.set(f"/local/domain/{GUEST}/control/shutdown", "poweroff")
+    assert await asyncio.wait_for(guest, 5) == "poweroff"
+    await wait_for(lambda: tree.data.get(f"{BE}/state") == b"6")
+    assert states(tree) == [("fe", "5"), ("be", "5"), ("fe", "6"), ("be", "6")]
+    assert ("backend_down", GUEST, 0) in be_net.calls
+    sys_sec.cancel()
+
+
+class SlowListView(View):
+    """A view whose directory listings lag, as a real daemon's replies can: a device task
+    then still runs for a moment after its directory went."""
+
+    async def ls(self, path: str) -> list[str]:
+        await settle()
+        return await super().ls(path)
+
+
+async def test_a_removed_device_directory_is_not_written_back() -> None:
+    tree = build_tree()
+    put(tree, vif_nodes(GUEST, SYS, 0, "internet", name="guest"))
+    guest = asyncio.ensure_future(Agent(View(tree, GUEST), RecordingNet()).run())
+    sys_sec = asyncio.ensure_future(Agent(SlowListView(tree, SYS), RecordingNet()).run())
+    await wait_for(lambda: tree.data.get(f"{FE}/state") == tree.data.get(f"{BE}/state") == b"4")
+    # dom0 removes both directories without a handshake (the domain was destroyed): the
+    # backend's Closed, on seeing the frontend go, must not bring its directory back.
+    tree.rm(BE)
+    tree.rm(FE)
+    for _ in range(5):
+        await settle()
+    assert not [p for p in tree.data if p.startswith((FE, BE))], sorted(tree.data)
+    guest.cancel()
+    sys_sec.cancel()
