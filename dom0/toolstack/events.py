@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 from dom0.model import DomainEvent, EventKind
 from dom0.toolstack.domains import Domain
@@ -17,7 +17,7 @@ class Events:
     def __init__(self) -> None:
         self._subscribers: set[asyncio.Queue[DomainEvent]] = set()
 
-    async def subscribe(self) -> AsyncIterator[DomainEvent]:
+    async def subscribe(self) -> AsyncGenerator[DomainEvent, None]:
         queue: asyncio.Queue[DomainEvent] = asyncio.Queue(maxsize=QUEUE_SIZE)
         self._subscribers.add(queue)
         try:
