@@ -53,6 +53,9 @@ log = logging.getLogger("hyperwall.xenstore.client")
 
 NUL = b"\0"
 XENBUS_PATHS = ("/dev/xen/xenbus", "/proc/xen/xenbus")
+# write_if_exists transactions one connection keeps open at once: with write_nodes' one,
+# well under xenstored's (and Xen's) quota of 10 per connection.
+WRITES_IF_EXIST_AT_ONCE = 4
 
 
 class Operations(NamedTuple):
@@ -356,6 +359,7 @@ class AsyncXenStore:
         # once would otherwise mostly conflict with itself (each create adds a child to
         # /local/domain) and run out of retries.
         self._tx_lock = asyncio.Lock()
+        self._tx_slots = asyncio.Semaphore(WRITES_IF_EXIST_AT_ONCE)
 
     @classmethod
     async def connect(cls, where: tuple[str, str] | None = None) -> AsyncXenStore:
@@ -380,13 +384,17 @@ class AsyncXenStore:
         A plain WRITE creates missing parents: a state written just after the toolstack
         removed a device's directory would bring a stray piece of it back. In a transaction
         that has read the parent, a removal that came in between is a conflict, and the
-        retry finds the parent gone."""
+        retry finds the parent gone. Not behind `_tx_lock`: it reads and writes inside one
+        device's directory, so it conflicts only with a change there (the removal it guards
+        against); sys-sec closing many devices at once need not queue them one behind the
+        other, nor dom0 a device's `online` behind other domains' creations. A few at once,
+        though: xenstored refuses a connection's eleventh open transaction."""
         def body(tx: XenStore) -> bool:
             if not tx.exists(parent):
                 return False
             tx.write(path, value)
             return True
-        async with self._tx_lock:
+        async with self._tx_slots:
             return await self._run(self.xs.transaction, body)
 
     async def ls(self, path: str) -> list[str]:

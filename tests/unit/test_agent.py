@@ -436,3 +436,36 @@ async def test_a_removed_device_directory_is_not_written_back() -> None:
     assert not [p for p in tree.data if p.startswith((FE, BE))], sorted(tree.data)
     guest.cancel()
     sys_sec.cancel()
+
+
+class CountingView(View):
+    """A view that counts its directory listings (what rescanning the devices costs)."""
+
+    def __init__(self, tree: Tree, domid: int) -> None:
+        super().__init__(tree, domid)
+        self.listed = 0
+
+    async def ls(self, path: str) -> list[str]:
+        self.listed += 1
+        return await super().ls(path)
+
+
+async def test_keys_changing_inside_a_served_device_do_not_rescan_the_devices() -> None:
+    tree = build_tree()
+    put(tree, vif_nodes(GUEST, SYS, 0, "internet", name="guest"))
+    view = CountingView(tree, SYS)
+    guest = asyncio.ensure_future(Agent(View(tree, GUEST), RecordingNet()).run())
+    sys_sec = asyncio.ensure_future(Agent(view, RecordingNet()).run())
+    await wait_for(lambda: tree.data.get(f"{FE}/state") == tree.data.get(f"{BE}/state") == b"4")
+    await settle()
+    listed = view.listed
+    for i in range(20):
+        tree.set(f"{BE}/hyperwall/note", str(i))
+    await settle()
+    assert view.listed == listed
+    # A device that appears is still found, and served.
+    put(tree, vif_nodes(GUEST, SYS, 1, "internet", name="guest"))
+    await wait_for(lambda: tree.data.get(f"{BE[:-1]}1/state") == b"4")
+    assert view.listed > listed
+    guest.cancel()
+    sys_sec.cancel()
