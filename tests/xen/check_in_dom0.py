@@ -152,6 +152,8 @@ def in_guest(name: str, *argv: str, timeout: float = 20) -> tuple[int, str]:
         reply = json.loads(done.stdout)
     except ValueError:
         return -1, f"hyperwall exec said: {done.stdout} {done.stderr}"
+    if "exit_code" not in reply:   # hyperwall's error object: say it, not a KeyError
+        return -1, f"hyperwall exec said: {reply}"
     return reply["exit_code"], reply["stdout"] + reply["stderr"]
 
 
