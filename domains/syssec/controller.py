@@ -440,16 +440,19 @@ class Controller:
     async def answer_probes(self) -> None:
         answers: dict[str, str] = {}
         while True:
-            for domain in await self.store.ls("hyperwall/probes"):
-                raw = await self.store.read(f"hyperwall/probes/{domain}") or b""
-                try:
-                    got = await uplink_check.resolve(raw.decode("ascii"),
-                                                     self.settings.dns_upstream) or "-"
-                except (UnicodeDecodeError, ValueError):
-                    got = "-"
-                if answers.get(domain) != got:
-                    await self.store.write(f"data/hyperwall/probes/{domain}", got)
-                    answers[domain] = got
+            try:
+                for domain in await self.store.ls("hyperwall/probes"):
+                    raw = await self.store.read(f"hyperwall/probes/{domain}") or b""
+                    try:
+                        got = await uplink_check.resolve(raw.decode("ascii"),
+                                                         self.settings.dns_upstream) or "-"
+                    except (UnicodeDecodeError, ValueError):
+                        got = "-"
+                    if answers.get(domain) != got:
+                        await self.store.write(f"data/hyperwall/probes/{domain}", got)
+                        answers[domain] = got
+            except Exception:   # nothing restarts this task: one bad round must not end it
+                log.exception("answering dom0's probes; trying again")
             await asyncio.sleep(PROBE_INTERVAL)   # DNS gives no event when an answer changes
 
     # -- the engine ----------------------------------------------------------------------------

@@ -42,11 +42,15 @@ async def resolve(name: str, server: str, timeout: float = TIMEOUT,
             if not got.done():
                 got.set_result(data)
 
-    transport, _ = await loop.create_datagram_endpoint(Proto, remote_addr=(server, port))
+    try:
+        # An uplink that is down (no route, refused) is an answer too: not resolving.
+        transport, _ = await loop.create_datagram_endpoint(Proto, remote_addr=(server, port))
+    except OSError:
+        return None
     try:
         transport.sendto(build_query(name, tid))
         return first_a(await asyncio.wait_for(got, timeout), tid)
-    except (TimeoutError, ValueError):
+    except (TimeoutError, ValueError, OSError):
         return None
     finally:
         transport.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from scapy.layers.dns import DNS, DNSQR, DNSRR
 
-from domains.syssec.uplink_check import first_a
+from domains.syssec.uplink_check import first_a, resolve
 
 
 def reply(tid: int, *answers: DNSRR, rcode: int = 0) -> bytes:
@@ -31,3 +31,9 @@ TRUNCATED = reply(7, DNSRR(rrname="x", type="A", rdata="10.0.0.1"))[:-3]
 def test_garbage_or_someone_elses_reply_is_refused(bad: bytes) -> None:
     with pytest.raises(ValueError):
         first_a(bad, 7)
+
+
+async def test_an_uplink_that_refuses_the_query_is_no_answer_not_a_crash() -> None:
+    # connect() to the broadcast address without SO_BROADCAST fails (EACCES), as an
+    # unreachable uplink does (ENETUNREACH): the probe loop must get None, not an OSError.
+    assert await resolve("corp.example", "255.255.255.255", timeout=1) is None
