@@ -103,6 +103,10 @@ def _device_key(event: str, root: str, depth: int) -> str | None:
     return f"{root}/{'/'.join(ids[:depth])}" if len(ids) > depth else None
 
 
+class AgentFailed(Exception):
+    """Something the agent needs ended; init restarts it."""
+
+
 class Agent:
     def __init__(self, store: AgentStore, net: Net, *, kernel_drivers: bool = False) -> None:
         self.store = store
@@ -130,8 +134,15 @@ class Agent:
                  asyncio.ensure_future(serve_exec(self.store))]
         asked = asyncio.ensure_future(self._wait_for_shutdown())
         stopped = asyncio.ensure_future(self._stopped.wait())
+        log.info("serving %s's devices", role.name.lower())
         try:
-            await asyncio.wait({asked, stopped}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({asked, stopped, *tasks}, return_when=asyncio.FIRST_COMPLETED)
+            ended = [t for t in tasks if t.done()]
+            if ended and not (asked.done() or stopped.done()):
+                # A watcher that ended serves nothing from then on, and nothing would say
+                # so: the agent ends with it, and init starts a fresh one.
+                error = ended[0].exception() if not ended[0].cancelled() else None
+                raise AgentFailed(f"a watcher ended: {error!r}") from error
             if asked.done():
                 reason = asked.result()
                 await self.store.write("control/shutdown", "")
@@ -197,6 +208,7 @@ class Agent:
                               else await self.store.read(gateway), gateway)
                 mac = _mac(await self.store.read(f"{own}/mac"), f"{own}/mac")
                 await self.net.frontend_up(devid, ip, gw, mac)
+                log.info("vif %d up: %s via %s", devid, ip, gw)
                 # Where netfront says Connected before the address is in place, this is
                 # what says packets can flow.
                 await self.store.write(f"data/hyperwall/vif/{devid}", f"up {ip}")
@@ -204,6 +216,7 @@ class Agent:
                 await self.net.frontend_down(devid)
                 await self.store.write(f"data/hyperwall/vif/{devid}", "down")
 
+        log.info("vif %d: backend %s", devid, be)
         if self.kernel_drivers:
             await self._follow_kernel(f"{own}/state", act)
         else:
@@ -566,6 +579,9 @@ async def amain() -> int:
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, agent.stop, "SIGTERM")
     try:
         reason = await agent.run()
+    except AgentFailed as e:
+        log.error("%s; exiting for init to start the agent again", e)
+        return 1
     finally:
         if services is not None:
             services.cancel()

@@ -19,7 +19,7 @@ from dom0.layout import (
     vif_nodes,
 )
 from dom0.xenstore.client import XsError
-from domains.agent import Agent, appeared, existing
+from domains.agent import Agent, AgentFailed, appeared, existing
 
 GUEST, SYS = 5, 1
 
@@ -252,6 +252,25 @@ async def test_on_xen_a_failed_read_is_tried_again_and_the_device_still_plugged(
     await wait_for(lambda: tree.data.get(f"{BE}/hotplug-status") == b"connected")
     assert view.flaky == ""     # the failure happened, and was got over
     task.cancel()
+
+
+class BrokenListView(View):
+    """A view whose listing of the guest's devices fails, as a read over a xenbus device
+    once did while several guests came up."""
+
+    async def ls(self, path: str) -> list[str]:
+        if path == "device/vif":
+            raise XsError("EINVAL", path)
+        return await super().ls(path)
+
+
+async def test_a_watcher_that_dies_ends_the_agent_for_init_to_restart() -> None:
+    # The watcher of the guest's vifs once died on such an error and nothing said so: the
+    # guest's vif was never configured and its agent went on looking healthy.
+    tree = build_tree()
+    agent = Agent(BrokenListView(tree, GUEST), RecordingNet(), kernel_drivers=True)
+    with pytest.raises(AgentFailed, match="EINVAL"):
+        await asyncio.wait_for(agent.run(), 5)
 
 
 async def test_on_xen_a_bad_gateway_is_a_hotplug_error_and_nothing_is_plugged() -> None:
