@@ -20,6 +20,7 @@ import contextlib
 import http.server
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -73,11 +74,19 @@ def _relay(stream: TextIO, prefix: str) -> None:
         print(prefix + line.rstrip("\n"), flush=True)
 
 
-def consoles() -> None:
-    """Every guest's console, for whoever reads a failure."""
+def consoles(failed: bool) -> None:
+    """Every guest's console, for whoever reads a failure; after a pass, what init said and
+    every warning and error, or the whole console where init had to start the agent again
+    (the run passed, and that is news)."""
     for log in sorted(Path("/var/log/xen/console").glob("guest-*.log")):
         print(f"== {log.name}", flush=True)
-        print(log.read_text(errors="replace")[-3000:], flush=True)
+        text = log.read_text(errors="replace")
+        if failed or re.search(r"^init: agent (exited with [1-9]|killed)", text, re.M):
+            print(text[-3000:], flush=True)
+        else:
+            print("\n".join(line for line in text.splitlines()
+                            if line.startswith("init:") or " WARNING " in line
+                            or " ERROR " in line), flush=True)
 
 
 async def client_layer(name: str, where: tuple[str, str] | None) -> None:
@@ -367,8 +376,7 @@ def main(which: str, images_dir: Path) -> None:
             check()
         except Exception:
             report(name, False, traceback.format_exc().replace("\n", " | ")[-700:])
-    if FAILED:
-        consoles()
+    consoles(failed=bool(FAILED))
     with contextlib.suppress(OSError):
         shutil.rmtree(WORK)
 
