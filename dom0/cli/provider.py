@@ -96,7 +96,7 @@ def _provider(s: Session, args: argparse.Namespace) -> int:
                  if getattr(args, o) not in (None, [])]
         if given:
             return s.fail("INVALID_ARGUMENT", f"{' '.join(given)}: only for "
-                         "`hyperwall provider enroll`", EXIT_USAGE)
+                          "`hyperwall provider enroll`", EXIT_USAGE)
     if os.geteuid() != 0 and args.dir is None and not os.environ.get(ENV_DIR):
         if args.action == "status":
             s.emit(status_table(d := json.loads(
@@ -109,7 +109,7 @@ def _provider(s: Session, args: argparse.Namespace) -> int:
         if args.action == "enroll":
             if args.root is None and not args.bundle_key:
                 return s.fail("INVALID_ARGUMENT", "enroll needs the provider's --root "
-                             "root.json (or at least one --bundle-key)", EXIT_USAGE)
+                              "root.json (or at least one --bundle-key)", EXIT_USAGE)
             keys = [_read(k, "--bundle-key") or b"" for k in args.bundle_key]
             trust.enroll(_read(args.root, "--root"), keys, _read(args.ca, "--ca"),
                          provider=args.name or "", threshold=args.threshold)
@@ -118,7 +118,7 @@ def _provider(s: Session, args: argparse.Namespace) -> int:
         elif args.action == "revoke":
             if not trust.load().enrolled:
                 return s.fail("FAILED_PRECONDITION", "no provider is enrolled; nothing to "
-                             "revoke")
+                              "revoke")
             trust.revoke()
         d = describe(trust)
     except PermissionError:
@@ -127,7 +127,7 @@ def _provider(s: Session, args: argparse.Namespace) -> int:
         return s.fail("INVALID_ARGUMENT", str(e))
     except OSError as e:
         return s.fail("FAILED_PRECONDITION", f"sys-sec's trust store {trust.path}: "
-                     f"{e.strerror or e}")
+                      f"{e.strerror or e}")
     headline = {"enroll": f"enrolled {d['provider'] or 'the provider'}; sys-sec takes its "
                           "bundles from now on\n",
                 "revoke": f"revoked {d['provider'] or 'the provider'}: its bundles and its "

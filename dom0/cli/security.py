@@ -47,14 +47,14 @@ def _call(s: Session, args: argparse.Namespace, run: Any) -> int:
         return run(pb_grpc.SecurityServiceStub(s.channel))  # type: ignore[no-any-return]
     if path.exists() and not os.access(path, os.R_OK | os.W_OK):
         return s.fail("PERMISSION_DENIED", f"sys-sec's SecurityService ({path}) is the "
-                     "owner's only")
+                      "owner's only")
     with grpc.insecure_channel(f"unix:{path}") as channel:
         try:
             return run(pb_grpc.SecurityServiceStub(channel))  # type: ignore[no-any-return]
         except grpc.RpcError as e:
             if e.code() == grpc.StatusCode.UNAVAILABLE:
                 return s.fail("UNAVAILABLE", f"cannot reach sys-sec's SecurityService at "
-                             f"{path}: is sys-sec running?")
+                              f"{path}: is sys-sec running?")
             return s.fail(e.code().name, e.details() or e.code().name)
 
 
