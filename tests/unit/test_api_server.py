@@ -427,15 +427,19 @@ def _alert(domain: str, sid: int) -> dict[str, object]:
             "hyperwall": {"domain": domain}}
 
 
+def relay_log(relay: SecurityRelay) -> Path:
+    return relay.upstream.parent / "log" / "eve.json"
+
+
 @pytest.fixture
-async def relay(toolstack: StandInToolstack, tmp_path: Path) -> AsyncIterator[SecurityRelay]:
+async def relay(toolstack: StandInToolstack) -> AsyncIterator[SecurityRelay]:
     """The relay in front of a real SecurityService over EVE records of three domains and
     one that names none."""
-    logs = tmp_path / "log"
-    logs.mkdir()
     records = [_alert("work", 1), _alert("family", 2), _alert("untrusted", 3), _alert("", 4)]
-    (logs / "eve.json").write_text("".join(json.dumps(r) + "\n" for r in records))
     with short_dir() as run:
+        logs = run / "log"
+        logs.mkdir()
+        (logs / "eve.json").write_text("".join(json.dumps(r) + "\n" for r in records))
         upstream = await serve_security(logs, run / "security.sock")
         try:
             yield SecurityRelay(toolstack, lambda peer: CALLERS.get(
@@ -472,6 +476,19 @@ async def test_alerts_and_records_are_those_the_caller_may_read(
     assert isinstance(alerts, list) and isinstance(records, list)
     assert [a.signature_id for a in alerts] == shown
     assert [json.loads(r.eve_json)["alert"]["signature_id"] for r in records] == shown
+
+
+async def test_followed_alerts_are_filtered_as_they_come(relay: SecurityRelay) -> None:
+    stream = relay.StreamAlerts(sec_pb.StreamAlertsRequest(follow=True), _ctx("alice"))
+    async with asyncio.timeout(TIMEOUT):
+        # sys-sec follows the log before it sends the past: what is appended after the
+        # past arrived is new.
+        assert [(await anext(stream)).signature_id for _ in range(2)] == [1, 2]
+        with open(relay_log(relay), "a") as log:
+            log.write(json.dumps(_alert("untrusted", 5)) + "\n")
+            log.write(json.dumps(_alert("family", 6)) + "\n")
+        assert (await anext(stream)).signature_id == 6
+    await stream.aclose()
 
 
 @pytest.mark.parametrize("user, allowed", [("olga", True), ("alice", False)])
