@@ -37,8 +37,9 @@ $(APT_STAMP) $(XEN_APT_STAMP):
 
 $(PIP_STAMP): pyproject.toml
 	@echo "== creating $(VENV) with the project and its Python dependencies"
-	@[ "$$(readlink -f $(PY))" = "$$(readlink -f $(PYTHON))" ] || \
-		$(PYTHON) -m venv --clear $(VENV)
+	@if [ ! -x $(PY) ]; then $(PYTHON) -m venv $(VENV); \
+	elif [ "$$(readlink -f $(PY))" != "$$(readlink -f $(PYTHON))" ]; then \
+		$(PYTHON) -m venv --clear $(VENV) && touch $(APT_STAMP); fi
 	@$(PY) -m pip install -q --upgrade pip
 	@$(PY) -m pip install -q -e '.[dev]'
 	@$(PY) -m netsec.app.htp   # the libhtp binding, built into the checkout
