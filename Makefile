@@ -2,7 +2,9 @@
 #   make demo   bring up what exists and show it
 #   make test   check the code (make check), then run the whole test suite
 SHELL := /bin/bash
-PYTHON ?= $(shell command -v python3.11 || command -v python3)
+# The system's interpreter where there is one: the venv runs on it, and one from root's
+# PATH (pyenv under /root, say) is one that no other user may execute.
+PYTHON ?= $(firstword $(wildcard /usr/bin/python3.11) $(shell command -v python3.11 || command -v python3))
 VENV := .venv
 PY := $(VENV)/bin/python
 # Debian packages the platform and its tests drive (namespaces, firewall, VPN,
@@ -15,7 +17,8 @@ APT_PACKAGES := iproute2 iptables nftables conntrack xenstore-utils wireguard-go
 XEN_APT_PACKAGES := qemu-system-x86 cpio
 APT_STAMP := $(VENV)/.apt-stamp
 XEN_APT_STAMP := $(VENV)/.xen-apt-stamp
-PIP_STAMP := $(VENV)/.pip-stamp
+# Named after the interpreter, so that a venv made from another one is made again.
+PIP_STAMP := $(VENV)/.pip-stamp$(subst /,-,$(realpath $(PYTHON)))
 
 .PHONY: install check test test-unit test-xen demo bench lint clean
 
@@ -34,11 +37,14 @@ $(APT_STAMP) $(XEN_APT_STAMP):
 
 $(PIP_STAMP): pyproject.toml
 	@echo "== creating $(VENV) with the project and its Python dependencies"
-	@[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	@if [ ! -x $(PY) ]; then $(PYTHON) -m venv $(VENV); \
+	elif [ "$$(readlink -f $(PY))" != "$$(readlink -f $(PYTHON))" ]; then \
+		$(PYTHON) -m venv --clear $(VENV) && touch $(APT_STAMP); fi
 	@$(PY) -m pip install -q --upgrade pip
 	@$(PY) -m pip install -q -e '.[dev]'
 	@$(PY) -m netsec.app.htp   # the libhtp binding, built into the checkout
-	@touch $@
+	@chmod -R go+rX $(VENV) netsec/app/_htp_build   # every user runs `hyperwall` from here
+	@rm -f $(VENV)/.pip-stamp* && touch $@
 
 # QEMU too: the real-Xen smoke subset (tests/integration/test_xen_smoke.py, 70-130 s under TCG) runs here.
 # make check first: a lint or type error fails CI before a test starts.

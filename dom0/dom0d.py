@@ -130,7 +130,7 @@ async def run(args: argparse.Namespace) -> int:
                           connect_timeout=args.connect_timeout)
     await toolstack.recover()
     toolstack.supervise()
-    api = await serve(toolstack, args.socket)
+    api = await serve(toolstack, args.socket, sys_sec_dir=args.state_dir / "sys-sec")
     if args.autostart:
         try:
             await toolstack.autostart()

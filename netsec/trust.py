@@ -276,6 +276,30 @@ class TrustStore:
         return state
 
 
+def describe(trust: TrustStore) -> dict[str, Any]:
+    """Everything the owner may want to see of the store, as JSON-ready data (what
+    `hyperwall provider status --json` prints, read by root or through dom0d)."""
+    state = trust.load()
+    status = ("revoked" if state.revoked else "enrolled" if state.enrolled
+              else "not enrolled")
+    root: dict[str, Any] | None = None
+    raw_root = trust.root_json()
+    if raw_root is not None:
+        signed = json.loads(raw_root).get("signed", {})
+        root = {"version": signed.get("version"), "expires": signed.get("expires")}
+    ca: dict[str, Any] | None = None
+    raw_ca = trust.provider_ca()
+    if raw_ca is not None:
+        cert = load_pem_x509_certificate(raw_ca)
+        ca = {"subject": cert.subject.rfc4514_string(),
+              "expires": cert.not_valid_after_utc.isoformat()}
+    return {"provider": state.provider, "status": status, "bundle_keys": state.keys,
+            "threshold": state.threshold, "tuf_root": root, "provider_ca": ca,
+            "last_version": state.last_version,
+            "version_problem": trust.version_problem(state), "share_alerts": state.share_alerts,
+            "disabled_sids": state.disabled_sids, "dir": str(trust.path)}
+
+
 def _atomic(path: Path, content: bytes) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "wb") as f:

@@ -1,8 +1,10 @@
 """Shared fixtures: real daemons in temporary run dirs, root gating, the shared data folder;
 the embedded platform started for a test; the check that a bad config file is refused
-naming itself."""
+naming itself; throw-away Unix accounts and the `hyperwall` CLI run as one of them."""
 from __future__ import annotations
 
+import functools
+import grp
 import os
 import shutil
 import signal
@@ -10,8 +12,8 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -43,6 +45,83 @@ async def started(platform: Platform, log_tail: int | None = None) -> AsyncItera
         log = platform.log_text()
         await platform.close()
         print(log if log_tail is None else log[-log_tail:])
+
+
+def _quiet(*argv: str) -> None:
+    subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
+
+
+def group_exists(name: str) -> bool:
+    try:
+        grp.getgrnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+@contextmanager
+def unix_accounts(users: Mapping[str, Sequence[str]],
+                  groups: Sequence[str] = ()) -> Iterator[None]:
+    """The groups `groups` and the users `users` (name: the groups it is also in, each with
+    its own group), removed afterwards whatever happens, and first as leftovers of an
+    interrupted run."""
+    def remove() -> None:
+        for user in users:
+            _quiet("userdel", user)
+            _quiet("groupdel", user)
+        for group in groups:
+            _quiet("groupdel", group)
+    remove()
+    try:
+        for group in groups:
+            subprocess.run(["groupadd", group], check=True)
+        for user, extra in users.items():
+            subprocess.run(["useradd", "--no-create-home", "--user-group", "--shell",
+                            "/usr/sbin/nologin", *(["-G", ",".join(extra)] if extra else []),
+                            user], check=True)
+        yield
+    finally:
+        remove()
+
+
+HYPERWALL = Path(sys.executable).with_name("hyperwall")
+# Where the venv's interpreter sits under a private directory (a venv made before `make
+# install` took the system's interpreter, e.g. from pyenv in /root), other users cannot
+# execute it: then the CLI is started as root, with every module it needs loaded, and drops
+# to the user's uid, gids and groups before it connects. Either way the connection carries
+# the user's real credentials.
+_DROP_TO_USER = """
+import os, pwd, sys
+import dom0.cli.main
+dom0.cli.main.parser().format_help()  # loads what argparse loads lazily
+pw = pwd.getpwnam(sys.argv[1])
+os.setgroups(os.getgrouplist(pw.pw_name, pw.pw_gid))
+os.setgid(pw.pw_gid)
+os.setuid(pw.pw_uid)
+sys.exit(dom0.cli.main.run(sys.argv[2:]))
+"""
+
+
+def run_as(user: str, *argv: str) -> list[str]:
+    """`argv` run with `user`'s uid, gid and groups. setpriv execs it in its own place
+    (runuser would stay its parent and not pass a Ctrl-C on)."""
+    return ["setpriv", f"--reuid={user}", f"--regid={user}", "--init-groups", "--", *argv]
+
+
+@functools.cache
+def venv_runs_for(user: str) -> bool:
+    """Whether `user` can run the venv's `hyperwall` (README: a non-root user runs it)."""
+    return subprocess.run(run_as(user, str(HYPERWALL), "--help"),
+                          capture_output=True).returncode == 0
+
+
+def as_user(user: str | None, *argv: str) -> list[str]:
+    """The command line running `hyperwall argv` as `user` (None: as root)."""
+    if user is None:
+        return [str(HYPERWALL), *argv]
+    if venv_runs_for(user):
+        return run_as(user, str(HYPERWALL), *argv)
+    return [sys.executable, "-c", _DROP_TO_USER, user, *argv]
 
 
 def refused_naming_the_file(path: Path, text: str, load: Callable[[Path], object],

@@ -77,16 +77,16 @@ def engine_settings() -> str:
 
 
 @contextmanager
-def embedded_world(prefix: str, zone: dict[str, str], first_domid: int
-                   ) -> Iterator[tuple[Platform, SimNet]]:
-    """The embedded platform (dom0d, the standard domains, sys-sec with SYS_SEC_FILES and the
-    world's VPN) up, with the simulated world answering `zone` on its uplink; all removed
-    afterwards whatever happens."""
+def embedded_world(prefix: str, zone: dict[str, str], first_domid: int,
+                   config: dict[str, str] | None = None) -> Iterator[tuple[Platform, SimNet]]:
+    """The embedded platform (dom0d, the standard domains or `config`'s, sys-sec with
+    SYS_SEC_FILES and the world's VPN) up, with the simulated world answering `zone` on its
+    uplink; all removed afterwards whatever happens."""
     net = SimNet(prefix, zone=zone, wg_iface=f"{prefix}c")
     files = {**SYS_SEC_FILES,
              "syssec.toml": SYS_SEC_FILES["syssec.toml"] + engine_settings()
              + net.vpn_settings()}
-    platform = Platform(first_domid=first_domid, sys_sec_files=files)
+    platform = Platform(config, first_domid=first_domid, sys_sec_files=files)
     try:
         platform.start()
         up = subprocess.run([sys.executable, "-m", "dom0.cli", "--json", "up"],

@@ -20,6 +20,7 @@ import os
 import pwd
 import socket
 import struct
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,11 +44,21 @@ class Operation(enum.Enum):
     EVENTS = "events"
     UP = "up"
     DOWN = "down"
+    # sys-sec's records, which dom0d reads from its SecurityService for the caller.
+    ALERTS = "alerts"
+    REPORT = "report"
+    STATS = "stats"
+    RELOAD = "reload"
+    PROVIDER_STATUS = "provider status"
 
 
 # What changes the set of domains or the whole platform is for owners only; a listed user
-# may drive the domains they are listed on, not make or remove them.
-OWNER_ONLY = frozenset({Operation.CREATE, Operation.DESTROY, Operation.UP, Operation.DOWN})
+# may drive the domains they are listed on, not make or remove them. The engine and the
+# provider are the whole platform's too: their counters and trust are no one domain's.
+OWNER_ONLY = frozenset({Operation.CREATE, Operation.DESTROY, Operation.UP, Operation.DOWN,
+                        Operation.STATS, Operation.RELOAD, Operation.PROVIDER_STATUS})
+# sys-sec's records of what domains did: a listed user reads those of their domains.
+SECURITY_READS = frozenset({Operation.ALERTS, Operation.REPORT})
 
 
 @dataclass(frozen=True)
@@ -100,6 +111,30 @@ def refusal(caller: Caller, op: Operation, domain: str | None,
         return None
     return (f"user {caller.label} may not use domain {domain!r}: the user is not in its "
             f"`users` (an owner can add it to the domain's definition)")
+
+
+def readable_domains(caller: Caller,
+                     domain_users: Mapping[str, tuple[str, ...]]) -> frozenset[str] | None:
+    """The domains whose sys-sec records the caller may read (`domain_users`: every
+    domain's `users`); None for an owner, who reads every record, also those of sys-sec
+    itself and those that name no domain."""
+    if caller.owner:
+        return None
+    return frozenset(name for name, users in domain_users.items() if may_use(caller, users))
+
+
+def read_refusal(caller: Caller, op: Operation, domain: str | None,
+                 domain_users: Mapping[str, tuple[str, ...]]) -> str | None:
+    """Why the caller may not read sys-sec's records for `op` (of `domain`, None: of every
+    domain they may read), or None when it may. As `refusal`: a domain that does not
+    exist looks like one that does not name the caller."""
+    reason = refusal(caller, op, domain, domain_users.get(domain) if domain else None)
+    if reason is not None or domain is not None or caller.owner:
+        return reason
+    if not readable_domains(caller, domain_users):
+        return (f"user {caller.label} may read no domain's {op.value}: no domain's `users` "
+                "names the user (an owner can add it to a domain's definition)")
+    return None
 
 
 def resolve_caller(cred: PeerCred, owner_group: str = OWNER_GROUP) -> Caller:

@@ -1,4 +1,6 @@
-"""The control API: `hyperwall.control.v1.ControlService` mapped onto the toolstack.
+"""The control API: `hyperwall.control.v1.ControlService` mapped onto the toolstack, and
+`hyperwall.netsec.v1.SecurityService` relayed from sys-sec's root-only socket for callers
+who are not root (`SecurityRelay`).
 
 Each RPC is a few lines: find the caller, ask the policy (auth.refusal), call the toolstack,
 convert the answer. Errors follow one hierarchy (dom0.model.ToolstackError): its subclasses
@@ -11,9 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn, Protocol, TypeVar
@@ -34,12 +37,19 @@ from dom0.model import (
     ToolstackError,
     UnknownDomain,
 )
+from netsec.evelog import domain_of
+from netsec.trust import TrustStore, describe
 from proto.gen.hyperwall.control.v1 import control_pb2 as pb
 from proto.gen.hyperwall.control.v1 import control_pb2_grpc as pb_grpc
+from proto.gen.hyperwall.netsec.v1 import security_pb2 as sec_pb
+from proto.gen.hyperwall.netsec.v1 import security_pb2_grpc as sec_pb_grpc
 
 log = logging.getLogger(__name__)
 
 SERVICE_NAME = pb.DESCRIPTOR.services_by_name["ControlService"].full_name
+SECURITY_SERVICE_NAME = sec_pb.DESCRIPTOR.services_by_name["SecurityService"].full_name
+# sys-sec's folder on the host as dom0d's default --state-dir holds it.
+DEFAULT_SYS_SEC_DIR = Path("/var/lib/hyperwall/sys-sec")
 T = TypeVar("T")
 # Spelled at module level: inside Toolstack, `list` names its method.
 Infos = list[DomainInfo]
@@ -110,22 +120,28 @@ def _timeout(request: Any, default: float) -> float:
     return float(request.timeout_seconds)
 
 
+Callers = Callable[[str], Caller | None]
+
+
+def _caller(callers: Callers, context: grpc.aio.ServicerContext) -> Caller:
+    caller = callers(context.peer())
+    if caller is None:
+        # Only root can reach the internal socket directly, but a call that did not
+        # come through the proxy carries no credentials to authorise: refuse it.
+        raise PermissionRefused("connection did not come through the control socket")
+    return caller
+
+
 class ControlServicer(pb_grpc.ControlServiceServicer):
-    def __init__(self, toolstack: Toolstack, callers: Callable[[str], Caller | None]) -> None:
+    def __init__(self, toolstack: Toolstack, callers: Callers,
+                 provider_dir: Path = DEFAULT_SYS_SEC_DIR / "provider") -> None:
         self.toolstack = toolstack
         self._callers = callers
-
-    def _caller(self, context: grpc.aio.ServicerContext) -> Caller:
-        caller = self._callers(context.peer())
-        if caller is None:
-            # Only root can reach the internal socket directly, but a call that did not
-            # come through the proxy carries no credentials to authorise: refuse it.
-            raise PermissionRefused("connection did not come through the control socket")
-        return caller
+        self.provider_dir = provider_dir
 
     def _authorise(self, context: grpc.aio.ServicerContext, op: Operation,
                    name: str | None = None) -> Caller:
-        caller = self._caller(context)
+        caller = _caller(self._callers, context)
         spec = self.toolstack.specs.get(name) if name is not None else None
         reason = auth.refusal(caller, op, name, tuple(spec.users) if spec else None)
         if reason is not None:
@@ -208,6 +224,18 @@ class ControlServicer(pb_grpc.ControlServiceServicer):
         except Exception as e:
             await _fail(context, "down", e)
 
+    async def ProviderStatus(self, request: pb.ProviderStatusRequest,
+                             context: Any) -> pb.ProviderStatusResponse:
+        try:
+            self._authorise(context, Operation.PROVIDER_STATUS)
+            try:
+                status = await asyncio.to_thread(describe, TrustStore(self.provider_dir))
+            except (OSError, ValueError) as e:   # TrustError is a ValueError
+                raise ToolstackError(f"sys-sec's trust store {self.provider_dir}: {e}") from None
+            return pb.ProviderStatusResponse(status_json=json.dumps(status))
+        except Exception as e:
+            await _fail(context, "provider status", e)
+
     async def Events(self, request: pb.EventsRequest,
                      context: Any) -> AsyncIterator[pb.DomainEvent]:
         try:
@@ -237,6 +265,84 @@ class ControlServicer(pb_grpc.ControlServiceServicer):
                 await events.aclose()
 
 
+class SecurityRelay(sec_pb_grpc.SecurityServiceServicer):
+    """sys-sec's SecurityService on the control socket: each call is authorised as the
+    control API's are (auth.read_refusal) and answered from sys-sec's own socket
+    (`upstream`, root's only), with only the records of the domains the caller may read."""
+
+    def __init__(self, toolstack: Toolstack, callers: Callers, upstream: Path) -> None:
+        self.toolstack = toolstack
+        self._callers = callers
+        self.upstream = upstream
+
+    def _scope(self, context: grpc.aio.ServicerContext, op: Operation,
+               domain: str = "") -> frozenset[str] | None:
+        """The domains whose records the caller is shown; None: every record."""
+        caller = _caller(self._callers, context)
+        users: Mapping[str, tuple[str, ...]] = {
+            name: tuple(spec.users) for name, spec in self.toolstack.specs.items()}
+        reason = auth.read_refusal(caller, op, domain or None, users)
+        if reason is not None:
+            raise PermissionRefused(reason)
+        return None if domain else auth.readable_domains(caller, users)
+
+    @contextlib.asynccontextmanager
+    async def _stub(self) -> AsyncIterator[sec_pb_grpc.SecurityServiceStub]:
+        async with grpc.aio.insecure_channel(f"unix:{self.upstream}") as channel:
+            yield sec_pb_grpc.SecurityServiceStub(channel)
+
+    async def _fail(self, context: grpc.aio.ServicerContext, method: str,
+                    error: Exception) -> NoReturn:
+        """sys-sec's own answer goes to the caller as it is; not reaching sys-sec is the
+        platform's state, said as such."""
+        if isinstance(error, grpc.aio.AioRpcError):
+            if error.code() != grpc.StatusCode.UNAVAILABLE:
+                await context.abort(error.code(), error.details() or error.code().name)
+            error = ToolstackError(f"sys-sec's SecurityService does not answer at "
+                                   f"{self.upstream}: is sys-sec running? (`hyperwall up` "
+                                   "starts it)")
+        await _fail(context, method, error)
+
+    async def StreamAlerts(self, request: sec_pb.StreamAlertsRequest,
+                           context: Any) -> AsyncIterator[sec_pb.Alert]:
+        try:
+            scope = self._scope(context, Operation.ALERTS, request.domain)
+            async with self._stub() as stub:
+                async for alert in stub.StreamAlerts(request):
+                    if scope is None or alert.domain in scope:
+                        yield alert
+        except Exception as e:
+            await self._fail(context, "alerts", e)
+
+    async def StreamEvents(self, request: sec_pb.StreamEventsRequest,
+                           context: Any) -> AsyncIterator[sec_pb.EveRecord]:
+        try:
+            scope = self._scope(context, Operation.REPORT, request.domain)
+            async with self._stub() as stub:
+                async for record in stub.StreamEvents(request):
+                    if scope is None or domain_of(json.loads(record.eve_json)) in scope:
+                        yield record
+        except Exception as e:
+            await self._fail(context, "report", e)
+
+    async def GetStats(self, request: sec_pb.GetStatsRequest, context: Any) -> sec_pb.Stats:
+        try:
+            self._scope(context, Operation.STATS)
+            async with self._stub() as stub:
+                return await stub.GetStats(request)
+        except Exception as e:
+            await self._fail(context, "stats", e)
+
+    async def Reload(self, request: sec_pb.ReloadRequest,
+                     context: Any) -> sec_pb.ReloadReply:
+        try:
+            self._scope(context, Operation.RELOAD)
+            async with self._stub() as stub:
+                return await stub.Reload(request)
+        except Exception as e:
+            await self._fail(context, "reload", e)
+
+
 @dataclass
 class ControlServer:
     """The running API: the gRPC server on the internal socket and the public proxy."""
@@ -254,9 +360,11 @@ class ControlServer:
 
 
 async def serve(toolstack: Toolstack, socket_path: Path = DEFAULT_SOCKET, *,
-                owner_group: str = auth.OWNER_GROUP) -> ControlServer:
+                owner_group: str = auth.OWNER_GROUP,
+                sys_sec_dir: Path = DEFAULT_SYS_SEC_DIR) -> ControlServer:
     """Serve the control API on `socket_path` (mode 0666: every call is authorised from the
-    caller's credentials), with gRPC health checking and reflection, until `stop()`.
+    caller's credentials), with gRPC health checking and reflection, until `stop()`; and
+    sys-sec's SecurityService, relayed from its socket in `sys_sec_dir` (on the host).
 
     gRPC itself listens in `<socket_path>.d/` (mode 0700, root only) beside it.
     """
@@ -275,12 +383,16 @@ async def serve(toolstack: Toolstack, socket_path: Path = DEFAULT_SOCKET, *,
         return auth.resolve_caller(cred, owner_group) if cred is not None else None
 
     server = grpc.aio.server()
-    pb_grpc.add_ControlServiceServicer_to_server(ControlServicer(toolstack, callers), server)
+    pb_grpc.add_ControlServiceServicer_to_server(
+        ControlServicer(toolstack, callers, sys_sec_dir / "provider"), server)
+    sec_pb_grpc.add_SecurityServiceServicer_to_server(
+        SecurityRelay(toolstack, callers, sys_sec_dir / "security.sock"), server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     reflection.enable_server_reflection(
-        [SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
-         reflection.SERVICE_NAME], server)
+        [SERVICE_NAME, SECURITY_SERVICE_NAME,
+         health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME],
+        server)
     if server.add_insecure_port(f"unix:{internal_socket}") == 0:
         raise OSError(f"cannot listen on {internal_socket}")
     await server.start()

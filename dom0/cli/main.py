@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import os
 import signal
 import sys
@@ -19,7 +18,8 @@ import grpc
 
 from dom0.api import DEFAULT_SOCKET
 from dom0.api.convert import domain_from_pb, event_from_pb
-from dom0.cli import COMMANDS, EXIT_ERROR, EXIT_OK, Session, arg, command
+from dom0.cli import COMMANDS, EXIT_OK, Session, arg, command, fail
+from dom0.cli import EXIT_ERROR as EXIT_ERROR  # the program's codes, for its callers
 from dom0.model import DomainEvent, DomainInfo, DomainState
 from proto.gen.hyperwall.control.v1 import control_pb2 as pb
 from proto.gen.hyperwall.control.v1 import control_pb2_grpc as pb_grpc
@@ -226,19 +226,21 @@ def run(argv: list[str]) -> int:
     """Parse `argv`, run the command, return the exit code (2 for usage: SystemExit)."""
     args = parser().parse_args(argv)
     with grpc.insecure_channel(f"unix:{args.socket}") as channel:
-        session = Session(pb_grpc.ControlServiceStub(channel), args.json)
+        session = Session(pb_grpc.ControlServiceStub(channel), args.json, channel)
         try:
             return COMMANDS[args.command].run(session, args)
         except grpc.RpcError as err:
-            code, message = error_message(err, args.socket)
-            if args.json:
-                print(json.dumps({"error": {"code": code, "message": message}}), flush=True)
-            else:
-                denied = "permission denied: " if code == "PERMISSION_DENIED" else ""
-                print(f"hyperwall: {denied}{message}", file=sys.stderr)
-            return EXIT_ERROR
+            return fail(args.json, *error_message(err, args.socket))
         except KeyboardInterrupt:
             return 128 + signal.SIGINT
+        except OSError as e:
+            # A file or device of this machine, not dom0d: name it and say what it said.
+            where = f"{e.filename}: " if e.filename else ""
+            return fail(args.json, "UNAVAILABLE", f"{where}{e.strerror or e}")
+        except Exception as e:
+            # No traceback reaches a person; the one line says what failed, for a report.
+            return fail(args.json, "INTERNAL", f"{args.command} failed: "
+                        f"{type(e).__name__}: {e} (a bug in hyperwall)")
 
 
 # The commands of the other modules register into COMMANDS when imported; imported after

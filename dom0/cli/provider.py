@@ -1,22 +1,24 @@
 """`hyperwall provider enroll|revoke|status`: the owner's say over a security provider.
 
-They act on sys-sec's trust store directly (netsec/trust.py), not through dom0d: they run as
-root on the host, where sys-sec's folder is. sys-sec reads the store on every update and
-every provider call, so a revoke takes effect at once. The store is `--dir`, else
-$HYPERWALL_PROVIDER_DIR, else STATE/sys-sec/provider with STATE from $HYPERWALL_STATE_DIR
-(else /var/lib/hyperwall).
+enroll and revoke act on sys-sec's trust store directly (netsec/trust.py), not through
+dom0d: they run as root on the host, where sys-sec's folder is (root's only). sys-sec reads
+the store on every update and every provider call, so a revoke takes effect at once. The
+store is `--dir`, else $HYPERWALL_PROVIDER_DIR, else STATE/sys-sec/provider with STATE from
+$HYPERWALL_STATE_DIR (else /var/lib/hyperwall). `status` reads it directly too for root or
+a store named with --dir or $HYPERWALL_PROVIDER_DIR; any other caller asks dom0d, which
+shows it to the platform's owners (root and the `hyperwall` group).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dom0.cli import EXIT_ERROR, EXIT_OK, EXIT_USAGE, Session, arg, command
+from dom0.cli import EXIT_OK, EXIT_USAGE, Session, arg, command
 from netsec.trust_dir import DEFAULT_DIR, ENV_DIR
+from proto.gen.hyperwall.control.v1 import control_pb2 as pb
 
 if TYPE_CHECKING:
     from netsec.trust import TrustStore
@@ -37,12 +39,10 @@ def store(given: Path | None = None) -> TrustStore:
     return TrustStore(DEFAULT_DIR)
 
 
-def _fail(s: Session, code: str, message: str, exit_code: int = EXIT_ERROR) -> int:
-    if s.json:
-        print(json.dumps({"error": {"code": code, "message": message}}), flush=True)
-    else:
-        print(f"hyperwall: {message}", file=sys.stderr, flush=True)
-    return exit_code
+def _denied(s: Session, action: str, path: Path) -> int:
+    return s.fail("PERMISSION_DENIED", f"provider {action} uses sys-sec's trust store {path}, "
+                  "which only root may open: run it as root (owners see it with `hyperwall "
+                  "provider status`)")
 
 
 def _read(path: Path | None, what: str) -> bytes | None:
@@ -53,30 +53,6 @@ def _read(path: Path | None, what: str) -> bytes | None:
     except OSError as e:
         from netsec.trust import TrustError
         raise TrustError(f"{what} {path}: {e.strerror}") from None
-
-
-def describe(trust: TrustStore) -> dict[str, Any]:
-    """Everything the owner may want to see of the store, as JSON-ready data."""
-    state = trust.load()
-    status = ("revoked" if state.revoked else "enrolled" if state.enrolled
-              else "not enrolled")
-    root: dict[str, Any] | None = None
-    raw_root = trust.root_json()
-    if raw_root is not None:
-        signed = json.loads(raw_root).get("signed", {})
-        root = {"version": signed.get("version"), "expires": signed.get("expires")}
-    ca: dict[str, Any] | None = None
-    raw_ca = trust.provider_ca()
-    if raw_ca is not None:
-        from cryptography.x509 import load_pem_x509_certificate
-        cert = load_pem_x509_certificate(raw_ca)
-        ca = {"subject": cert.subject.rfc4514_string(),
-              "expires": cert.not_valid_after_utc.isoformat()}
-    return {"provider": state.provider, "status": status, "bundle_keys": state.keys,
-            "threshold": state.threshold, "tuf_root": root, "provider_ca": ca,
-            "last_version": state.last_version,
-            "version_problem": trust.version_problem(state), "share_alerts": state.share_alerts,
-            "disabled_sids": state.disabled_sids, "dir": str(trust.path)}
 
 
 def status_table(d: dict[str, Any]) -> str:
@@ -115,19 +91,25 @@ def status_table(d: dict[str, Any]) -> str:
          arg("--dir", type=Path, help=f"the trust store (default: ${ENV_DIR}, else "
              "$HYPERWALL_STATE_DIR/sys-sec/provider)"))
 def _provider(s: Session, args: argparse.Namespace) -> int:
-    from netsec.trust import TrustError
     if args.action != "enroll":
         given = [f"--{o.replace('_', '-')}" for o in ENROLL_ONLY
                  if getattr(args, o) not in (None, [])]
         if given:
-            return _fail(s, "INVALID_ARGUMENT", f"{' '.join(given)}: only for "
-                         "`hyperwall provider enroll`", EXIT_USAGE)
+            return s.fail("INVALID_ARGUMENT", f"{' '.join(given)}: only for "
+                          "`hyperwall provider enroll`", EXIT_USAGE)
+    if os.geteuid() != 0 and args.dir is None and not os.environ.get(ENV_DIR):
+        if args.action == "status":
+            s.emit(status_table(d := json.loads(
+                s.stub.ProviderStatus(pb.ProviderStatusRequest()).status_json)), d)
+            return EXIT_OK
+        return _denied(s, args.action, store().path)
+    from netsec.trust import TrustError, describe
     trust = store(args.dir)
     try:
         if args.action == "enroll":
             if args.root is None and not args.bundle_key:
-                return _fail(s, "INVALID_ARGUMENT", "enroll needs the provider's --root "
-                             "root.json (or at least one --bundle-key)", EXIT_USAGE)
+                return s.fail("INVALID_ARGUMENT", "enroll needs the provider's --root "
+                              "root.json (or at least one --bundle-key)", EXIT_USAGE)
             keys = [_read(k, "--bundle-key") or b"" for k in args.bundle_key]
             trust.enroll(_read(args.root, "--root"), keys, _read(args.ca, "--ca"),
                          provider=args.name or "", threshold=args.threshold)
@@ -135,12 +117,17 @@ def _provider(s: Session, args: argparse.Namespace) -> int:
                 trust.update(share_alerts=args.share_alerts)
         elif args.action == "revoke":
             if not trust.load().enrolled:
-                return _fail(s, "FAILED_PRECONDITION", "no provider is enrolled; nothing to "
-                             "revoke")
+                return s.fail("FAILED_PRECONDITION", "no provider is enrolled; nothing to "
+                              "revoke")
             trust.revoke()
         d = describe(trust)
+    except PermissionError:
+        return _denied(s, args.action, trust.path)
     except (TrustError, ValueError) as e:
-        return _fail(s, "INVALID_ARGUMENT", str(e))
+        return s.fail("INVALID_ARGUMENT", str(e))
+    except OSError as e:
+        return s.fail("FAILED_PRECONDITION", f"sys-sec's trust store {trust.path}: "
+                      f"{e.strerror or e}")
     headline = {"enroll": f"enrolled {d['provider'] or 'the provider'}; sys-sec takes its "
                           "bundles from now on\n",
                 "revoke": f"revoked {d['provider'] or 'the provider'}: its bundles and its "

@@ -7,12 +7,9 @@ real SO_PEERCRED) over the stand-in toolstack, and runs the CLI as each of them.
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import os
 import signal
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -21,40 +18,21 @@ import pytest
 from dom0.api.server import serve
 from dom0.config import DomainSpec
 from dom0.sim.embedded import Platform
-from tests.conftest import started
+from tests.conftest import as_user, started, unix_accounts
 from tests.control_fakes import StandInToolstack, short_dir
 
 pytestmark = pytest.mark.root
 
 TIMEOUT = 15.0
-HYPERWALL = Path(sys.executable).with_name("hyperwall")
 GROUP = "hwt-owners"
 MEMBER, ALICE, MALLORY = "hwt-member", "hwt-alice", "hwt-mallory"
 ALL = ["sys-sec", "family", "untrusted", "work"]
 
 
-def _quiet(*argv: str) -> None:
-    subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=False)
-
-
-def _remove_accounts() -> None:
-    for user in (MEMBER, ALICE, MALLORY):
-        _quiet("userdel", user)
-        _quiet("groupdel", user)
-    _quiet("groupdel", GROUP)
-
-
 @pytest.fixture(scope="module")
 def accounts() -> Iterator[None]:
-    _remove_accounts()  # leftovers of an interrupted run
-    try:
-        subprocess.run(["groupadd", GROUP], check=True)
-        for user, extra in ((MEMBER, ["-G", GROUP]), (ALICE, []), (MALLORY, [])):
-            subprocess.run(["useradd", "--no-create-home", "--user-group",
-                            "--shell", "/usr/sbin/nologin", *extra, user], check=True)
+    with unix_accounts({MEMBER: [GROUP], ALICE: [], MALLORY: []}, [GROUP]):
         yield
-    finally:
-        _remove_accounts()
 
 
 @pytest.fixture
@@ -77,37 +55,6 @@ async def served(accounts: None) -> AsyncIterator[tuple[Path, StandInToolstack]]
 @pytest.fixture
 def socket_path(served: tuple[Path, StandInToolstack]) -> Path:
     return served[0]
-
-
-# Where the venv's interpreter sits under a private directory (e.g. pyenv in /root), other
-# users cannot execute it: then the CLI is started as root, with every module it needs
-# loaded, and drops to the user's uid, gids and groups before it connects. Either way the
-# connection carries the user's real credentials.
-_DROP_TO_USER = """
-import os, pwd, sys
-import dom0.cli.main
-dom0.cli.main.parser().format_help()  # loads what argparse loads lazily
-pw = pwd.getpwnam(sys.argv[1])
-os.setgroups(os.getgrouplist(pw.pw_name, pw.pw_gid))
-os.setgid(pw.pw_gid)
-os.setuid(pw.pw_uid)
-sys.exit(dom0.cli.main.run(sys.argv[2:]))
-"""
-
-
-@functools.cache
-def _venv_usable_by_others() -> bool:
-    return subprocess.run(["runuser", "-u", MALLORY, "--", str(HYPERWALL), "--help"],
-                          capture_output=True).returncode == 0
-
-
-def as_user(user: str | None, *argv: str) -> list[str]:
-    """The command line running `hyperwall argv` as `user` (None: as root)."""
-    if user is None:
-        return [str(HYPERWALL), *argv]
-    if _venv_usable_by_others():
-        return ["runuser", "-u", user, "--", str(HYPERWALL), *argv]
-    return [sys.executable, "-c", _DROP_TO_USER, user, *argv]
 
 
 async def hyperwall(socket: Path, user: str | None, *argv: str) -> tuple[int, str, str]:

@@ -9,11 +9,14 @@ import pytest
 
 from dom0.api.auth import (
     OWNER_ONLY,
+    SECURITY_READS,
     Caller,
     Operation,
     PeerCred,
     is_owner,
     may_use,
+    read_refusal,
+    readable_domains,
     refusal,
     resolve_caller,
 )
@@ -67,6 +70,47 @@ def test_platform_operations_are_for_owners_only(op: Operation) -> None:
 @pytest.mark.parametrize("op", [Operation.LIST, Operation.EVENTS])
 def test_anyone_may_list_and_follow_events_filtered(op: Operation) -> None:
     assert refusal(NOBODY, op, None, None) is None
+
+
+USERS = {"sys-sec": (), "work": ("alice",), "family": ("alice", "bob"), "untrusted": ()}
+READS = sorted(SECURITY_READS, key=lambda o: o.value)
+
+
+def test_an_owner_reads_every_record_and_a_user_those_of_their_domains() -> None:
+    assert readable_domains(OWNER, USERS) is None
+    assert readable_domains(ALICE, USERS) == {"work", "family"}
+    assert readable_domains(Caller(uid=1003, user="bob", owner=False), USERS) == {"family"}
+    assert readable_domains(NOBODY, USERS) == frozenset()
+
+
+@pytest.mark.parametrize("op", READS)
+def test_a_listed_user_reads_their_domains_records(op: Operation) -> None:
+    assert read_refusal(ALICE, op, "family", USERS) is None
+    assert read_refusal(ALICE, op, None, USERS) is None    # theirs only: readable_domains
+    assert read_refusal(OWNER, op, "sys-sec", USERS) is None
+    assert read_refusal(OWNER, op, None, USERS) is None
+
+
+@pytest.mark.parametrize("op", READS)
+def test_records_of_another_or_a_missing_domain_are_refused_alike(op: Operation) -> None:
+    reason = read_refusal(ALICE, op, "untrusted", USERS)
+    assert reason is not None and "'alice'" in reason and "'untrusted'" in reason
+    assert read_refusal(ALICE, op, "nope", USERS) == reason.replace("'untrusted'", "'nope'")
+    assert read_refusal(ALICE, op, "sys-sec", USERS) is not None
+
+
+@pytest.mark.parametrize("op", READS)
+def test_a_user_named_nowhere_reads_nothing(op: Operation) -> None:
+    reason = read_refusal(Caller(uid=1004, user="mallory", owner=False), op, None, USERS)
+    assert reason is not None and "'mallory'" in reason and op.value in reason
+    assert "users" in reason
+
+
+@pytest.mark.parametrize("op", [Operation.STATS, Operation.RELOAD, Operation.PROVIDER_STATUS])
+def test_the_engine_and_the_provider_are_the_owners(op: Operation) -> None:
+    assert read_refusal(OWNER, op, None, USERS) is None
+    reason = read_refusal(ALICE, op, None, USERS)
+    assert reason is not None and reason.startswith(f"{op.value} is reserved to the platform's")
 
 
 def test_a_uid_without_a_name_uses_nothing() -> None:

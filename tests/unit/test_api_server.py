@@ -6,11 +6,13 @@ permission matrix for other users goes through the same servicer with their call
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import TypeVar
 
 import grpc
 import pytest
@@ -19,14 +21,18 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from dom0.api.auth import Caller
 from dom0.api.convert import domain_from_pb, event_from_pb
-from dom0.api.server import SERVICE_NAME, ControlServer, ControlServicer, serve
+from dom0.api.server import SERVICE_NAME, ControlServer, ControlServicer, SecurityRelay, serve
 from dom0.backends.base import ExecResult
 from dom0.model import DomainState, EventKind, InvalidState, ToolstackError
+from domains.syssec.security_service import serve as serve_security
+from netsec.trust import TrustStore, describe
 from proto.gen.hyperwall.control.v1 import control_pb2 as pb
 from proto.gen.hyperwall.control.v1 import control_pb2_grpc as pb_grpc
+from proto.gen.hyperwall.netsec.v1 import security_pb2 as sec_pb
 from tests.control_fakes import StandInToolstack, short_dir
 
 TIMEOUT = 10.0
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -410,3 +416,112 @@ async def test_events_are_filtered_to_the_callers_domains(toolstack: StandInTool
         ("family", EventKind.CREATED), ("family", EventKind.STARTED)]
     await stream.aclose()
     assert toolstack.subscribers == 0
+
+
+# -- sys-sec's SecurityService, relayed for the caller ---------------------------------------
+
+def _alert(domain: str, sid: int) -> dict[str, object]:
+    return {"timestamp": f"2026-11-24T09:00:0{sid}.000000+0000", "event_type": "alert",
+            "src_ip": "10.137.0.2", "dest_ip": "192.0.2.1",
+            "alert": {"action": "blocked", "signature_id": sid, "signature": f"sid {sid}"},
+            "hyperwall": {"domain": domain}}
+
+
+def relay_log(relay: SecurityRelay) -> Path:
+    return relay.upstream.parent / "log" / "eve.json"
+
+
+@pytest.fixture
+async def relay(toolstack: StandInToolstack) -> AsyncIterator[SecurityRelay]:
+    """The relay in front of a real SecurityService over EVE records of three domains and
+    one that names none."""
+    records = [_alert("work", 1), _alert("family", 2), _alert("untrusted", 3), _alert("", 4)]
+    with short_dir() as run:
+        logs = run / "log"
+        logs.mkdir()
+        (logs / "eve.json").write_text("".join(json.dumps(r) + "\n" for r in records))
+        upstream = await serve_security(logs, run / "security.sock")
+        try:
+            yield SecurityRelay(toolstack, lambda peer: CALLERS.get(
+                peer.removeprefix("unix:/p/")), run / "security.sock")
+        finally:
+            await upstream.stop(None)
+
+
+async def _read(stream: AsyncIterator[T]) -> list[T] | grpc.StatusCode:
+    try:
+        return [item async for item in stream]
+    except Aborted as e:
+        return e.code
+
+
+@pytest.mark.parametrize("user, domain, shown", [
+    ("olga", "", [1, 2, 3, 4]), ("olga", "untrusted", [3]),
+    ("alice", "", [1, 2]), ("alice", "family", [2]),
+    ("alice", "untrusted", grpc.StatusCode.PERMISSION_DENIED),
+    ("alice", "nope", grpc.StatusCode.PERMISSION_DENIED),
+    ("mallory", "", grpc.StatusCode.PERMISSION_DENIED),
+    ("mallory", "work", grpc.StatusCode.PERMISSION_DENIED),
+])
+async def test_alerts_and_records_are_those_the_caller_may_read(
+        relay: SecurityRelay, user: str, domain: str,
+        shown: list[int] | grpc.StatusCode) -> None:
+    alerts = await _read(relay.StreamAlerts(sec_pb.StreamAlertsRequest(domain=domain),
+                                            _ctx(user)))
+    records = await _read(relay.StreamEvents(sec_pb.StreamEventsRequest(domain=domain),
+                                             _ctx(user)))
+    if isinstance(shown, grpc.StatusCode):
+        assert alerts == records == shown
+        return
+    assert isinstance(alerts, list) and isinstance(records, list)
+    assert [a.signature_id for a in alerts] == shown
+    assert [json.loads(r.eve_json)["alert"]["signature_id"] for r in records] == shown
+
+
+async def test_followed_alerts_are_filtered_as_they_come(relay: SecurityRelay) -> None:
+    stream = relay.StreamAlerts(sec_pb.StreamAlertsRequest(follow=True), _ctx("alice"))
+    async with asyncio.timeout(TIMEOUT):
+        # sys-sec follows the log before it sends the past: what is appended after the
+        # past arrived is new.
+        assert [(await anext(stream)).signature_id for _ in range(2)] == [1, 2]
+        with open(relay_log(relay), "a") as log:
+            log.write(json.dumps(_alert("untrusted", 5)) + "\n")
+            log.write(json.dumps(_alert("family", 6)) + "\n")
+        assert (await anext(stream)).signature_id == 6
+    await stream.aclose()
+
+
+@pytest.mark.parametrize("user, allowed", [("olga", True), ("alice", False)])
+async def test_the_engines_counters_are_the_owners(relay: SecurityRelay, user: str,
+                                                   allowed: bool) -> None:
+    try:
+        stats = await relay.GetStats(sec_pb.GetStatsRequest(), _ctx(user))
+    except Aborted as e:
+        assert not allowed and e.code == grpc.StatusCode.PERMISSION_DENIED
+    else:
+        assert allowed and stats.engine == "down"   # started without an engine
+
+
+async def test_sys_sec_not_answering_is_said_naming_its_socket(
+        toolstack: StandInToolstack, tmp_path: Path) -> None:
+    relay = SecurityRelay(toolstack, lambda peer: OWNER, tmp_path / "no.sock")
+    with pytest.raises(Aborted) as e:
+        [a async for a in relay.StreamAlerts(sec_pb.StreamAlertsRequest(), _ctx("olga"))]
+    assert e.value.code == grpc.StatusCode.FAILED_PRECONDITION
+    assert str(tmp_path / "no.sock") in e.value.details and "sys-sec" in e.value.details
+
+
+@pytest.mark.parametrize("user, allowed", [("olga", True), ("alice", False)])
+async def test_the_providers_status_is_the_owners(toolstack: StandInToolstack, tmp_path: Path,
+                                                  user: str, allowed: bool) -> None:
+    TrustStore(tmp_path / "provider").update(provider="acme", share_alerts=True)
+    servicer = ControlServicer(toolstack, lambda peer: CALLERS.get(
+        peer.removeprefix("unix:/p/")), tmp_path / "provider")
+    try:
+        reply = await servicer.ProviderStatus(pb.ProviderStatusRequest(), _ctx(user))
+    except Aborted as e:
+        assert not allowed and e.code == grpc.StatusCode.PERMISSION_DENIED
+        assert "provider status is reserved to the platform's owners" in e.details
+    else:
+        assert allowed
+        assert json.loads(reply.status_json) == describe(TrustStore(tmp_path / "provider"))

@@ -7,6 +7,7 @@ from the test's event loop.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import signal
@@ -185,6 +186,27 @@ async def test_internal_errors_carry_no_traceback(served: Served) -> None:
     assert code == 1
     assert json.loads(out)["error"] == {
         "code": "INTERNAL", "message": "dom0d failed (internal error); its log has the details"}
+
+
+@pytest.mark.parametrize("error, says", [
+    (PermissionError(13, "Permission denied", "/x/eve.json"),
+     ("UNAVAILABLE", "/x/eve.json: Permission denied")),
+    (RuntimeError("boom"),
+     ("INTERNAL", "list failed: RuntimeError: boom (a bug in hyperwall)")),
+])
+def test_any_other_failure_is_one_line_too(monkeypatch: pytest.MonkeyPatch,
+                                           capsys: pytest.CaptureFixture[str],
+                                           error: Exception, says: tuple[str, str]) -> None:
+    def fails(s: object, args: object) -> int:
+        raise error
+    monkeypatch.setitem(cli.COMMANDS, "list", dataclasses.replace(cli.COMMANDS["list"],
+                                                                  run=fails))
+    assert cli.run(["list"]) == 1
+    out, err = capsys.readouterr()
+    assert (out, err) == ("", f"hyperwall: {says[1]}\n")
+    assert cli.run(["--json", "list"]) == 1
+    assert json.loads(capsys.readouterr().out)["error"] == {"code": says[0],
+                                                            "message": says[1]}
 
 
 @pytest.mark.parametrize("argv", [[], ["frobnicate"], ["start"], ["exec", "work"],

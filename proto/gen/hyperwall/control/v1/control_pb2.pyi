@@ -225,3 +225,13 @@ class DownRequest(_message.Message):
 class DownResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class ProviderStatusRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ProviderStatusResponse(_message.Message):
+    __slots__ = ("status_json",)
+    STATUS_JSON_FIELD_NUMBER: _ClassVar[int]
+    status_json: str
+    def __init__(self, status_json: _Optional[str] = ...) -> None: ...

@@ -95,6 +95,11 @@ class ControlServiceStub:
                 request_serializer=hyperwall_dot_control_dot_v1_dot_control__pb2.DownRequest.SerializeToString,
                 response_deserializer=hyperwall_dot_control_dot_v1_dot_control__pb2.DownResponse.FromString,
                 _registered_method=True)
+        self.ProviderStatus = channel.unary_unary(
+                '/hyperwall.control.v1.ControlService/ProviderStatus',
+                request_serializer=hyperwall_dot_control_dot_v1_dot_control__pb2.ProviderStatusRequest.SerializeToString,
+                response_deserializer=hyperwall_dot_control_dot_v1_dot_control__pb2.ProviderStatusResponse.FromString,
+                _registered_method=True)
 
 
 class ControlServiceServicer:
@@ -184,6 +189,14 @@ class ControlServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ProviderStatus(self, request, context):
+        """What sys-sec's trust store holds of the security provider (owners only; enrolling and
+        revoking are root's, on the host, with `hyperwall provider`).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControlServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -246,6 +259,11 @@ def add_ControlServiceServicer_to_server(servicer, server):
                     servicer.Down,
                     request_deserializer=hyperwall_dot_control_dot_v1_dot_control__pb2.DownRequest.FromString,
                     response_serializer=hyperwall_dot_control_dot_v1_dot_control__pb2.DownResponse.SerializeToString,
+            ),
+            'ProviderStatus': grpc.unary_unary_rpc_method_handler(
+                    servicer.ProviderStatus,
+                    request_deserializer=hyperwall_dot_control_dot_v1_dot_control__pb2.ProviderStatusRequest.FromString,
+                    response_serializer=hyperwall_dot_control_dot_v1_dot_control__pb2.ProviderStatusResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -573,6 +591,33 @@ class ControlService:
             '/hyperwall.control.v1.ControlService/Down',
             hyperwall_dot_control_dot_v1_dot_control__pb2.DownRequest.SerializeToString,
             hyperwall_dot_control_dot_v1_dot_control__pb2.DownResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ProviderStatus(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hyperwall.control.v1.ControlService/ProviderStatus',
+            hyperwall_dot_control_dot_v1_dot_control__pb2.ProviderStatusRequest.SerializeToString,
+            hyperwall_dot_control_dot_v1_dot_control__pb2.ProviderStatusResponse.FromString,
             options,
             channel_credentials,
             insecure,
