@@ -28,7 +28,7 @@ from grpc_reflection.v1alpha import reflection
 from dom0.api import DEFAULT_SOCKET, auth
 from dom0.api.auth import Caller, CredentialProxy, Operation
 from dom0.api.convert import domain_to_pb, event_to_pb
-from dom0.backends.base import ExecResult
+from dom0.backends.base import BackendError, ExecResult
 from dom0.model import (
     DomainEvent,
     DomainInfo,
@@ -101,6 +101,11 @@ async def _fail(context: grpc.aio.ServicerContext, method: str, error: Exception
         raise error
     if isinstance(error, ToolstackError):
         await context.abort(status_for(error), str(error))
+    if isinstance(error, BackendError):
+        # The backend says which domain, which step and why (a guest's agent that does not
+        # answer an exec): the domain's state, not a bug in dom0.
+        log.warning("control API %s: %s", method, error)
+        await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(error))
     log.error("control API %s failed", method, exc_info=error)
     await context.abort(grpc.StatusCode.INTERNAL, "internal error")
     raise AssertionError("grpc's abort() returned; it always raises")  # for type checkers

@@ -21,6 +21,11 @@ xenbus device. pyxs 0.4.1 is extended here, in one place:
   two requests with one id, and the caller whose reply went to the other waits for ever
   (seen in Xen guests, whose agents call from several threads). Ids here come from an
   `itertools.count`, whose `next` the GIL makes atomic;
+- it keeps several requests in flight on one connection, matched to their replies by id.
+  Over a Xen guest's xenbus device, under load, a reply was seen given to another request
+  (a read of one vif's `frontend` answered with another's; replies of another operation,
+  which pyxs refuses as UnexpectedPacket), so there one request is in flight at a time per
+  connection (each watch has its own);
 - its `Monitor.wait` climbs an event's path towards a watched one with `dirname`, which
   never leaves `/` for an absolute path: an event still in flight when its watch is
   removed spins that thread for ever (sys-sec's agent was seen with one at half a core and
@@ -131,6 +136,8 @@ class _Router(pyxs.Router):  # type: ignore[misc]  # pyxs has no types: a subcla
     EIO, and later requests fail at once."""
 
     dead = False
+    # Over the xenbus device, one request at a time (see `_PyxsClient.execute_command`).
+    one_at_a_time: threading.Lock | None = None
 
     def __call__(self) -> None:
         try:
@@ -167,7 +174,13 @@ class _PyxsClient(pyxs.Client):  # type: ignore[misc]  # pyxs has no types, as a
 
     def execute_command(self, op: int, *args: bytes, **kwargs: Any) -> bytes:
         kwargs.update(tx_id=self.tx_id, rq_id=next(_RQ_IDS) & 0xFFFFFFFF)
-        packet = self.router.send(pyxs_internal.Packet(op, b"".join(args), **kwargs)).get()
+        request = pyxs_internal.Packet(op, b"".join(args), **kwargs)
+        serial = self.router.one_at_a_time
+        if serial is None:
+            packet = self.router.send(request).get()
+        else:
+            with serial:
+                packet = self.router.send(request).get()
         if packet.op == Op.ERROR:
             raise _ErrorReply(packet.payload[:-1].decode("ascii", "replace"))
         if packet.op != op or packet.tx_id != self.tx_id:
@@ -201,7 +214,10 @@ class XenStore:
         self.where = where or locate()
         kind, path = self.where
         connection = UnixSocketConnection(path) if kind == "unix" else XenBusConnection(path)
-        self._c = _PyxsClient(router=_Router(connection))
+        router = _Router(connection)
+        if kind != "unix":
+            router.one_at_a_time = threading.Lock()
+        self._c = _PyxsClient(router=router)
 
     # lifecycle
     def connect(self) -> XenStore:

@@ -22,7 +22,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from dom0.api.auth import Caller
 from dom0.api.convert import domain_from_pb, event_from_pb
 from dom0.api.server import SERVICE_NAME, ControlServer, ControlServicer, SecurityRelay, serve
-from dom0.backends.base import ExecResult
+from dom0.backends.base import BackendError, ExecResult
 from dom0.model import DomainState, EventKind, InvalidState, ToolstackError
 from domains.syssec.security_service import serve as serve_security
 from netsec.trust import TrustStore, describe
@@ -261,6 +261,19 @@ async def test_bad_exec_requests_are_invalid(stub: pb_grpc.ControlServiceStub,
             grpc.StatusCode.INVALID_ARGUMENT
     assert await _code(stub.Shutdown(pb.ShutdownRequest(name="work", timeout_seconds=0),
                                      timeout=TIMEOUT)) == grpc.StatusCode.INVALID_ARGUMENT
+
+
+@needs_owner
+async def test_a_backends_failure_is_the_domains_state_not_internal(
+        stub: pb_grpc.ControlServiceStub, toolstack: StandInToolstack) -> None:
+    # make test-xen once saw `hyperwall exec sys-sec ...` end in "dom0d failed (internal
+    # error)" where the backend had said the domain's agent did not answer in 25 s.
+    toolstack.fail_with = BackendError("exec in domain 1: its agent did not answer within 25 s")
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await stub.Start(pb.StartRequest(name="work"), timeout=TIMEOUT)
+    assert (err.value.code(), err.value.details()) == (
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "exec in domain 1: its agent did not answer within 25 s")
 
 
 @needs_owner
