@@ -38,7 +38,11 @@ def run_checks(which: str, timeout: float) -> dict[str, str]:
     except ImageUnavailable as e:
         pytest.skip(f"cannot build the Xen image here ({e}); `make test-xen` builds it")
     python = Path(sys.executable)
-    site = sysconfig.get_paths()["purelib"]
+    paths = sysconfig.get_paths()
+    # The interpreter's own standard library too: a venv made from Debian's python3.11 has
+    # it in /usr/lib/python3.11, which dom0's root does not hold (pyenv's sat beside its
+    # binary).
+    python_dirs = [Path(paths[key]) for key in ("purelib", "stdlib", "platstdlib")]
     guests = image.folder.parent / f"guests-{os.getpid()}"
     try:
         started = time.monotonic()
@@ -51,7 +55,7 @@ def run_checks(which: str, timeout: float) -> dict[str, str]:
                   f"{python} -S -m tests.xen.check_in_dom0 {which} {guests}\n")
         started = time.monotonic()
         lines = boot(image, script, host_paths=[REPO, python, Path(os.path.realpath(python)),
-                                                Path(site), guests],
+                                                *python_dirs, guests],
                      timeout=timeout, on_line=print)
         print(f"== Xen under QEMU: {which} checks done in {time.monotonic() - started:.1f}s")
     finally:
