@@ -51,6 +51,7 @@ SECURITY_SERVICE_NAME = sec_pb.DESCRIPTOR.services_by_name["SecurityService"].fu
 # sys-sec's folder on the host as dom0d's default --state-dir holds it.
 DEFAULT_SYS_SEC_DIR = Path("/var/lib/hyperwall/sys-sec")
 T = TypeVar("T")
+R = TypeVar("R")
 # Spelled at module level: inside Toolstack, `list` names its method.
 Infos = list[DomainInfo]
 Argv = list[str]
@@ -308,27 +309,33 @@ class SecurityRelay(sec_pb_grpc.SecurityServiceServicer):
                                    "starts it)")
         await _fail(context, method, error)
 
+    async def _relayed(self, context: grpc.aio.ServicerContext, op: Operation, domain: str,
+                       stream: Callable[[sec_pb_grpc.SecurityServiceStub], AsyncIterator[R]],
+                       domain_of_item: Callable[[R], str | None]) -> AsyncIterator[R]:
+        """sys-sec's stream, each item passed on only if the caller may read its domain's."""
+        try:
+            scope = self._scope(context, op, domain)
+            async with self._stub() as stub:
+                async for item in stream(stub):
+                    if scope is None or domain_of_item(item) in scope:
+                        yield item
+        except Exception as e:
+            await self._fail(context, op.value, e)
+
+    # Async generators themselves: grpc.aio runs a handler that is not one on a thread.
     async def StreamAlerts(self, request: sec_pb.StreamAlertsRequest,
                            context: Any) -> AsyncIterator[sec_pb.Alert]:
-        try:
-            scope = self._scope(context, Operation.ALERTS, request.domain)
-            async with self._stub() as stub:
-                async for alert in stub.StreamAlerts(request):
-                    if scope is None or alert.domain in scope:
-                        yield alert
-        except Exception as e:
-            await self._fail(context, "alerts", e)
+        async for alert in self._relayed(context, Operation.ALERTS, request.domain,
+                                         lambda stub: stub.StreamAlerts(request),
+                                         lambda a: a.domain):
+            yield alert
 
     async def StreamEvents(self, request: sec_pb.StreamEventsRequest,
                            context: Any) -> AsyncIterator[sec_pb.EveRecord]:
-        try:
-            scope = self._scope(context, Operation.REPORT, request.domain)
-            async with self._stub() as stub:
-                async for record in stub.StreamEvents(request):
-                    if scope is None or domain_of(json.loads(record.eve_json)) in scope:
-                        yield record
-        except Exception as e:
-            await self._fail(context, "report", e)
+        async for record in self._relayed(context, Operation.REPORT, request.domain,
+                                          lambda stub: stub.StreamEvents(request),
+                                          lambda r: domain_of(json.loads(r.eve_json))):
+            yield record
 
     async def GetStats(self, request: sec_pb.GetStatsRequest, context: Any) -> sec_pb.Stats:
         try:
