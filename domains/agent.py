@@ -43,10 +43,8 @@ from dom0.xenstore.xenbus import (
     XenbusState,
     parse_state,
 )
-from domains.exec_service import serve_exec
 from domains.restart import Backoff
 from domains.runner import CommandError, run
-from domains.supervise import Supervisor
 
 log = logging.getLogger("hyperwall.agent")
 HEARTBEAT = 10.0
@@ -121,6 +119,12 @@ class Agent:
         self.backends: dict[str, tuple[tuple[int, ...], asyncio.Task[None]]] = {}
         self.handshakes: dict[str, tuple[Handshake, str]] = {}   # own state path -> (hs, peer)
 
+    async def _serve_exec(self) -> None:
+        # Imported once the device watchers have sent their first requests: the import is
+        # a tenth of the agent's start, and a guest's vif handshake need not wait on it.
+        from domains.exec_service import serve_exec
+        await serve_exec(self.store)
+
     async def run(self) -> str:
         """Serve until a shutdown is requested; returns its reason."""
         kind = (await self.store.read("hyperwall/kind") or b"").decode("ascii", "replace")
@@ -131,7 +135,7 @@ class Agent:
             await self.net.enable_forwarding()
             watchers.append(self._watch_backends())
         tasks = [*map(asyncio.ensure_future, watchers), asyncio.ensure_future(self._heartbeat()),
-                 asyncio.ensure_future(serve_exec(self.store))]
+                 asyncio.ensure_future(self._serve_exec())]
         asked = asyncio.ensure_future(self._wait_for_shutdown())
         stopped = asyncio.ensure_future(self._stopped.wait())
         log.info("serving %s's devices", role.name.lower())
@@ -570,6 +574,7 @@ async def amain() -> int:
     services = None
     sys_sec = await store.read("hyperwall/kind") == b"sys-sec"
     if sys_sec and os.environ.get("HYPERWALL_SECURITY", "1") != "0":
+        from domains.supervise import Supervisor  # sys-sec's alone: no guest pays for it
         services = asyncio.ensure_future(Supervisor(
             SECURITY_SERVICES, name="controller", backoff=SERVICES_BACKOFF, says_ready=False,
             nice=SERVICES_NICE).run())
