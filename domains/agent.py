@@ -120,8 +120,8 @@ class Agent:
         self.handshakes: dict[str, tuple[Handshake, str]] = {}   # own state path -> (hs, peer)
 
     async def _serve_exec(self) -> None:
-        # Imported once the device watchers have sent their first requests: the import is
-        # a tenth of the agent's start, and a guest's vif handshake need not wait on it.
+        # Imported once the device watchers have sent their first requests, so its ~10 ms
+        # run while their replies are on the way instead of before the first is asked.
         from domains.exec_service import serve_exec
         await serve_exec(self.store)
 
