@@ -43,6 +43,7 @@ from dom0.xenstore.xenbus import (
     XenbusState,
     parse_state,
 )
+from domains.exec_service import serve_exec
 from domains.restart import Backoff
 from domains.runner import CommandError, run
 
@@ -119,12 +120,6 @@ class Agent:
         self.backends: dict[str, tuple[tuple[int, ...], asyncio.Task[None]]] = {}
         self.handshakes: dict[str, tuple[Handshake, str]] = {}   # own state path -> (hs, peer)
 
-    async def _serve_exec(self) -> None:
-        # Imported once the device watchers have sent their first requests, so its ~10 ms
-        # run while their replies are on the way instead of before the first is asked.
-        from domains.exec_service import serve_exec
-        await serve_exec(self.store)
-
     async def run(self) -> str:
         """Serve until a shutdown is requested; returns its reason."""
         kind = (await self.store.read("hyperwall/kind") or b"").decode("ascii", "replace")
@@ -135,7 +130,7 @@ class Agent:
             await self.net.enable_forwarding()
             watchers.append(self._watch_backends())
         tasks = [*map(asyncio.ensure_future, watchers), asyncio.ensure_future(self._heartbeat()),
-                 asyncio.ensure_future(self._serve_exec())]
+                 asyncio.ensure_future(serve_exec(self.store))]
         asked = asyncio.ensure_future(self._wait_for_shutdown())
         stopped = asyncio.ensure_future(self._stopped.wait())
         log.info("serving %s's devices", role.name.lower())
