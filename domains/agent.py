@@ -46,7 +46,6 @@ from dom0.xenstore.xenbus import (
 from domains.exec_service import serve_exec
 from domains.restart import Backoff
 from domains.runner import CommandError, run
-from domains.supervise import Supervisor
 
 log = logging.getLogger("hyperwall.agent")
 HEARTBEAT = 10.0
@@ -570,6 +569,7 @@ async def amain() -> int:
     services = None
     sys_sec = await store.read("hyperwall/kind") == b"sys-sec"
     if sys_sec and os.environ.get("HYPERWALL_SECURITY", "1") != "0":
+        from domains.supervise import Supervisor  # sys-sec's alone: no guest pays for it
         services = asyncio.ensure_future(Supervisor(
             SECURITY_SERVICES, name="controller", backoff=SERVICES_BACKOFF, says_ready=False,
             nice=SERVICES_NICE).run())
