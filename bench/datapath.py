@@ -366,10 +366,17 @@ def main() -> int:
 
     def interrupted(*_: object) -> None:
         raise KeyboardInterrupt
-    signal.signal(signal.SIGTERM, interrupted)   # the same way out as Ctrl-C: cleaned up
+    # Ctrl-C and SIGTERM raise where the bench is, mostly in blocking calls: asyncio's own
+    # Ctrl-C only cancels at the next await, after the measurement running then.
+    signal.signal(signal.SIGINT, interrupted)
+    signal.signal(signal.SIGTERM, interrupted)
     with tempfile.TemporaryDirectory(prefix="hwdp-") as tmp:
         started = dt.datetime.now(dt.UTC)
-        results = asyncio.run(bench(args, Path(tmp)))
+        try:
+            results = asyncio.run(bench(args, Path(tmp)))
+        except KeyboardInterrupt:
+            progress("interrupted: every namespace and process it started is gone")
+            return 130
     checks = verdicts(results)
     print(table(results))
     print()
