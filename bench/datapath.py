@@ -159,6 +159,7 @@ def serving(ns: str, argv: list[str], ready: str, timeout: float = 15.0) -> Iter
     """`argv` running in `ns` once it printed a line containing `ready`; stopped after."""
     proc = subprocess.Popen(["ip", "netns", "exec", ns, *argv], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, cwd=REPO, start_new_session=True)
+    drain: threading.Thread | None = None
     try:
         assert proc.stdout is not None
         fd, deadline, seen = proc.stdout.fileno(), time.monotonic() + timeout, b""
@@ -172,13 +173,18 @@ def serving(ns: str, argv: list[str], ready: str, timeout: float = 15.0) -> Iter
                 raise RuntimeError(f"{argv[0]} in {ns} exited: {seen.decode(errors='replace')}")
             seen += chunk
         # What it prints from now on is not wanted, but a full pipe would stall it.
-        threading.Thread(target=lambda: all(iter(lambda: os.read(fd, 65536), b"")),
-                         daemon=True).start()
+        drain = threading.Thread(target=lambda: all(iter(lambda: os.read(fd, 65536), b"")),
+                                 daemon=True)
+        drain.start()
         yield
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=10)
+        if drain is not None:
+            drain.join(timeout=5)    # at the end of the output, before the pipe is closed
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 class EngineCost:
