@@ -66,6 +66,7 @@ bench: install
 	$(PY) bench/xenstore.py
 	$(PY) bench/ids.py
 	$(PY) bench/domains.py
+	$(PY) bench/datapath.py
 
 # ruff, then mypy as pyproject.toml sets it: strict on the cores, plain on the rest.
 # mypy keeps a cache in .mypy_cache, so a run after the first takes seconds.

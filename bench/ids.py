@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import subprocess
 import sys
@@ -24,7 +25,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "bench")]
 
-ET_OPEN = REPO.parent / "shared" / "data" / "et-open"
+ET_OPEN = Path(os.environ.get("HYPERWALL_SHARED", REPO.parent / "shared")) / "data" / "et-open"
 TARGET_PPS, TARGET_LOAD_S = 100_000, 15.0
 RULE_SETS = ("none", "1000", "et-open")
 

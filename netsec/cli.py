@@ -88,6 +88,7 @@ SETTINGS = {
 # ... and those of the engine: Suricata's name -> (EngineConfig field, value parser).
 ENGINE_SETTINGS = {
     "exception-policy": ("exception_policy", parse_exception_policy),
+    "stream.bypass": ("stream_bypass", parse_bool),
 }
 # flow-timeouts.<tcp|udp|icmp|default>.<new|established|closed>: FlowConfig.timeouts
 _TIMEOUT = re.compile(r"^flow-timeouts\.(tcp|udp|icmp|default)\.(new|established|closed)$")

@@ -199,7 +199,11 @@ class SysSec:
         return self.log.read_text(errors="replace")
 
 
-def _build(net: Lab, guests: dict[str, tuple[int, str]], far: tuple[str, ...]) -> dict[str, str]:
+def build_namespaces(net: Lab, guests: dict[str, tuple[int, str]],
+                     far: tuple[str, ...]) -> dict[str, str]:
+    """sys-sec's namespace ("sec") wired to each guest's and to the far side's ("inet"), as
+    the toolstack and the agents leave them, forwarding on and no firewall yet; the
+    namespaces by role."""
     ns = {name: net.ns(name) for name in ("sec", "inet", *guests)}
     net.run(ns["sec"], "sysctl", "-qw", "net.ipv4.ip_forward=1")
     for guest, (domid, _) in guests.items():
@@ -241,7 +245,7 @@ async def sys_sec(xenstored: Daemon, tmp: Path, guests: dict[str, tuple[int, str
     controller: subprocess.Popen[bytes] | None = None
     with lab(prefix) as net:
         try:
-            ns = _build(net, guests, far)
+            ns = build_namespaces(net, guests, far)
             socket = xenstored.rundir / "domain" / str(SEC) / "socket"
             with open(log, "ab") as f:
                 controller = subprocess.Popen(

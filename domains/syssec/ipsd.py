@@ -11,8 +11,8 @@ decoder, flow table and detector as `hyperwall-ids -r`, in IPS mode: drop and re
 drop the packet and the rest of its flow before any guest sees it (reject also answers with
 TCP RSTs or ICMP unreachable, netsec/reject.py). A TCP flow with a direction past the
 reassembly depth is handed back to the kernel (connmark bypass, as Suricata's
-stream.bypass), so bulk transfers
-stop costing the engine; so is a flow to a destination judged clean (--clean, or the
+stream.bypass; `--set stream.bypass=no` keeps it queued), so bulk transfers stop costing
+the engine; so is a flow to a destination judged clean (--clean, or the
 `bypass` list of -c's file). EVE goes to LOGDIR/eve.json, each record naming the guest it
 concerns (`hyperwall.domain`, from the --domains map that sys-sec's controller keeps and
 this process re-reads when it changes) and, for the controller's category rules, the
@@ -460,7 +460,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help=SET_HELP)
     p.add_argument("--bypass-after-depth", action=argparse.BooleanOptionalAction,
                    default=True, help="hand a TCP flow to the kernel once a direction is "
-                   "past the depth (default: yes)")
+                   "past the depth (default: yes; --set stream.bypass=no as well)")
     p.add_argument("--stats-interval", type=float, default=STATS_INTERVAL, metavar="S",
                    help=f"seconds between EVE stats records (default {STATS_INTERVAL:g})")
     return p.parse_args(argv)
@@ -481,7 +481,8 @@ def build(args: argparse.Namespace) -> Ipsd:
                     f"-c {args.config} / --clean" if args.config else "--clean")
     return Ipsd(args.rules, args.logdir, args.domains, FlowConfig(**flow_settings), bypass,
                 args.disabled, variables=cfg.variables,
-                bypass_after_depth=args.bypass_after_depth, engine=sets.engine)
+                bypass_after_depth=sets.engine.pop("stream_bypass", args.bypass_after_depth),
+                engine=sets.engine)
 
 
 def main(argv: list[str] | None = None) -> None:

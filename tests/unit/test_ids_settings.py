@@ -62,3 +62,12 @@ def test_ipsd_applies_and_names_the_ignored_once(tmp_path: Path,
         "--set: ignored, not applied by this engine: mpm-algo"]
     with pytest.raises(ConfigError, match="--set exception-policy=sometimes: want one of"):
         build(parse_args([*base, "--set", "exception-policy=sometimes"]))
+
+
+def test_stream_bypass_is_suricatas_name_for_bypass_after_depth(tmp_path: Path) -> None:
+    (tmp_path / "a.rules").write_text(RULE)
+    base = ["-S", str(tmp_path / "a.rules"), "-l", str(tmp_path / "log")]
+    assert build(parse_args(base)).engine.config.stream_bypass
+    assert not build(parse_args([*base, "--no-bypass-after-depth"])).engine.config.stream_bypass
+    assert not build(parse_args([*base, "--set", "stream.bypass=no"])).engine.config.stream_bypass
+    assert parse_settings(["stream.bypass=yes"]).engine == {"stream_bypass": True}
