@@ -23,9 +23,9 @@ xenbus device. pyxs 0.4.1 is extended here, in one place:
   `itertools.count`, whose `next` the GIL makes atomic;
 - it keeps several requests in flight on one connection, matched to their replies by id.
   Over a Xen guest's xenbus device, under load, a reply was seen given to another request
-  (a read of one vif's `frontend` answered with another's; replies of another operation,
-  which pyxs refuses as UnexpectedPacket), so there one request is in flight at a time per
-  connection (each watch has its own);
+  (a read of one vif's `frontend` answered with another's, and EINVAL replies to requests
+  on well-formed paths), so there one request is in flight at a time per connection (each
+  watch has its own);
 - its `Monitor.wait` climbs an event's path towards a watched one with `dirname`, which
   never leaves `/` for an absolute path: an event still in flight when its watch is
   removed spins that thread for ever (sys-sec's agent was seen with one at half a core and
