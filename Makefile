@@ -8,10 +8,12 @@ PYTHON ?= $(firstword $(wildcard /usr/bin/python3.11) $(shell command -v python3
 VENV := .venv
 PY := $(VENV)/bin/python
 # Debian packages the platform and its tests drive (namespaces, firewall, VPN,
-# DNS, real Xen clients for compatibility tests, traffic tools).
+# DNS, real Xen clients for compatibility tests, traffic tools, the browser and its
+# driver for the console's tests, ClamAV's daemon for sys-sec's antivirus).
 APT_PACKAGES := iproute2 iptables nftables conntrack xenstore-utils wireguard-go \
 	wireguard-tools dnsmasq-base bubblewrap iperf3 tcpdump procps psmisc iputils-ping \
-	python3-venv gcc libc6-dev libhtp2 libhtp-dev curl chromium
+	python3-venv gcc libc6-dev libhtp2 libhtp-dev curl chromium chromium-driver \
+	clamav-daemon clamav
 # For booting real Xen under QEMU (make test and make test-xen; the Xen smoke skips
 # without them). Xen itself is not installed: builder/xen_image.py unpacks its packages.
 XEN_APT_PACKAGES := qemu-system-x86 cpio
@@ -26,7 +28,8 @@ install: $(APT_STAMP) $(PIP_STAMP)
 
 $(APT_STAMP): PACKAGES = $(APT_PACKAGES)
 $(XEN_APT_STAMP): PACKAGES = $(XEN_APT_PACKAGES)
-$(APT_STAMP) $(XEN_APT_STAMP):
+# The Makefile too: a package added to these lists is installed on the next make install.
+$(APT_STAMP) $(XEN_APT_STAMP): Makefile
 	@missing=$$(for p in $(PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "== installing system packages: $$missing"; \
