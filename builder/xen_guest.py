@@ -102,15 +102,27 @@ SYS_SEC = Kind("sys-sec", SYS_SEC_ENTRY, SYS_SEC_TOOLS, SYS_SEC_MODULES, SYS_SEC
 # entry modules, then every module the project's own imported files name anywhere (imports
 # inside functions included), until nothing new appears; prints every loaded file.
 TRACE = r"""
-import ast, importlib, json, sys
+import ast, importlib, json, os, sys
 repo, packages, entry = sys.argv[1], tuple(sys.argv[2].split(",")), sys.argv[3].split(",")
 for name in entry:
     importlib.import_module(name)
+def origin(module):
+    # The spec's, not __file__, and only where it exists: mypyc gives some compiled modules
+    # a wrong one (netsec/netsec/...); their .py is found by name below.
+    spec = getattr(module, "__spec__", None)
+    path = getattr(spec, "origin", None) or getattr(module, "__file__", None)
+    return path if path and os.path.exists(path) else None
+def source(name):
+    # Read for its imports: the module's .py, compiled (builder/compile_engine.py) or not.
+    base = os.path.join(repo, *name.split("."))
+    for path in (base + ".py", os.path.join(base, "__init__.py")):
+        if os.path.exists(path):
+            return path
+    return None
 seen = set()
 while True:
-    ours = {n: m.__file__ for n, m in list(sys.modules.items())
-            if n.split(".")[0] in packages and getattr(m, "__file__", None)
-            and m.__file__.startswith(repo + "/")}
+    ours = {n: f for n, m in list(sys.modules.items())
+            if n.split(".")[0] in packages and "__mypyc" not in n and (f := source(n))}
     new = [f for n, f in ours.items() if n not in seen]
     if not new:
         break
@@ -127,7 +139,7 @@ while True:
                     importlib.import_module(name)
                 except Exception:
                     pass    # optional (e.g. hyperscan where no wheel installs)
-files = sorted({m.__file__ for m in list(sys.modules.values()) if getattr(m, "__file__", None)})
+files = sorted({f for m in list(sys.modules.values()) if (f := origin(m))})
 print(json.dumps(files))
 """
 

@@ -314,7 +314,7 @@ class FlowTable:
         self._next_sweep = now + _SWEEP_EVERY
         timeouts = self.config.timeouts
         for key, flow in list(self._flows.items()):
-            if key is not flow.key:
+            if key != flow.key:   # an alias (==, not `is`: compiled code re-boxes tuples)
                 continue
             table = timeouts.get({6: "tcp", 17: "udp", 1: "icmp", 58: "icmp"}.get(
                 flow.proto, "default"), timeouts["default"])
