@@ -33,8 +33,9 @@ GROUP = "netsec.compiled"   # the shared library: netsec/compiled__mypyc.*.so
 
 # Whole packages but their __init__, and single modules, relative to netsec/.
 HOT_PACKAGES = ("decode", "flow", "detect")
-HOT_MODULES = ("packet.py", "engine.py", "eve.py", "app/http.py", "app/dns.py", "app/tls.py",
-               "app/normalize.py", "rules/content_inspection.py", "rules/byteops.py")
+HOT_MODULES = ("packet.py", "pcap.py", "engine.py", "eve.py", "app/http.py", "app/dns.py",
+               "app/tls.py", "app/normalize.py", "rules/content_inspection.py",
+               "rules/byteops.py")
 
 # mypyc type-checks what it compiles. The project's [tool.mypy] names `files`, and with
 # them set mypyc compiles those instead of the modules given (silently: nothing is built),
