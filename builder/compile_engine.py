@@ -31,11 +31,12 @@ REPO = Path(__file__).resolve().parent.parent
 NETSEC = REPO / "netsec"
 GROUP = "netsec.compiled"   # the shared library: netsec/compiled__mypyc.*.so
 
-# Whole packages but their __init__, and single modules, relative to netsec/.
-HOT_PACKAGES = ("decode", "flow", "detect")
+# Whole packages but their __init__, and single modules, relative to netsec/: what runs
+# per packet, and what parses and loads rules (ET Open's load is mostly parsing).
+HOT_PACKAGES = ("decode", "flow", "detect", "rules/keywords")
 HOT_MODULES = ("packet.py", "pcap.py", "engine.py", "eve.py", "app/http.py", "app/dns.py",
                "app/tls.py", "app/normalize.py", "rules/content_inspection.py",
-               "rules/byteops.py")
+               "rules/byteops.py", "rules/parser.py", "rules/loader.py")
 
 # mypyc type-checks what it compiles. The project's [tool.mypy] names `files`, and with
 # them set mypyc compiles those instead of the modules given (silently: nothing is built),

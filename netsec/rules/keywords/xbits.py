@@ -52,7 +52,7 @@ def setup_xbits(b: Builder, value: str | None) -> None:
         if key == "track" and arg in ("ip_src", "ip_dst", "ip_pair"):
             track = arg
         elif key == "expire" and arg.isdigit():
-            expire = int(arg)
+            expire = float(int(arg))
         else:
             raise RuleError(f"xbits: bad option {opt!r}")
     if not track:
