@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 from builder.template import build_template
+from dom0.backends._ns_bytecode import ensure_bytecode
 from dom0.backends._ns_cgroup import ROOT, CgroupError, DomainCgroup, Limits
 from dom0.backends._ns_rootfs import (
     REPO,
@@ -77,8 +78,9 @@ class NsBackend:
         self.templates_dir = templates_dir or state_dir / "templates"
         # Without site (-S): the venv's site setup and the editable-install finder cost a
         # fifth of the agent's start; PYTHONPATH (set in `start`) names what it imports.
-        self.agent_argv = agent_argv or [sys.executable, "-S", "-m", "domains.agent"]
+        self.agent_argv = agent_argv or [sys.executable, "-S", "-m", "domains.agent_start"]
         self.cgroup_root = cgroup_root
+        self._bytecode_checked = False
 
     # -- where things are -------------------------------------------------------------
 
@@ -169,6 +171,10 @@ class NsBackend:
             raise self._fail(dom, "start", f"cannot start a domain that is {state.value}")
         d = self._dir(dom)
         cg = self._cgroup(dom)
+        if not self._bytecode_checked:
+            # Concurrent first starts each check; the module's lock makes it one compile.
+            await asyncio.to_thread(ensure_bytecode)
+            self._bytecode_checked = True
         try:
             d.make()
             dom.xenstore_dir.mkdir(parents=True, exist_ok=True)

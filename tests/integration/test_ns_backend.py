@@ -104,7 +104,7 @@ async def test_init_is_pid1_hostname_is_the_name_and_the_agent_runs(
 
 
 async def test_the_default_agent_command_is_the_venv_python_agent(tmp_path: Path) -> None:
-    assert NsBackend(tmp_path).agent_argv == [sys.executable, "-S", "-m", "domains.agent"]
+    assert NsBackend(tmp_path).agent_argv == [sys.executable, "-S", "-m", "domains.agent_start"]
 
 
 async def test_exec_returns_output_exit_code_and_takes_stdin(backend: NsBackend,
