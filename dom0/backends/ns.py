@@ -32,8 +32,9 @@ from dom0.backends._ns_rootfs import (
     DomainDir,
     Status,
     bwrap_argv,
-    overlay_options,
+    mount_overlay,
     parse_status,
+    unmount,
 )
 from dom0.backends.base import BackendError, DomainHandle, DomidInUse, ExecResult, RunState
 from domains.init import LAUNCHED, NOT_LAUNCHED
@@ -181,8 +182,7 @@ class NsBackend:
             if dom.spec.is_sys_sec:
                 self.sys_sec_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             if not mounted(d.root):
-                await run(["mount", "-t", "overlay", "overlay", "-o",
-                           overlay_options(self._template(dom), d), str(d.root)])
+                mount_overlay(self._template(dom), d)
             (d.path / "stopped").unlink(missing_ok=True)
             console_start = d.console.stat().st_size if d.console.exists() else 0
             status_fd = os.open(d.status, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -284,8 +284,8 @@ class NsBackend:
         d = self._dir(dom)
         if mounted(d.root):
             try:
-                await run(["umount", str(d.root)])
-            except CommandError as e:
+                unmount(d.root)
+            except OSError as e:
                 raise self._fail(dom, "unmount root", e) from None
         if self._recorded(dom)[1] == "disposable":
             for layer in (d.upper, d.work):
