@@ -80,6 +80,9 @@ class NsBackend:
         # Without site (-S): the venv's site setup and the editable-install finder cost a
         # fifth of the agent's start; PYTHONPATH (set in `start`) names what it imports.
         self.agent_argv = agent_argv or [sys.executable, "-S", "-m", "domains.agent_start"]
+        # The project's agent is preloaded by init and forked (domains/init.py): its
+        # imports were most of a domain's start. Another command is run as it is.
+        self.preload = agent_argv is None
         self.cgroup_root = cgroup_root
         self._bytecode_checked = False
 
@@ -194,7 +197,8 @@ class NsBackend:
         argv = cg.joined([
             "setsid", "--fork", "ip", "netns", "exec", netns_name(dom.domid),
             *bwrap_argv(root=d.root, hostname=dom.spec.name, xenstore_dir=dom.xenstore_dir,
-                        status_fd=status_fd, env=env, command=self.agent_argv,
+                        status_fd=status_fd, env=env,
+                        command=[*(["--preload"] if self.preload else []), *self.agent_argv],
                         shared_dir=self.sys_sec_dir if dom.spec.is_sys_sec else None)])
         try:
             proc = await asyncio.create_subprocess_exec(
