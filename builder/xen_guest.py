@@ -38,7 +38,7 @@ PACKAGES = ("dom0", "domains", "netsec", "proto")
 # What of the checkout a guest carries: the guest side, the engine, the schemas and, of
 # dom0, only the bus every domain speaks; never dom0's toolstack, backends, API or CLI.
 GUEST_TREE = ("domains", "netsec", "proto", "dom0/__init__.py", "dom0/xenstore")
-GUEST_ENTRY = ("domains.agent", "domains.init", "domains.exec_service")
+GUEST_ENTRY = ("domains.agent_start", "domains.agent", "domains.init", "domains.exec_service")
 SYS_SEC_ENTRY = (*GUEST_ENTRY, "domains.syssec.controller", "domains.syssec.ipsd",
                  "domains.supervise")
 GUEST_TOOLS = ("/usr/sbin/ip",)
@@ -74,7 +74,7 @@ hostname "${{name:-guest}}"; ip link set lo up
 for m in {modules}; do modprobe $m || echo "init: cannot load $m"; done
 echo "HW-GUEST {kind} ${{name}} init"
 export PYTHONPATH={pythonpath} HYPERWALL_NAME="$name" PYTHONDONTWRITEBYTECODE=1
-exec {python} -I -S {repo}/domains/init.py --power-off {python} -S -m domains.agent
+exec {python} -I -S {repo}/domains/init.py --power-off {python} -S -m domains.agent_start
 """
 # The kernel runs these for Xen's shutdown and reboot requests: init stops the agent and
 # then powers off (SIGTERM) or reboots (SIGINT, as ctrl-alt-del).

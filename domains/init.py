@@ -1,9 +1,16 @@
 """A domain's PID 1: runs the agent, keeps it running, reaps orphans, stops on SIGTERM.
 
-Usage: `python -I -S domains/init.py [--power-off] AGENT [ARG...]`. Standard library only
-(and `domains.restart`, the restart policy every supervisor here runs, itself standard
-library only), and run with `-S`, so it starts in a few milliseconds and does not depend on
-the venv's site setup.
+Usage: `python -I -S domains/init.py [--power-off] [--preload] AGENT [ARG...]`. Standard
+library only (and `domains.restart`, the restart policy every supervisor here runs, itself
+standard library only), and run with `-S`, so it starts in a few milliseconds and does not
+depend on the venv's site setup.
+
+`--preload` is for an agent that is Python, `PYTHON -S -m MODULE [ARG...]`: init imports
+MODULE once (from the PYTHONPATH it was given) and starts the agent by forking itself and
+running MODULE as `__main__`, instead of a new interpreter that imports it all again. The
+agent's imports were most of a domain's start, and a restart after a crash forks the same
+clean state again: init itself never runs the agent's code, only imports it. The pages
+stay shared between init and the agent, so the domain holds one copy of them.
 
 `--power-off` is for the PID 1 of a whole machine (a Xen guest), whose exit would panic its
 kernel: once stopped, init powers the machine off (after SIGTERM or the agent's own exit)
@@ -22,6 +29,7 @@ Everything init says goes to stdout, which the backend keeps as the console log.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -44,8 +52,9 @@ def log(message: str) -> None:
 
 
 class Init:
-    def __init__(self, argv: list[str]) -> None:
+    def __init__(self, argv: list[str], preloaded: str | None = None) -> None:
         self.argv = argv
+        self.preloaded = preloaded   # the module forked instead of executing argv
         self.agent: int | None = None
         self.restarts = Restarts("agent", AGENT_BACKOFF)
         self.restart_at = 0.0
@@ -54,9 +63,13 @@ class Init:
 
     def spawn(self) -> None:
         try:
-            # posix_spawnp searches PATH as `which` would; shutil (and the re it imports)
-            # was a third of init's start, which every domain's start waits on.
-            self.agent = os.posix_spawnp(self.argv[0], self.argv, os.environ, setsigmask=())
+            if self.preloaded is not None:
+                self.agent = fork_module(self.preloaded, self.argv[4:])
+            else:
+                # posix_spawnp searches PATH as `which` would; shutil (and the re it
+                # imports) was a third of init's start, which every domain's start waits on.
+                self.agent = os.posix_spawnp(self.argv[0], self.argv, os.environ,
+                                             setsigmask=())
         except OSError as e:
             now = time.monotonic()
             failed = self.restarts.failed(now, f"{self.argv[0]}: {e}")
@@ -123,6 +136,52 @@ class Init:
             self.reap()
 
 
+def preload(argv: list[str]) -> str:
+    """Import the module of an agent command `PYTHON -S -m MODULE [ARG...]`; its name.
+    A module that fails to import is reported and left to the agent's own start, which
+    fails the same way, visibly, and is restarted with backoff as any agent is."""
+    if len(argv) < 4 or argv[1:3] != ["-S", "-m"]:
+        raise ValueError(f"--preload needs an agent `PYTHON -S -m MODULE`, not {argv}")
+    # Run with -I, init ignored PYTHONPATH; the agent it stands for would have used it.
+    sys.path[1:1] = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    import importlib
+    import runpy  # noqa: F401  (the fork runs the module with it; imported once, here)
+    try:
+        importlib.import_module(argv[3])
+    except Exception as e:   # noqa: BLE001  (the agent's start reports it in full)
+        log(f"cannot preload {argv[3]}: {e!r}")
+    return argv[3]
+
+
+def fork_module(module: str, args: list[str]) -> int:
+    """A child running `module` as `__main__`, as `python -S -m module args` would."""
+    pid = os.fork()
+    if pid:
+        return pid
+    code = 1
+    try:
+        signal.pthread_sigmask(signal.SIG_SETMASK, ())
+        # What PYTHONUNBUFFERED gave the agent: its lines reach the console as written.
+        for stream in (sys.stdout, sys.stderr):
+            stream.reconfigure(line_buffering=True, write_through=True)  # type: ignore[union-attr]
+        import runpy
+        sys.argv = [module, *args]
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+        if not isinstance(e.code, (int, type(None))):
+            print(e.code, file=sys.stderr)
+    except BaseException:   # noqa: BLE001  (a child of init must never return into init)
+        import traceback
+        traceback.print_exc()
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)
+
+
 # reboot(2) commands (linux/reboot.h).
 POWER_OFF, RESTART = 0x4321FEDC, 0x01234567
 
@@ -137,13 +196,20 @@ def end_machine(command: int) -> None:
 def main(argv: list[str]) -> int:
     machine = bool(argv) and argv[0] == "--power-off"
     argv = argv[1:] if machine else argv
+    preloading = bool(argv) and argv[0] == "--preload"
+    argv = argv[1:] if preloading else argv
     if not argv:
-        print("usage: init.py [--power-off] AGENT [ARG...]", file=sys.stderr)
+        print("usage: init.py [--power-off] [--preload] AGENT [ARG...]", file=sys.stderr)
         return 2
     # A blocked signal is queued, never dropped, even for a namespace's PID 1.
     signal.pthread_sigmask(signal.SIG_BLOCK, SIGNALS)
     log(f"pid {os.getpid()} on {os.uname().nodename}")
-    init = Init(argv)
+    try:
+        module = preload(argv) if preloading else None
+    except ValueError as e:
+        print(f"init: {e}", file=sys.stderr)
+        return 2
+    init = Init(argv, module)
     code = init.run()
     if machine:
         log("rebooting" if init.stop_signal == signal.SIGINT else "powering off")

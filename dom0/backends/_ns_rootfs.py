@@ -12,7 +12,9 @@ directory is bound, not the socket: the daemon recreates the socket when it rest
 """
 from __future__ import annotations
 
+import ctypes
 import json
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,6 +84,24 @@ def parse_status(text: str) -> Status:
 
 def overlay_options(lower: Path, d: DomainDir) -> str:
     return f"lowerdir={lower},upperdir={d.upper},workdir={d.work}"
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def mount_overlay(lower: Path, d: DomainDir) -> None:
+    """The domain's root, by mount(2) itself: `mount(8)` was a process and a read of the
+    mount table on every start's path, four times the syscall's cost."""
+    options = overlay_options(lower, d)
+    if _libc.mount(b"overlay", os.fsencode(d.root), b"overlay", 0, options.encode()) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"mount overlay ({options}) on {d.root}: {os.strerror(err)}")
+
+
+def unmount(path: Path) -> None:
+    if _libc.umount2(os.fsencode(path), 0) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"umount {path}: {os.strerror(err)}")
 
 
 def host_ro_paths() -> list[Path]:

@@ -25,14 +25,16 @@ import time
 from pathlib import Path
 
 from builder.template import build_template
+from dom0.backends._ns_bytecode import ensure_bytecode
 from dom0.backends._ns_cgroup import ROOT, CgroupError, DomainCgroup, Limits
 from dom0.backends._ns_rootfs import (
     REPO,
     DomainDir,
     Status,
     bwrap_argv,
-    overlay_options,
+    mount_overlay,
     parse_status,
+    unmount,
 )
 from dom0.backends.base import BackendError, DomainHandle, DomidInUse, ExecResult, RunState
 from domains.init import LAUNCHED, NOT_LAUNCHED
@@ -77,8 +79,12 @@ class NsBackend:
         self.templates_dir = templates_dir or state_dir / "templates"
         # Without site (-S): the venv's site setup and the editable-install finder cost a
         # fifth of the agent's start; PYTHONPATH (set in `start`) names what it imports.
-        self.agent_argv = agent_argv or [sys.executable, "-S", "-m", "domains.agent"]
+        self.agent_argv = agent_argv or [sys.executable, "-S", "-m", "domains.agent_start"]
+        # The project's agent is preloaded by init and forked (domains/init.py): its
+        # imports were most of a domain's start. Another command is run as it is.
+        self.preload = agent_argv is None
         self.cgroup_root = cgroup_root
+        self._bytecode_checked = False
 
     # -- where things are -------------------------------------------------------------
 
@@ -169,14 +175,17 @@ class NsBackend:
             raise self._fail(dom, "start", f"cannot start a domain that is {state.value}")
         d = self._dir(dom)
         cg = self._cgroup(dom)
+        if not self._bytecode_checked:
+            # Concurrent first starts each check; the module's lock makes it one compile.
+            await asyncio.to_thread(ensure_bytecode)
+            self._bytecode_checked = True
         try:
             d.make()
             dom.xenstore_dir.mkdir(parents=True, exist_ok=True)
             if dom.spec.is_sys_sec:
                 self.sys_sec_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
             if not mounted(d.root):
-                await run(["mount", "-t", "overlay", "overlay", "-o",
-                           overlay_options(self._template(dom), d), str(d.root)])
+                mount_overlay(self._template(dom), d)
             (d.path / "stopped").unlink(missing_ok=True)
             console_start = d.console.stat().st_size if d.console.exists() else 0
             status_fd = os.open(d.status, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -188,7 +197,8 @@ class NsBackend:
         argv = cg.joined([
             "setsid", "--fork", "ip", "netns", "exec", netns_name(dom.domid),
             *bwrap_argv(root=d.root, hostname=dom.spec.name, xenstore_dir=dom.xenstore_dir,
-                        status_fd=status_fd, env=env, command=self.agent_argv,
+                        status_fd=status_fd, env=env,
+                        command=[*(["--preload"] if self.preload else []), *self.agent_argv],
                         shared_dir=self.sys_sec_dir if dom.spec.is_sys_sec else None)])
         try:
             proc = await asyncio.create_subprocess_exec(
@@ -278,8 +288,8 @@ class NsBackend:
         d = self._dir(dom)
         if mounted(d.root):
             try:
-                await run(["umount", str(d.root)])
-            except CommandError as e:
+                unmount(d.root)
+            except OSError as e:
                 raise self._fail(dom, "unmount root", e) from None
         if self._recorded(dom)[1] == "disposable":
             for layer in (d.upper, d.work):

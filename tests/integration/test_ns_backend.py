@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from dom0.backends._ns_cgroup import DomainCgroup
+from dom0.backends._ns_rootfs import DomainDir, mount_overlay, unmount
 from dom0.backends.base import BackendError, DomainHandle, DomidInUse, RunState
 from dom0.backends.ns import NsBackend, netns_name
 from dom0.config import DomainSpec
@@ -103,8 +104,27 @@ async def test_init_is_pid1_hostname_is_the_name_and_the_agent_runs(
     assert os.getsid(backend._init_pid(dom)) != os.getsid(0)
 
 
+def test_the_root_overlay_mounts_by_syscall_and_says_what_failed(tmp_path: Path) -> None:
+    lower, d = tmp_path / "lower", DomainDir(tmp_path / "dom")
+    lower.mkdir()
+    (lower / "from-template").write_text("t")
+    d.make()
+    mount_overlay(lower, d)
+    try:
+        assert (d.root / "from-template").read_text() == "t"
+        (d.root / "written").write_text("w")
+        assert (d.upper / "written").read_text() == "w"   # the writable layer took it
+    finally:
+        unmount(d.root)
+    assert not (d.root / "from-template").exists()
+    with pytest.raises(OSError, match=f"mount overlay .*lowerdir={tmp_path}/absent.* on {d.root}"):
+        mount_overlay(tmp_path / "absent", d)
+    with pytest.raises(OSError, match=f"umount {d.root}"):
+        unmount(d.root)
+
+
 async def test_the_default_agent_command_is_the_venv_python_agent(tmp_path: Path) -> None:
-    assert NsBackend(tmp_path).agent_argv == [sys.executable, "-S", "-m", "domains.agent"]
+    assert NsBackend(tmp_path).agent_argv == [sys.executable, "-S", "-m", "domains.agent_start"]
 
 
 async def test_exec_returns_output_exit_code_and_takes_stdin(backend: NsBackend,
