@@ -37,6 +37,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from netsec import files as _files
 from netsec.app import AppOutput
 from netsec.app import normalize as norm
 from netsec.app.http import (
@@ -348,7 +349,8 @@ class HtpParser:
 
     def __init__(self, request_body_limit: int = 100 * 1024,
                  response_body_limit: int = 100 * 1024, body_context: int = 2048,
-                 field_limit: int = 18000, header_limit: int = 64 * 1024) -> None:
+                 field_limit: int = 18000, header_limit: int = 64 * 1024,
+                 files: _files.FileTracker | None = None) -> None:
         ffi, lib = self._ffi, self._lib = load()
         self._ok: int = lib.HTP_OK          # libhtp's callback statuses
         self._error: int = lib.HTP_ERROR
@@ -373,6 +375,9 @@ class HtpParser:
         self._pending = [b"", b""]              # bytes libhtp left for later, per direction
         self._out: list[AppOutput] = []
         self._side = True                       # the direction being fed, for log messages
+        self.files = files                      # bodies as files (netsec.files), when tracked
+        # a file's (name, encoding, range) from its headers, opened by its first body byte
+        self._file_heads: dict[tuple[int, bool], tuple[str, bytes, Any]] = {}
 
     def feed(self, data: bytes, to_server: bool) -> list[AppOutput]:
         if self.failed:
@@ -400,6 +405,8 @@ class HtpParser:
         return out
 
     def finish(self) -> list[AppOutput]:
+        if self.files is not None:
+            self.files.finish()
         out = [AppOutput(tx.tx_id, True, None, _eve(tx)) for tx in self._txs.values()]
         self._txs.clear()
         return out
@@ -495,7 +502,17 @@ class HtpParser:
                      "http.request_line": _b(ffi, lib, tx.request_line),
                      "http.start": head + b"\r\n\r\n"})
         self._out.append(AppOutput(t.tx_id, True, bufs))
+        self._file_head(t, headers, True)
         return self._ok
+
+    def _file_head(self, t: _Tx, headers: list[tuple[bytes, bytes]], to_server: bool) -> None:
+        if self.files is None:
+            return
+        named = {n.lower(): v for n, v in reversed(headers)}   # the first of each name
+        self._file_heads[t.tx_id, to_server] = (
+            _files.file_name(named.get(b"content-disposition", b""), t.uri),
+            named.get(b"content-encoding", b""),
+            _files.content_range(named.get(b"content-range", b"")))
 
     def _response(self, tx: Any) -> int:
         ffi, lib = self._ffi, self._lib
@@ -522,6 +539,7 @@ class HtpParser:
                      "http.response_line": _b(ffi, lib, tx.response_line),
                      "http.protocol": protocol, "http.start": head + b"\r\n\r\n"})
         self._out.append(AppOutput(t.tx_id, False, bufs))
+        self._file_head(t, headers, False)
         return self._ok
 
     def _body(self, tx: Any, data: bytes, to_server: bool) -> None:
@@ -529,6 +547,11 @@ class HtpParser:
         body = self._bodies.get((index, to_server))
         if body is None:
             body = self._bodies[index, to_server] = _Body()
+        if self.files is not None:
+            head = self._file_heads.pop((index, to_server), None)
+            if head is not None:
+                self.files.open(index, to_server, *head)
+            self.files.feed(index, to_server, data)   # past the body limit too
         if body.limited:
             return
         room = self.body_limits[to_server] - body.length
@@ -562,6 +585,10 @@ class HtpParser:
         self._flush_bodies()   # the body's last bytes are inspected before the record
         self._bodies.pop((tx_id, True), None)
         self._bodies.pop((tx_id, False), None)
+        if self.files is not None:
+            for to_server in (True, False):
+                self._file_heads.pop((tx_id, to_server), None)
+                self.files.close(tx_id, to_server)
         if t is not None:
             t.length = tx.response_message_len
             self._out.append(AppOutput(t.tx_id, False, None, _eve(t)))

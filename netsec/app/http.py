@@ -29,6 +29,7 @@ import re
 import zlib
 from typing import Any, Protocol
 
+from netsec import files as _files
 from netsec.app import AppOutput, normalize
 from netsec.inspection import Window
 
@@ -130,7 +131,8 @@ class HttpParser:
 
     def __init__(self, request_body_limit: int = 100 * 1024,
                  response_body_limit: int = 100 * 1024, body_context: int = 2048,
-                 field_limit: int = 18000, header_limit: int = 64 * 1024) -> None:
+                 field_limit: int = 18000, header_limit: int = 64 * 1024,
+                 files: _files.FileTracker | None = None) -> None:
         self._sides = (_Side(response_body_limit, "response"),
                        _Side(request_body_limit, "request"))
         self.body_context = body_context
@@ -141,6 +143,7 @@ class HttpParser:
         self._ntx = 0
         self._next_response = 0       # tx_id the next response belongs to
         self.failed = False
+        self.files = files            # bodies as files (netsec.files), when tracked
 
     def feed(self, data: bytes, to_server: bool) -> list[AppOutput]:
         if self.failed:
@@ -167,6 +170,8 @@ class HttpParser:
         return out
 
     def finish(self) -> list[AppOutput]:
+        if self.files is not None:
+            self.files.finish()
         out = [AppOutput(tx.tx_id, True, None, _eve(tx)) for tx in self._txs.values()]
         self._txs.clear()
         return out
@@ -225,6 +230,7 @@ class HttpParser:
                      "http.request_line": line, "http.start": head + b"\r\n\r\n"})
         out.append(AppOutput(tx.tx_id, True, bufs))
         self._start_body(side, headers, has_body=True)
+        self._open_file(side, headers, True)
 
     def _response(self, side: _Side, start: list[bytes], line: bytes,
                   headers: list[tuple[bytes, bytes]], head: bytes,
@@ -251,8 +257,18 @@ class HttpParser:
         if side.state != _HEAD and tx.content_encoding in (b"gzip", b"x-gzip", b"deflate"):
             side.decoder = zlib.decompressobj(47)   # 47: a gzip or a zlib header
             side.zhead = b""
+        self._open_file(side, headers, False)
         if side.state == _HEAD:
             self._log(tx, out)
+
+    def _open_file(self, side: _Side, headers: list[tuple[bytes, bytes]],
+                   to_server: bool) -> None:
+        tx = side.tx
+        if self.files is None or side.state == _HEAD or tx is None:
+            return
+        name = _files.file_name(_header(headers, b"content-disposition"), tx.uri)
+        self.files.open(tx.tx_id, to_server, name, _header(headers, b"content-encoding"),
+                        _files.content_range(_header(headers, b"content-range")))
 
     def _start_body(self, side: _Side, headers: list[tuple[bytes, bytes]], has_body: bool,
                     until_close: bool = False) -> None:
@@ -318,6 +334,8 @@ class HttpParser:
         tx = side.tx
         if tx is not None and not to_server:
             tx.length += len(data)
+        if self.files is not None and tx is not None:
+            self.files.feed(tx.tx_id, to_server, data)   # past the body limit too
         if side.limited or not data:
             return
         room = side.limit - side.body_len
@@ -361,6 +379,8 @@ class HttpParser:
         self._inspect_body(side, to_server, out)
         side.body = bytearray()   # inspected: a long-lived flow keeps no copy
         side.decoder = None
+        if self.files is not None and side.tx is not None:
+            self.files.close(side.tx.tx_id, to_server)
         if side.tx is not None and not to_server:
             self._log(side.tx, out)
 
