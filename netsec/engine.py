@@ -246,7 +246,10 @@ class Engine:
 
     def _to_eve(self, records: list[Any]) -> None:
         for r in records:
-            if hasattr(r, "record"):
+            if hasattr(r, "file"):
+                self._events.append(eve.fileinfo(r.flow, r.file.eve(), r.http, r.file.tx_id,
+                                                 r.file.to_server, r.packet))
+            elif hasattr(r, "record"):
                 self._events.append(eve.app_record(r.flow, r.proto, r.record, r.tx_id,
                                                    r.to_server, r.packet))
             else:

@@ -156,6 +156,18 @@ def app_record(flow: Any, event_type: str, record: dict, tx_id: int, to_server: 
     return ev
 
 
+def fileinfo(flow: Any, info: dict, http: dict | None, tx_id: int, to_server: bool,
+             pkt: Packet | None) -> Event:
+    """Suricata's `fileinfo` record: the file (netsec.files' File.eve()) and the http
+    object of the transaction that carried it."""
+    ev = app_record(flow, "fileinfo", info, tx_id, to_server, pkt)
+    ev["app_proto"] = "http"
+    if http is not None:
+        ev["http"] = http
+    ev["fileinfo"] = ev.pop("fileinfo")   # after http, as Suricata orders them
+    return ev
+
+
 def stats(ts: float, uptime: int, decoder: dict[str, int], flow: dict[str, int],
           alerts: int) -> Event:
     return {"timestamp": timestamp(ts), "event_type": "stats",

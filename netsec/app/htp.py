@@ -411,6 +411,11 @@ class HtpParser:
         self._txs.clear()
         return out
 
+    def tx_record(self, tx_id: int) -> dict[str, Any] | None:
+        """The EVE http object of a transaction still open (a file's, before it is logged)."""
+        tx = self._txs.get(tx_id)
+        return _eve(tx) if tx is not None else None
+
     def _data(self, data: bytes, to_server: bool) -> None:
         lib = self._lib
         side = int(to_server)

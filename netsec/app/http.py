@@ -176,6 +176,11 @@ class HttpParser:
         self._txs.clear()
         return out
 
+    def tx_record(self, tx_id: int) -> dict[str, Any] | None:
+        """The EVE http object of a transaction still open (a file's, before it is logged)."""
+        tx = self._txs.get(tx_id)
+        return _eve(tx) if tx is not None else None
+
     def _head(self, side: _Side, to_server: bool, out: list[AppOutput]) -> bool:
         buf = side.buf if side.scanned else side.buf.lstrip(b"\r\n")
         # Searched from where the last search ended: a header block in 1-byte segments

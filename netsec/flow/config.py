@@ -38,6 +38,10 @@ class FlowConfig:
     # app-layer.protocols.http.parser: "libhtp" (OISF LibHTP through cffi, Suricata's parser)
     # or "python" (netsec.app.http); README "HTTP parser" says why libhtp is the default
     http_parser: str = "libhtp"
+    # HTTP bodies tracked as files (netsec.files: hashes, type, EVE fileinfo, the file
+    # keywords, the scanner in flight), each kept up to this many bytes; 0 = not tracked.
+    # A flow whose file is open reads past reassembly_depth up to this much of the file.
+    file_max_size: int = 16 * 1024 * 1024
 
 
 # Anomaly names (in `Packet.events`) that say a flow is no longer fully inspected: one of

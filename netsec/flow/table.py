@@ -6,6 +6,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
+from netsec import files as _files
 from netsec.app import AppOutput, AppParser
 from netsec.app.dns import DnsParser
 from netsec.app.htp import parser_class as http_parser
@@ -48,6 +49,16 @@ class AppEvent:
     record: dict[str, Any]          # the EVE object under `proto`
 
 
+@dataclass(slots=True)
+class FileEvent:
+    """A file left OPEN (closed, truncated or in error): the data of an EVE `fileinfo`
+    event, and what the scanner in flight is handed."""
+    flow: Flow
+    file: _files.File
+    packet: Packet | None  # the packet that completed it (None when it ended with the flow)
+    http: dict[str, Any] | None    # the transaction's EVE http object, as far as known
+
+
 class FlowTable:
     def __init__(self, config: FlowConfig | None = None) -> None:
         self.config = config or FlowConfig()
@@ -56,17 +67,17 @@ class FlowTable:
         self._flows: dict[FlowKey, Flow] = {}   # both directions' keys -> flow
         self._count = 0
         self._next_sweep = 0.0
-        self._events: list[FlowEnd | AppEvent] = []
+        self._events: list[FlowEnd | AppEvent | FileEvent] = []
 
     def __len__(self) -> int:
         return len(self._flows) // 2
 
-    def drain_events(self) -> list[FlowEnd | AppEvent]:
+    def drain_events(self) -> list[FlowEnd | AppEvent | FileEvent]:
         """The EVE records produced since the last call, in order."""
         events, self._events = self._events, []
         return events
 
-    def flush(self) -> list[FlowEnd | AppEvent]:
+    def flush(self) -> list[FlowEnd | AppEvent | FileEvent]:
         """End every flow (end of capture, reason "shutdown"); returns `drain_events()`."""
         for flow in list(self._flows.values()):
             if flow.key in self._flows:
@@ -290,8 +301,10 @@ class FlowTable:
     def _parser(self, proto: str, tcp: bool) -> AppParser:
         cfg = self.config
         if proto == "http":
+            files = _files.FileTracker(cfg.file_max_size) if cfg.file_max_size else None
             return self._http(cfg.request_body_limit, cfg.response_body_limit,
-                              cfg.body_context, cfg.http_field_limit, cfg.http_header_limit)
+                              cfg.body_context, cfg.http_field_limit, cfg.http_header_limit,
+                              files)
         if proto == "tls":
             return TlsParser(cfg.tls_record_limit, cfg.tls_handshake_limit)
         return DnsParser(tcp)
@@ -309,6 +322,26 @@ class FlowTable:
             if o.record is not None:
                 self._events.append(AppEvent(flow, flow.app_proto, o.tx_id, o.to_server, pkt,
                                              o.record))
+        files = getattr(app, "files", None)
+        if files is not None:
+            self._files(flow, pkt, files, outputs)
+
+    def _files(self, flow: Flow, pkt: Packet | None, files: _files.FileTracker,
+               outputs: list[AppOutput]) -> None:
+        app = flow.app
+        for f in files.take():
+            http = next((o.record for o in outputs if o.record is not None
+                         and o.tx_id == f.tx_id), None)
+            if http is None and app is not None and hasattr(app, "tx_record"):
+                http = app.tx_record(f.tx_id)
+            self._events.append(FileEvent(flow, f, pkt, http))
+        # A file still arriving is read past the stream depth, up to the file size cap
+        # (plus room for chunk framing): its end is what a scanner needs to see.
+        for f in files.open_files.values():
+            stream = flow.streams[f.to_server]
+            if stream is not None and stream.depth and not stream.past_depth:
+                want = stream.next + files.max_size - f.size + 65536
+                stream.depth = max(stream.depth, want)
 
     def _sweep(self, now: float) -> None:
         self._next_sweep = now + _SWEEP_EVERY
