@@ -159,9 +159,17 @@ def app_record(flow: Any, event_type: str, record: dict, tx_id: int, to_server: 
 def fileinfo(flow: Any, info: dict, http: dict | None, tx_id: int, to_server: bool,
              pkt: Packet | None) -> Event:
     """Suricata's `fileinfo` record: the file (netsec.files' File.eve()) and the http
-    object of the transaction that carried it."""
+    object of the transaction that carried it. The tuple is the file's direction, as
+    Suricata logs it (LOG_DIR_FLOW_TOSERVER/TOCLIENT), whichever packet completed the file:
+    `dest_ip` is where the file was going (the domain a reader attributes it to)."""
     ev = app_record(flow, "fileinfo", info, tx_id, to_server, pkt)
+    sender = flow.src if to_server else flow.dst
+    if ev.get("src_ip") != sender:
+        ev["src_ip"], ev["dest_ip"] = ev["dest_ip"], ev["src_ip"]
+        if "src_port" in ev:
+            ev["src_port"], ev["dest_port"] = ev["dest_port"], ev["src_port"]
     ev["app_proto"] = "http"
+    ev["direction"] = "to_server" if to_server else "to_client"
     if http is not None:
         ev["http"] = http
     ev["fileinfo"] = ev.pop("fileinfo")   # after http, as Suricata orders them

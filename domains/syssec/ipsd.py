@@ -314,7 +314,10 @@ class Ipsd:
         """The event with its `hyperwall` block: the guest it concerns, for the controller's
         category rules the category."""
         hw: dict[str, str] = {}
-        for end in ("src_ip", "dest_ip"):
+        # a file concerns the domain it was going to first (eve.fileinfo: dest_ip)
+        ends = ("dest_ip", "src_ip") if event.get("event_type") == "fileinfo" \
+            else ("src_ip", "dest_ip")
+        for end in ends:
             guest = self.domains.get(str(event.get(end)))
             if guest:
                 # `guest` is what sys-sec's readers (evelog, the report) have always read.

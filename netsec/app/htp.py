@@ -377,7 +377,7 @@ class HtpParser:
         self._side = True                       # the direction being fed, for log messages
         self.files = files                      # bodies as files (netsec.files), when tracked
         # a file's (name, encoding, range) from its headers, opened by its first body byte
-        self._file_heads: dict[tuple[int, bool], tuple[str, bytes, Any]] = {}
+        self._file_heads: dict[tuple[int, bool], tuple[Any, ...]] = {}
 
     def feed(self, data: bytes, to_server: bool) -> list[AppOutput]:
         if self.failed:
@@ -517,7 +517,8 @@ class HtpParser:
         self._file_heads[t.tx_id, to_server] = (
             _files.file_name(named.get(b"content-disposition", b""), t.uri),
             named.get(b"content-encoding", b""),
-            _files.content_range(named.get(b"content-range", b"")))
+            _files.content_range(named.get(b"content-range", b"")),
+            _files.body_length(named))
 
     def _response(self, tx: Any) -> int:
         ffi, lib = self._ffi, self._lib

@@ -57,6 +57,15 @@ def content_range(value: bytes) -> ContentRange | None:
     return ContentRange(int(m[1]), int(m[2]), None if m[3] == b"*" else int(m[3]))
 
 
+def body_length(headers: dict[bytes, bytes]) -> int | None:
+    """The length a body says it has (headers by lower-case name): Content-Length, unless
+    the body is chunked (which ends with its last chunk instead); None when it says none."""
+    if b"chunked" in headers.get(b"transfer-encoding", b"").lower():
+        return None
+    value = headers.get(b"content-length", b"").strip()
+    return int(value) if value.isdigit() else None
+
+
 def file_name(disposition: bytes, uri: bytes) -> str:
     """A file's name, as Suricata gives it: Content-Disposition's filename (RFC 6266's
     `filename*` first), else the URI's path (query dropped) — the last segment, decoded."""
@@ -94,6 +103,8 @@ class File:
     to_server: bool
     name: str
     range: ContentRange | None = None
+    length: int | None = None   # the body's declared length (on the wire), when it has one
+    wire: int = 0               # body bytes received (before decompression)
     state: FileState = FileState.OPEN
     size: int = 0
     error: str = ""
@@ -169,11 +180,11 @@ class FileTracker:
         self._next_id = 0
 
     def open(self, tx_id: int, to_server: bool, name: str, encoding: bytes = b"",
-             range_: ContentRange | None = None) -> File:
+             range_: ContentRange | None = None, length: int | None = None) -> File:
         prior = self.open_files.pop((tx_id, to_server), None)
         if prior is not None:
             self._end(prior, FileState.TRUNCATED)
-        f = File(self._next_id, tx_id, to_server, name, range_)
+        f = File(self._next_id, tx_id, to_server, name, range_, length)
         self._next_id += 1
         if encoding.strip().lower() in (b"gzip", b"x-gzip", b"deflate"):
             f._decoder = zlib.decompressobj(47)   # 47: a gzip or a zlib header
@@ -185,6 +196,7 @@ class FileTracker:
         f = self.open_files.get((tx_id, to_server))
         if f is None or not data:
             return
+        f.wire += len(data)
         if f._decoder is not None:
             decoded = self._inflate(f, data)
             if decoded is None:
@@ -194,8 +206,14 @@ class FileTracker:
             self._end(f, FileState.TRUNCATED, "file size cap reached")
 
     def close(self, tx_id: int, to_server: bool) -> None:
+        """The parser says the body ended. Short of its declared length it did not end
+        whole: libhtp completes a transaction when the connection closes mid-body."""
         f = self.open_files.get((tx_id, to_server))
-        if f is not None:
+        if f is None:
+            return
+        if f.length is not None and f.wire < f.length:
+            self._end(f, FileState.TRUNCATED, f"body ended at {f.wire} of its {f.length} bytes")
+        else:
             self._end(f, FileState.CLOSED)
 
     def finish(self) -> None:

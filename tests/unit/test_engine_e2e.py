@@ -61,7 +61,7 @@ OK = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Type: text/html\r\n\r\nhe
 
 
 def run(tmp_path: Path, pkts: list, rules: str, backend: str = "python",
-        ips: bool = False) -> tuple[list, list]:
+        ips: bool = False, flow_config: flow_mod.FlowConfig | None = None) -> tuple[list, list]:
     pcap = tmp_path / "t.pcap"
     wrpcap(str(pcap), pkts)
     rule_file = tmp_path / "t.rules"
@@ -69,7 +69,8 @@ def run(tmp_path: Path, pkts: list, rules: str, backend: str = "python",
     cls = ET_OPEN / "classification.config"
     ruleset = rules_mod.load_rules([rule_file], None, cls if cls.exists() else None)
     assert len(ruleset.rules) == len([r for r in rules.splitlines() if r.strip()])
-    engine = Engine(ruleset.rules, flow_mod.FlowTable(flow_mod.FlowConfig()), EngineConfig(
+    table = flow_mod.FlowTable(flow_config or flow_mod.FlowConfig())
+    engine = Engine(ruleset.rules, table, EngineConfig(
         simulate_ips=ips, prefilter=backend, categories=categories(cls) if cls.exists() else {}))
     verdicts = [engine.process(p) for p in pcap_mod.read_packets(pcap)]
     events = engine.take_events() + engine.finish()

@@ -9,7 +9,14 @@ import pytest
 
 from netsec.app.htp import HtpParser
 from netsec.app.http import HttpParser
-from netsec.files import ContentRange, FileState, FileTracker, content_range, file_name
+from netsec.files import (
+    ContentRange,
+    FileState,
+    FileTracker,
+    body_length,
+    content_range,
+    file_name,
+)
 
 PARSERS = {"libhtp": HtpParser, "python": HttpParser}
 BODY = b"%PDF-1.4\n" + bytes(range(256)) * 40
@@ -162,3 +169,23 @@ def test_content_range() -> None:
     assert content_range(b"bytes 10-19/*") == ContentRange(10, 19, None)
     assert content_range(b"bytes 19-10/40") is None
     assert content_range(b"") is None
+
+
+def test_body_length_is_content_length_unless_chunked() -> None:
+    assert body_length({b"content-length": b" 42 "}) == 42
+    assert body_length({b"content-length": b"42",
+                              b"transfer-encoding": b"Chunked"}) is None
+    assert body_length({b"content-length": b"-1"}) is None
+    assert body_length({}) is None
+
+
+def test_close_short_of_the_declared_length_is_truncated() -> None:
+    t = FileTracker()
+    t.open(0, False, "a", length=10)
+    t.feed(0, False, b"12345")
+    t.close(0, False)
+    t.open(1, False, "b", length=5)
+    t.feed(1, False, b"12345")
+    t.close(1, False)
+    assert [(f.name, f.state) for f in t.take()] == \
+        [("a", FileState.TRUNCATED), ("b", FileState.CLOSED)]
