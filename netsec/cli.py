@@ -51,6 +51,14 @@ def parse_bool(text: str, name: str) -> bool:
     raise UsageError(f"--set {name}={text}: want yes/no, true/false or on/off")
 
 
+def parse_file_size(text: str, name: str) -> int:
+    size = parse_size(text, name)
+    if size <= 0:   # Suricata's 0 is "unlimited": a file here is held in memory, bounded
+        raise UsageError(f"--set {name}={text}: want a size above 0 (a file is kept in "
+                         "memory up to it)")
+    return size
+
+
 def parse_http_parser(text: str, name: str) -> str:
     try:
         parser_class(text)
@@ -84,6 +92,9 @@ SETTINGS = {
     _LIBHTP + "request-body-limit": ("request_body_limit", parse_size),
     _LIBHTP + "response-body-limit": ("response_body_limit", parse_size),
     _LIBHTP + "meta-field-limit": ("http_field_limit", parse_size),
+    # files (netsec.files): on, off, or (unset) when a file keyword or a scanner asks
+    "file-store.enabled": ("file_tracking", parse_bool),
+    "file-store.stream-depth": ("file_max_size", parse_file_size),
 }
 # ... and those of the engine: Suricata's name -> (EngineConfig field, value parser).
 ENGINE_SETTINGS = {

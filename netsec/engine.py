@@ -45,7 +45,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from netsec import eve
+from netsec import eve, files
 from netsec.detect.detector import BLOCKING, Detector, Match
 from netsec.flow.config import LIMIT_EVENTS
 from netsec.flow.stream import DEPTH
@@ -148,6 +148,7 @@ class Engine:
         self._policy = self.config.policy()
         self.detector = Detector(rules, prefilter=self.config.prefilter)
         self.flows = flows
+        self._want_files(rules)
         self.counters = Counters()
         self.first_ts: float | None = None
         self.last_ts = 0.0
@@ -159,6 +160,13 @@ class Engine:
         one assignment, so a packet sees the old rules or the new ones, never a mix; the
         flow table, and every flow's state, stays."""
         self.detector = Detector(rules, prefilter=self.config.prefilter)
+        self._want_files(rules)
+
+    def _want_files(self, rules: Sequence[Any]) -> None:
+        # a flow source without file tracking (a test's fake) has nothing to switch
+        want = getattr(self.flows, "want_files", None)
+        if want is not None:
+            want(files.rules_use_files(rules))
 
     def process(self, pkt: Packet) -> Verdict:
         """The packet's verdict, for callers that need no flow (a pcap, a bundle's tests)."""

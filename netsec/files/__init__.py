@@ -25,6 +25,7 @@ import hashlib
 import re
 import urllib.parse
 import zlib
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +34,16 @@ _MAGIC_BYTES = 4096                 # libmagic looks at a file's head only
 _CONTENT_RANGE = re.compile(rb"bytes\s+(\d+)-(\d+)/(\d+|\*)", re.I)
 _DISPOSITION_EXT = re.compile(rb"filename\*\s*=\s*([^']*)'[^']*'([^;\s]+)", re.I)
 _DISPOSITION = re.compile(rb'filename\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^;\s]+))', re.I)
+
+
+# The buffer every file inspection carries (the file's name, Suricata's `file.name`); a
+# rule with a file keyword inspects it, which is how the engine knows rules use files.
+FILE_NAME = "file.name"
+
+
+def rules_use_files(rules: Iterable[Any]) -> bool:
+    """Whether a rule of `rules` matches on files (a file keyword: netsec.rules.keywords.files)."""
+    return any(FILE_NAME in getattr(r, "buffers", ()) for r in rules)
 
 
 class FileState(enum.Enum):

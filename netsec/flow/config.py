@@ -39,9 +39,15 @@ class FlowConfig:
     # or "python" (netsec.app.http); README "HTTP parser" says why libhtp is the default
     http_parser: str = "libhtp"
     # HTTP bodies tracked as files (netsec.files: hashes, type, EVE fileinfo, the file
-    # keywords, the scanner in flight), each kept up to this many bytes; 0 = not tracked.
-    # A flow whose file is open reads past reassembly_depth up to this much of the file.
+    # keywords, the scanner in flight), each kept up to this many bytes (`--set
+    # file-store.stream-depth`). A flow whose file is open reads past reassembly_depth up
+    # to this much of the file.
     file_max_size: int = 16 * 1024 * 1024
+    # Whether files are tracked (`--set file-store.enabled`). None: only when something
+    # asks for them, a loaded rule with a file keyword (the engine says so through
+    # FlowTable.want_files) or a scanner (ipsd sets True); tracking costs a copy of every
+    # body and reading past the depth, so nobody pays it who does not use it.
+    file_tracking: bool | None = None
 
 
 # Anomaly names (in `Packet.events`) that say a flow is no longer fully inspected: one of

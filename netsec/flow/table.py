@@ -68,6 +68,18 @@ class FlowTable:
         self._count = 0
         self._next_sweep = 0.0
         self._events: list[FlowEnd | AppEvent | FileEvent] = []
+        self.files_wanted = False   # a loaded rule uses a file keyword (want_files)
+
+    def want_files(self, wanted: bool) -> None:
+        """Whether the rules use files; with `file_tracking` None, flows that start from now
+        on track them or not (a flow keeps what it started with)."""
+        self.files_wanted = wanted
+
+    @property
+    def tracks_files(self) -> bool:
+        cfg = self.config
+        on = self.files_wanted if cfg.file_tracking is None else cfg.file_tracking
+        return bool(on and cfg.file_max_size)
 
     def __len__(self) -> int:
         return len(self._flows) // 2
@@ -301,7 +313,7 @@ class FlowTable:
     def _parser(self, proto: str, tcp: bool) -> AppParser:
         cfg = self.config
         if proto == "http":
-            files = _files.FileTracker(cfg.file_max_size) if cfg.file_max_size else None
+            files = _files.FileTracker(cfg.file_max_size) if self.tracks_files else None
             return self._http(cfg.request_body_limit, cfg.response_body_limit,
                               cfg.body_context, cfg.http_field_limit, cfg.http_header_limit,
                               files)

@@ -14,6 +14,7 @@ from scapy.layers.inet import IP, TCP
 
 from domains.syssec.ipsd import Ipsd
 from netsec import flow as flow_mod
+from netsec.cli import UsageError, parse_settings
 from tests.unit.test_engine_e2e import C, S, run, tcp_session
 
 PARSERS = ["libhtp", "python"]
@@ -62,9 +63,11 @@ def segmented(pkts: list, size: int, reorder: bool = False) -> list:
     return out
 
 
-def fileinfos(tmp_path: Path, pkts: list, parser: str, **cfg: int) -> list[dict]:
+def fileinfos(tmp_path: Path, pkts: list, parser: str, rules: str = NO_MATCH,
+              **cfg: int | bool | None) -> list[dict]:
+    cfg.setdefault("file_tracking", True)
     config = flow_mod.FlowConfig(http_parser=parser, **cfg)  # type: ignore[arg-type]
-    _, events = run(tmp_path, pkts, NO_MATCH, flow_config=config)
+    _, events = run(tmp_path, pkts, rules, flow_config=config)
     return [e for e in events if e["event_type"] == "fileinfo"]
 
 
@@ -206,7 +209,8 @@ def test_ipsd_names_the_domain_the_file_was_going_to(tmp_path: Path) -> None:
     rules.write_text(NO_MATCH)
     domains = tmp_path / "domains.json"
     domains.write_text(json.dumps({C: "work"}))
-    ipsd = Ipsd([rules], tmp_path / "log", domains, flow_mod.FlowConfig(inline=True))
+    ipsd = Ipsd([rules], tmp_path / "log", domains, flow_mod.FlowConfig(inline=True,
+                                                                   file_tracking=True))
     post = (b"POST /up/a.pdf HTTP/1.1\r\nHost: h\r\nContent-Length: %d\r\n\r\n" % len(PDF)
             + PDF)
     events: list[dict] = []
@@ -217,3 +221,26 @@ def test_ipsd_names_the_domain_the_file_was_going_to(tmp_path: Path) -> None:
     assert [(f["direction"], f["hyperwall"]["domain"], f["hyperwall"]["guest_ip"])
             for f in files] == [("to_client", "work", C), ("to_server", "work", C)]
     assert files[0]["fileinfo"]["state"] == "CLOSED"
+
+
+def test_files_cost_nothing_unless_asked_for(tmp_path: Path) -> None:
+    """Off by default (no file keyword, no scanner): no tracker, no fileinfo, and the
+    stream stops at its depth; `--set file-store.enabled=yes` turns it on, `=no` keeps it
+    off whatever the rules say, and the size cap is `file-store.stream-depth`."""
+    pkts = tcp_session([(get(), response(PDF))])
+    assert fileinfos(tmp_path, pkts, "libhtp", file_tracking=None) == []
+    table = flow_mod.FlowTable(flow_mod.FlowConfig())
+    assert not table.tracks_files
+    assert getattr(table._parser("http", True), "files", 0) is None
+
+    sets = parse_settings(["file-store.enabled=yes", "file-store.stream-depth=2kb"]).flow
+    assert sets == {"file_tracking": True, "file_max_size": 2048}
+    [capped] = fileinfos(tmp_path, pkts, "libhtp", **sets)
+    assert (capped["fileinfo"]["state"], capped["fileinfo"]["size"]) == ("TRUNCATED", 2048)
+    table = flow_mod.FlowTable(flow_mod.FlowConfig(file_tracking=False))
+    table.want_files(True)
+    assert not table.tracks_files
+    with pytest.raises(UsageError, match="file-store.stream-depth=0: want a size above 0"):
+        parse_settings(["file-store.stream-depth=0"])
+    with pytest.raises(UsageError, match="file-store.enabled=maybe"):
+        parse_settings(["file-store.enabled=maybe"])
