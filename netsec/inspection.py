@@ -71,3 +71,6 @@ class Inspection:
     # context already inspected (kept so a pattern split across segments is found). A match
     # that ends at or before this offset was already seen by an earlier stream inspection.
     stream_new: int = 0
+    # A file that just ended (netsec.files' File), on the inspection the file keywords see:
+    # it carries the `file.name` buffer and the tx that brought the file.
+    file: Any = None

@@ -336,10 +336,10 @@ class FlowTable:
                                              o.record))
         files = getattr(app, "files", None)
         if files is not None:
-            self._files(flow, pkt, files, outputs)
+            self._files(flow, pkt, files, outputs, out)
 
     def _files(self, flow: Flow, pkt: Packet | None, files: _files.FileTracker,
-               outputs: list[AppOutput]) -> None:
+               outputs: list[AppOutput], out: list[Inspection] | None) -> None:
         app = flow.app
         for f in files.take():
             http = next((o.record for o in outputs if o.record is not None
@@ -347,6 +347,10 @@ class FlowTable:
             if http is None and app is not None and hasattr(app, "tx_record"):
                 http = app.tx_record(f.tx_id)
             self._events.append(FileEvent(flow, f, pkt, http))
+            if out is not None and pkt is not None:
+                # the file keywords' inspection, on the packet that ended the file
+                out.append(Inspection(pkt, flow, f.to_server,
+                                      {_files.FILE_NAME: f.name.encode()}, f.tx_id, file=f))
         # A file still arriving is read past the stream depth, up to the file size cap
         # (plus room for chunk framing): its end is what a scanner needs to see.
         for f in files.open_files.values():

@@ -8,6 +8,7 @@ from netsec.rules.keywords import (
     bytes_,
     content,
     events,
+    files,
     flow,
     flowbits,
     flowint,
@@ -24,7 +25,7 @@ from netsec.rules.keywords import (
 def _build() -> dict[str, Keyword]:
     table: dict[str, Keyword] = {}
     for mod in (meta, content, pcre, bytes_, buffers, transforms, flow, flowbits, flowint,
-                threshold, header, xbits, stream_size, events):
+                threshold, header, xbits, stream_size, events, files):
         for kw in mod.KEYWORDS:
             for name in (kw.name, *kw.aliases):
                 if name in table:
