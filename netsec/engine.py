@@ -154,6 +154,16 @@ class Engine:
         self.last_ts = 0.0
         self.flows_ended = 0
         self._events: list[eve.Event] = []
+        # Files that ended on a packet, for a consumer that scans them (ipsd's FileHold);
+        # kept only when it asks (collect_files), or they would pile up.
+        self.collect_files = False
+        self._files: list[Any] = []
+
+    def take_files(self) -> list[Any]:
+        """The files (netsec.files' File) that ended on the packets judged since the last
+        call (not those ended with their flow: no packet is left to hold)."""
+        done, self._files = self._files, []
+        return done
 
     def replace_rules(self, rules: Sequence[Any]) -> None:
         """Swap in a new rule set (a reload): the detector is built first and replaced in
@@ -255,6 +265,8 @@ class Engine:
     def _to_eve(self, records: list[Any]) -> None:
         for r in records:
             if hasattr(r, "file"):
+                if self.collect_files and r.packet is not None:
+                    self._files.append(r.file)
                 self._events.append(eve.fileinfo(r.flow, r.file.eve(), r.http, r.file.tx_id,
                                                  r.file.to_server, r.packet))
             elif hasattr(r, "record"):

@@ -6,7 +6,11 @@ accept with a single batch verdict. The verdict function is the engine's, its ve
 `netsec.engine.Verdict`: ACCEPT is NF_ACCEPT, DROP and REJECT are NF_DROP (the reject's
 answers are the caller's to send), BYPASS is NF_ACCEPT with the bypass mark set, which the
 firewall saves on the connection so the rest of the flow skips the queue. This module only
-moves packets. While nothing reads the queue the kernel drops its packets (the firewall
+moves packets. A verdict function may also answer None: the packet is held (a file
+waiting for its scanner's verdict, domains/syssec/filehold.py) and answered later by its id
+(`current_id` while it is decided) through `answer_later`; while any packet is held, accepts
+go one by one, since a batch verdict would also accept the held ones below it. While
+nothing reads the queue the kernel drops its packets (the firewall
 queues without --queue-bypass), so a dead engine fails closed.
 """
 from __future__ import annotations
@@ -26,7 +30,7 @@ NETLINK_NO_ENOBUFS = 5
 SO_RCVBUFFORCE = 33   # Linux; the socket module does not name it
 
 
-Decide = Callable[[bytes], Verdict]
+Decide = Callable[[bytes], Verdict | None]   # None: held, answered by answer_later
 
 
 @dataclass
@@ -37,6 +41,7 @@ class Stats:
     bypassed: int = 0
     batches: int = 0
     overflows: int = 0
+    held: int = 0
 
 
 class InlineQueue:
@@ -53,6 +58,8 @@ class InlineQueue:
         self.stats = Stats()
         self.sock: socket.socket | None = None
         self._buf = bytearray(256 * 1024)
+        self.current_id = 0          # the packet being decided (a hold answers it later)
+        self.held: set[int] = set()  # packets decided None, not answered yet
 
     def open(self) -> None:
         sock = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, nfq.NETLINK_NETFILTER)
@@ -124,16 +131,20 @@ class InlineQueue:
 
     def _answer(self, packets: list[nfq.QueuedPacket]) -> None:
         out: list[bytes] = []
-        last_accept = -1
+        accepted: list[int] = []
         stats = self.stats
         for p in packets:
+            self.current_id = p.packet_id
             try:
                 verdict = self.decide(p.payload)
             except Exception:
                 # A packet the engine cannot judge is not let through.
                 verdict = Verdict.DROP
-            if verdict is Verdict.ACCEPT:
-                last_accept = max(last_accept, p.packet_id)
+            if verdict is None:
+                self.held.add(p.packet_id)
+                stats.held += 1
+            elif verdict is Verdict.ACCEPT:
+                accepted.append(p.packet_id)
                 stats.accepted += 1
             elif verdict is Verdict.BYPASS:
                 out.append(nfq.verdict_message(self.queue, p.packet_id, nfq.NF_ACCEPT,
@@ -142,11 +153,31 @@ class InlineQueue:
             else:   # DROP, REJECT
                 out.append(nfq.verdict_message(self.queue, p.packet_id, nfq.NF_DROP))
                 stats.dropped += 1
-        if last_accept >= 0:
+        if accepted and self.held:
+            out.extend(nfq.verdict_message(self.queue, i, nfq.NF_ACCEPT) for i in accepted)
+        elif accepted:
             # Covers every accepted packet up to the last one; the others have their own
             # verdicts already (sent in this same datagram, ahead of the batch).
-            out.append(nfq.batch_verdict_message(self.queue, last_accept, nfq.NF_ACCEPT))
+            out.append(nfq.batch_verdict_message(self.queue, max(accepted), nfq.NF_ACCEPT))
         stats.received += len(packets)
         stats.batches += 1
         assert self.sock is not None
         self.sock.send(b"".join(out))
+
+    def answer_later(self, answers: list[tuple[int, Verdict]]) -> None:
+        """Verdicts for held packets, by id, in the order given (a flow's, in order)."""
+        out = []
+        stats = self.stats
+        for packet_id, verdict in answers:
+            if packet_id not in self.held:
+                continue
+            self.held.discard(packet_id)
+            if verdict in (Verdict.ACCEPT, Verdict.BYPASS):
+                out.append(nfq.verdict_message(self.queue, packet_id, nfq.NF_ACCEPT))
+                stats.accepted += 1
+            else:
+                out.append(nfq.verdict_message(self.queue, packet_id, nfq.NF_DROP))
+                stats.dropped += 1
+        if out:
+            assert self.sock is not None
+            self.sock.send(b"".join(out))

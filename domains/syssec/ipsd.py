@@ -5,6 +5,8 @@ traffic to. Runs inside sys-sec.
                    [--socket PATH] [--pidfile PATH] [--domains FILE] [--disabled JSON]
                    [--clean CIDR|PORT ...] [--set stream.reassembly.depth=N]
                    [--bypass-after-depth | --no-bypass-after-depth]
+                   [--clamd-socket PATH] [--yara-dir DIR] [--scan-timeout S]
+                   [--scan-fail closed|open]
 
 Every queued packet (an IP packet: NFQUEUE gives no link layer) goes through the same
 decoder, flow table and detector as `hyperwall-ids -r`, in IPS mode: drop and reject rules
@@ -19,6 +21,13 @@ this process re-reads when it changes) and, for the controller's category rules,
 category. --socket answers each connection with one JSON line of live counters (what the
 SecurityService's GetStats shows).
 
+With a scanner (--clamd-socket, --yara-dir, or both), every file HTTP carries is tracked,
+and the packet that completes one is held until the scanner's verdict
+(domains/syssec/filehold.py): CLEAN releases it, INFECTED drops it and resets the
+connection (an alert names the domain, the file, its sha256 and the signature), and no
+answer within --scan-timeout, or a scanner error, is --scan-fail's (closed by default).
+The scans run in worker threads; other flows keep moving meanwhile.
+
 SIGHUP reloads the rules (every -S path), the disabled list and the domains map, keeping
 every flow's state; SIGTERM stops. Prints `ready` once it holds the queue. While this
 process is down nothing is forwarded (the firewall queues without bypass).
@@ -30,6 +39,7 @@ import ipaddress
 import json
 import logging
 import os
+import queue as queue_mod
 import select
 import signal
 import socket
@@ -37,6 +47,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
@@ -44,11 +55,13 @@ from typing import Any, Literal, get_args
 import yaml
 
 from domains.logsetup import setup_logging
+from domains.syssec.filehold import FAIL_MODES, SCAN_TIMEOUT, FileHold, Release, ScanJob
 from domains.syssec.inline import InlineQueue
 from netsec import eve, reject
 from netsec.cli import SET_HELP, UsageError, ignored_note, parse_sets, parse_settings
 from netsec.decode import Decoder, DecoderConfig
 from netsec.engine import Engine, EngineConfig, Verdict, settle_heap
+from netsec.filescan import FileScanner, Outcome, ScanResult
 from netsec.flow import FlowConfig, FlowTable
 from netsec.rules import load_rules
 from netsec.rules.errors import RuleError
@@ -66,19 +79,22 @@ class ConfigError(ValueError):
 
 
 # The inline decisions' own counters (`Ipsd.stats` keys), which a Decision asks to bump.
-Count = Literal["rejected_flows", "undecodable", "bypassed_depth", "bypassed_clean"]
+Count = Literal["rejected_flows", "undecodable", "bypassed_depth", "bypassed_clean",
+                "files_held", "files_blocked"]
 
 
 @dataclass(frozen=True, slots=True)
 class Decision:
     """What one queued packet comes to, as data for the shell to carry out (as mitmproxy's
-    layers yield commands): the verdict NFQUEUE applies (BYPASS: accept and mark the flow),
-    the packets to send (a reject's answers), the EVE records to write, the counters to bump."""
+    layers yield commands): the verdict NFQUEUE applies (BYPASS: accept and mark the flow;
+    None: held until a file's verdict, `scan` the files to scan for it), the packets to send
+    (a reject's answers), the EVE records to write, the counters to bump."""
 
-    verdict: Verdict
+    verdict: Verdict | None
     send: tuple[bytes, ...] = ()
     eve: tuple[eve.Event, ...] = ()
     count: tuple[Count, ...] = ()
+    scan: tuple[ScanJob, ...] = ()
 
 
 class Bypass:
@@ -171,8 +187,16 @@ class Ipsd:
     def __init__(self, rule_paths: list[Path], logdir: Path, domains_file: Path | None,
                  flow_config: FlowConfig, clean: Iterable[str] | Bypass = (),
                  disabled_file: Path | None = None, *, variables: Variables | None = None,
-                 bypass_after_depth: bool = True, engine: dict[str, Any] | None = None) -> None:
+                 bypass_after_depth: bool = True, engine: dict[str, Any] | None = None,
+                 hold: FileHold | None = None) -> None:
         self.rule_paths = rule_paths
+        # A scanner needs every file: tracking is on whatever the rules use.
+        self.hold = hold
+        if hold is not None:
+            if flow_config.file_tracking is False:
+                raise ConfigError("a scanner is configured but file-store.enabled=no: the "
+                                  "scanner needs the files tracked")
+            flow_config.file_tracking = True
         self.disabled_file = disabled_file
         self.variables = variables
         self.bypass = clean if isinstance(clean, Bypass) else Bypass(clean)
@@ -186,6 +210,7 @@ class Ipsd:
             raise ConfigError("no rule loaded: every rule given was refused (see above)")
         self.engine = Engine(rules, self.flows, EngineConfig(
             simulate_ips=True, stream_bypass=bypass_after_depth, **(engine or {})))
+        self.engine.collect_files = hold is not None
         settle_heap()
         self.rules_loaded = len(rules)
         self.load_domains()
@@ -279,8 +304,9 @@ class Ipsd:
         self.reloads += 1
         return True
 
-    def decide(self, payload: bytes, now: float) -> Decision:
-        """The decision on one IP packet that arrived at `now` (seconds since the epoch)."""
+    def decide(self, payload: bytes, now: float, handle: Any = None) -> Decision:
+        """The decision on one IP packet that arrived at `now` (seconds since the epoch);
+        `handle` is how the shell names the packet if it is held (its NFQUEUE id)."""
         self.count += 1
         pkt = self.decoder.decode(LINKTYPE_RAW, now, self.count, payload)
         if pkt is None or not pkt.src:
@@ -293,7 +319,14 @@ class Ipsd:
             self.engine.judge(pkt)
             return Decision(Verdict.DROP, eve=self._events(), count=("undecodable",))
         judged = self.engine.judge(pkt)
+        files = self.engine.take_files() if self.hold is not None else []
         verdict, events = judged.verdict, self._events()
+        if self.hold is not None and judged.flow is not None and verdict in (
+                Verdict.ACCEPT, Verdict.BYPASS):
+            jobs = self.hold.hold(handle, judged.flow, pkt, payload, files, now)
+            if jobs is not None:
+                return Decision(None, eve=events, scan=tuple(jobs),
+                                count=("files_held",) if files else ())
         if verdict is Verdict.REJECT:
             # The engine rejects a flow's matching packet only; the rest is dropped, so the
             # ends are answered once.
@@ -306,6 +339,13 @@ class Ipsd:
         if verdict is Verdict.BYPASS:   # past the depth (the engine's stream_bypass)
             return Decision(verdict, eve=events, count=("bypassed_depth",))
         return Decision(verdict, eve=events)
+
+    def released(self, release: Release) -> Decision:
+        """A hold's outcome as the decision for each of its packets (events annotated)."""
+        blocked = release.verdict is not Verdict.ACCEPT
+        return Decision(release.verdict, release.send,
+                        tuple(self.annotate(e) for e in release.events),
+                        ("files_blocked",) if blocked else ())
 
     def _events(self) -> tuple[eve.Event, ...]:
         return tuple(self.annotate(e) for e in self.engine.take_events())
@@ -359,22 +399,108 @@ class Inline:
     reject's answers queued for `take_outbox`, sent once the batch is answered) and hands
     back the verdict for NFQUEUE."""
 
-    def __init__(self, ipsd: Ipsd, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, ipsd: Ipsd, clock: Callable[[], float] = time.time,
+                 scans: Scans | None = None,
+                 current: Callable[[], Any] = lambda: None) -> None:
         self.ipsd = ipsd
         self.clock = clock
+        self.scans = scans
+        self.current = current          # the handle (NFQUEUE id) of the packet decided
         self.outbox: list[bytes] = []
+        self.later: list[tuple[Any, Verdict]] = []   # held packets' verdicts, in order
 
-    def __call__(self, payload: bytes) -> Verdict:
-        decision = self.ipsd.decide(payload, self.clock())
+    def __call__(self, payload: bytes) -> Verdict | None:
+        decision = self.ipsd.decide(payload, self.clock(), self.current())
+        self._carry(decision)
+        if decision.scan:
+            assert self.scans is not None, "a hold without a scanner"
+            for job in decision.scan:
+                self.scans.submit(job)
+        hold = self.ipsd.hold
+        if hold is not None and decision.verdict is None:
+            for release in hold.ready():
+                self._release(release)
+        return decision.verdict
+
+    def settle(self) -> None:
+        """Scanners' answers in, holds past their deadline out: their verdicts go to
+        `take_later`."""
+        hold = self.ipsd.hold
+        if hold is None:
+            return
+        for token, index, result in self.scans.take() if self.scans else []:
+            release = hold.result(token, index, result)
+            if release is not None:
+                self._release(release)
+        for release in hold.expire(self.clock()):
+            self._release(release)
+
+    def _release(self, release: Release) -> None:
+        self._carry(self.ipsd.released(release))
+        self.later.extend((h, release.verdict) for h in release.handles)
+
+    def _carry(self, decision: Decision) -> None:
         for event in decision.eve:
             self.ipsd.write(event)
         self.ipsd.counts.update(decision.count)
         self.outbox.extend(decision.send)
-        return decision.verdict
 
     def take_outbox(self) -> list[bytes]:
         out, self.outbox = self.outbox, []
         return out
+
+    def take_later(self) -> list[tuple[Any, Verdict]]:
+        out, self.later = self.later, []
+        return out
+
+
+class Scans:
+    """The scanner in worker threads: `submit` a ScanJob, `take` the answers that came
+    back (a readable `fileno()` says some did, for select). A scanner that raises is an
+    ERROR answer; one that hangs is the hold's deadline's business, not this class's."""
+
+    def __init__(self, scanner: FileScanner, workers: int = 2) -> None:
+        self.scanner = scanner
+        self.pool = ThreadPoolExecutor(workers, thread_name_prefix="hyperwall-scan")
+        self.done: queue_mod.SimpleQueue[tuple[int, int, ScanResult]] = queue_mod.SimpleQueue()
+        self._r, self._w = os.pipe()
+        os.set_blocking(self._r, False)
+
+    def fileno(self) -> int:
+        return self._r
+
+    def submit(self, job: ScanJob) -> None:
+        self.pool.submit(self._run, job)
+
+    def _run(self, job: ScanJob) -> None:
+        try:
+            result = self.scanner.scan(job.data, job.name)
+        except Exception as e:   # a scanner's bug must not leave the packet held
+            log.exception("scanner failed on %s", job.name)
+            result = ScanResult(Outcome.ERROR, error=f"{job.name}: scanner failed: {e}")
+        self.done.put((job.token, job.index, result))
+        try:
+            os.write(self._w, b"x")
+        except OSError:
+            pass   # closed at shutdown
+
+    def take(self) -> list[tuple[int, int, ScanResult]]:
+        try:
+            while os.read(self._r, 4096):
+                pass
+        except BlockingIOError:
+            pass
+        out = []
+        while True:
+            try:
+                out.append(self.done.get_nowait())
+            except queue_mod.Empty:
+                return out
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
+        os.close(self._r)
+        os.close(self._w)
 
 
 class StatsSocket:
@@ -464,6 +590,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--bypass-after-depth", action=argparse.BooleanOptionalAction,
                    default=True, help="hand a TCP flow to the kernel once a direction is "
                    "past the depth (default: yes; --set stream.bypass=no as well)")
+    p.add_argument("--clamd-socket", type=Path, metavar="PATH",
+                   help="scan every file in flight with clamd on this socket")
+    p.add_argument("--yara-dir", type=Path, metavar="DIR",
+                   help="scan every file in flight with the YARA rules of this folder")
+    p.add_argument("--scan-timeout", type=float, default=SCAN_TIMEOUT, metavar="S",
+                   help=f"seconds the packet completing a file waits for the verdict "
+                   f"(default {SCAN_TIMEOUT:g})")
+    p.add_argument("--scan-fail", choices=FAIL_MODES, default="closed",
+                   help="a file not scanned (scanner down, hung, too large): block the "
+                   "flow (closed, the default) or let it pass with an alert (open)")
     p.add_argument("--stats-interval", type=float, default=STATS_INTERVAL, metavar="S",
                    help=f"seconds between EVE stats records (default {STATS_INTERVAL:g})")
     return p.parse_args(argv)
@@ -482,21 +618,41 @@ def build(args: argparse.Namespace) -> Ipsd:
         log.warning("%s", note)
     bypass = Bypass([*cfg.bypass, *args.clean],
                     f"-c {args.config} / --clean" if args.config else "--clean")
+    hold = None
+    if args.clamd_socket is not None or args.yara_dir is not None:
+        try:
+            hold = FileHold(args.scan_timeout, args.scan_fail)
+        except ValueError as e:
+            raise ConfigError(f"--{e}") from None
     return Ipsd(args.rules, args.logdir, args.domains, FlowConfig(**flow_settings), bypass,
                 args.disabled, variables=cfg.variables,
                 bypass_after_depth=sets.engine.pop("stream_bypass", args.bypass_after_depth),
-                engine=sets.engine)
+                engine=sets.engine, hold=hold)
+
+
+def scanner(args: argparse.Namespace) -> FileScanner | None:
+    """The scanner --clamd-socket / --yara-dir describe (YARA's rules compiled now)."""
+    if args.clamd_socket is None and args.yara_dir is None:
+        return None
+    from domains.syssec.antivirus import YaraRulesError, scanner_from
+    try:
+        return scanner_from(args.clamd_socket, args.yara_dir)
+    except (YaraRulesError, OSError) as e:
+        raise ConfigError(f"--yara-dir {args.yara_dir}: {e}") from None
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     setup_logging("ipsd")
     try:
+        file_scanner = scanner(args)
         ipsd = build(args)
     except ConfigError as e:
         sys.exit(f"hyperwall-ipsd: {e}")
-    inline = Inline(ipsd)
+    scans = Scans(file_scanner) if file_scanner is not None else None
+    inline = Inline(ipsd, scans=scans)
     queue = InlineQueue(args.queue, inline)
+    inline.current = lambda: queue.current_id
     try:
         queue.open()
     except OSError as e:
@@ -519,19 +675,29 @@ def main(argv: list[str] | None = None) -> None:
         args.pidfile.write_text(f"{os.getpid()}\n")
     log.info("inline on NFQUEUE %d", args.queue)
     print("ready", flush=True)
-    readers: list[Any] = [queue.sock] + ([stats_socket] if stats_socket else [])
+    readers: list[Any] = [queue.sock] + ([stats_socket] if stats_socket else []) + \
+        ([scans] if scans else [])
     next_stats = time.monotonic() + args.stats_interval
     next_domains = time.monotonic() + DOMAINS_CHECK
     try:
         while not stop:
+            wait = 0.2
+            deadline = ipsd.hold.next_deadline() if ipsd.hold is not None else None
+            if deadline is not None:
+                wait = min(wait, max(0.0, deadline - time.time()))
             try:
-                ready, _, _ = select.select(readers, [], [], 0.2)
+                ready, _, _ = select.select(readers, [], [], wait)
             except InterruptedError:
                 ready = []
             if queue.sock in ready:
                 queue.service()
-                if inline.outbox:
-                    sender.send(inline.take_outbox())
+            if ipsd.hold is not None:
+                inline.settle()
+                later = inline.take_later()
+                if later:
+                    queue.answer_later(later)
+            if inline.outbox:
+                sender.send(inline.take_outbox())
             if stats_socket is not None and stats_socket in ready:
                 stats_socket.answer()
             if ipsd.reload_requested:
@@ -547,6 +713,8 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         ipsd.write(ipsd.stats_event(vars(queue.stats)))
         queue.close()
+        if scans is not None:
+            scans.close()
         if stats_socket is not None:
             stats_socket.close()
         if args.pidfile:

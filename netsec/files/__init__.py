@@ -39,6 +39,8 @@ _DISPOSITION = re.compile(rb'filename\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^;\s]+))', 
 # The buffer every file inspection carries (the file's name, Suricata's `file.name`); a
 # rule with a file keyword inspects it, which is how the engine knows rules use files.
 FILE_NAME = "file.name"
+# A file TRUNCATED at max_size says so in its `error` (a scanner never saw its rest).
+CAPPED = "file size cap reached"
 
 
 def rules_use_files(rules: Iterable[Any]) -> bool:
@@ -214,7 +216,7 @@ class FileTracker:
                 return
             data = decoded
         if not f._append(data, self.max_size):
-            self._end(f, FileState.TRUNCATED, "file size cap reached")
+            self._end(f, FileState.TRUNCATED, CAPPED)
 
     def close(self, tx_id: int, to_server: bool) -> None:
         """The parser says the body ended. Short of its declared length it did not end

@@ -55,7 +55,7 @@ def decide(engine: Ipsd, packets: list[bytes], t0: float = T0) -> list[Decision]
     return [engine.decide(p, t0 + i) for i, p in enumerate(packets)]
 
 
-def verdicts(decisions: list[Decision]) -> list[Verdict]:
+def verdicts(decisions: list[Decision]) -> list[Verdict | None]:
     return [d.verdict for d in decisions]
 
 
