@@ -162,7 +162,8 @@ class InlineQueue:
         stats.received += len(packets)
         stats.batches += 1
         assert self.sock is not None
-        self.sock.send(b"".join(out))
+        if out:   # a batch of held packets only has nothing to say yet
+            self.sock.send(b"".join(out))
 
     def answer_later(self, answers: list[tuple[int, Verdict]]) -> None:
         """Verdicts for held packets, by id, in the order given (a flow's, in order)."""
