@@ -207,7 +207,7 @@ class CombinedScanner:
 
 def scanner_from(clamd_socket: Path | None, yara_dir: Path | None, *,
                  unscannable: Unscannable = Unscannable.ERROR,
-                 stream_max: int = STREAM_MAX) -> FileScanner:
+                 stream_max: int = STREAM_MAX, timeout: float = CLAMD_TIMEOUT) -> FileScanner:
     """The scanner sys-sec's programs use: YARA's rules from `yara_dir` (compiled now:
     YaraRulesError if they do not), clamd on `clamd_socket`, or both together."""
     scanners: list[FileScanner] = []
@@ -215,7 +215,7 @@ def scanner_from(clamd_socket: Path | None, yara_dir: Path | None, *,
         scanners.append(YaraScanner.from_dir(yara_dir))
     if clamd_socket is not None:
         scanners.append(ClamdScanner(clamd_socket, unscannable=unscannable,
-                                     stream_max=stream_max))
+                                     stream_max=stream_max, timeout=timeout))
     if not scanners:
         raise ValueError("scanner_from: neither a clamd socket nor a YARA folder given")
     return scanners[0] if len(scanners) == 1 else CombinedScanner(scanners)

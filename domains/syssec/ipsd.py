@@ -210,7 +210,7 @@ class Ipsd:
             raise ConfigError("no rule loaded: every rule given was refused (see above)")
         self.engine = Engine(rules, self.flows, EngineConfig(
             simulate_ips=True, stream_bypass=bypass_after_depth, **(engine or {})))
-        self.engine.collect_files = hold is not None
+        self.engine.collect_files = self.flows.file_data = hold is not None
         settle_heap()
         self.rules_loaded = len(rules)
         self.load_domains()
@@ -636,7 +636,9 @@ def scanner(args: argparse.Namespace) -> FileScanner | None:
         return None
     from domains.syssec.antivirus import YaraRulesError, scanner_from
     try:
-        return scanner_from(args.clamd_socket, args.yara_dir)
+        # clamd's own timeout is the hold's: a worker stuck on a hung clamd past it only
+        # keeps the next files from being scanned in time
+        return scanner_from(args.clamd_socket, args.yara_dir, timeout=args.scan_timeout)
     except (YaraRulesError, OSError) as e:
         raise ConfigError(f"--yara-dir {args.yara_dir}: {e}") from None
 

@@ -11,9 +11,10 @@ gzip/deflate bodies are decompressed here as a stream, bounded: the file keeps a
 `max_size` bytes; a body decoding past it (a zip bomb, or merely a large download) becomes
 a TRUNCATED file at the cap, and the rest is never decompressed. A body that does not
 decompress is an ERROR file (its hashes are those of what did). Hashes (md5, sha1,
-sha256) are incremental; the data is kept too (bounded by `max_size`) so that a complete
-file can be handed to a scanner, or stored. A Content-Range body is a partial file: its
-`range` says which part, and `gaps` is true since the file is not whole.
+sha256) are incremental; the data is kept too (bounded by `max_size`) when a scanner is to
+be handed the complete file (`keep_data`), else only its head, for libmagic. A
+Content-Range body is a partial file: its `range` says which part, and `gaps` is true
+since the file is not whole.
 
 States are Suricata's: OPEN while bytes arrive, CLOSED when the body ended whole,
 TRUNCATED when it ended early or past the cap, ERROR when it could not be decoded.
@@ -169,7 +170,7 @@ class File:
             rec["start"], rec["end"] = self.range.start, self.range.end
         return rec
 
-    def _append(self, data: bytes, cap: int) -> bool:
+    def _append(self, data: bytes, cap: int, keep: bool) -> bool:
         """Take decoded bytes, up to `cap` in all; False once the cap was reached."""
         room = cap - self.size
         over = len(data) > room
@@ -177,7 +178,10 @@ class File:
         self._md5.update(data)
         self._sha1.update(data)
         self._sha256.update(data)
-        self.data += data
+        if keep:
+            self.data += data
+        elif self.size < _MAGIC_BYTES:
+            self.data += data[:_MAGIC_BYTES - self.size]
         self.size += len(data)
         return not over
 
@@ -186,8 +190,9 @@ class FileTracker:
     """The files of one flow. `completed` collects files as they leave OPEN, in order, for
     the caller (EVE fileinfo, the scanner) to take and empty."""
 
-    def __init__(self, max_size: int = MAX_FILE_SIZE) -> None:
+    def __init__(self, max_size: int = MAX_FILE_SIZE, keep_data: bool = True) -> None:
         self.max_size = max_size
+        self.keep_data = keep_data   # the whole file (a scanner's), or its head only
         self.open_files: dict[tuple[int, bool], File] = {}
         self.completed: list[File] = []
         self._next_id = 0
@@ -215,7 +220,7 @@ class FileTracker:
             if decoded is None:
                 return
             data = decoded
-        if not f._append(data, self.max_size):
+        if not f._append(data, self.max_size, self.keep_data):
             self._end(f, FileState.TRUNCATED, CAPPED)
 
     def close(self, tx_id: int, to_server: bool) -> None:

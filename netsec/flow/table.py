@@ -69,6 +69,9 @@ class FlowTable:
         self._next_sweep = 0.0
         self._events: list[FlowEnd | AppEvent | FileEvent] = []
         self.files_wanted = False   # a loaded rule uses a file keyword (want_files)
+        # Files keep their data for a scanner (ipsd's hold); the keywords and EVE need
+        # only the hashes and the head libmagic reads.
+        self.file_data = False
 
     def want_files(self, wanted: bool) -> None:
         """Whether the rules use files; with `file_tracking` None, flows that start from now
@@ -313,7 +316,8 @@ class FlowTable:
     def _parser(self, proto: str, tcp: bool) -> AppParser:
         cfg = self.config
         if proto == "http":
-            files = _files.FileTracker(cfg.file_max_size) if self.tracks_files else None
+            files = _files.FileTracker(cfg.file_max_size, self.file_data) \
+                if self.tracks_files else None
             return self._http(cfg.request_body_limit, cfg.response_body_limit,
                               cfg.body_context, cfg.http_field_limit, cfg.http_header_limit,
                               files)

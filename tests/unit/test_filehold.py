@@ -8,6 +8,7 @@ import argparse
 import gzip
 import hashlib
 import select
+import struct
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +16,9 @@ from pathlib import Path
 import pytest
 
 from domains.syssec import ipsd as ipsd_mod
+from domains.syssec import nfqueue as nfq
 from domains.syssec.filehold import FileHold
+from domains.syssec.inline import InlineQueue
 from domains.syssec.ipsd import ConfigError, Inline, Ipsd, Scans
 from netsec.engine import Verdict
 from netsec.filescan import Finding, Outcome, ScanResult
@@ -228,6 +231,7 @@ def test_without_a_scanner_nothing_is_held_and_files_follow_the_rules(tmp_path: 
     try:
         assert [plain.decide(p, T0).verdict for p in download(BAD)] == [Verdict.ACCEPT] * 6
         assert not plain.flows.tracks_files and not plain.engine.collect_files
+        assert not plain.flows.file_data   # a file keyword alone keeps no file data
     finally:
         plain.out.close()
 
@@ -253,7 +257,47 @@ def test_command_line(tmp_path: Path) -> None:
     built = ipsd_mod.build(ipsd_mod.parse_args([*rules, "--clamd-socket", "/x"]))
     try:
         assert built.hold is not None and built.flows.tracks_files and not built.hold.fail_open
+        assert built.flows.file_data and built.engine.collect_files
     finally:
         built.out.close()
     assert ipsd_mod.scanner(args()) is None
     assert ipsd_mod.scanner(args("--clamd-socket", "/x")) is not None
+
+
+class _Sent:
+    """Stands in for the NFQUEUE socket: what InlineQueue sends, as (kind, verdict, id)."""
+
+    def __init__(self) -> None:
+        self.messages: list[tuple[str, int, int]] = []
+
+    def send(self, data: bytes) -> int:
+        assert data, "an empty datagram (the kernel answers ENODATA)"
+        off = 0
+        while off < len(data):
+            length, kind = struct.unpack_from("=IH", data, off)
+            verdict, packet_id = struct.unpack_from("!II", data, off + length - 8)
+            name = "batch" if kind & 0xFF == nfq.NFQNL_MSG_VERDICT_BATCH else "one"
+            self.messages.append((name, verdict, packet_id))
+            off += (length + 3) & ~3
+        return len(data)
+
+
+def test_the_queue_never_batch_accepts_over_a_held_packet() -> None:
+    """A batch verdict accepts every id up to its own: while a packet is held, accepts go
+    one by one; a batch of held packets alone sends nothing; answers come by id."""
+    held = {2, 3}
+    q = InlineQueue(0, lambda p: None if p in (b"2", b"3") else Verdict.ACCEPT)
+    sent = _Sent()
+    q.sock = sent   # type: ignore[assignment]
+    q._answer([nfq.QueuedPacket(0, i, 0, 0, str(i).encode()) for i in (1, 2, 4)])
+    assert q.held == {2}
+    assert sent.messages == [("one", nfq.NF_ACCEPT, 1), ("one", nfq.NF_ACCEPT, 4)]
+    sent.messages.clear()
+    q._answer([nfq.QueuedPacket(0, 3, 0, 0, b"3")])
+    assert q.held == held and sent.messages == []
+    q.answer_later([(2, Verdict.DROP), (3, Verdict.DROP), (99, Verdict.ACCEPT)])
+    assert sent.messages == [("one", nfq.NF_DROP, 2), ("one", nfq.NF_DROP, 3)]
+    assert q.held == set() and (q.stats.held, q.stats.dropped) == (2, 2)
+    sent.messages.clear()
+    q._answer([nfq.QueuedPacket(0, i, 0, 0, b"x") for i in (5, 6)])
+    assert sent.messages == [("batch", nfq.NF_ACCEPT, 6)]   # nothing held: one batch again

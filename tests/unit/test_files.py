@@ -189,3 +189,14 @@ def test_close_short_of_the_declared_length_is_truncated() -> None:
     t.close(1, False)
     assert [(f.name, f.state) for f in t.take()] == \
         [("a", FileState.TRUNCATED), ("b", FileState.CLOSED)]
+
+
+def test_without_keep_data_a_file_keeps_only_its_head() -> None:
+    t = FileTracker(keep_data=False)
+    t.open(0, False, "big.bin")
+    t.feed(0, False, b"%PDF-1.4\n" + b"x" * 10000)
+    t.close(0, False)
+    [f] = t.take()
+    assert (f.size, len(f.data), f.state) == (10009, 4096, FileState.CLOSED)
+    assert f.magic.startswith("PDF document")
+    assert f.sha256 == hashlib.sha256(b"%PDF-1.4\n" + b"x" * 10000).hexdigest()
