@@ -1,9 +1,10 @@
 """Files scanned in flight, for real: client -- sys-sec -- server namespaces, the forward
 path queued to NFQUEUE 0 (fail closed), hyperwall-ipsd with --clamd-socket on a real clamd
-(tests/clamd_lab.py's test database: EICAR as a body signature). The guest downloads the
-EICAR file and a benign file of the same size over HTTP, plain, chunked and gzip, and what
-arrives is observed at the guest: the EICAR response's last bytes never do (the connection
-is reset), the benign one arrives whole. Then clamd is stopped: a download fails closed."""
+(tests/clamd_lab.py's test database: EICAR as a body signature) and --yara-dir on its test
+rule. The guest downloads the EICAR file and a benign file of the same size over HTTP,
+plain, chunked and gzip, and what arrives is observed at the guest: the EICAR response's
+last bytes never do (the connection is reset), the benign one arrives whole; so for a file
+only the YARA rule knows. Then clamd is stopped: a download fails closed."""
 from __future__ import annotations
 
 import gzip
@@ -19,7 +20,16 @@ from typing import Any
 
 import pytest
 
-from tests.clamd_lab import EICAR, EICAR_SIG, Clamd, running_clamd, stop_clamd
+from tests.clamd_lab import (
+    EICAR,
+    EICAR_SIG,
+    YARA_RULE,
+    Clamd,
+    running_clamd,
+    stop_clamd,
+    write_yara,
+    yara_file,
+)
 from tests.file_http import response
 from tests.integration.test_ipsd_inline import FIREWALL, _start, wait_for
 from tests.netlab import Lab, lab
@@ -66,6 +76,7 @@ def wall(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Wall]:
     www.mkdir()
     (www / "eicar.com").write_bytes(EICAR)
     (www / "benign.txt").write_bytes(BENIGN)
+    (www / "marked.bin").write_bytes(yara_file(2000))
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     with running_clamd(d / "clamd") as clamd, lab("hwfh") as net:
         ns = {"client": net.ns("c"), "sys": net.ns("s"), "server": net.ns("w")}
@@ -87,7 +98,8 @@ def wall(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Wall]:
             procs.append(_start(["ip", "netns", "exec", ns["sys"], PY, "-m",
                                  "domains.syssec.ipsd", "--queue", "0", "-S", str(d / "rules"),
                                  "-l", str(d / "log"), "--domains", str(d / "domains.json"),
-                                 "--clamd-socket", str(clamd.socket), "--scan-timeout", "5"],
+                                 "--clamd-socket", str(clamd.socket), "--yara-dir",
+                                 str(write_yara(d / "yara")), "--scan-timeout", "5"],
                                 env))
             yield Wall(net, ns, d, clamd)
         finally:
@@ -149,6 +161,15 @@ def test_eicar_never_reaches_the_guest_whole_and_the_alert_names_it(wall: Wall,
     [f] = a["files"]
     assert (f["filename"], f["sha256"]) == ("eicar.com", hashlib.sha256(EICAR).hexdigest())
     assert a["alert"]["signature"].startswith(f"clamav: {EICAR_SIG}")
+
+
+def test_a_file_only_the_yara_rule_knows_is_stopped_too(wall: Wall) -> None:
+    sent = whole("plain", yara_file(2000))
+    got = wall.fetch("/plain/marked.bin")
+    assert len(got) < len(sent) and sent.startswith(got)
+    [a] = wait_for("the YARA alert", lambda: wall.alerts(YARA_RULE))
+    assert a["alert"]["action"] == "blocked" and a["files"][0]["filename"] == "marked.bin"
+    assert a["alert"]["signature"].startswith("yara: ")
 
 
 def test_with_clamd_gone_a_download_fails_closed(wall: Wall) -> None:
