@@ -115,7 +115,11 @@ def _ips_target(cfg: FirewallConfig) -> list[str]:
         return ["-A HW-IPS -j ACCEPT"]
     mark = f"0x{cfg.bypass_mark:x}/0x{cfg.bypass_mark:x}"
     if cfg.queue_count > 1:
-        queue = f"--queue-balance {cfg.queue}:{cfg.queue + cfg.queue_count - 1} --queue-cpu-fanout"
+        # Plain --queue-balance hashes the address pair and protocol symmetrically (the kernel
+        # orders saddr/daddr before jhash; ports are NOT in the hash), so both directions of a
+        # flow reach the same worker, whose flow table must see them both. --queue-cpu-fanout
+        # would pick the queue by the receiving CPU and split a flow's directions.
+        queue = f"--queue-balance {cfg.queue}:{cfg.queue + cfg.queue_count - 1}"
     else:
         queue = f"--queue-num {cfg.queue}"
     return [f"-A HW-IPS -m connmark --mark {mark} -j ACCEPT",

@@ -164,3 +164,10 @@ def test_a_filtered_guest_has_every_port_to_the_uplink_inspected() -> None:
     # Only the LAN drops and one catch-all to the engine: no port-limited queueing.
     assert to_uplink[-1] == "-A HW-FORWARD -i vif5.0 -o uplink0 -j HW-IPS"
     assert all(r.endswith("-j DROP") and "--dport" not in r for r in to_uplink[:-1])
+
+
+def test_several_workers_share_the_queue_by_address_pair() -> None:
+    cfg = FirewallConfig(uplink="uplink0", gateway="10.137.255.254", queue=4, queue_count=2)
+    queue = [r for r in rules_for(Vif(2, 0, "10.137.0.3", "internet"), cfg=cfg) if "NFQUEUE" in r]
+    # Symmetric address hash, no CPU fanout (it splits a flow's directions), no bypass.
+    assert queue == ["-A HW-IPS -j NFQUEUE --queue-balance 4:5"]
