@@ -1,8 +1,9 @@
 """UDP echo and probe for the inline tests, run inside test namespaces.
 
     udp_probe.py echo ADDR PORT                 echo every datagram back (prints "ready")
-    udp_probe.py probe DST PORT SECONDS [--until-reply]
-        send a numbered datagram every 2 ms for SECONDS (or until the first reply) and
+    udp_probe.py probe DST PORT SECONDS [--until-reply] [--from ADDR]
+        send a numbered datagram every 2 ms for SECONDS (or until the first reply), from
+        ADDR if given (one of several client addresses: queues are balanced by address), and
         print JSON: start and first_reply (time.monotonic(), one clock for every namespace),
         sent, replies
 """
@@ -22,6 +23,8 @@ else:
     dst, port, seconds = sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
     until_reply = "--until-reply" in sys.argv
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    if "--from" in sys.argv:
+        s.bind((sys.argv[sys.argv.index("--from") + 1], 0))
     s.settimeout(0.002)
     start = time.monotonic()
     first, sent, replies = None, 0, 0

@@ -1,0 +1,147 @@
+"""Two hyperwall-ipsd workers behind `--queue-balance 0:1`, as sys-sec's firewall queues for
+two workers (netsec.firewall's own HW-IPS rules): client -- sys-sec -- server namespaces,
+a dozen client addresses (the kernel balances by address pair), UDP echo traffic.
+
+Each worker runs under its own supervisor and logs to its own folder here, so that an alert
+names the worker that saw it. The rule alerts on the server's reply only as `to_client`, which
+a worker can say only if it also saw the request that opened the flow: a reply reaching the
+other worker would be the first packet of a new flow there, `to_server`, and not match."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from domains.syssec.ipsd import read_stats
+from netsec.firewall import FirewallConfig, _ips_target
+from tests.integration.test_ipsd_inline import PY, REPO, SERVER, _start, wait_for
+from tests.netlab import Lab, lab
+
+pytestmark = pytest.mark.root
+# A random hash seed per rule picks each address's queue, so with 12 addresses both workers
+# get some unless all 12 fall on one side (1 in 2048).
+CLIENTS = [f"10.137.0.{n}" for n in range(10, 22)]
+REPLY_RULE = ('alert udp any 7777 -> any any (msg:"echo reply seen by the worker that saw '
+              'the request"; flow:to_client; sid:9100001; rev:1;)\n')
+
+
+def firewall() -> bytes:
+    ips = _ips_target(FirewallConfig(uplink="up0", gateway="10.137.0.1", queue=0,
+                                     queue_count=2))
+    assert ips[-1].endswith("--queue-balance 0:1"), ips
+    return ("*filter\n:FORWARD DROP [0:0]\n:HW-IPS - [0:0]\n-A FORWARD -j HW-IPS\n"
+            + "\n".join(ips) + "\nCOMMIT\n").encode()
+
+
+@dataclass
+class Pool:
+    net: Lab
+    ns: dict[str, str]
+    dir: Path
+
+    def stats(self, worker: int) -> dict[str, Any]:
+        return read_stats(self.dir / f"ipsd.sock.{worker}")
+
+    def supervisor(self, worker: int) -> int:
+        return int((self.dir / f"supervise.pid.{worker}").read_text())
+
+    def probe(self, source: str, seconds: float, until_reply: bool = False) -> dict[str, Any]:
+        r = self.net.run(self.ns["client"], PY, str(REPO / "tests/udp_probe.py"), "probe",
+                         SERVER, "7777", str(seconds), "--from", source,
+                         *(["--until-reply"] * until_reply), timeout=seconds + 10)
+        return dict(json.loads(r.stdout))
+
+    def replies_seen(self, worker: int) -> set[str]:
+        """The client addresses whose echo replies this worker saw as replies."""
+        path = self.dir / f"log.{worker}" / "eve.json"
+        events = [json.loads(line) for line in path.read_text().splitlines()] \
+            if path.exists() else []
+        return {e["dest_ip"] for e in events if e["event_type"] == "alert"
+                and e["alert"]["signature_id"] == 9100001}
+
+
+@pytest.fixture(scope="module")
+def pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pool]:
+    d = tmp_path_factory.mktemp("ipsdpool")
+    (d / "rules").mkdir()
+    (d / "rules" / "local.rules").write_text(REPLY_RULE)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    with lab("hwqb") as net:
+        ns = {"client": net.ns("c"), "sys": net.ns("s"), "server": net.ns("w")}
+        net.link(ns["client"], "eth0", ns["sys"], "vif2")
+        net.link(ns["sys"], "up0", ns["server"], "eth0")
+        for addr in CLIENTS:
+            net.run(ns["client"], "ip", "addr", "add", f"{addr}/24", "dev", "eth0")
+        net.run(ns["client"], "ip", "route", "add", "default", "via", "10.137.0.1")
+        net.run(ns["sys"], "ip", "addr", "add", "10.137.0.1/24", "dev", "vif2")
+        net.run(ns["sys"], "ip", "addr", "add", "198.51.100.254/24", "dev", "up0")
+        net.run(ns["server"], "ip", "addr", "add", f"{SERVER}/24", "dev", "eth0")
+        net.run(ns["server"], "ip", "route", "add", "default", "via", "198.51.100.254")
+        net.run(ns["sys"], "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        net.run(ns["sys"], "iptables-restore", input=firewall())
+        procs: list[subprocess.Popen[bytes]] = []
+        try:
+            procs.append(_start(["ip", "netns", "exec", ns["server"], PY,
+                                 str(REPO / "tests/udp_probe.py"), "echo", SERVER, "7777"],
+                                env))
+            for w in (0, 1):
+                procs.append(_start(
+                    ["ip", "netns", "exec", ns["sys"], PY, "-m", "domains.supervise",
+                     "--pidfile", str(d / f"supervise.pid.{w}"), "--", PY, "-m",
+                     "domains.syssec.ipsd", "--queue", str(w), "-S", str(d / "rules"),
+                     "-l", str(d / f"log.{w}"), "--socket", str(d / f"ipsd.sock.{w}")], env))
+            yield Pool(net, ns, d)
+        finally:
+            for p in reversed(procs):
+                if p.poll() is None:
+                    p.terminate()
+                    try:
+                        p.wait(timeout=10)
+                    except subprocess.TimeoutExpired:
+                        p.kill()
+                        p.wait()
+
+
+def owners(pool: Pool) -> dict[int, set[str]]:
+    """Which worker holds each client's flow, from the replies each saw as replies."""
+    for addr in CLIENTS:
+        assert pool.probe(addr, 5.0, until_reply=True)["first_reply"] is not None, addr
+    return wait_for("every client's reply seen by a worker", lambda: (
+        seen if (seen := {w: pool.replies_seen(w) for w in (0, 1)})
+        and seen[0] | seen[1] == set(CLIENTS) else None))
+
+
+def test_both_directions_of_each_flow_reach_the_same_worker(pool: Pool) -> None:
+    seen = owners(pool)
+    assert not seen[0] & seen[1], f"a client's replies were seen by both workers: {seen}"
+    assert seen[0] and seen[1], f"one worker got every flow: {seen}"
+    for w in (0, 1):
+        assert pool.stats(w)["queue"]["received"] >= 2 * len(seen[w])
+    print(f"\nworker 0 holds {len(seen[0])} clients, worker 1 holds {len(seen[1])}")
+
+
+def test_a_dead_worker_forwards_nothing_while_the_other_keeps_going(pool: Pool) -> None:
+    seen = owners(pool)
+    sup = pool.supervisor(0)
+    # Hold worker 0's supervisor so the worker stays down, then kill the worker.
+    os.kill(sup, signal.SIGSTOP)
+    try:
+        os.kill(int(pool.stats(0)["pid"]), signal.SIGKILL)
+        for addr in CLIENTS:
+            got = pool.probe(addr, 0.3)
+            if addr in seen[0]:
+                assert got["sent"] > 20 and got["replies"] == 0, f"{addr} passed: {got}"
+            else:   # the positive control: worker 1's clients are unaffected
+                assert got["replies"] > 0, f"{addr} (worker 1) got no replies: {got}"
+    finally:
+        os.kill(sup, signal.SIGCONT)
+    wait_for("the restarted worker 0", lambda: pool.stats(0)["pid"])
+    for addr in sorted(seen[0]):
+        assert pool.probe(addr, 5.0, until_reply=True)["first_reply"] is not None, addr
