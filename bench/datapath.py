@@ -279,10 +279,10 @@ async def through_sys_sec(key: str, xenstored: Daemon, tmp: Path, args: argparse
         (work / "sec" / "rules" / "et-1000.rules").write_text(rules)
     settings = 'engine_set = ["stream.bypass=no"]\n' if key == "c" else ""
     async with sys_sec(xenstored, work, GUEST, engine=engine, far=(SERVER,),
-                       settings=settings, prefix=f"hwdp{key}") as s:
+                       settings=settings, prefix=f"hwdp{key}", workers=1) as s:
         cost = None
         if engine:
-            sock = s.state / "run" / "ipsd.sock"
+            sock = s.state / "run" / "ipsd.sock.0"
             try:    # "running" is said once it is started, its socket comes with its rules
                 wait_for_socket(sock, None, timeout=60)
             except TimeoutError as e:

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from dom0.layout import Node, vif_addressing, vif_nodes
 from dom0.xenstore.client import AsyncXenStore
+from domains.syssec.ipsd_pool import default_workers
 from tests.conftest import REPO, Daemon
 from tests.netlab import Lab, lab
 
@@ -179,6 +180,7 @@ class SysSec:
     domids: dict[str, int]
     state: Path
     log: Path
+    workers: int = 1                   # the engine's workers (queues 0..workers-1)
 
     def run(self, where: str, *argv: str, check: bool = True) -> str:
         return self.net.run(self.ns[where], *argv, check=check).stdout.decode()
@@ -228,9 +230,11 @@ def build_namespaces(net: Lab, guests: dict[str, tuple[int, str]],
 async def sys_sec(xenstored: Daemon, tmp: Path, guests: dict[str, tuple[int, str]], *,
                   engine: bool, far: tuple[str, ...] = (), settings: str = "",
                   lists: dict[str, str] | None = None,
-                  prefix: str = "hwlab") -> AsyncIterator[SysSec]:
+                  prefix: str = "hwlab", workers: int | None = None) -> AsyncIterator[SysSec]:
     """sys-sec with `guests` ({name: (domid, policy)}) plugged in, its policy in force;
-    `far`: more addresses of the far side; `lists`: {category: list text}."""
+    `far`: more addresses of the far side; `lists`: {category: list text}; `workers`: the
+    engine's (default: the controller's, one per core)."""
+    workers = workers or default_workers()
     xs = await AsyncXenStore.connect(("unix", str(xenstored.socket)))
     await xs.introduce(SEC)
     await xs.write_nodes([Node(f"/local/domain/{SEC}", None, (f"n{SEC}",)),
@@ -252,7 +256,8 @@ async def sys_sec(xenstored: Daemon, tmp: Path, guests: dict[str, tuple[int, str
                     ["ip", "netns", "exec", ns["sec"], sys.executable,
                      "-m", "domains.syssec.controller",
                      "--state-dir", str(state), "--uplink", "uplink0", "--vpn-iface", VPN_IFACE,
-                     "--xenstore", str(socket), *([] if engine else ["--no-engine"])],
+                     "--xenstore", str(socket), "--workers", str(workers),
+                     *([] if engine else ["--no-engine"])],
                     stdout=subprocess.DEVNULL, stderr=f, start_new_session=True,
                     # The engine runs with -S (no site): what it imports, as the ns backend
                     # names it.
@@ -269,7 +274,8 @@ async def sys_sec(xenstored: Daemon, tmp: Path, guests: dict[str, tuple[int, str
                 ips = f"/local/domain/{SEC}/data/hyperwall/ips"
                 assert await xs.wait_value(ips, lambda v: v == b"running", 30) == b"running", \
                     log.read_text(errors="replace")
-            yield SysSec(net, ns, {name: d for name, (d, _) in guests.items()}, state, log)
+            yield SysSec(net, ns, {name: d for name, (d, _) in guests.items()}, state, log,
+                         workers)
         finally:
             if controller is not None and controller.poll() is None:
                 controller.terminate()

@@ -7,13 +7,16 @@ running. Started by the agent in sys-sec (`python -m domains.syssec.controller`)
   rules (TLS SNI, HTTP Host) for `filtered` guests.
 - Runs the resolver `filtered` guests are forced to use: blocked names get the sinkhole,
   each block logged as an EVE alert with the `hyperwall` category object.
-- Runs `hyperwall-ipsd` on NFQUEUE 0 and restarts it when it dies (`domains.supervise`,
-  every tenth of a second); while it is down the firewall forwards nothing (fail closed).
+- Runs `hyperwall-ipsd` workers, one per core by default (--workers N), on NFQUEUE 0..N-1
+  behind `--queue-balance` (both directions of a flow on one worker), and restarts each when
+  it dies (`domains.supervise`, every tenth of a second); while one is down its queue
+  forwards nothing (fail closed) and the others keep going. A reload reaches every worker.
 
 Folders, under --state-dir (dom0 sees it as its STATE/sys-sec): `rules/` (the provider's or
 the owner's rules), `lists/` (one block list per category, `<category>.txt`; --lists moves
 it), `log/` (`eve.json` from the engine, `dns.json` from the resolver), `run/` (generated
-files: `domains.json`, `hyperwall-policy.rules` unless --rules-dir moves it).
+files: `domains.json`, `hyperwall-policy.rules` unless --rules-dir moves it; each worker's
+`ipsd.pid.N` and `ipsd.sock.N`, N its queue).
 
 The command line overrides `syssec.toml` where both say something (--uplink), and says who
 runs the engine: by default the controller starts and supervises `hyperwall-ipsd` itself;
@@ -48,6 +51,7 @@ from domains.restart import Backoff
 from domains.runner import CommandError, run
 from domains.supervise import Supervisor
 from domains.syssec import security_service, uplink_check
+from domains.syssec.ipsd_pool import default_workers, plan_queues, worker_argv, worker_path
 from domains.syssec.resolver import Decision, Resolver, serve
 from domains.syssec.vpn import IFACE as VPN_IFACE
 from domains.syssec.vpn import Tunnel, VpnConfig, VpnConfigError
@@ -147,6 +151,7 @@ class Launch:
     ipsd_pidfile: Path | None = None     # an engine run by someone else: signal, not start
     ipsd_socket: Path | None = None      # its counters (--socket), to learn a reload's outcome
     engine: bool = True                  # False: no inspection at all (fail open)
+    workers: int = 1                     # engine workers the controller runs, one per queue
     vpn_iface: str | None = None         # a tunnel managed elsewhere, for vpn-only guests
 
     @classmethod
@@ -178,7 +183,8 @@ class Controller:
         self.resolver = _LoggedResolver(self.blocklist, self.log_block,
                                         lambda client: client in self.filtered)
         self.names: dict[str, str] = {}
-        self.ipsd: Supervisor | None = None     # when the controller runs the engine
+        self.workers: list[Supervisor] = []     # when the controller runs the engine
+        self.worker_status: dict[int, str] = {}
         self.applied: Rulesets | None = None
         self.loop: asyncio.AbstractEventLoop | None = None    # known once apply() ran
         self.reapplying: set[asyncio.Task[None]] = set()
@@ -297,6 +303,7 @@ class Controller:
         listen = self.settings.provider_listen
         cfg = FirewallConfig(uplink=self.settings.uplink, gateway=GATEWAY,
                              queue=0 if self.launch.engine else None,
+                             queue_count=self.queue_count,
                              vpn_iface=self.launch.vpn_iface or self.settings.vpn_iface,
                              doh_addresses=self.doh_addresses(),
                              provider_port=int(listen.rpartition(":")[2]) if listen else None)
@@ -375,28 +382,42 @@ class Controller:
         self.reapply_soon()
         if not self.launch.engine:
             return
-        pid = self.engine_pid()
-        if pid is None:
+        pids = self.engine_pids()
+        if not any(pids):
             raise OSError("the engine is not running")
-        counters = None
-        stats = self.engine_socket()
-        if stats is not None:
+        counters: list[Callable[[], dict[str, Any]] | None] = [None] * len(pids)
+        sockets = self.engine_sockets()
+        if sockets:
             from domains.syssec.ipsd import (
                 read_stats,  # the engine's module: only once a bundle came
             )
-            counters = functools.partial(read_stats, stats)
+            counters = [functools.partial(read_stats, s) for s in sockets]
         try:
-            _, said = security_service.reload_engine(pid, counters)
+            _, said = security_service.reload_workers(pids, counters)
         except security_service.ReloadError as e:
             raise OSError(e.message) from None
         log.info("engine reloaded: %s", said)
 
-    def engine_socket(self) -> Path | None:
-        """Where the engine answers its counters: the one this controller starts answers on
-        run/ipsd.sock."""
+    @property
+    def queue_count(self) -> int:
+        """The queues the firewall balances over: one per worker this controller runs; an
+        engine run by someone else holds queue 0 alone."""
+        return self.launch.workers if self.launch.ipsd_pidfile is None else 1
+
+    def engine_queues(self) -> list[int]:
+        return plan_queues(range(self.queue_count), self.queue_count)
+
+    def engine_sockets(self) -> list[Path]:
+        """Where each worker answers its counters: those this controller starts answer on
+        run/ipsd.sock.N (N the worker's queue)."""
         if self.launch.ipsd_pidfile is not None:
-            return self.launch.ipsd_socket
-        return self.state / "run" / "ipsd.sock"
+            return [self.launch.ipsd_socket] if self.launch.ipsd_socket else []
+        return [worker_path(self.state / "run" / "ipsd.sock", q) for q in self.engine_queues()]
+
+    def engine_pidfiles(self) -> list[Path]:
+        if self.launch.ipsd_pidfile is not None:
+            return [self.launch.ipsd_pidfile]
+        return [worker_path(self.state / "run" / "ipsd.pid", q) for q in self.engine_queues()]
 
     async def watch_policy(self) -> None:
         async for _ in self.store.watch("backend/vif"):
@@ -457,36 +478,46 @@ class Controller:
 
     # -- the engine ----------------------------------------------------------------------------
 
-    def engine_pid(self) -> int | None:
-        """The engine's pid if it runs and may be signalled, else None."""
+    def engine_pids(self) -> list[int | None]:
+        """Each worker's pid if it runs and may be signalled, else None; [] when nobody
+        said where the engine is."""
         if self.launch.ipsd_pidfile is not None:
             # hyperwall-ipsd writes its pidfile once its SIGHUP handler is set.
-            try:
-                pid = int(self.launch.ipsd_pidfile.read_text().strip())
-                os.kill(pid, 0)
-            except (OSError, ValueError):
-                return None
-            return pid
-        return self.ipsd.pid if self.ipsd is not None else None
+            return [security_service.live_pid(self.launch.ipsd_pidfile)]
+        return [w.pid for w in self.workers]
 
     def engine_state(self) -> str:
         if not self.launch.engine:
             return "off"
-        if self.launch.ipsd_pidfile is None and self.ipsd is None:
+        pids = self.engine_pids()
+        if not pids:
             return "unknown"
-        return "running" if self.engine_pid() is not None else "restarting"
+        return "running" if all(pids) else "restarting"
 
     def reload_ipsd(self) -> None:
-        pid = self.engine_pid() if self.launch.engine else None
-        if pid is None:
-            if self.launch.ipsd_pidfile is not None and self.launch.engine:
-                log.warning("engine not reloaded: no live pid in %s", self.launch.ipsd_pidfile)
-            return
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGHUP)
+        """SIGHUP every live worker (a dead one loads the rules as it restarts)."""
+        pids = self.engine_pids() if self.launch.engine else []
+        if self.launch.ipsd_pidfile is not None and self.launch.engine and not any(pids):
+            log.warning("engine not reloaded: no live pid in %s", self.launch.ipsd_pidfile)
+        for pid in pids:
+            if pid is not None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGHUP)
 
-    def supervise_ipsd(self) -> Supervisor:
-        """The engine, inline on NFQUEUE 0, kept running; its state in `data/hyperwall/ips`."""
+    async def _worker_status(self, queue: int, text: str) -> None:
+        """`data/hyperwall/ips`: one word while every worker says the same, else each
+        worker's own."""
+        self.worker_status[queue] = text
+        said = set(self.worker_status.values())
+        if len(self.worker_status) == len(self.workers) and len(said) == 1:
+            line = text
+        else:
+            line = ", ".join(f"queue {q}: {t}" for q, t in sorted(self.worker_status.items()))
+        await self.store.write("data/hyperwall/ips", line)
+
+    def supervise_ipsd(self) -> list[Supervisor]:
+        """The engine's workers, one per queue, each inline on its own NFQUEUE and kept
+        running on its own; their state in `data/hyperwall/ips`."""
         st, rundir = self.state, self.state / "run"
         argv = [sys.executable, "-S", "-m", "domains.syssec.ipsd", "--queue", "0",
                 "-S", str(st / "rules"), "-S", str(self.launch.policy_rules),
@@ -496,14 +527,14 @@ class Controller:
                 "--pidfile", str(rundir / "ipsd.pid"), "--socket", str(rundir / "ipsd.sock"),
                 *(arg for net in self.settings.clean for arg in ("--clean", net)),
                 *(arg for pair in self.settings.engine_set for arg in ("--set", pair))]
-        self.ipsd = Supervisor(argv, name="ipsd", backoff=IPSD_BACKOFF,
-                               on_status=functools.partial(self.store.write,
-                                                           "data/hyperwall/ips"))
-        return self.ipsd
+        self.workers = [
+            Supervisor(worker_argv(argv, q), name="ipsd", backoff=IPSD_BACKOFF,
+                       on_status=functools.partial(self._worker_status, q))
+            for q in self.engine_queues()]
+        return self.workers
 
     async def stop(self) -> None:
-        if self.ipsd is not None:
-            await self.ipsd.stop()
+        await asyncio.gather(*(w.stop() for w in self.workers))
 
 
 class _LoggedResolver(Resolver):
@@ -607,6 +638,7 @@ def launch_from(args: argparse.Namespace) -> Launch:
     return Launch(lists=args.lists or d.lists, rules_dir=args.rules_dir or d.rules_dir,
                   ipsd_pidfile=args.ipsd_pidfile, ipsd_socket=args.ipsd_socket,
                   engine=not args.no_engine,
+                  workers=args.workers or (default_workers() if args.ipsd_pidfile is None else 1),
                   vpn_iface=args.vpn_iface)
 
 
@@ -630,15 +662,13 @@ async def amain(args: argparse.Namespace) -> int:
         except (OSError, CommandError, TimeoutError) as e:   # vpn-only guests stay cut off
             log.error("the VPN tunnel did not come up: %s", e)
     dns = await ctl.serve_dns()
-    run_dir = args.state_dir / "run"
     security = await security_service.serve(
         args.state_dir / "log", args.state_dir / "security.sock",
-        ipsd_socket=ctl.engine_socket(),
-        ipsd_pidfile=launch.ipsd_pidfile or run_dir / "ipsd.pid")
+        ipsd_sockets=ctl.engine_sockets(), ipsd_pidfiles=ctl.engine_pidfiles())
     updater = provider_updater(ctl, args.state_dir)
     provider = await serve_provider(ctl, updater, args.state_dir) if updater else None
     tasks = [asyncio.ensure_future(ctl.watch_policy()),
-             *([asyncio.ensure_future(ctl.supervise_ipsd().run())]
+             *([asyncio.ensure_future(w.run()) for w in ctl.supervise_ipsd()]
                if launch.engine and launch.ipsd_pidfile is None else []),
              asyncio.ensure_future(ctl.answer_probes()),
              asyncio.ensure_future(ctl.follow_schedules()),
@@ -690,7 +720,13 @@ def main(argv: list[str] | None = None) -> None:
                    "the engine's --socket, whose counters tell whether a reload took")
     engine.add_argument("--no-engine", action="store_true", help="forward without inspection "
                         "(fail open; tests and bring-up only)")
+    p.add_argument("--workers", type=int, metavar="N", help="engine workers, one per "
+                   "NFQUEUE 0..N-1 (default: one per core this process may use)")
     args = p.parse_args(argv)
+    if args.workers is not None and args.workers < 1:
+        p.error(f"--workers {args.workers}: needs at least one worker")
+    if args.workers not in (None, 1) and args.ipsd_pidfile is not None:
+        p.error("--workers: with --ipsd-pidfile the engine is run elsewhere, on queue 0 alone")
     setup_logging("syssec")
     sys.exit(asyncio.run(amain(args)))
 

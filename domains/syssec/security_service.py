@@ -3,13 +3,16 @@ Unix socket that only the owner reaches (dom0 sees it through the path the integ
 no guest has a path to it).
 
     python -m domains.syssec.security_service -l LOGDIR [--socket /run/hyperwall/security.sock]
-        [--ipsd-socket PATH] [--ipsd-pidfile PATH]
+        [--ipsd-socket PATH ...] [--ipsd-pidfile PATH ...]
 
 It runs beside the engine, not inside it: alerts stay readable and `--follow` streams stay
 open while the supervisor restarts a crashed hyperwall-ipsd, and the datapath's one thread
 does not share its interpreter with gRPC's. It reads what the engine writes (LOGDIR's
 eve.json and the resolver's dns.json; records already name their domain), asks the engine
 for live counters through ipsd's --socket, and reloads it with SIGHUP through its pidfile.
+With several workers (one --ipsd-socket and --ipsd-pidfile each, in the same order) it is
+one view of them all: counters summed (domains.syssec.ipsd_pool.merge_stats) and a reload
+that reaches every worker.
 """
 from __future__ import annotations
 
@@ -24,12 +27,13 @@ import logging
 import os
 import signal
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import grpc
 
+from domains.syssec.ipsd_pool import merge_stats
 from netsec import evelog
 from netsec.report import parse_since
 from proto.gen.hyperwall.netsec.v1 import security_pb2 as pb
@@ -65,11 +69,17 @@ def stats_message(counters: dict[str, Any]) -> pb.Stats:
 
 
 class SecurityServicer(pb_grpc.SecurityServiceServicer):
-    def __init__(self, log_dir: Path, ipsd_socket: Path | None = None,
-                 ipsd_pidfile: Path | None = None) -> None:
+    """`ipsd_sockets` and `ipsd_pidfiles`: each worker's, in the same order (either may be
+    empty: no counters, or no reload)."""
+
+    def __init__(self, log_dir: Path, ipsd_sockets: Sequence[Path] = (),
+                 ipsd_pidfiles: Sequence[Path] = ()) -> None:
+        if ipsd_sockets and ipsd_pidfiles and len(ipsd_sockets) != len(ipsd_pidfiles):
+            raise ValueError(f"{len(ipsd_sockets)} ipsd sockets but {len(ipsd_pidfiles)} "
+                             "pidfiles: give one of each per worker")
         self.log_dir = log_dir
-        self.ipsd_socket = ipsd_socket
-        self.ipsd_pidfile = ipsd_pidfile
+        self.ipsd_sockets = list(ipsd_sockets)
+        self.ipsd_pidfiles = list(ipsd_pidfiles)
 
     async def StreamAlerts(self, request: pb.StreamAlertsRequest,
                            context: grpc.aio.ServicerContext) -> AsyncIterator[pb.Alert]:
@@ -96,13 +106,23 @@ class SecurityServicer(pb_grpc.SecurityServiceServicer):
             if evelog.concerns(record, request.domain or None):
                 yield pb.EveRecord(eve_json=json.dumps(record))
 
-    async def _counters(self) -> dict[str, Any]:
-        if self.ipsd_socket is None:
+    async def _counters(self) -> tuple[dict[str, Any], list[str]]:
+        """The workers' counters merged, and what each silent worker said (OSError when
+        none answers)."""
+        if not self.ipsd_sockets:
             raise OSError("this SecurityService was started without --ipsd-socket")
         # Imported here: domains.syssec.ipsd brings the whole engine, a third of sys-sec's start-up
         # for a client of its counters' socket.
         from domains.syssec.ipsd import read_stats
-        return await asyncio.to_thread(read_stats, self.ipsd_socket)
+        got, silent = [], []
+        for path in self.ipsd_sockets:
+            try:
+                got.append(await asyncio.to_thread(read_stats, path))
+            except OSError as e:
+                silent.append(f"{path}: {e}")
+        if not got:
+            raise OSError("; ".join(silent))
+        return merge_stats(got), silent
 
     async def GetStats(self, request: pb.GetStatsRequest,
                        context: grpc.aio.ServicerContext) -> pb.Stats:
@@ -114,8 +134,12 @@ class SecurityServicer(pb_grpc.SecurityServiceServicer):
         except OSError:
             lists = None
         try:
-            stats = stats_message({**await self._counters(), **({"lists": lists} if lists
-                                                               else {})})
+            counters, silent = await self._counters()
+            stats = stats_message({**counters, **({"lists": lists} if lists else {})})
+            if silent:   # fail closed: the silent workers' share of the flows is cut off
+                stats.engine = "degraded"
+                stats.message = f"{len(silent)} of {len(self.ipsd_sockets)} workers do " \
+                                f"not answer (their flows are held): {'; '.join(silent)}"
         except OSError as e:
             stats = pb.Stats(engine="down", message=f"the engine does not answer: {e}")
         if lists and lists.startswith("WARNING"):
@@ -131,30 +155,32 @@ class SecurityServicer(pb_grpc.SecurityServiceServicer):
         raise AssertionError("abort returned")
 
     async def _reload(self) -> pb.ReloadReply | tuple[grpc.StatusCode, str]:
-        pid = self._engine_pid()
-        if pid is None:
+        pids = [live_pid(p) for p in self.ipsd_pidfiles]
+        if not any(pids):
+            where = ", ".join(map(str, self.ipsd_pidfiles)) or "no --ipsd-pidfile"
             return grpc.StatusCode.UNAVAILABLE, (
-                f"the engine is not running (no live pid in {self.ipsd_pidfile}); it loads "
+                f"the engine is not running (no live pid in {where}); it loads "
                 "the rules when it starts")
-        counters = None
-        if self.ipsd_socket is not None:
+        counters: list[Callable[[], dict[str, Any]] | None] = [None] * len(pids)
+        if self.ipsd_sockets:
             from domains.syssec.ipsd import read_stats  # the engine's module: see _counters
-            counters = functools.partial(read_stats, self.ipsd_socket)
+            counters = [functools.partial(read_stats, s) for s in self.ipsd_sockets]
         try:
-            rules, message = await asyncio.to_thread(reload_engine, pid, counters)
+            rules, message = await asyncio.to_thread(reload_workers, pids, counters)
         except ReloadError as e:
             return e.code, e.message
-        return pb.ReloadReply(pid=pid, rules_loaded=rules, message=message)
+        return pb.ReloadReply(pid=next(p for p in pids if p), rules_loaded=rules,
+                              message=message)
 
-    def _engine_pid(self) -> int | None:
-        if self.ipsd_pidfile is None:
-            return None
-        try:
-            pid = int(self.ipsd_pidfile.read_text().strip())
-            os.kill(pid, 0)
-        except (OSError, ValueError):
-            return None
-        return pid
+
+def live_pid(pidfile: Path) -> int | None:
+    """The pid in an engine's pidfile if that process is alive, else None."""
+    try:
+        pid = int(pidfile.read_text().strip())
+        os.kill(pid, 0)
+    except (OSError, ValueError):
+        return None
+    return pid
 
 
 class ReloadError(Exception):
@@ -201,6 +227,31 @@ def reload_engine(pid: int, counters: Callable[[], dict[str, Any]] | None,
     raise ReloadError(unavailable, f"the engine ({pid}) did not confirm the reload")
 
 
+def reload_workers(pids: Sequence[int | None],
+                   counters: Sequence[Callable[[], dict[str, Any]] | None]) -> tuple[int, str]:
+    """reload_engine for each worker (None: that worker is down and loads the rules when
+    its supervisor restarts it), one after the other: a worker parsing rules holds its
+    queue's packets meanwhile, so a rolling reload holds only one worker's share of the
+    flows at a time (held, not dropped: the queue keeps them). (the fewest rules any worker
+    has in force, what to say); ReloadError from the first worker that did not take them,
+    or when every worker is down."""
+    if not any(pids):
+        raise ReloadError(grpc.StatusCode.UNAVAILABLE, "no engine worker is running")
+    said, rules = [], []
+    for n, (pid, count) in enumerate(zip(pids, counters, strict=True)):
+        if pid is None:
+            said.append(f"worker {n} is restarting (it loads the rules as it starts)")
+            continue
+        try:
+            got, message = reload_engine(pid, count)
+        except ReloadError as e:
+            raise ReloadError(e.code, e.message if len(pids) == 1
+                              else f"worker {n}: {e.message}") from None
+        rules.append(got)
+        said.append(message if len(pids) == 1 else f"worker {n}: {message}")
+    return min(rules), "; ".join(said)
+
+
 def _restrict(path: Path) -> None:
     """Owners only: root, and the `hyperwall` group where it exists (as the control API)."""
     try:
@@ -212,13 +263,13 @@ def _restrict(path: Path) -> None:
     os.chmod(path, 0o660)
 
 
-async def serve(log_dir: Path, socket_path: Path, *, ipsd_socket: Path | None = None,
-                ipsd_pidfile: Path | None = None) -> grpc.aio.Server:
+async def serve(log_dir: Path, socket_path: Path, *, ipsd_sockets: Sequence[Path] = (),
+                ipsd_pidfiles: Sequence[Path] = ()) -> grpc.aio.Server:
     socket_path.parent.mkdir(parents=True, exist_ok=True)
     socket_path.unlink(missing_ok=True)
     server = grpc.aio.server()
     pb_grpc.add_SecurityServiceServicer_to_server(
-        SecurityServicer(log_dir, ipsd_socket, ipsd_pidfile), server)
+        SecurityServicer(log_dir, ipsd_sockets, ipsd_pidfiles), server)
     if server.add_insecure_port(f"unix:{socket_path}") == 0:
         raise OSError(f"cannot listen on {socket_path}")
     await server.start()
@@ -228,8 +279,8 @@ async def serve(log_dir: Path, socket_path: Path, *, ipsd_socket: Path | None = 
 
 
 async def amain(args: argparse.Namespace) -> int:
-    server = await serve(args.logdir, args.socket, ipsd_socket=args.ipsd_socket,
-                         ipsd_pidfile=args.ipsd_pidfile)
+    server = await serve(args.logdir, args.socket, ipsd_sockets=args.ipsd_socket,
+                         ipsd_pidfiles=args.ipsd_pidfile)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -249,9 +300,15 @@ def main(argv: list[str] | None = None) -> None:
                    help="sys-sec's log folder (eve.json, dns.json)")
     p.add_argument("--socket", type=Path, default=DEFAULT_SOCKET,
                    help=f"where to serve (default {DEFAULT_SOCKET})")
-    p.add_argument("--ipsd-socket", type=Path, help="hyperwall-ipsd's --socket (GetStats)")
-    p.add_argument("--ipsd-pidfile", type=Path, help="hyperwall-ipsd's --pidfile (Reload)")
+    p.add_argument("--ipsd-socket", type=Path, action="append", default=[],
+                   help="hyperwall-ipsd's --socket (GetStats); one per worker")
+    p.add_argument("--ipsd-pidfile", type=Path, action="append", default=[],
+                   help="hyperwall-ipsd's --pidfile (Reload); one per worker, in the same "
+                   "order")
     args = p.parse_args(argv)
+    if args.ipsd_socket and args.ipsd_pidfile and \
+            len(args.ipsd_socket) != len(args.ipsd_pidfile):
+        p.error("give one --ipsd-socket and one --ipsd-pidfile per worker")
     setup_logging("security")
     raise SystemExit(asyncio.run(amain(args)))
 

@@ -17,10 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 
 from domains.syssec.ipsd import read_stats
 from netsec.firewall import FirewallConfig, _ips_target
+from proto.gen.hyperwall.netsec.v1 import security_pb2 as pb
+from proto.gen.hyperwall.netsec.v1 import security_pb2_grpc as pb_grpc
 from tests.integration.test_ipsd_inline import PY, REPO, SERVER, _start, wait_for
 from tests.netlab import Lab, lab
 
@@ -30,6 +33,35 @@ pytestmark = pytest.mark.root
 CLIENTS = [f"10.137.0.{n}" for n in range(10, 22)]
 REPLY_RULE = ('alert udp any 7777 -> any any (msg:"echo reply seen by the worker that saw '
               'the request"; flow:to_client; sid:9100001; rev:1;)\n')
+RELOAD_RULE = ('drop udp any any -> any 7777 (msg:"added by a reload: no more echo"; '
+               'sid:9100002; rev:1;)\n')
+# A TCP echo in the server's namespace, and a client holding one connection: it sends a
+# line per line of its stdin and prints each echo (or "CLOSED"), so a test can send
+# across a reload on the same connection.
+TCP_ECHO = r"""
+import socket, sys
+s = socket.create_server((sys.argv[1], int(sys.argv[2])))
+print("ready", flush=True)
+import threading
+def echo(c):
+    with c:
+        while data := c.recv(4096):
+            c.sendall(data)
+while True:
+    threading.Thread(target=echo, args=(s.accept()[0],), daemon=True).start()
+"""
+TCP_CLIENT = r"""
+import socket, sys
+c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5,
+                             source_address=(sys.argv[3], 0))
+print("ready", flush=True)
+for line in sys.stdin:
+    c.sendall(line.encode())
+    try:
+        print(c.recv(4096).decode().strip() or "CLOSED", flush=True)
+    except OSError as e:
+        print("CLOSED", e, flush=True)
+"""
 
 
 def firewall() -> bytes:
@@ -45,6 +77,10 @@ class Pool:
     net: Lab
     ns: dict[str, str]
     dir: Path
+
+    def security(self) -> pb_grpc.SecurityServiceStub:
+        return pb_grpc.SecurityServiceStub(
+            grpc.insecure_channel(f"unix:{self.dir / 'security.sock'}"))
 
     def stats(self, worker: int) -> dict[str, Any]:
         return read_stats(self.dir / f"ipsd.sock.{worker}")
@@ -96,7 +132,16 @@ def pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pool]:
                     ["ip", "netns", "exec", ns["sys"], PY, "-m", "domains.supervise",
                      "--pidfile", str(d / f"supervise.pid.{w}"), "--", PY, "-m",
                      "domains.syssec.ipsd", "--queue", str(w), "-S", str(d / "rules"),
-                     "-l", str(d / f"log.{w}"), "--socket", str(d / f"ipsd.sock.{w}")], env))
+                     "-l", str(d / f"log.{w}"), "--socket", str(d / f"ipsd.sock.{w}"),
+                     "--pidfile", str(d / f"ipsd.pid.{w}")], env))
+            procs.append(_start(["ip", "netns", "exec", ns["server"], PY, "-c", TCP_ECHO,
+                                 SERVER, "9000"], env))
+            procs.append(_start(
+                [PY, "-m", "domains.syssec.security_service", "-l", str(d / "log.0"),
+                 "--socket", str(d / "security.sock"),
+                 *(arg for w in (0, 1) for arg in ("--ipsd-socket", str(d / f"ipsd.sock.{w}"))),
+                 *(arg for w in (0, 1) for arg in ("--ipsd-pidfile", str(d / f"ipsd.pid.{w}")))],
+                env))
             yield Pool(net, ns, d)
         finally:
             for p in reversed(procs):
@@ -140,8 +185,69 @@ def test_a_dead_worker_forwards_nothing_while_the_other_keeps_going(pool: Pool) 
                 assert got["sent"] > 20 and got["replies"] == 0, f"{addr} passed: {got}"
             else:   # the positive control: worker 1's clients are unaffected
                 assert got["replies"] > 0, f"{addr} (worker 1) got no replies: {got}"
+        stats = pool.security().GetStats(pb.GetStatsRequest(), timeout=10)
+        assert stats.engine == "degraded" and "1 of 2 workers" in stats.message, stats
+        assert "ipsd.sock.0" in stats.message and stats.pid == pool.stats(1)["pid"]
     finally:
         os.kill(sup, signal.SIGCONT)
     wait_for("the restarted worker 0", lambda: pool.stats(0)["pid"])
     for addr in sorted(seen[0]):
         assert pool.probe(addr, 5.0, until_reply=True)["first_reply"] is not None, addr
+
+
+def test_one_security_service_view_over_both_workers(pool: Pool) -> None:
+    owners(pool)
+    got = pool.security().GetStats(pb.GetStatsRequest(), timeout=10)
+    workers = [pool.stats(w) for w in (0, 1)]
+    assert got.engine == "running", got.message
+    per = json.loads(got.stats_json)["workers"]
+    assert [w["pid"] for w in per] == [w["pid"] for w in workers]
+    # Summed: each worker's count only grows, so the view lies between two readings.
+    assert sum(w["queue"]["received"] for w in per) == got.queue_received
+    assert got.queue_received <= sum(w["queue"]["received"] for w in workers)
+    assert got.rules_loaded == 1 and got.pid == workers[0]["pid"]
+
+
+def test_a_reload_reaches_every_worker_and_open_flows_survive_it(pool: Pool) -> None:
+    seen = owners(pool)
+    # One TCP connection through each worker, opened before the reload.
+    clients = [subprocess.Popen(
+        ["ip", "netns", "exec", pool.ns["client"], PY, "-u", "-c", TCP_CLIENT, SERVER, "9000",
+         sorted(seen[w])[0]], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        for w in (0, 1)]
+    try:
+        for c in clients:
+            assert c.stdin is not None and c.stdout is not None
+            assert c.stdout.readline() == "ready\n"
+            c.stdin.write("before\n")
+            c.stdin.flush()
+            assert c.stdout.readline() == "before\n"
+        before = [pool.stats(w) for w in (0, 1)]
+        (pool.dir / "rules" / "reload.rules").write_text(RELOAD_RULE)
+        try:
+            reply = pool.security().Reload(pb.ReloadRequest(), timeout=60)
+            assert reply.rules_loaded == 2, reply.message
+            after = [pool.stats(w) for w in (0, 1)]
+            for w in (0, 1):
+                assert after[w]["reloads"] == before[w]["reloads"] + 1, after[w]
+                assert after[w]["pid"] == before[w]["pid"] and after[w]["rules_loaded"] == 2
+            # Observed at the client: the new rule holds on both workers' clients (each got
+            # replies a moment ago, the positive control).
+            for addr in (sorted(seen[0])[0], sorted(seen[1])[0]):
+                got = pool.probe(addr, 0.3)
+                assert got["sent"] > 20 and got["replies"] == 0, f"{addr}: {got}"
+            # The connections opened before the reload still carry data both ways.
+            for c in clients:
+                assert c.stdin is not None and c.stdout is not None
+                c.stdin.write("after\n")
+                c.stdin.flush()
+                assert c.stdout.readline() == "after\n"
+        finally:
+            (pool.dir / "rules" / "reload.rules").unlink()
+            pool.security().Reload(pb.ReloadRequest(), timeout=60)
+        for addr in CLIENTS:
+            assert pool.probe(addr, 5.0, until_reply=True)["first_reply"] is not None, addr
+    finally:
+        for c in clients:
+            c.kill()
+            c.wait()
