@@ -6,8 +6,10 @@ text stream. Field names follow docs.suricata.io "EVE JSON Format".
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from pathlib import Path
+from typing import Any, Protocol
 
 from netsec.packet import Packet
 
@@ -183,10 +185,41 @@ def stats(ts: float, uptime: int, decoder: dict[str, int], flow: dict[str, int],
                       "detect": {"alert": alerts}}}
 
 
-class EveWriter:
-    """One JSON object per line, in the order events are written."""
+class Sink(Protocol):
+    def write(self, text: str, /) -> int: ...
 
-    def __init__(self, out: TextIO) -> None:
+
+class AppendLog:
+    """An EVE file several processes append to (one per ipsd worker): O_APPEND, and each
+    whole line in one write(2), which the kernel does not interleave with another process's
+    write to the same file. A buffered text file would split a line longer than its buffer
+    into several writes, and another worker's line could land between them."""
+
+    def __init__(self, path: Path, mode: int = 0o666) -> None:   # less the umask, as open()
+        self.path = path
+        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, mode)
+
+    def write(self, text: str) -> int:
+        data = text.encode()
+        done = os.write(self.fd, data)
+        if done != len(data):   # a full disk: the rest would be a torn line, so say so
+            raise OSError(f"{self.path}: wrote {done} of {len(data)} bytes of an EVE line")
+        return done
+
+    def flush(self) -> None:
+        """Nothing is buffered: each write is already in the file."""
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+class EveWriter:
+    """One JSON object per line, in the order events are written; each line is handed to
+    `out` in one call (AppendLog makes that one write(2))."""
+
+    def __init__(self, out: Sink) -> None:
         self.out = out
         self.count = 0
 

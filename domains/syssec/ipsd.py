@@ -215,7 +215,8 @@ class Ipsd:
         self.rules_loaded = len(rules)
         self.load_domains()
         logdir.mkdir(parents=True, exist_ok=True)
-        self.out = open(logdir / "eve.json", "a", buffering=1)  # noqa: SIM115 - process-long
+        # Shared by every worker of the pool: whole lines, never interleaved.
+        self.out = eve.AppendLog(logdir / "eve.json")
         self.writer = eve.EveWriter(self.out)
         self.started = time.time()
         self.count = 0      # packets decided; each one's pcap_cnt
