@@ -18,11 +18,18 @@ connections per second (threads in the guest each connecting, reading the server
 byte, closing, for the duration); request/response latency p50/p99 (64-byte ping-pong over
 one connection, TCP_NODELAY). For (b) and (c) the engine's own cost is read around each
 measurement: packets it took off the queue and its CPU time (/proc), so a figure below its
-target says whether the engine's per-packet CPU bounds it. ipsd runs one worker; the
-N-worker rows say so rather than measure anything.
+target says whether the engine's per-packet CPU bounds it.
+
+Workers (issue 15 item 3): (c) again with 1 and with 2 ipsd workers, bulk only, one iperf3
+stream per address pair at once. The firewall's --queue-balance hashes the address pair, so
+one pair would keep one worker busy whatever the count: the far side gets PAIR_ADDRESSES
+more addresses, each is probed with one TCP connection to learn which worker's queue it
+hashes to (the hash seed is random per rule set), and one address per worker is used (the
+same number of streams, 2, in both rows).
 
 Targets (printed with PASS/FAIL): (b) bulk >= 0.9 of (a) each way; latency added by (b) over
-(a) <= 200 us p50; (c) >= 1 Gbit/s each way with 1,000 rules. (a) and (b) are also given as
+(a) <= 200 us p50; (c) >= 1 Gbit/s each way with 1,000 rules; (c) with 2 workers >= 1.7x
+(c) with 1, each way. (a) and (b) are also given as
 shares of (d). Needs root; every namespace and process it starts is removed on the way
 out, Ctrl-C included. Progress goes to stderr.
 """
@@ -42,7 +49,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -63,8 +70,12 @@ SERVER = "203.0.113.10"
 GUEST = {"guest": (12, "internet")}
 IPERF_PORT, CONN_PORT, ECHO_PORT = 5201, 5301, 5302
 CONN_THREADS, PING_SIZE, PING_WARMUP = 4, 64, 50
-WORKERS = "n/a: ipsd runs one worker"      # issue 15 item 3 gives it more
-BULK_SHARE, ADDED_P50_US, NO_BYPASS_GBIT = 0.9, 200.0, 1.0
+BULK_SHARE, ADDED_P50_US, NO_BYPASS_GBIT, WORKER_SCALING = 0.9, 200.0, 1.0, 1.7
+# The far side's extra addresses for the workers rows; with 6, all hash to one queue of two
+# once in 32 set-ups (then the bench says so).
+PAIR_ADDRESSES = tuple(f"203.0.113.{n}" for n in range(11, 17))
+PROBE_PORT = 5400
+WORKER_ROWS = (1, 2)
 SETUPS = {
     "d": "(d) plain chain, no iptables",
     "a": "(a) sys-sec NAT, no engine",
@@ -213,9 +224,10 @@ class EngineCost:
         return out
 
 
-def iperf(ns: str, seconds: float, reverse: bool) -> dict[str, Any]:
-    done = subprocess.run(["ip", "netns", "exec", ns, "iperf3", "-c", SERVER,
-                           "-p", str(IPERF_PORT), "-t", str(seconds), "-J",
+def iperf(ns: str, seconds: float, reverse: bool, host: str = SERVER,
+          port: int = IPERF_PORT) -> dict[str, Any]:
+    done = subprocess.run(["ip", "netns", "exec", ns, "iperf3", "-c", host,
+                           "-p", str(port), "-t", str(seconds), "-J",
                            *(["-R"] if reverse else [])],
                           capture_output=True, text=True, timeout=seconds + 30)
     report = json.loads(done.stdout or "{}")
@@ -291,6 +303,104 @@ async def through_sys_sec(key: str, xenstored: Daemon, tmp: Path, args: argparse
         return measure(SETUPS[key], s.ns["guest"], s.ns["inet"], args, cost)
 
 
+# Accepts and closes every TCP connection on PORT, any address (the workers rows' probe).
+ACCEPT = r"""
+import socket, sys
+s = socket.create_server(("0.0.0.0", int(sys.argv[1])), backlog=64)
+print("ready", flush=True)
+while True:
+    s.accept()[0].close()
+"""
+CONNECT = r"""
+import socket, sys
+socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5).close()
+"""
+
+
+def queue_received(sockets: list[Path]) -> list[int]:
+    return [int(read_stats(sock)["queue"]["received"]) for sock in sockets]
+
+
+def worker_of(guest: str, addr: str, sockets: list[Path]) -> int | None:
+    """The worker whose queue `addr`'s pair with the guest hashes to: the only one whose
+    counter moves for a connection to it (None if none or several did, e.g. the stats
+    record of another flow)."""
+    before = queue_received(sockets)
+    py(guest, CONNECT, addr, str(PROBE_PORT))
+    moved = [w for w, (a, b) in enumerate(zip(before, queue_received(sockets), strict=True))
+             if b > a]
+    return moved[0] if len(moved) == 1 else None
+
+
+def pick_pairs(guest: str, sockets: list[Path]) -> list[str]:
+    """One far address per worker (two in all: the rows compare like with like)."""
+    if len(sockets) == 1:
+        return list(PAIR_ADDRESSES[:2])
+    chosen: dict[int, str] = {}
+    for addr in PAIR_ADDRESSES:
+        w = worker_of(guest, addr, sockets)
+        if w is not None:
+            chosen.setdefault(w, addr)
+        if len(chosen) == len(sockets):
+            return [chosen[w] for w in sorted(chosen)]
+    raise RuntimeError(f"{len(PAIR_ADDRESSES)} addresses reached only workers "
+                       f"{sorted(chosen)} of {len(sockets)}: run the bench again")
+
+
+def parallel_bulk(guest: str, server: str, pairs: list[str], seconds: float,
+                  sockets: list[Path]) -> dict[str, Any]:
+    """Bulk up and down, one iperf3 stream per pair at once; each worker's packets."""
+    out: dict[str, Any] = {"pairs": pairs}
+    with ExitStack() as servers:
+        for i in range(len(pairs)):
+            servers.enter_context(serving(server, ["iperf3", "-s", "-p", str(IPERF_PORT + i),
+                                                   "--forceflush"], "Server listening"))
+        for key, reverse in (("up", False), ("down", True)):
+            before = queue_received(sockets)
+            got: list[dict[str, Any]] = [{} for _ in pairs]
+
+            def run(i: int, reverse: bool = reverse, got: list[dict[str, Any]] = got) -> None:
+                got[i] = iperf(guest, seconds, reverse, pairs[i], IPERF_PORT + i)
+            threads = [threading.Thread(target=run, args=(i,)) for i in range(len(pairs))]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            if not all(got):
+                raise RuntimeError(f"workers rows: an iperf3 stream {key} failed")
+            after = queue_received(sockets)
+            out[key] = {"gbit_s": round(sum(g["gbit_s"] for g in got), 3),
+                        "streams": [g["gbit_s"] for g in got],
+                        "worker_packets": [b - a for a, b in zip(before, after, strict=True)]}
+    return out
+
+
+async def workers_row(workers: int, xenstored: Daemon, tmp: Path, args: argparse.Namespace,
+                      rules: str) -> dict[str, Any]:
+    """(c) with `workers` ipsd workers: bulk over two address pairs at once."""
+    work = tmp / f"w{workers}"
+    (work / "sec" / "rules").mkdir(parents=True)
+    (work / "sec" / "rules" / "et-1000.rules").write_text(rules)
+    async with sys_sec(xenstored, work, GUEST, engine=True, far=(SERVER, *PAIR_ADDRESSES),
+                       settings='engine_set = ["stream.bypass=no"]\n',
+                       prefix=f"hwdpw{workers}", workers=workers) as s:
+        sockets = [s.state / "run" / f"ipsd.sock.{q}" for q in range(workers)]
+        for sock in sockets:
+            try:
+                wait_for_socket(sock, None, timeout=120)
+            except TimeoutError as e:
+                raise RuntimeError(f"{workers} workers: {e}\n{s.controller_log()[-3000:]}"
+                                   ) from None
+        with serving(s.ns["inet"], [sys.executable, "-c", ACCEPT, str(PROBE_PORT)], "ready"):
+            pairs = pick_pairs(s.ns["guest"], sockets)
+        got = parallel_bulk(s.ns["guest"], s.ns["inet"], pairs, args.seconds, sockets)
+        got["rules_loaded"] = int(read_stats(sockets[0])["rules_loaded"])
+    for key in ("up", "down"):
+        progress(f"(c) {workers} worker(s): bulk {key} {got[key]['gbit_s']:.2f} Gbit/s over "
+                 f"{', '.join(pairs)} (packets per worker {got[key]['worker_packets']})")
+    return got
+
+
 def thousand_rules() -> str:
     """bench/ids.py's 1,000 ET Open rules, as a rules file."""
     from netsec.rules import load_rules
@@ -312,6 +422,8 @@ async def bench(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     try:
         for key in "abc":
             results[key] = await through_sys_sec(key, xenstored, tmp, args, rules)
+        results["workers"] = {str(n): await workers_row(n, xenstored, tmp, args, rules)
+                              for n in WORKER_ROWS}
     finally:
         xenstored.kill()
     return results
@@ -331,7 +443,12 @@ def verdicts(r: dict[str, Any]) -> list[str]:
     added = r["b"]["latency"]["p50_us"] - r["a"]["latency"]["p50_us"]
     out.append(f"{mark(added <= ADDED_P50_US)} latency added by (b) over (a): {added:.0f} us "
                f"p50 (target <= {ADDED_P50_US:.0f} us)")
-    out.append(f"INFO (b), (c) with N workers: {WORKERS}")
+    one, two = (r["workers"][str(n)] for n in WORKER_ROWS)
+    for way in ("up", "down"):
+        x = two[way]["gbit_s"] / one[way]["gbit_s"] if one[way]["gbit_s"] else 0.0
+        out.append(f"{mark(x >= WORKER_SCALING)} (c) bulk {way} with 2 workers "
+                   f"{two[way]['gbit_s']:.2f} Gbit/s = {x:.2f}x 1 worker "
+                   f"{one[way]['gbit_s']:.2f} (target >= {WORKER_SCALING}x)")
     return out
 
 
@@ -345,8 +462,10 @@ def table(r: dict[str, Any]) -> str:
                      f"{m['up']['gbit_s']:>11.2f}{m['down']['gbit_s']:>13.2f}"
                      f"{m['conns']['per_s']:>8}{m['latency']['p50_us']:>8.0f}"
                      f"{m['latency']['p99_us']:>8.0f}")
-        if key in "bc":
-            lines.append(f"{SETUPS[key]:<33}{'N':>8}  {WORKERS}")
+    for n in WORKER_ROWS:   # bulk only: 2 address pairs at once
+        m = r["workers"][str(n)]
+        lines.append(f"{'(c) no bypass, 2 pairs at once':<33}{n:>8}{m['up']['gbit_s']:>11.2f}"
+                     f"{m['down']['gbit_s']:>13.2f}{'-':>8}{'-':>8}{'-':>8}")
     lines.append("")
     lines.append("engine CPU per packet (us) and share of a core, per measurement:")
     for key in "bc":
@@ -390,8 +509,9 @@ def main() -> int:
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps({
         "date": started.isoformat(timespec="seconds"), "seconds": args.seconds,
-        "samples": args.samples, "conn_threads": CONN_THREADS, "workers_n": WORKERS,
+        "samples": args.samples, "conn_threads": CONN_THREADS,
         "setups": {k: {"name": SETUPS[k], **results[k]} for k in "dabc"},
+        "workers": results["workers"],
         "verdicts": checks}, indent=2) + "\n")
     progress(f"wrote {args.json}")
     return 0

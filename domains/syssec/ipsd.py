@@ -21,6 +21,10 @@ this process re-reads when it changes) and, for the controller's category rules,
 category. --socket answers each connection with one JSON line of live counters (what the
 SecurityService's GetStats shows).
 
+sys-sec's controller runs one such process per core, each on its own --queue behind the
+firewall's `--queue-balance` (domains.syssec.ipsd_pool): they share LOGDIR/eve.json, each
+line one O_APPEND write, and each answers its own --socket.
+
 With a scanner (--clamd-socket, --yara-dir, or both), every file HTTP carries is tracked,
 and the packet that completes one is held until the scanner's verdict
 (domains/syssec/filehold.py): CLEAN releases it, INFECTED drops it and resets the

@@ -23,10 +23,11 @@ def test_quick_run_measures_every_setup_and_leaves_nothing(tmp_path: Path) -> No
     bench = subprocess.Popen([sys.executable, "bench/datapath.py", "--quick", "--json", str(out)],
                              cwd=REPO, env={**os.environ, "HYPERWALL_SHARED": str(SHARED)},
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    stdout, stderr = bench.communicate(timeout=120)
+    stdout, stderr = bench.communicate(timeout=300)   # six set-ups, two of them pools
     assert bench.returncode == 0, stderr[-3000:]
 
-    setups = json.loads(out.read_text())["setups"]
+    results = json.loads(out.read_text())
+    setups = results["setups"]
     assert sorted(setups) == ["a", "b", "c", "d"]
     for key, m in setups.items():
         figures = [m["up"]["gbit_s"], m["down"]["gbit_s"], m["conns"]["per_s"],
@@ -40,6 +41,13 @@ def test_quick_run_measures_every_setup_and_leaves_nothing(tmp_path: Path) -> No
     # With bypass the bulk flow leaves the queue after the depth; without, all of it stays.
     assert setups["b"]["up"]["engine"]["packets"] * 10 < setups["c"]["up"]["engine"]["packets"]
     assert "PASS" in stdout or "FAIL" in stdout
+    # The workers rows: two address pairs at once, and with two workers each gets its share.
+    one, two = results["workers"]["1"], results["workers"]["2"]
+    for way in ("up", "down"):
+        assert one[way]["gbit_s"] > 0 and two[way]["gbit_s"] > 0
+        assert len(one[way]["worker_packets"]) == 1 and one[way]["worker_packets"][0] > 0
+        assert all(p > 0 for p in two[way]["worker_packets"]), two[way]
+    assert "x 1 worker" in stdout
 
     tag = f"{bench.pid % 100000}-"
     netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
