@@ -5,11 +5,13 @@ waited for until it answers PING, and stopped, by its pid, whatever happens."""
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import shutil
 import subprocess
 import tempfile
 import time
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -47,6 +49,17 @@ def custom_file(size: int = 4096) -> bytes:
 def yara_file(size: int = 4096) -> bytes:
     pad = b"." * max(0, size - len(YARA_MARKER))
     return pad[: len(pad) // 2] + YARA_MARKER + pad[len(pad) // 2:]
+
+
+def nested_zip(depth: int, inner: bytes) -> bytes:
+    """`inner` in a zip, in a zip ... `depth` zips deep."""
+    data = inner
+    for i in range(depth):
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as z:
+            z.writestr(f"level{i}.zip" if i else "inner.txt", data)
+        data = buf.getvalue()
+    return data
 
 
 def write_database(folder: Path, custom: bytes | None = None) -> Path:

@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import io
 import logging
+import shutil
 import socket
+import subprocess
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
@@ -103,6 +106,39 @@ class ClamdScanner:
                 return self._instream(f, path.stat().st_size)
         except OSError as e:   # the file, not clamd: clamd's errors are caught inside
             return ScanResult(Outcome.ERROR, error=f"cannot read {path}: {e.strerror or e}")
+
+
+class ClamavDatabaseError(ValueError):
+    """A ClamAV database folder that does not load: the message names the file and what
+    libclamav said of it."""
+
+
+CLAMSCAN = shutil.which("clamscan") or "/usr/bin/clamscan"
+
+
+def check_database(folder: Path, timeout: float = 120.0) -> None:
+    """Load `folder` as clamd would, in a throwaway clamscan scanning one benign probe file,
+    so that a database that does not load is refused here, before clamd is told to reload
+    (clamd would keep its old one, but nobody would hear why). ClamavDatabaseError if not."""
+    if not folder.is_dir():
+        raise ClamavDatabaseError(f"{folder}: no such ClamAV database folder")
+    with tempfile.TemporaryDirectory(prefix="hwclamprobe-") as tmp:
+        probe = Path(tmp) / "probe.txt"
+        probe.write_bytes(b"hyperwall database self-test probe\n")
+        try:
+            run = subprocess.run([CLAMSCAN, "--no-summary", "--stdout", "-d", str(folder),
+                                  str(probe)], capture_output=True, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired as e:
+            raise ClamavDatabaseError(f"{folder}: ClamAV database did not load within "
+                                      f"{timeout:g} s") from e
+    # 0: probe clean, 1: something matched the probe; either way the database loaded
+    if run.returncode in (0, 1):
+        return
+    said = [line.removeprefix("LibClamAV Error: ").strip()
+            for line in (run.stderr + run.stdout).splitlines()
+            if line.startswith(("LibClamAV Error:", "ERROR:"))]
+    raise ClamavDatabaseError(f"ClamAV database {folder} does not load: "
+                              + ("; ".join(said) or f"clamscan exited {run.returncode}"))
 
 
 class YaraRulesError(ValueError):

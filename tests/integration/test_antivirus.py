@@ -30,6 +30,7 @@ from tests.clamd_lab import (
     YARA_RULE,
     Clamd,
     custom_file,
+    nested_zip,
     running_clamd,
     write_yara,
     yara_file,
@@ -155,16 +156,6 @@ def test_too_large_for_the_stream_is_unscannable_not_sent(clamd: Clamd) -> None:
     r = strict.scan(b"\0" * 2000, "big.bin")
     assert r.outcome is Outcome.INFECTED
     assert r.findings[0].signature == "Heuristics.Limits.Exceeded.StreamMaxLength"
-
-
-def nested_zip(depth: int, inner: bytes) -> bytes:
-    data = inner
-    for i in range(depth):
-        buf = io.BytesIO()
-        with zipfile.ZipFile(buf, "w") as z:
-            z.writestr(f"level{i}.zip" if i else "inner.txt", data)
-        data = buf.getvalue()
-    return data
 
 
 def encrypted_zip(inner: bytes) -> bytes:
