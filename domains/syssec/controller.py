@@ -11,6 +11,9 @@ running. Started by the agent in sys-sec (`python -m domains.syssec.controller`)
   behind `--queue-balance` (both directions of a flow on one worker), and restarts each when
   it dies (`domains.supervise`, every tenth of a second); while one is down its queue
   forwards nothing (fail closed) and the others keep going. A reload reaches every worker.
+- Runs ClamAV's `clamd` the same way, once the bundle in force carries a ClamAV database
+  (`bundles/current/clamav/`): on `run/clamd.sock` with the clamd.conf `netsec.clamav`
+  generates (`run/clamd.conf`), restarted when it dies; its state in `data/hyperwall/clamd`.
 
 Folders, under --state-dir (dom0 sees it as its STATE/sys-sec): `rules/` (the provider's or
 the owner's rules), `lists/` (one block list per category, `<category>.txt`; --lists moves
@@ -37,6 +40,7 @@ import datetime as dt
 import functools
 import logging
 import os
+import shutil
 import signal
 import sys
 import time
@@ -55,7 +59,7 @@ from domains.syssec.ipsd_pool import default_workers, plan_queues, worker_argv, 
 from domains.syssec.resolver import Decision, Resolver, serve
 from domains.syssec.vpn import IFACE as VPN_IFACE
 from domains.syssec.vpn import Tunnel, VpnConfig, VpnConfigError
-from netsec import eve
+from netsec import clamav, eve
 from netsec.blocklist import Blocklist, BlocklistError, compose, load_good, parse_window, save_good
 from netsec.firewall import FirewallConfig, FirewallError, Rulesets, compile_rulesets
 from netsec.policy import Plan, VifKeys, category_rules, dns_rules, plan
@@ -66,6 +70,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("hyperwall.syssec")
 GATEWAY = "10.137.255.254"
 IPSD_BACKOFF = Backoff(first=0.1, base=0.1, cap=0.1, stable_after=10.0)
+# clamd's outage holds only files (the engine's hold fails them closed), not every packet:
+# a clamd that keeps dying on its database is retried ever more slowly, loading it is costly.
+CLAMD_BACKOFF = Backoff(first=0.1, base=0.5, cap=10.0, stable_after=30.0)
+CLAMD = shutil.which("clamd") or "/usr/sbin/clamd"
 SETTLE = 0.02          # changes arriving together are applied together
 PROBE_INTERVAL = 2.0
 SCHEDULE_CHECK = 30.0
@@ -185,6 +193,7 @@ class Controller:
         self.names: dict[str, str] = {}
         self.workers: list[Supervisor] = []     # when the controller runs the engine
         self.worker_status: dict[int, str] = {}
+        self.clamd: Supervisor | None = None    # when the bundle in force has a database
         self.applied: Rulesets | None = None
         self.loop: asyncio.AbstractEventLoop | None = None    # known once apply() ran
         self.reapplying: set[asyncio.Task[None]] = set()
@@ -533,8 +542,40 @@ class Controller:
             for q in self.engine_queues()]
         return self.workers
 
+    # -- clamd ---------------------------------------------------------------------------------
+
+    @property
+    def clamd_socket(self) -> Path:
+        return self.state / "run" / "clamd.sock"
+
+    def clamav_database(self) -> Path | None:
+        """The bundle's ClamAV folder, through the `current` link so that a swapped bundle
+        is what clamd's RELOAD reads; None when there is no database to run clamd on."""
+        folder = self.state / "bundles" / "current" / "clamav"
+        if not folder.is_dir() or not any(p.suffix in clamav.DATABASE_SUFFIXES
+                                          for p in folder.iterdir()):
+            return None
+        return folder
+
+    def supervise_clamd(self, limits: clamav.Limits = clamav.DEFAULT_LIMITS) -> Supervisor | None:
+        """clamd on the bundle's database, kept running; None (and no clamd) without one."""
+        database = self.clamav_database()
+        if database is None:
+            return None
+        conf = self.state / "run" / "clamd.conf"
+        _write_changed(conf, clamav.clamd_conf(self.clamd_socket, database, limits))
+        # clamd in the foreground says nothing on stdout when it serves: started is ready,
+        # and whoever scans learns it is up by PING.
+        self.clamd = Supervisor([CLAMD, "-c", str(conf)], name="clamd", backoff=CLAMD_BACKOFF,
+                                says_ready=False,
+                                on_status=None if self.store is None else functools.partial(
+                                    self.store.write, "data/hyperwall/clamd"))
+        return self.clamd
+
     async def stop(self) -> None:
         await asyncio.gather(*(w.stop() for w in self.workers))
+        if self.clamd is not None:
+            await self.clamd.stop()
 
 
 class _LoggedResolver(Resolver):
@@ -670,6 +711,8 @@ async def amain(args: argparse.Namespace) -> int:
     tasks = [asyncio.ensure_future(ctl.watch_policy()),
              *([asyncio.ensure_future(w.run()) for w in ctl.supervise_ipsd()]
                if launch.engine and launch.ipsd_pidfile is None else []),
+             *([asyncio.ensure_future(clamd.run())]
+               if (clamd := ctl.supervise_clamd()) is not None else []),
              asyncio.ensure_future(ctl.answer_probes()),
              asyncio.ensure_future(ctl.follow_schedules()),
              *([asyncio.ensure_future(follow_subscription(settings, updater, args.state_dir))]

@@ -1,0 +1,85 @@
+"""sys-sec's controller runs clamd under its supervisor (domains.supervise), on the database
+of the bundle in force, and only when that bundle carries one: a killed clamd is replaced by
+a new one that answers PING and finds the test signature again. Observed through clamd's
+own socket, as the scanners reach it."""
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from domains.syssec.antivirus import ClamdScanner
+from domains.syssec.controller import Controller, Settings
+from netsec.filescan import Outcome
+from tests.clamd_lab import EICAR, write_database
+
+pytestmark = pytest.mark.root
+
+
+@pytest.fixture
+def state() -> Iterator[Path]:
+    # a Unix socket's path has to fit in 108 bytes, which a test's tmp_path may not
+    folder = Path(tempfile.mkdtemp(prefix="hwclamctl-"))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def bundle_with_database(state: Path, version: int = 7) -> Path:
+    folder = state / "bundles" / str(version)
+    write_database(folder / "clamav")
+    (state / "bundles" / "current").symlink_to(str(version))
+    return folder
+
+
+async def until(ok: object, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not await asyncio.to_thread(ok):  # type: ignore[arg-type]
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} within {timeout} s")
+        await asyncio.sleep(0.05)
+
+
+async def test_no_database_no_clamd(state: Path) -> None:
+    ctl = Controller(None, state, Settings())
+    assert ctl.supervise_clamd() is None
+    (state / "bundles" / "3" / "clamav").mkdir(parents=True)   # a bundle, no database in it
+    (state / "bundles" / "current").symlink_to("3")
+    assert ctl.supervise_clamd() is None and ctl.clamd is None
+
+
+async def test_a_killed_clamd_is_restarted_and_answers_again(
+        state: Path, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level("INFO", logger="hyperwall.supervise")
+    bundle_with_database(state)
+    ctl = Controller(None, state, Settings())
+    sup = ctl.supervise_clamd()
+    assert sup is not None
+    conf = (state / "run" / "clamd.conf").read_text()
+    assert f"DatabaseDirectory {state}/bundles/current/clamav\n" in conf
+    assert f"LocalSocket {ctl.clamd_socket}\n" in conf
+    scanner = ClamdScanner(ctl.clamd_socket)
+    task = asyncio.ensure_future(sup.run())
+    try:
+        await until(scanner.ping, 30, "the supervised clamd did not answer PING")
+        assert (await asyncio.to_thread(scanner.scan, EICAR, "e")).outcome is Outcome.INFECTED
+        assert sup.child is not None
+        first = sup.child.pid
+        os.kill(first, signal.SIGKILL)
+        await until(lambda: sup.child is not None and sup.child.pid != first
+                    and scanner.ping(), 30, "no new clamd answered PING")
+        assert (await asyncio.to_thread(scanner.scan, EICAR, "e")).outcome is Outcome.INFECTED
+        assert "clamd killed by SIGKILL after" in caplog.text, caplog.text
+    finally:
+        await ctl.stop()
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert sup.child is not None and sup.child.returncode is not None   # nothing left running
