@@ -1,12 +1,14 @@
-"""Making a provider's security bundle: rules, block lists, self-test captures and a policy,
+"""Making a provider's security bundle: rules, block lists, self-test captures, a ClamAV
+database folder, YARA rules and a policy,
 signed with the provider's Ed25519 key, byte for byte the same from the same inputs (what
 netsec/bundle.py verifies). Nothing in it depends on the clock or the machine: `created`
 is given (the CLI takes SOURCE_DATE_EPOCH), tar entries are sorted, with owner 0, mode
 0644 and mtime 0, and the manifest is JSON with sorted keys. Ed25519 signatures are
 deterministic (RFC 8032), so the signature is the same bytes too.
 
-The builder refuses what sys-sec would refuse (names, policy) and block lists that hold no
-domain, so a provider learns of a mistake before shipping it, not from its customers.
+The builder refuses what sys-sec would refuse (names, policy, YARA rules that do not
+compile) and block lists that hold no domain, so a provider learns of a mistake before
+shipping it, not from its customers.
 """
 from __future__ import annotations
 
@@ -81,10 +83,22 @@ def _read(path: Path) -> bytes:
         raise BuildError(f"{path}: {e.strerror}") from None
 
 
+def _folder(folder: Path | None, into: str, files: dict[str, bytes]) -> None:
+    """Every file of a clamav/ or yara/ folder; sys-sec's name check refuses the others."""
+    if folder is None:
+        return
+    found = sorted(p for p in folder.iterdir() if p.is_file())
+    if not found:
+        raise BuildError(f"{folder}: no files")
+    for f in found:
+        files[f"{into}/{f.name}"] = _read(f)
+
+
 def collect(rules: Path, lists: Path | None = None, policy: Path | None = None,
-            selftest: Path | None = None) -> dict[str, bytes]:
+            selftest: Path | None = None, clamav: Path | None = None,
+            yara: Path | None = None) -> dict[str, bytes]:
     """The files a bundle ships, by their names in it, checked as sys-sec will check them."""
-    for given in (rules, lists, policy, selftest):
+    for given in (rules, lists, policy, selftest, clamav, yara):
         if given is not None and not given.exists():
             raise BuildError(f"{given}: no such file or folder")
     files: dict[str, bytes] = {}
@@ -105,6 +119,8 @@ def collect(rules: Path, lists: Path | None = None, policy: Path | None = None,
         files[f"lists/{f.name}"] = content
     for f in sorted(selftest.glob("*.pcap")) if selftest else []:
         files[f"selftest/{f.name}"] = _read(f)
+    _folder(clamav, "clamav", files)
+    _folder(yara, "yara", files)
     if policy is not None:
         files[POLICY] = _read(policy)
     try:
@@ -113,6 +129,13 @@ def collect(rules: Path, lists: Path | None = None, policy: Path | None = None,
         check_policy(files.get(POLICY, b""), files)
     except BundleError as e:
         raise BuildError(f"sys-sec would refuse this bundle: {e}") from None
+    if yara is not None:
+        # sys-sec's own compile (yara-python; loaded only for a bundle that has rules)
+        from domains.syssec.antivirus import YaraRulesError, compile_rules
+        try:
+            compile_rules(yara)
+        except YaraRulesError as e:
+            raise BuildError(f"sys-sec would refuse this bundle: {e}") from None
     return files
 
 
@@ -159,6 +182,8 @@ def assemble(files: dict[str, bytes], *, key: Ed25519PrivateKey, provider: str, 
 
 def build(*, rules: Path, lists: Path | None, policy: Path | None, key: Ed25519PrivateKey,
           provider: str, version: int, created: dt.datetime, valid_days: int,
-          selftest: Path | None = None) -> bytes:
-    return assemble(collect(rules, lists, policy, selftest), key=key, provider=provider,
+          selftest: Path | None = None, clamav: Path | None = None,
+          yara: Path | None = None) -> bytes:
+    return assemble(collect(rules, lists, policy, selftest, clamav, yara), key=key,
+                    provider=provider,
                     version=version, created=created, valid_days=valid_days)

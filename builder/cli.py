@@ -55,7 +55,8 @@ def _table(rows: list[tuple[str, ...]]) -> str:
 def _bundle(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     provider = args.provider or args.key.stem
     data = build(rules=args.rules, lists=args.lists, policy=args.policy, selftest=args.selftest,
-                 key=load_key(args.key), provider=provider, version=args.version,
+                 clamav=args.clamav, yara=args.yara, key=load_key(args.key), provider=provider,
+                 version=args.version,
                  created=_created(args.created), valid_days=args.expires)
     _write_new(args.out, data)
     m = read_manifest(data)
@@ -138,6 +139,9 @@ def parser() -> argparse.ArgumentParser:
     b.add_argument("--lists", type=Path, help="folder of <category>.txt block lists")
     b.add_argument("--policy", type=Path, help="policy.toml (sys-sec content only)")
     b.add_argument("--selftest", type=Path, help="folder of .pcap captures for the self-test")
+    b.add_argument("--clamav", type=Path, help="a ClamAV database folder (.hdb, .ndb, .ldb, "
+                   ".cvd ...) for sys-sec's clamd")
+    b.add_argument("--yara", type=Path, help="a folder of YARA rules (.yar, .yara)")
     b.add_argument("--key", type=Path, required=True, help="the provider's private key (PEM)")
     b.add_argument("--provider", help="the provider's name (default: the key file's name)")
     b.add_argument("--version", type=int, required=True, help="higher than every earlier one")

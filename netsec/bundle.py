@@ -5,7 +5,9 @@ A bundle is an uncompressed, deterministic ustar archive (built by builder/bundl
 holding, in order: `manifest.json` (format, provider, version, created, expires, and every
 file's size and SHA-256), `signatures.json` (Ed25519 signatures of the manifest's bytes, by
 key id), then the files: `rules/<name>.rules`, `lists/<category>.txt`,
-`selftest/<name>.pcap` (captures the staging self-test replays) and `policy.toml`.
+`selftest/<name>.pcap` (captures the staging self-test replays), `clamav/<name>.<db>` (a
+ClamAV database folder, `netsec.clamav.DATABASE_SUFFIXES`), `yara/<name>.yar` (YARA rules,
+UTF-8) and `policy.toml`.
 
 Everything is bounded before it is held. The archive is read by a reader of its own that
 takes regular files only, each member's content a slice of the archive: what a member
@@ -52,6 +54,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from netsec.blocklist import BlocklistError, parse_window
+from netsec.clamav import DATABASE_SUFFIXES
 
 FORMAT = 1
 MANIFEST, SIGNATURES, POLICY = "manifest.json", "signatures.json", "policy.toml"
@@ -61,6 +64,7 @@ MAX_FILE = 32 << 20            # any one file in it
 MAX_META = 1 << 20             # manifest.json (4096 files take ~600 KB)
 MAX_SIGNATURES_FILE = 64 << 10
 MAX_POLICY = 64 << 10          # policy.toml: a few schedules, addresses and self-tests
+MAX_YARA_FILE = 4 << 20        # one YARA source file: rules, not data (compiling is costly)
 MAX_FILES = 4096
 MAX_SIGNATURES = 32
 MAX_JSON_DEPTH = 8             # the manifest is 3 deep
@@ -84,10 +88,14 @@ OWNER_KEYS = {"clean": "the owner's (syssec.toml clean): a provider cannot exemp
               "disabled_sids": "the owner's trust store's (SetRuleEnabled): a provider "
                                "leaves a rule out of its bundle instead"}
 # Every file a bundle may ship; anything else is refused by name.
+_CLAMAV_SUFFIX = "|".join(s.removeprefix(".") for s in sorted(DATABASE_SUFFIXES))
 CONTENT_NAME = re.compile(r"rules/[A-Za-z0-9][A-Za-z0-9._-]{0,99}\.rules"
                           r"|lists/[a-z0-9][a-z0-9_-]{0,63}\.txt"
                           r"|selftest/[A-Za-z0-9][A-Za-z0-9._-]{0,99}\.pcap"
+                          rf"|clamav/[A-Za-z0-9][A-Za-z0-9_-]{{0,99}}\.(?:{_CLAMAV_SUFFIX})"
+                          r"|yara/[A-Za-z0-9][A-Za-z0-9_-]{0,99}\.yara?"
                           r"|policy\.toml")
+TEXT_SUFFIXES = (".rules", ".txt", ".yar", ".yara")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 # Tar: 512-byte blocks; the two magics are POSIX ustar's and GNU tar's for plain members.
 BLOCK = 512
@@ -156,8 +164,9 @@ def check_name(name: str) -> None:
         raise BundleError(f"{name[:120]!r}: a path outside the bundle")
     if not CONTENT_NAME.fullmatch(name):
         raise BundleError(f"{name[:120]}: not a rules file (rules/NAME.rules), a block list "
-                          "(lists/CATEGORY.txt), a self-test capture (selftest/NAME.pcap) "
-                          "or the policy (policy.toml)")
+                          "(lists/CATEGORY.txt), a self-test capture (selftest/NAME.pcap), "
+                          "a ClamAV database (clamav/NAME" + "|".join(sorted(DATABASE_SUFFIXES))
+                          + "), YARA rules (yara/NAME.yar|.yara) or the policy (policy.toml)")
 
 
 def _int_in(value: Any, low: int, high: int) -> bool:
@@ -291,7 +300,8 @@ def _members(data: bytes) -> dict[str, memoryview]:
             check_name(name)
         size = _octal(head[124:136], f"{name}: size")
         limit = {MANIFEST: MAX_META, SIGNATURES: MAX_SIGNATURES_FILE,
-                 POLICY: MAX_POLICY}.get(name, MAX_FILE)
+                 POLICY: MAX_POLICY}.get(name, MAX_YARA_FILE if name.startswith("yara/")
+                                         else MAX_FILE)
         if size > limit:
             raise BundleError(f"{name}: {size} bytes, over the {limit} limit")
         if name in out:
@@ -470,7 +480,7 @@ def verify(data: bytes, trust: TrustedKeys, *, now: dt.datetime, min_version: in
         if len(content) != size or hashlib.sha256(content).hexdigest() != digest:
             raise BundleError(f"{name}: does not match the manifest's size and SHA-256 "
                               "(altered)")
-        if name.endswith((".rules", ".txt")):
+        if name.endswith(TEXT_SUFFIXES):
             _check_utf8(name, content)
     policy = check_policy(bytes(members.get(POLICY, b"")), members)
     # Last: what fails here is sys-sec's clock or state, not the bundle.

@@ -21,10 +21,12 @@ from netsec.filescan import Finding, Outcome, ScanResult
 
 SCANNER = "clamav"
 
-# The files a bundle's clamav/ may hold, by what ClamAV loads them as. Signed containers
-# (.cvd/.cld) are ClamAV's own distribution format, never a provider's; bytecode (.cbc)
-# runs code inside clamd; .ign/.ign2/.fp/.sfp whitelist, which a provider's bundle has
-# no business doing to the owner's other signatures; .yara belongs in the bundle's yara/.
+# The files a bundle's clamav/ may hold, by what ClamAV loads them as. A provider that
+# relays ClamAV's own databases ships them as ClamAV signs them (.cvd/.cld/.cud); .fp and
+# .ign2 let it correct its own false positives, and a bundle is the only source of
+# signatures sys-sec's clamd has, so there are no others for them to silence. Bytecode
+# (.cbc) runs code inside clamd and is not taken (clamd.conf says Bytecode no too); YARA
+# rules belong in the bundle's yara/, where sys-sec compiles them itself.
 DATABASE_SUFFIXES: dict[str, str] = {
     ".hdb": "MD5 hashes of whole files",
     ".hsb": "SHA-1/SHA-256 hashes of whole files",
@@ -33,6 +35,11 @@ DATABASE_SUFFIXES: dict[str, str] = {
     ".ndb": "extended (body-based) signatures",
     ".ldb": "logical signatures",
     ".cdb": "container metadata signatures",
+    ".cvd": "a ClamAV-signed database",
+    ".cld": "a ClamAV-signed database, updated in place",
+    ".cud": "a ClamAV-signed database, uncompressed",
+    ".fp": "false-positive hashes (files that are not to be reported)",
+    ".ign2": "names of signatures that are not to be reported",
 }
 
 # Why clamd could not look into a file, by the heuristic it names.

@@ -19,8 +19,12 @@ OTHER = Ed25519PrivateKey.generate()
 
 def make(inputs: Path, version: int = 1, key: Ed25519PrivateKey = KEY, days: int = 30,
          created: dt.datetime = NOW) -> bytes:
+    """The bundle of `inputs`: rules/, lists/, policy.toml, and clamav/, yara/ if there."""
+    scanners = {name: inputs / name if (inputs / name).is_dir() else None
+                for name in ("clamav", "yara")}
     return build(rules=inputs / "rules", lists=inputs / "lists", policy=inputs / "policy.toml",
-                 key=key, provider="acme", version=version, created=created, valid_days=days)
+                 key=key, provider="acme", version=version, created=created, valid_days=days,
+                 **scanners)
 
 
 def trusted(key: Ed25519PrivateKey = KEY, threshold: int = 1) -> TrustedKeys:

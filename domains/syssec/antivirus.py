@@ -154,6 +154,8 @@ def compile_rules(folder: Path) -> yara.Rules:
     for p in sorted(folder.iterdir()):
         if p.suffix not in YARA_SUFFIXES or not p.is_file():
             raise YaraRulesError(f"{p}: not a YARA rule file (.yar, .yara)")
+        if p.stem in files:     # one namespace each: the second would replace the first
+            raise YaraRulesError(f"{p}: a second rule file named {p.stem!r}")
         files[p.stem] = str(p)
     if not files:
         raise YaraRulesError(f"{folder}: no YARA rule files (.yar, .yara)")

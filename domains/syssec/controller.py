@@ -45,16 +45,19 @@ import signal
 import sys
 import time
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from clamav_client.clamd import ClamdError
 
 from domains.logsetup import setup_logging
 from domains.restart import Backoff
 from domains.runner import CommandError, run
 from domains.supervise import Supervisor
 from domains.syssec import security_service, uplink_check
+from domains.syssec.antivirus import ClamdScanner
 from domains.syssec.ipsd_pool import default_workers, plan_queues, worker_argv, worker_path
 from domains.syssec.resolver import Decision, Resolver, serve
 from domains.syssec.vpn import IFACE as VPN_IFACE
@@ -389,6 +392,7 @@ class Controller:
         self.write_lists_status()
         self.write_category_rules()
         self.reapply_soon()
+        self.reload_clamd()
         if not self.launch.engine:
             return
         pids = self.engine_pids()
@@ -571,6 +575,39 @@ class Controller:
                                 on_status=None if self.store is None else functools.partial(
                                     self.store.write, "data/hyperwall/clamd"))
         return self.clamd
+
+    def reload_clamd(self) -> None:
+        """From any thread, after a swap: clamd loads the database now in force (RELOAD: it
+        serves with the old one until the new one is in, and keeps the old if the new fails,
+        which the staging's clamscan has ruled out). The first bundle with a database starts
+        clamd; one without stops it (its folder is gone from under it)."""
+        database, sup = self.clamav_database(), self.clamd
+        if sup is None:
+            if database is not None and self.loop is not None:
+                started = self.supervise_clamd()
+                assert started is not None
+                self.loop.call_soon_threadsafe(self._keep, started.run())
+            return
+        if database is None:
+            log.warning("the bundle in force has no ClamAV database: clamd stopped")
+            self.clamd = None
+            if self.loop is not None:
+                self.loop.call_soon_threadsafe(self._keep, sup.stop())
+            return
+        if sup.pid is None:
+            log.info("clamd is restarting: it loads the new database as it starts")
+            return
+        try:
+            said = ClamdScanner(self.clamd_socket).reload()
+        except (ClamdError, OSError) as e:     # dying now: its restart reads the new one
+            log.warning("clamd did not take RELOAD (%s); its restart loads the database", e)
+            return
+        log.info("clamd: %s %s", said.strip(), database)
+
+    def _keep(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
+        self.reapplying.add(task)
+        task.add_done_callback(self.reapplying.discard)
 
     async def stop(self) -> None:
         await asyncio.gather(*(w.stop() for w in self.workers))

@@ -4,7 +4,9 @@ an event saying why.
 
     bundles/<version>/     each applied bundle's files, as shipped
     bundles/current        -> the one in force (the engine loads bundles/current/rules,
-    bundles/previous       -> the one before     the resolver bundles/current/lists)
+                              the resolver bundles/current/lists, clamd
+                              bundles/current/clamav, the scanners bundles/current/yara)
+    bundles/previous       -> the one before
     bundles/events.jsonl   one JSON line per apply or refusal, and one per fault found in
                            sys-sec's own state (step "state": a recorded version or a
                            bundle folder outside what the channel can carry)
@@ -13,6 +15,11 @@ A bundle's folder is written under a temporary name and renamed into place; the 
 one rename of a symlink; the running engine then reloads its rules in place, keeping every
 flow (`hyperwall-ipsd` on SIGHUP), so an established flow loses nothing. When the engine
 does not take the new rules, both symlinks go back and the engine reloads the old ones.
+
+A bundle's YARA rules are compiled and its ClamAV database loaded by a throwaway clamscan
+while staged: either failing refuses the bundle, naming the file, before anything running
+sees it; clamd is then told to RELOAD after the swap, and serves the old database until
+the new one is in.
 """
 from __future__ import annotations
 
@@ -27,6 +34,12 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from domains.syssec.antivirus import (
+    ClamavDatabaseError,
+    YaraRulesError,
+    check_database,
+    compile_rules,
+)
 from netsec.bundle import MAX_VERSION, Bundle, BundleError, NotNow, verify
 from netsec.staging import StagingError, build, builtin_case, bundle_cases, self_test
 from netsec.trust import TrustError, TrustStore
@@ -90,7 +103,8 @@ class Updater:
                                            r.kind, r.step,
                                            bundle.provider if bundle else "", source))
             return self._event(Outcome(True, bundle.version,
-                                       f"applied bundle {bundle.version} of {bundle.provider}",
+                                       f"applied bundle {bundle.version} of {bundle.provider}"
+                                       + _scanner_content(bundle),
                                        APPLIED, "", bundle.provider, source))
 
     def status(self) -> Status:
@@ -166,8 +180,10 @@ class Updater:
                 disabled = frozenset(self.trust.load().disabled_sids)
                 staged = build(bundle.version, staging / "rules", disabled=disabled)
                 self_test(staged, [builtin_case(), *bundle_cases(staging, bundle.policy)])
-            except StagingError as e:
-                raise _Refused(INVALID, "stage", str(e)) from None
+                _check_scanners(staging)
+            except (StagingError, YaraRulesError, ClamavDatabaseError) as e:
+                raise _Refused(INVALID, "stage", str(e).replace(str(staging), "bundle")) \
+                    from None
             except TrustError as e:
                 raise _Refused(REFUSED, "trust", f"the trust store: {e}") from None
             except Exception as e:  # noqa: BLE001 - the bundle's captures broke the engine
@@ -230,6 +246,21 @@ class Updater:
         with open(self.bundles / EVENTS, "a") as f:
             f.write(json.dumps(record, sort_keys=True) + "\n")
         return outcome
+
+
+def _check_scanners(staging: Path) -> None:
+    """The staged YARA rules compile, and the staged ClamAV database loads."""
+    if (staging / "yara").is_dir():
+        compile_rules(staging / "yara")
+    if (staging / "clamav").is_dir():
+        check_database(staging / "clamav")
+
+
+def _scanner_content(bundle: Bundle) -> str:
+    counts = {folder: sum(n.startswith(f"{folder}/") for n in bundle.files)
+              for folder in ("clamav", "yara")}
+    said = [f"{folder}: {n} file{'s' * (n != 1)}" for folder, n in counts.items() if n]
+    return f" ({', '.join(said)})" if said else ""
 
 
 def _version(path: Path | None) -> int | None:
