@@ -10,8 +10,6 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
-import os
-import subprocess
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -31,13 +29,13 @@ from tests.clamd_lab import (
     yara_file,
 )
 from tests.file_http import response
-from tests.integration.test_ipsd_inline import FIREWALL, _start, wait_for
-from tests.netlab import Lab, lab
+from tests.filehold_lab import CLIENT, PORT, SERVER, inflight_wall
+from tests.integration.test_ipsd_inline import wait_for
+from tests.netlab import Lab
 
 pytestmark = pytest.mark.root
 REPO = Path(__file__).resolve().parents[2]
 PY = sys.executable
-CLIENT, SERVER, PORT = "10.137.0.2", "198.51.100.1", 8080
 BENIGN = (b"an ordinary file of exactly the same size as the test one. " * 2)[:len(EICAR)]
 SHAPES = ["plain", "chunked", "gzip"]
 
@@ -68,49 +66,15 @@ class Wall:
 @pytest.fixture(scope="module")
 def wall(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Wall]:
     d = tmp_path_factory.mktemp("filehold")
-    (d / "rules").mkdir()
-    (d / "rules" / "local.rules").write_text(
-        'alert http any any -> any any (msg:"control"; http.uri; content:"/never"; sid:1;)\n')
-    (d / "domains.json").write_text(json.dumps({CLIENT: "family"}))
     www = d / "www"
     www.mkdir()
     (www / "eicar.com").write_bytes(EICAR)
     (www / "benign.txt").write_bytes(BENIGN)
     (www / "marked.bin").write_bytes(yara_file(2000))
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    with running_clamd(d / "clamd") as clamd, lab("hwfh") as net:
-        ns = {"client": net.ns("c"), "sys": net.ns("s"), "server": net.ns("w")}
-        net.link(ns["client"], "eth0", ns["sys"], "vif2")
-        net.link(ns["sys"], "up0", ns["server"], "eth0")
-        net.run(ns["client"], "ip", "addr", "add", f"{CLIENT}/24", "dev", "eth0")
-        net.run(ns["client"], "ip", "route", "add", "default", "via", "10.137.0.1")
-        net.run(ns["sys"], "ip", "addr", "add", "10.137.0.1/24", "dev", "vif2")
-        net.run(ns["sys"], "ip", "addr", "add", "198.51.100.254/24", "dev", "up0")
-        net.run(ns["server"], "ip", "addr", "add", f"{SERVER}/24", "dev", "eth0")
-        net.run(ns["server"], "ip", "route", "add", "default", "via", "198.51.100.254")
-        net.run(ns["sys"], "sysctl", "-qw", "net.ipv4.ip_forward=1")
-        net.run(ns["sys"], "iptables-restore", input=FIREWALL)
-        procs: list[subprocess.Popen[bytes]] = []
-        try:
-            procs.append(_start(["ip", "netns", "exec", ns["server"], PY,
-                                 str(REPO / "tests/file_http.py"), "serve", SERVER, str(PORT),
-                                 str(www)], env))
-            procs.append(_start(["ip", "netns", "exec", ns["sys"], PY, "-m",
-                                 "domains.syssec.ipsd", "--queue", "0", "-S", str(d / "rules"),
-                                 "-l", str(d / "log"), "--domains", str(d / "domains.json"),
-                                 "--clamd-socket", str(clamd.socket), "--yara-dir",
-                                 str(write_yara(d / "yara")), "--scan-timeout", "5"],
-                                env))
-            yield Wall(net, ns, d, clamd)
-        finally:
-            for p in reversed(procs):
-                if p.poll() is None:
-                    p.terminate()
-                    try:
-                        p.wait(timeout=10)
-                    except subprocess.TimeoutExpired:
-                        p.kill()
-                        p.wait()
+    with running_clamd(d / "clamd") as clamd, inflight_wall(d, www, [
+            "--clamd-socket", str(clamd.socket), "--yara-dir", str(write_yara(d / "yara")),
+            "--scan-timeout", "5"]) as w:
+        yield Wall(w.net, w.ns, d, clamd)
 
 
 def whole(shape: str, body: bytes) -> bytes:
