@@ -83,3 +83,34 @@ async def test_a_killed_clamd_is_restarted_and_answers_again(
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     assert sup.child is not None and sup.child.returncode is not None   # nothing left running
+
+
+async def test_the_first_bundle_with_a_database_starts_clamd_and_one_without_stops_it(
+        state: Path) -> None:
+    ctl = Controller(None, state, Settings())
+    ctl.loop = asyncio.get_running_loop()   # as apply() sets it: a swap comes from a thread
+    await asyncio.to_thread(ctl.reload_clamd)
+    assert ctl.clamd is None                 # no bundle yet, no clamd
+    bundle_with_database(state)
+    try:
+        await asyncio.to_thread(ctl.reload_clamd)
+        sup = ctl.clamd
+        assert sup is not None
+        scanner = ClamdScanner(ctl.clamd_socket)
+        await until(scanner.ping, 30, "clamd started by the swap did not answer PING")
+        assert (await asyncio.to_thread(scanner.scan, EICAR, "e")).outcome is Outcome.INFECTED
+        # a bundle without clamav/ swapped in: clamd goes, and the scanners say so
+        (state / "bundles" / "8").mkdir()
+        (state / "bundles" / "current").unlink()
+        (state / "bundles" / "current").symlink_to("8")
+        await asyncio.to_thread(ctl.reload_clamd)
+        assert ctl.clamd is None
+        await until(lambda: sup.child is not None and sup.child.returncode is not None, 15,
+                    "clamd did not stop")
+        down = scanner.scan(EICAR, "e")
+        assert down.outcome is Outcome.ERROR and "scanner down" in down.error
+    finally:
+        await ctl.stop()
+        for task in list(ctl.reapplying):
+            task.cancel()
+        await asyncio.gather(*ctl.reapplying, return_exceptions=True)
