@@ -45,7 +45,7 @@ import signal
 import sys
 import time
 import tomllib
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -393,6 +393,7 @@ class Controller:
         self.write_category_rules()
         self.reapply_soon()
         self.reload_clamd()
+        self._follow_scanners()
         if not self.launch.engine:
             return
         pids = self.engine_pids()
@@ -526,7 +527,8 @@ class Controller:
             line = text
         else:
             line = ", ".join(f"queue {q}: {t}" for q, t in sorted(self.worker_status.items()))
-        await self.store.write("data/hyperwall/ips", line)
+        if self.store is not None:
+            await self.store.write("data/hyperwall/ips", line)
 
     def supervise_ipsd(self) -> list[Supervisor]:
         """The engine's workers, one per queue, each inline on its own NFQUEUE and kept
@@ -539,7 +541,8 @@ class Controller:
                 "-l", str(st / "log"), "--domains", str(rundir / "domains.json"),
                 "--pidfile", str(rundir / "ipsd.pid"), "--socket", str(rundir / "ipsd.sock"),
                 *(arg for net in self.settings.clean for arg in ("--clean", net)),
-                *(arg for pair in self.settings.engine_set for arg in ("--set", pair))]
+                *(arg for pair in self.settings.engine_set for arg in ("--set", pair)),
+                *self.scanner_args()]
         self.workers = [
             Supervisor(worker_argv(argv, q), name="ipsd", backoff=IPSD_BACKOFF,
                        on_status=functools.partial(self._worker_status, q))
@@ -572,8 +575,7 @@ class Controller:
         # and whoever scans learns it is up by PING.
         self.clamd = Supervisor([CLAMD, "-c", str(conf)], name="clamd", backoff=CLAMD_BACKOFF,
                                 says_ready=False,
-                                on_status=None if self.store is None else functools.partial(
-                                    self.store.write, "data/hyperwall/clamd"))
+                                on_status=self._status_to("data/hyperwall/clamd"))
         return self.clamd
 
     def reload_clamd(self) -> None:
@@ -603,6 +605,38 @@ class Controller:
             log.warning("clamd did not take RELOAD (%s); its restart loads the database", e)
             return
         log.info("clamd: %s %s", said.strip(), database)
+
+    def _status_to(self, key: str) -> Callable[[str], Awaitable[object]] | None:
+        """A supervised program's state, written to `key` (no store: a controller a test
+        made to look at its programs only)."""
+        return None if self.store is None else functools.partial(self.store.write, key)
+
+    def scanner_args(self) -> list[str]:
+        """ipsd's scanner flags for the bundle in force: clamd's socket when it carries a
+        ClamAV database, the YARA folder when it carries rules (through `current`)."""
+        yara = self.state / "bundles" / "current" / "yara"
+        return [*(("--clamd-socket", str(self.clamd_socket))
+                  if self.clamav_database() is not None else ()),
+                *(("--yara-dir", str(yara)) if yara.is_dir() else ())]
+
+    def _follow_scanners(self) -> None:
+        """ipsd takes its scanners as flags: a swap that changes which scanners the bundle
+        in force has is for each worker's next start (restarting them now would stop every
+        flow)."""
+        changed = False
+        for worker in self.workers:
+            base = list(worker.argv)
+            for flag in ("--clamd-socket", "--yara-dir"):
+                if flag in base:
+                    at = base.index(flag)
+                    del base[at:at + 2]
+            argv = [*base, *self.scanner_args()]
+            if argv != worker.argv:
+                changed = True
+                worker.argv = argv
+        if changed:
+            log.warning("the bundle's scanners changed (%s): the engine takes them at its "
+                        "next start", " ".join(self.scanner_args()) or "none")
 
     def _keep(self, work: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(work)

@@ -18,7 +18,7 @@ import pytest
 from domains.syssec.antivirus import ClamdScanner
 from domains.syssec.controller import Controller, Settings
 from netsec.filescan import Outcome
-from tests.clamd_lab import EICAR, write_database
+from tests.clamd_lab import EICAR, write_database, write_yara
 
 pytestmark = pytest.mark.root
 
@@ -114,3 +114,24 @@ async def test_the_first_bundle_with_a_database_starts_clamd_and_one_without_sto
         for task in list(ctl.reapplying):
             task.cancel()
         await asyncio.gather(*ctl.reapplying, return_exceptions=True)
+
+
+async def test_the_engine_is_given_the_bundles_scanners(state: Path) -> None:
+    ctl = Controller(None, state, Settings())
+    plain = ctl.supervise_ipsd().argv
+    assert "--clamd-socket" not in plain and "--yara-dir" not in plain
+    folder = bundle_with_database(state)
+    write_yara(folder / "yara")
+    argv = ctl.supervise_ipsd().argv
+    assert argv[argv.index("--clamd-socket") + 1] == str(ctl.clamd_socket)
+    assert argv[argv.index("--yara-dir") + 1] == str(state / "bundles" / "current" / "yara")
+    # a swap to a bundle without them: for the engine's next start, flags not doubled
+    (state / "bundles" / "9").mkdir()
+    (state / "bundles" / "current").unlink()
+    (state / "bundles" / "current").symlink_to("9")
+    ctl._follow_scanners()
+    assert ctl.ipsd is not None and ctl.ipsd.argv == plain
+    (state / "bundles" / "current").unlink()
+    (state / "bundles" / "current").symlink_to("7")
+    ctl._follow_scanners()
+    assert ctl.ipsd.argv == argv
