@@ -230,10 +230,12 @@ def build_namespaces(net: Lab, guests: dict[str, tuple[int, str]],
 async def sys_sec(xenstored: Daemon, tmp: Path, guests: dict[str, tuple[int, str]], *,
                   engine: bool, far: tuple[str, ...] = (), settings: str = "",
                   lists: dict[str, str] | None = None,
-                  prefix: str = "hwlab", workers: int | None = None) -> AsyncIterator[SysSec]:
+                  prefix: str = "hwlab", workers: int | None = None,
+                  prepare: Callable[[Path], object] | None = None) -> AsyncIterator[SysSec]:
     """sys-sec with `guests` ({name: (domid, policy)}) plugged in, its policy in force;
     `far`: more addresses of the far side; `lists`: {category: list text}; `workers`: the
-    engine's (default: the controller's, one per core)."""
+    engine's (default: the controller's, one per core); `prepare` is given the state folder
+    before the controller starts (a bundle in force, say)."""
     workers = workers or default_workers()
     xs = await AsyncXenStore.connect(("unix", str(xenstored.socket)))
     await xs.introduce(SEC)
@@ -245,6 +247,8 @@ async def sys_sec(xenstored: Daemon, tmp: Path, guests: dict[str, tuple[int, str
     for category, text in (lists or {}).items():
         (state / "lists" / f"{category}.txt").write_text(text)
     (state / "syssec.toml").write_text(f'dns_upstream = "{INET}"\n{settings}')
+    if prepare is not None:
+        prepare(state)
     log = tmp / "syssec.log"
     controller: subprocess.Popen[bytes] | None = None
     with lab(prefix) as net:

@@ -5,6 +5,7 @@ own socket, as the scanners reach it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -15,10 +16,13 @@ from pathlib import Path
 
 import pytest
 
+from dom0.xenstore.client import AsyncXenStore
 from domains.syssec.antivirus import ClamdScanner
 from domains.syssec.controller import Controller, Settings
 from netsec.filescan import Outcome
 from tests.clamd_lab import EICAR, write_database, write_yara
+from tests.conftest import Daemon
+from tests.syssec_lab import SEC, sys_sec
 
 pytestmark = pytest.mark.root
 
@@ -135,3 +139,60 @@ async def test_the_engine_is_given_the_bundles_scanners(state: Path) -> None:
     (state / "bundles" / "current").symlink_to("7")
     ctl._follow_scanners()
     assert ctl.ipsd.argv == argv
+
+
+def children(pid: int) -> dict[int, str]:
+    """The live children of `pid`, by pid, with their command lines."""
+    out = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            status = (proc / "status").read_text()
+            if f"\nPPid:\t{pid}\n" in status:
+                out[int(proc.name)] = (proc / "cmdline").read_bytes().replace(b"\0", b" ") \
+                    .decode(errors="replace")
+    return out
+
+
+async def test_the_controller_program_runs_clamd_and_hands_ipsd_the_scanners(
+        hw_xenstored: Daemon, tmp_path: Path) -> None:
+    """The real thing: sys-sec's controller as sys-sec runs it, with a bundle in force that
+    carries a database and YARA rules; clamd killed under it comes back, said in xenstore."""
+    def bundle(state: Path) -> None:
+        write_yara(bundle_with_database(state) / "yara")
+
+    status = f"/local/domain/{SEC}/data/hyperwall/clamd"
+    async with sys_sec(hw_xenstored, tmp_path, {"other": (12, "internet")}, engine=True,
+                       prefix="hwclam", prepare=bundle) as w:
+        xs = await AsyncXenStore.connect(("unix", str(hw_xenstored.socket)))
+        try:
+            assert await xs.wait_value(status, lambda v: v == b"running", 30) == b"running"
+            scanner = ClamdScanner(w.state / "run" / "clamd.sock")
+            await until(scanner.ping, 30, "the controller's clamd did not answer PING")
+            engine = int((w.state / "run" / "ipsd.pid").read_text())
+            controller = next(int(line.split()[1]) for line in
+                              Path(f"/proc/{engine}/status").read_text().splitlines()
+                              if line.startswith("PPid:"))
+            kids = children(controller)
+            assert f"--clamd-socket {w.state}/run/clamd.sock" in kids[engine], kids[engine]
+            assert f"--yara-dir {w.state}/bundles/current/yara" in kids[engine]
+            clamd = next(pid for pid, cmd in kids.items() if "clamd -c" in cmd)
+            assert (await asyncio.to_thread(scanner.scan, EICAR, "e")).outcome \
+                is Outcome.INFECTED
+            async with contextlib.aclosing(xs.watch(status)) as events:
+                await anext(events)     # a watch fires once when set
+                os.kill(clamd, signal.SIGKILL)
+                said: list[bytes | None] = []
+                async with asyncio.timeout(30):
+                    while not said or said[-1] != b"running":
+                        await anext(events)
+                        said.append(await xs.read(status))
+            assert said == [b"restarting (exited -9)", b"running"], w.log.read_text()
+            await until(scanner.ping, 30, "no new clamd answered PING")
+            again = [pid for pid, cmd in children(controller).items() if "clamd -c" in cmd]
+            assert again and again[0] != clamd
+            assert (await asyncio.to_thread(scanner.scan, EICAR, "e")).outcome \
+                is Outcome.INFECTED
+        finally:
+            await xs.close()
