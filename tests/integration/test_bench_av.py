@@ -31,8 +31,11 @@ def test_quick_run_measures_every_scanner_at_every_size(tmp_path: Path) -> None:
         assert name in run.stdout
     f = r["inflight"]
     assert f["downloads"] == 5 and f["size"] == 1 << 20
-    for name in ("scanning", "no scanning"):
+    for name in ("scanning", "no scanning", "tracking only"):
         assert 0 < f[name]["median_ms"] <= f[name]["p99_ms"], (name, f)
+    # the file was reassembled where the row says so (the warm-up download too)
+    assert f["scanning"]["files_tracked"] == f["tracking only"]["files_tracked"] == 6, f
+    assert f["no scanning"]["files_tracked"] == 0, f
     assert f["added_ms"] == round(f["scanning"]["median_ms"] - f["no scanning"]["median_ms"], 1)
     assert "added delay before the file's last packet is released" in run.stdout
     left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
