@@ -6,10 +6,11 @@ file, the key and the reason, so nothing starts half-configured.
 """
 from __future__ import annotations
 
+import os
 import re
 import tomllib
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 DEFAULT_CONFIG_DIR = Path("/etc/hyperwall/domains")
@@ -18,6 +19,11 @@ BACKENDS = ("ns", "qemu", "xen")
 POLICIES = ("internet", "filtered", "vpn-only", "lan", "offline", "uplink")  # uplink: sys-sec only
 NAME_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}\$?$")
+# What dom0 does when a scan (at rest or in flight) finds something in a domain.
+ON_INFECTION = ("alert", "offline", "quarantine", "reset")
+DURATION_RE = re.compile(r"^(\d+)([smhd])$")
+_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+SCAN_EVERY_MIN = 60        # seconds: a shorter period would keep sys-sec scanning forever
 
 
 class ConfigError(ValueError):
@@ -48,6 +54,10 @@ class DomainSpec:
     autostart: Autostart = field(default_factory=Autostart)
     users: tuple[str, ...] = ()     # local accounts (besides the owner) allowed to use it
     template: str = "default"
+    # Paths inside the domain's tree that a reset keeps (after scanning them), relative.
+    persist: tuple[str, ...] = ()
+    on_infection: str = "alert"
+    scan_every: int | None = None   # seconds between scheduled scans; None: none scheduled
     source: str = ""                # the file it came from, for messages
 
     @property
@@ -58,6 +68,7 @@ class DomainSpec:
 _KEYS: dict[str, type | tuple[type, ...]] = {
     "name": str, "kind": str, "backend": str, "memory": int, "vcpus": int, "cpu_weight": int,
     "policy": str, "autostart": (bool, dict), "users": list, "template": str,
+    "persist": list, "on_infection": str, "scan_every": str,
 }
 
 
@@ -97,6 +108,80 @@ def _autostart(where: str, raw: bool | dict[str, Any]) -> Autostart:
     return Autostart(on_boot, raw.get("probe_name"), raw.get("probe_address"))
 
 
+def parse_duration(text: str) -> int:
+    """`"90s"`, `"30m"`, `"6h"`, `"1d"` as seconds; ValueError saying what is wrong."""
+    m = DURATION_RE.match(text.strip())
+    if not m:
+        raise ValueError(f"{text!r} is not a duration (a whole number and one of s, m, h, d, "
+                         "e.g. \"6h\")")
+    return int(m.group(1)) * _UNIT[m.group(2)]
+
+
+def _scan_every(where: str, raw: str | None) -> int | None:
+    if raw is None:
+        return None
+    try:
+        seconds = parse_duration(raw)
+    except ValueError as e:
+        raise ConfigError(where, "scan_every", str(e)) from None
+    if seconds < SCAN_EVERY_MIN:
+        raise ConfigError(where, "scan_every", f"{raw!r} is shorter than the minimum, "
+                          f"{SCAN_EVERY_MIN} s")
+    return seconds
+
+
+def _persist(where: str, raw: list[Any]) -> tuple[str, ...]:
+    """Lexical checks only (the tree is not at hand when a definition is read); the
+    symlinks a domain may have planted are refused when an entry is used, by
+    `persist_path`."""
+    entries: list[str] = []
+    for i, entry in enumerate(raw):
+        key = f"persist[{i}]"
+        if not isinstance(entry, str) or not entry.strip():
+            raise ConfigError(where, key, f"{entry!r} is not a path")
+        p = PurePosixPath(entry)
+        if p.is_absolute():
+            raise ConfigError(where, key, f"{entry!r} is absolute; persist entries are "
+                              "relative to the domain's tree (e.g. \"home/user/Documents\")")
+        if ".." in p.parts:
+            raise ConfigError(where, key, f"{entry!r} leaves the domain's tree ('..')")
+        if "\0" in entry:
+            raise ConfigError(where, key, f"{entry!r} holds a NUL byte")
+        norm = str(p)
+        if norm == ".":
+            raise ConfigError(where, key, f"{entry!r} is the whole tree; a reset that keeps "
+                              "everything keeps the infection too")
+        if norm in entries:
+            raise ConfigError(where, key, f"{entry!r} is listed twice")
+        entries.append(norm)
+    return tuple(entries)
+
+
+class PersistEscape(ValueError):
+    """A persist entry that resolves outside the domain's tree (through a symlink)."""
+
+    def __init__(self, domain: str, entry: str, reason: str) -> None:
+        self.domain, self.entry = domain, entry
+        super().__init__(f"domain {domain!r}: persist entry {entry!r}: {reason}")
+
+
+def persist_path(root: Path, domain: str, entry: str) -> Path:
+    """Where `entry` is inside the tree at `root`, refusing any entry a symlink in the
+    tree (the domain's own doing) would take elsewhere: every component is checked
+    without following links, so a link is never followed, whatever it points at."""
+    p = PurePosixPath(entry)
+    if p.is_absolute() or ".." in p.parts:
+        raise PersistEscape(domain, entry, "not a relative path inside the domain's tree")
+    here = root
+    for part in p.parts:
+        here = here / part
+        if here.is_symlink():
+            raise PersistEscape(domain, entry, f"{here.relative_to(root)} is a symlink "
+                                f"(to {os.readlink(here)!r}); persist entries are never "
+                                "followed through links")
+    return here
+
+
 def parse_domain(text: str, where: str) -> DomainSpec:
     """Parse one definition; `where` names its source in errors."""
     try:
@@ -129,6 +214,10 @@ def parse_domain(text: str, where: str) -> DomainSpec:
         autostart=_autostart(where, raw.get("autostart", False)),
         users=tuple(users),
         template=raw.get("template", "default"),
+        persist=_persist(where, raw.get("persist", [])),
+        on_infection=_choice(where, "on_infection", raw.get("on_infection", "alert"),
+                             ON_INFECTION),
+        scan_every=_scan_every(where, raw.get("scan_every")),
         source=where,
     )
 

@@ -3,7 +3,15 @@ from pathlib import Path
 
 import pytest
 
-from dom0.config import STANDARD_DIR, ConfigError, load_config_dir, parse_domain
+from dom0.config import (
+    STANDARD_DIR,
+    ConfigError,
+    PersistEscape,
+    load_config_dir,
+    parse_domain,
+    parse_duration,
+    persist_path,
+)
 
 
 def test_standard_set_loads() -> None:
@@ -14,6 +22,11 @@ def test_standard_set_loads() -> None:
     assert specs["work"].autostart.probe_address == "10.99.0.10"
     assert specs["family"].users == ("child",)
     assert specs["untrusted"].kind == "disposable"
+    family = specs["family"]
+    assert family.persist == ("home/user/Documents", "home/user/Pictures")
+    assert family.on_infection == "quarantine"
+    assert family.scan_every == 6 * 3600
+    assert specs["work"].on_infection == "alert" and specs["work"].scan_every is None
 
 
 @pytest.mark.parametrize(
@@ -32,6 +45,17 @@ def test_standard_set_loads() -> None:
         ('name = "x"\nkind = "app"\nautostart = { probe_name = "a" }', "autostart", "go together"),
         ('name = "x"\nkind = "app"\nautostart = { when = 1 }', "autostart.when", "unknown"),
         ('name = "x"\nkind = "app"\nbackend = "kvm"', "backend", "not one of"),
+        ('name = "x"\nkind = "app"\npersist = "Documents"', "persist", "expected list"),
+        ('name = "x"\nkind = "app"\npersist = ["/etc"]', "persist[0]", "absolute"),
+        ('name = "x"\nkind = "app"\npersist = ["a", "home/../../etc"]', "persist[1]", "'..'"),
+        ('name = "x"\nkind = "app"\npersist = [""]', "persist[0]", "not a path"),
+        ('name = "x"\nkind = "app"\npersist = [3]', "persist[0]", "not a path"),
+        ('name = "x"\nkind = "app"\npersist = ["."]', "persist[0]", "whole tree"),
+        ('name = "x"\nkind = "app"\npersist = ["a/", "a"]', "persist[1]", "twice"),
+        ('name = "x"\nkind = "app"\non_infection = "panic"', "on_infection", "not one of"),
+        ('name = "x"\nkind = "app"\nscan_every = 6', "scan_every", "expected str"),
+        ('name = "x"\nkind = "app"\nscan_every = "6 hours"', "scan_every", "not a duration"),
+        ('name = "x"\nkind = "app"\nscan_every = "10s"', "scan_every", "minimum"),
     ],
 )
 def test_bad_definition_names_key_and_reason(text: str, key: str, reason: str) -> None:
@@ -68,3 +92,42 @@ def test_duplicate_names_and_sys_sec_count(tmp_path: Path) -> None:
 def test_missing_dir() -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_config_dir(Path("/nonexistent/hyperwall"))
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("90s", 90), ("30m", 1800), ("6h", 21600),
+                                               ("1d", 86400), (" 2h ", 7200)])
+def test_durations(text: str, seconds: int) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "h", "6", "-1h", "1.5h", "6w", "6H"])
+def test_bad_duration(text: str) -> None:
+    with pytest.raises(ValueError, match="not a duration"):
+        parse_duration(text)
+
+
+def test_persist_path_inside_the_tree(tmp_path: Path) -> None:
+    (tmp_path / "home/user/Documents").mkdir(parents=True)
+    assert persist_path(tmp_path, "family", "home/user/Documents") == \
+        tmp_path / "home/user/Documents"
+    # an entry that does not exist yet is fine: nothing to keep
+    assert persist_path(tmp_path, "family", "home/user/Pictures") == \
+        tmp_path / "home/user/Pictures"
+
+
+@pytest.mark.parametrize("target", ["/etc", "../../..", "Documents-real"])
+def test_persist_path_refuses_symlinks(tmp_path: Path, target: str) -> None:
+    # the domain planted a link at a persist entry (or on its way): refused whatever its
+    # target, even one inside the tree, since the domain can move it later
+    (tmp_path / "home/user").mkdir(parents=True)
+    (tmp_path / "home/user/Documents").symlink_to(target)
+    with pytest.raises(PersistEscape) as e:
+        persist_path(tmp_path, "family", "home/user/Documents/report.odt")
+    assert "'family'" in str(e.value) and "home/user/Documents/report.odt" in str(e.value)
+    assert "symlink" in str(e.value)
+
+
+def test_persist_path_refuses_a_linked_parent(tmp_path: Path) -> None:
+    (tmp_path / "home").symlink_to("/")
+    with pytest.raises(PersistEscape, match="home is a symlink"):
+        persist_path(tmp_path, "family", "home/user/Documents")
