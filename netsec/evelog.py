@@ -12,7 +12,9 @@ from typing import Any
 
 from netsec.report import parse_timestamp
 
-LOGS = ("eve.json", "dns.json")
+# scan.json: the at-rest scans (domains.syssec.treescan), its own file so that its lines
+# never interleave with the engine's buffered writes to eve.json
+LOGS = ("eve.json", "dns.json", "scan.json")
 FOLLOW_POLL = 0.2
 
 

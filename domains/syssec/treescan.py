@@ -364,3 +364,60 @@ def _scan_fd(core: TreeScan, scanner: FileScanner, path: str, fd: int, st: os.st
     result = scanner.scan(data, PurePosixPath(path).name)
     yield from core.scanned(path, len(data), hashlib.sha256(data).hexdigest(), result,
                             clock())
+
+
+# --- the command sys-sec runs for dom0 ---------------------------------------------------
+
+SCAN_LOG = "scan.json"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m domains.syssec.treescan ROOT --domain D --log-dir DIR [--clamd SOCK]
+    [--yara DIR] [PATH...]`: records appended to DIR/scan.json; on stdout one JSON line
+    per record (`{"record": ...}`) and per progress report (`{"progress": ...}`)."""
+    import argparse
+    import json
+    import sys
+
+    from domains.syssec.antivirus import YaraRulesError, scanner_from
+
+    p = argparse.ArgumentParser(prog="python -m domains.syssec.treescan")
+    p.add_argument("root", type=Path)
+    p.add_argument("paths", nargs="*")
+    p.add_argument("--domain", required=True)
+    p.add_argument("--log-dir", type=Path, required=True)
+    p.add_argument("--clamd", type=Path)
+    p.add_argument("--yara", type=Path)
+    p.add_argument("--scan-id")
+    p.add_argument("--max-file", type=int, default=MAX_FILE)
+    args = p.parse_args(argv)
+    try:
+        scanner = scanner_from(args.clamd, args.yara, stream_max=args.max_file)
+    except (ValueError, YaraRulesError) as e:
+        print(f"treescan: {e}", file=sys.stderr)
+        return 2
+    args.log_dir.mkdir(parents=True, exist_ok=True)
+    with open(args.log_dir / SCAN_LOG, "a", encoding="utf-8") as log:
+        try:
+            for item in scan_tree(args.root, scanner, args.domain, args.paths,
+                                  limits=Limits(max_file=args.max_file), scan_id=args.scan_id):
+                if isinstance(item, Progress):
+                    out = {"progress": item.as_json()}
+                else:
+                    # one write per line: readers follow the file as it grows
+                    log.write(json.dumps(item, separators=(",", ":")) + "\n")
+                    log.flush()
+                    out = {"record": item}
+                sys.stdout.write(json.dumps(out, separators=(",", ":")) + "\n")
+                sys.stdout.flush()
+        except ScanPathError as e:
+            print(f"treescan: {e}", file=sys.stderr)
+            return 2
+        except OSError as e:
+            print(f"treescan: {args.root}: {e.strerror or e}", file=sys.stderr)
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
