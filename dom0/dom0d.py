@@ -24,7 +24,7 @@ from dom0.backends.ns import NsBackend
 from dom0.backends.xen import GuestImages, XenBackend
 from dom0.config import DEFAULT_CONFIG_DIR, ConfigError, load_config_dir
 from dom0.model import ToolstackError
-from dom0.toolstack import CONNECT_TIMEOUT, Toolstack, Uplink
+from dom0.toolstack import CONNECT_TIMEOUT, Scanners, Toolstack, Uplink
 from dom0.uplink import NsHostUplink, XenHostUplink
 from dom0.xenstore.client import AsyncXenStore, NoXenStore, XsError, rundir_socket
 from domains.logsetup import setup_logging
@@ -65,6 +65,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="how long a new domain's vif may take to connect (default: %(default)s)")
     p.add_argument("--first-domid", type=int, default=1, metavar="N",
                    help="allocate domids from N up (several platforms on one host: tests)")
+    p.add_argument("--clamd-socket", default=Scanners.clamd_socket, metavar="PATH",
+                   help="clamd's socket as sys-sec sees it, for scans at rest ('' for none; "
+                   "default: %(default)s)")
+    p.add_argument("--yara-dir", default=None, metavar="PATH",
+                   help="a folder of YARA rules as sys-sec sees it, for scans at rest")
     return p.parse_args(argv)
 
 
@@ -127,9 +132,13 @@ async def run(args: argparse.Namespace) -> int:
         uplink = NsHostUplink(masquerade=masquerade)
     toolstack = Toolstack(specs, store, backends, xs_rundir, first_domid=args.first_domid,
                           uplink=uplink if args.uplink != "none" else None,
-                          connect_timeout=args.connect_timeout)
+                          connect_timeout=args.connect_timeout,
+                          quarantine_dir=args.state_dir / "quarantine",
+                          scanners=Scanners(clamd_socket=args.clamd_socket or None,
+                                            yara_dir=args.yara_dir))
     await toolstack.recover()
     toolstack.supervise()
+    toolstack.schedule_scans()
     api = await serve(toolstack, args.socket, sys_sec_dir=args.state_dir / "sys-sec")
     if args.autostart:
         try:

@@ -57,6 +57,8 @@ class EventKind(enum.Enum):
     DESTROYED = "destroyed"
     VIF_CONNECTED = "vif-connected"
     ERROR = "error"
+    SCAN = "scan"              # a scan at rest started, found something, finished
+    RECOVERY = "recovery"      # a step of recovering a domain
 
 
 @dataclass(frozen=True)

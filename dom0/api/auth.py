@@ -50,13 +50,17 @@ class Operation(enum.Enum):
     STATS = "stats"
     RELOAD = "reload"
     PROVIDER_STATUS = "provider status"
+    # Files at rest: a scan reads all a domain wrote, a recovery changes or resets it.
+    SCAN = "scan"
+    RECOVER = "recover"
 
 
 # What changes the set of domains or the whole platform is for owners only; a listed user
 # may drive the domains they are listed on, not make or remove them. The engine and the
 # provider are the whole platform's too: their counters and trust are no one domain's.
 OWNER_ONLY = frozenset({Operation.CREATE, Operation.DESTROY, Operation.UP, Operation.DOWN,
-                        Operation.STATS, Operation.RELOAD, Operation.PROVIDER_STATUS})
+                        Operation.STATS, Operation.RELOAD, Operation.PROVIDER_STATUS,
+                        Operation.SCAN, Operation.RECOVER})
 # sys-sec's records of what domains did: a listed user reads those of their domains.
 SECURITY_READS = frozenset({Operation.ALERTS, Operation.REPORT})
 

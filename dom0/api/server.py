@@ -76,6 +76,9 @@ class Toolstack(Protocol):
     def subscribe(self) -> AsyncIterator[DomainEvent]: ...
     async def up(self) -> Infos: ...
     async def down(self) -> None: ...
+    def scan(self, name: str, paths: Argv | None = None, *,
+             apply_policy: bool = True) -> AsyncIterator[dict[str, Any]]: ...
+    def recover_domain(self, name: str, action: str = "") -> AsyncIterator[dict[str, Any]]: ...
 
 
 class BadRequest(ToolstackError):
@@ -242,6 +245,25 @@ class ControlServicer(pb_grpc.ControlServiceServicer):
         except Exception as e:
             await _fail(context, "provider status", e)
 
+    async def _updates(self, context: Any, op: Operation, name: str,
+                       updates: Callable[[], AsyncIterator[dict[str, Any]]]
+                       ) -> AsyncIterator[pb.ScanUpdate]:
+        try:
+            self._authorise(context, op, _name(name))
+            async for update in updates():
+                yield _update_to_pb(update)
+        except Exception as e:
+            await _fail(context, op.value, e)
+
+    def Scan(self, request: pb.ScanRequest, context: Any) -> AsyncIterator[pb.ScanUpdate]:
+        return self._updates(context, Operation.SCAN, request.name, lambda: self.toolstack.scan(
+            request.name, list(request.paths), apply_policy=not request.no_policy))
+
+    def Recover(self, request: pb.RecoverRequest,
+                context: Any) -> AsyncIterator[pb.ScanUpdate]:
+        return self._updates(context, Operation.RECOVER, request.name,
+                             lambda: self.toolstack.recover_domain(request.name, request.action))
+
     async def Events(self, request: pb.EventsRequest,
                      context: Any) -> AsyncIterator[pb.DomainEvent]:
         try:
@@ -269,6 +291,11 @@ class ControlServicer(pb_grpc.ControlServiceServicer):
                 await pending
             if hasattr(events, "aclose"):
                 await events.aclose()
+
+
+def _update_to_pb(update: dict[str, Any]) -> pb.ScanUpdate:
+    (kind, value), = update.items()
+    return pb.ScanUpdate(**{f"{kind}_json": json.dumps(value, separators=(",", ":"))})
 
 
 class SecurityRelay(sec_pb_grpc.SecurityServiceServicer):

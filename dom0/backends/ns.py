@@ -37,6 +37,7 @@ from dom0.backends._ns_rootfs import (
     unmount,
 )
 from dom0.backends.base import BackendError, DomainHandle, DomidInUse, ExecResult, RunState
+from dom0.config import DomainSpec
 from domains.init import LAUNCHED, NOT_LAUNCHED
 from domains.runner import CommandError, run
 
@@ -360,16 +361,31 @@ class NsBackend:
 
         It runs with dom0's capabilities, not the reduced set the domain's own processes
         have: it is dom0 acting inside the domain."""
-        pid = self._init_pid(dom)
-        env = domain_env(dom)
-        cmd = self._cgroup(dom).joined([
-            "nsenter", "--target", str(pid), "--net", "--mount", "--pid", "--uts", "--ipc",
-            "--root", "--wd", "--", *argv])
+        cmd, env = self.exec_command(dom, argv)
         try:
             done = await run(cmd, input=stdin, timeout=timeout, check=False, env=env)
         except CommandError as e:
             raise self._fail(dom, "exec", e) from None
         return ExecResult(done.returncode, done.stdout, done.stderr)
+
+    def exec_command(self, dom: DomainHandle, argv: list[str]) -> tuple[list[str], dict[str, str]]:
+        """The command line and environment `exec` runs, for a caller that streams the
+        output itself (a scan in sys-sec)."""
+        pid = self._init_pid(dom)
+        return self._cgroup(dom).joined([
+            "nsenter", "--target", str(pid), "--net", "--mount", "--pid", "--uts", "--ipc",
+            "--root", "--wd", "--", *argv]), domain_env(dom)
+
+    # -- files at rest ------------------------------------------------------------------
+
+    def writable_layer(self, spec: DomainSpec) -> Path:
+        """What the domain wrote: its overlay's upper layer (kept across restarts for an
+        app domain; it exists once the domain was created)."""
+        return self.state_dir / "domains" / spec.name / "upper"
+
+    def namespace_pid(self, dom: DomainHandle) -> int:
+        """A process in the domain's mount namespace (its init), to show it a view."""
+        return self._init_pid(dom)
 
     # -- network ----------------------------------------------------------------------
 

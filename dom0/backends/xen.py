@@ -240,6 +240,17 @@ class XenBackend:
         from dom0.guest_exec import exec_in_domain
         return await exec_in_domain(self.store, dom.domid, argv, timeout=timeout, stdin=stdin)
 
+    def writable_layer(self, spec: DomainSpec) -> Path:
+        # A Xen guest writes to its own disk image, which dom0 must not mount while the
+        # guest runs (two kernels on one filesystem corrupt it).
+        raise BackendError(
+            f"xen: scanning {spec.name} at rest is not supported yet: it would take a "
+            "snapshot of its disk (an LVM/qcow2 snapshot, or the domain paused and its image "
+            "copied), that snapshot attached to sys-sec as a read-only vbd (`xl block-attach "
+            "sys-sec ...,mode=r`), sys-sec mounting it read-only with the guest's filesystem "
+            "driver, and the scan run there; for `reset` a fresh image from its template with "
+            "the clean persist entries copied in")
+
     async def add_vif(self, frontend: DomainHandle, backend: DomainHandle, devid: int) -> None:
         """libxl writes both directories; netback in sys-sec and netfront in the guest take
         it from there (the toolstack then adds Hyperwall's keys for sys-sec's agent)."""

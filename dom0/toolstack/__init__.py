@@ -16,6 +16,7 @@ from pathlib import Path
 from dom0.backends.base import Backend, ExecResult
 from dom0.config import DomainSpec
 from dom0.model import DomainEvent, DomainInfo
+from dom0.toolstack.atrest import AtRest, Scanners, Update
 from dom0.toolstack.autostart import Autostart
 from dom0.toolstack.domains import Domain, Registry, Store, Uplink
 from dom0.toolstack.domids import MAX_DOMID, DomidAllocator
@@ -24,19 +25,23 @@ from dom0.toolstack.lifecycle import CONNECT_TIMEOUT, Lifecycle
 from dom0.toolstack.recovery import recover
 from dom0.toolstack.supervision import Supervisor
 
-__all__ = ["CONNECT_TIMEOUT", "MAX_DOMID", "Store", "Toolstack", "Uplink"]
+__all__ = ["CONNECT_TIMEOUT", "MAX_DOMID", "Scanners", "Store", "Toolstack", "Uplink"]
 
 
 class Toolstack:
     def __init__(self, specs: dict[str, DomainSpec], store: Store,
                  backends: dict[str, Backend], xs_rundir: Path, *, first_domid: int = 1,
-                 uplink: Uplink | None = None, connect_timeout: float = CONNECT_TIMEOUT) -> None:
+                 uplink: Uplink | None = None, connect_timeout: float = CONNECT_TIMEOUT,
+                 quarantine_dir: Path | None = None, scanners: Scanners | None = None) -> None:
         self.registry = Registry(specs, store, backends, xs_rundir, uplink)
         self.events = Events()
         self.lifecycle = Lifecycle(self.registry, self.events, DomidAllocator(first_domid),
                                    connect_timeout=connect_timeout)
         self.autostarter = Autostart(self.registry, self.lifecycle.start)
         self.supervisor = Supervisor(self.registry, self.events, self.autostarter.check_probes)
+        self.atrest = AtRest(self.registry, self.events, self.lifecycle,
+                             quarantine_dir or Path("/var/lib/hyperwall/quarantine"),
+                             scanners or Scanners())
         # The registry's own dicts, never rebound: the API reads specs, dom0d domains.
         self.specs = self.registry.specs
         self.domains: dict[str, Domain] = self.registry.domains
@@ -79,6 +84,19 @@ class Toolstack:
     async def down(self) -> None:
         await self.lifecycle.down()
 
+    def scan(self, name: str, paths: builtins.list[str] | None = None, *,
+             apply_policy: bool = True) -> AsyncIterator[Update]:
+        """Scan what `name` wrote in sys-sec, then apply its on_infection to what is found."""
+        return self.atrest.scan(name, paths or (), apply_policy=apply_policy)
+
+    def recover_domain(self, name: str, action: str = "") -> AsyncIterator[Update]:
+        """Quarantine, take offline or reset `name` (default: its on_infection)."""
+        return self.atrest.recover(name, action)
+
+    def schedule_scans(self) -> None:
+        """Scan each domain whose definition says `scan_every`, that often."""
+        self.atrest.start_schedule()
+
     async def autostart(self) -> None:
         """What the config marks to start with dom0 (`autostart = true`)."""
         await self.autostarter.on_boot()
@@ -92,4 +110,5 @@ class Toolstack:
         self.supervisor.start()
 
     async def close(self) -> None:
+        await self.atrest.close()
         await self.supervisor.close()

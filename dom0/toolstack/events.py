@@ -27,8 +27,13 @@ class Events:
             self._subscribers.discard(queue)
 
     def emit(self, kind: EventKind, dom: Domain, detail: str = "") -> None:
-        event = DomainEvent(kind, dom.spec.name, dom.domid, detail)
-        log.info("%s %s (domain %d) %s", kind.value, dom.spec.name, dom.domid, detail)
+        self.note(kind, dom.spec.name, dom.domid, detail)
+
+    def note(self, kind: EventKind, name: str, domid: int | None, detail: str = "") -> None:
+        """An event of a domain that may not be running (a scan of a stopped domain's
+        files, a step of resetting it)."""
+        event = DomainEvent(kind, name, domid, detail)
+        log.info("%s %s (domain %s) %s", kind.value, name, domid, detail)
         for queue in list(self._subscribers):
             if queue.full():
                 # A consumer that stopped reading loses old events, not dom0's memory.

@@ -33,6 +33,8 @@ class EventKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EVENT_KIND_DESTROYED: _ClassVar[EventKind]
     EVENT_KIND_VIF_CONNECTED: _ClassVar[EventKind]
     EVENT_KIND_ERROR: _ClassVar[EventKind]
+    EVENT_KIND_SCAN: _ClassVar[EventKind]
+    EVENT_KIND_RECOVERY: _ClassVar[EventKind]
 DOMAIN_STATE_UNSPECIFIED: DomainState
 DOMAIN_STATE_DEFINED: DomainState
 DOMAIN_STATE_CREATED: DomainState
@@ -51,6 +53,8 @@ EVENT_KIND_CRASHED: EventKind
 EVENT_KIND_DESTROYED: EventKind
 EVENT_KIND_VIF_CONNECTED: EventKind
 EVENT_KIND_ERROR: EventKind
+EVENT_KIND_SCAN: EventKind
+EVENT_KIND_RECOVERY: EventKind
 
 class Domain(_message.Message):
     __slots__ = ("name", "domid", "uuid", "kind", "backend", "memory_mb", "vcpus", "policy", "state", "cpu_time", "users")
@@ -235,3 +239,33 @@ class ProviderStatusResponse(_message.Message):
     STATUS_JSON_FIELD_NUMBER: _ClassVar[int]
     status_json: str
     def __init__(self, status_json: _Optional[str] = ...) -> None: ...
+
+class ScanRequest(_message.Message):
+    __slots__ = ("name", "paths", "no_policy")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PATHS_FIELD_NUMBER: _ClassVar[int]
+    NO_POLICY_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    paths: _containers.RepeatedScalarFieldContainer[str]
+    no_policy: bool
+    def __init__(self, name: _Optional[str] = ..., paths: _Optional[_Iterable[str]] = ..., no_policy: _Optional[bool] = ...) -> None: ...
+
+class RecoverRequest(_message.Message):
+    __slots__ = ("name", "action")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    action: str
+    def __init__(self, name: _Optional[str] = ..., action: _Optional[str] = ...) -> None: ...
+
+class ScanUpdate(_message.Message):
+    __slots__ = ("progress_json", "record_json", "step_json", "result_json")
+    PROGRESS_JSON_FIELD_NUMBER: _ClassVar[int]
+    RECORD_JSON_FIELD_NUMBER: _ClassVar[int]
+    STEP_JSON_FIELD_NUMBER: _ClassVar[int]
+    RESULT_JSON_FIELD_NUMBER: _ClassVar[int]
+    progress_json: str
+    record_json: str
+    step_json: str
+    result_json: str
+    def __init__(self, progress_json: _Optional[str] = ..., record_json: _Optional[str] = ..., step_json: _Optional[str] = ..., result_json: _Optional[str] = ...) -> None: ...

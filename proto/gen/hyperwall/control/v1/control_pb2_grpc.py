@@ -100,6 +100,16 @@ class ControlServiceStub:
                 request_serializer=hyperwall_dot_control_dot_v1_dot_control__pb2.ProviderStatusRequest.SerializeToString,
                 response_deserializer=hyperwall_dot_control_dot_v1_dot_control__pb2.ProviderStatusResponse.FromString,
                 _registered_method=True)
+        self.Scan = channel.unary_stream(
+                '/hyperwall.control.v1.ControlService/Scan',
+                request_serializer=hyperwall_dot_control_dot_v1_dot_control__pb2.ScanRequest.SerializeToString,
+                response_deserializer=hyperwall_dot_control_dot_v1_dot_control__pb2.ScanUpdate.FromString,
+                _registered_method=True)
+        self.Recover = channel.unary_stream(
+                '/hyperwall.control.v1.ControlService/Recover',
+                request_serializer=hyperwall_dot_control_dot_v1_dot_control__pb2.RecoverRequest.SerializeToString,
+                response_deserializer=hyperwall_dot_control_dot_v1_dot_control__pb2.ScanUpdate.FromString,
+                _registered_method=True)
 
 
 class ControlServiceServicer:
@@ -197,6 +207,25 @@ class ControlServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Scan(self, request, context):
+        """Scan what a domain wrote (its writable layer), shown to sys-sec read-only for the
+        scan's duration, with sys-sec's scanners (owners only). The stream carries progress,
+        the records sys-sec writes to its EVE log, and, when something is found, the steps of
+        the domain's on_infection policy; the last update is the result.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Recover(self, request, context):
+        """Recover a domain (owners only): quarantine what the last scan found, take it offline,
+        or reset it (stop, discard its writable layer but the persist entries that scan
+        clean, start again). Streams as Scan does.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_ControlServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -264,6 +293,16 @@ def add_ControlServiceServicer_to_server(servicer, server):
                     servicer.ProviderStatus,
                     request_deserializer=hyperwall_dot_control_dot_v1_dot_control__pb2.ProviderStatusRequest.FromString,
                     response_serializer=hyperwall_dot_control_dot_v1_dot_control__pb2.ProviderStatusResponse.SerializeToString,
+            ),
+            'Scan': grpc.unary_stream_rpc_method_handler(
+                    servicer.Scan,
+                    request_deserializer=hyperwall_dot_control_dot_v1_dot_control__pb2.ScanRequest.FromString,
+                    response_serializer=hyperwall_dot_control_dot_v1_dot_control__pb2.ScanUpdate.SerializeToString,
+            ),
+            'Recover': grpc.unary_stream_rpc_method_handler(
+                    servicer.Recover,
+                    request_deserializer=hyperwall_dot_control_dot_v1_dot_control__pb2.RecoverRequest.FromString,
+                    response_serializer=hyperwall_dot_control_dot_v1_dot_control__pb2.ScanUpdate.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -618,6 +657,60 @@ class ControlService:
             '/hyperwall.control.v1.ControlService/ProviderStatus',
             hyperwall_dot_control_dot_v1_dot_control__pb2.ProviderStatusRequest.SerializeToString,
             hyperwall_dot_control_dot_v1_dot_control__pb2.ProviderStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Scan(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/hyperwall.control.v1.ControlService/Scan',
+            hyperwall_dot_control_dot_v1_dot_control__pb2.ScanRequest.SerializeToString,
+            hyperwall_dot_control_dot_v1_dot_control__pb2.ScanUpdate.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Recover(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/hyperwall.control.v1.ControlService/Recover',
+            hyperwall_dot_control_dot_v1_dot_control__pb2.RecoverRequest.SerializeToString,
+            hyperwall_dot_control_dot_v1_dot_control__pb2.ScanUpdate.FromString,
             options,
             channel_credentials,
             insecure,
