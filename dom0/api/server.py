@@ -255,14 +255,19 @@ class ControlServicer(pb_grpc.ControlServiceServicer):
         except Exception as e:
             await _fail(context, op.value, e)
 
-    def Scan(self, request: pb.ScanRequest, context: Any) -> AsyncIterator[pb.ScanUpdate]:
-        return self._updates(context, Operation.SCAN, request.name, lambda: self.toolstack.scan(
-            request.name, list(request.paths), apply_policy=not request.no_policy))
+    # grpc.aio serves a stream only from an async generator function itself
+    async def Scan(self, request: pb.ScanRequest, context: Any) -> AsyncIterator[pb.ScanUpdate]:
+        async for update in self._updates(
+                context, Operation.SCAN, request.name, lambda: self.toolstack.scan(
+                    request.name, list(request.paths), apply_policy=not request.no_policy)):
+            yield update
 
-    def Recover(self, request: pb.RecoverRequest,
-                context: Any) -> AsyncIterator[pb.ScanUpdate]:
-        return self._updates(context, Operation.RECOVER, request.name,
-                             lambda: self.toolstack.recover_domain(request.name, request.action))
+    async def Recover(self, request: pb.RecoverRequest,
+                      context: Any) -> AsyncIterator[pb.ScanUpdate]:
+        async for update in self._updates(
+                context, Operation.RECOVER, request.name,
+                lambda: self.toolstack.recover_domain(request.name, request.action)):
+            yield update
 
     async def Events(self, request: pb.EventsRequest,
                      context: Any) -> AsyncIterator[pb.DomainEvent]:

@@ -383,6 +383,12 @@ class NsBackend:
         app domain; it exists once the domain was created)."""
         return self.state_dir / "domains" / spec.name / "upper"
 
+    def live_root(self, spec: DomainSpec) -> Path | None:
+        """The domain's merged root while it is mounted: where dom0 changes a running
+        domain's files (overlayfs does not see changes made to its upper layer directly)."""
+        root = self.state_dir / "domains" / spec.name / "root"
+        return root if mounted(root) else None
+
     def namespace_pid(self, dom: DomainHandle) -> int:
         """A process in the domain's mount namespace (its init), to show it a view."""
         return self._init_pid(dom)

@@ -51,6 +51,7 @@ from netsec.filescan import Finding
 log = logging.getLogger("hyperwall.toolstack")
 # sys-sec's log folder as sys-sec sees it (the ns backend's SHARED_DIR_INSIDE/log)
 SYS_SEC_LOG_DIR = "/var/lib/hyperwall/log"
+REPO = Path(__file__).resolve().parents[2]
 SCHEDULE_TICK = 30.0       # seconds between looks at which scheduled scans are due
 ACTIONS = tuple(a for a in ON_INFECTION if a != "alert")
 Update = dict[str, Any]
@@ -240,6 +241,8 @@ class AtRest:
                 argv += ["--yara", self.scanners.yara_dir]
             backend = self.registry.backend(sys_sec.spec)
             cmd, env = backend.exec_command(sys_sec.handle, argv)  # type: ignore[attr-defined]
+            # sys-sec sees this checkout read-only at the same path (the ns backend binds it)
+            env = {**env, "PYTHONPATH": str(REPO)}
             proc = await asyncio.create_subprocess_exec(
                 *cmd, env=env, stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
@@ -329,7 +332,10 @@ class AtRest:
     async def _quarantine(self, spec: DomainSpec, outcome: ScanOutcome
                           ) -> AsyncIterator[Update]:
         name = spec.name
-        layer = self._layer(spec)
+        # a running domain's files are taken through its merged root: overlayfs does not
+        # notice a file removed from its upper layer behind its back
+        live_root = getattr(self.registry.backend(spec), "live_root", None)
+        tree = (live_root(spec) if live_root else None) or self._layer(spec)
         store = Quarantine(self.quarantine_dir)
         dom = self.registry.domains.get(name)
         paused = False
@@ -340,7 +346,7 @@ class AtRest:
         try:
             for found in outcome.infected.values():
                 try:
-                    source = persist_path(layer, name, found.path)
+                    source = persist_path(tree, name, found.path)
                     entry = await asyncio.to_thread(store.put, source, domain=name,
                                                     origin=found.path, findings=found.findings)
                 except (PersistEscape, QuarantineError) as e:

@@ -1,0 +1,170 @@
+"""Files at rest and recovery on the real platform (dom0d, the ns backend, sys-sec) with a
+real clamd: files dropped into family's tree are found by `hyperwall scan family` (in
+sys-sec, through a view dom0 shows it), reported by `hyperwall alerts`, quarantined by the
+family's on_infection, and `hyperwall recover family --action reset` brings family back
+with its clean Documents kept and nothing else of what it wrote."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from dom0.config import STANDARD_DIR
+from dom0.sim.embedded import Platform
+from tests.clamd_lab import (
+    CUSTOM_SIG,
+    EICAR,
+    EICAR_SIG,
+    Clamd,
+    custom_file,
+    start_clamd,
+    stop_clamd,
+    write_database,
+)
+from tests.conftest import started
+
+pytestmark = [pytest.mark.root, pytest.mark.slow]
+
+FIRST_DOMID = 2600 + (os.getpid() % 300) * 20
+DOCS = "/home/user/Documents"
+
+
+@pytest.fixture
+async def platform() -> AsyncIterator[Platform]:
+    config = {f: (STANDARD_DIR / f).read_text() for f in ("sys-sec.toml", "family.toml")}
+    async with started(Platform(config, first_domid=FIRST_DOMID)) as p:
+        code, _, err = await p.cli("up", timeout=120)
+        assert code == 0, err + p.log_text()[-3000:]
+        yield p
+
+
+@pytest.fixture
+def clamd(platform: Platform) -> Iterator[Clamd]:
+    # clamd's socket where dom0d's default --clamd-socket says sys-sec finds it
+    folder = Path(tempfile.mkdtemp(prefix="hwclamd-"))
+    sock = platform.sys_sec_dir / "clamd" / "clamd.sock"
+    sock.parent.mkdir(parents=True, exist_ok=True)
+    c = start_clamd(folder, write_database(folder / "db"), sock=sock)
+    try:
+        yield c
+    finally:
+        stop_clamd(c)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+async def put(p: Platform, path: str, data: bytes) -> None:
+    """Write a file inside family, as something running there would."""
+    code, _, err = await p.cli("exec", "family", "--", sys.executable, "-c",
+                               "import os,sys; os.makedirs(os.path.dirname(sys.argv[1]), "
+                               "exist_ok=True); open(sys.argv[1], 'wb').write("
+                               "bytes.fromhex(sys.argv[2]))", path, data.hex())
+    assert code == 0, err
+
+
+async def exists(p: Platform, path: str) -> bool:
+    code, _, _ = await p.cli("exec", "family", "--", "test", "-e", path)
+    return code == 0
+
+
+async def read(p: Platform, path: str) -> str:
+    code, out, err = await p.cli("exec", "family", "--", "cat", path)
+    assert code == 0, err
+    return out
+
+
+def quarantined(p: Platform) -> list[dict]:
+    index = p.state_dir / "quarantine" / "index.jsonl"
+    return [json.loads(x) for x in index.read_text().splitlines()] if index.exists() else []
+
+
+async def test_scan_quarantine_and_reset(platform: Platform, clamd: Clamd) -> None:
+    p = platform
+    await put(p, "/home/user/Downloads/eicar.com", EICAR)
+    await put(p, f"{DOCS}/invoice.pdf", custom_file())
+    await put(p, f"{DOCS}/letter.txt", b"dear grandma\n" * 50)
+    await put(p, "/home/user/game/installed.bin", b"a game the child installed\n")
+    code, _, err = await p.cli("exec", "family", "--", "ln", "-s", "/etc/passwd",
+                               f"{DOCS}/escape")
+    assert code == 0, err
+
+    # report only: both found, with their paths and hashes; the benign files clean
+    code, out, err = await p.cli("--json", "scan", "family", "--no-policy", timeout=120)
+    assert code == 3, err + p.log_text()[-3000:]
+    done = json.loads(out)
+    [result] = done["scans"]
+    found = {f["path"]: f for f in result["infected"]}
+    assert set(found) == {"home/user/Downloads/eicar.com", "home/user/Documents/invoice.pdf"}
+    assert found["home/user/Downloads/eicar.com"]["sha256"] == hashlib.sha256(EICAR).hexdigest()
+    assert {f["signature"].removesuffix(".UNOFFICIAL")
+            for f in found["home/user/Downloads/eicar.com"]["findings"]} == {EICAR_SIG}
+    assert result["errors"] == 0 and result["files"] >= 4
+    assert not done["steps"] and not quarantined(p)
+    assert await exists(p, "/home/user/Downloads/eicar.com")
+
+    # sys-sec's EVE log holds them: the owner's alerts and report show them
+    code, out, err = await p.cli("--json", "alerts", "--domain", "family")
+    assert code == 0, err
+    sigs = [json.loads(line)["signature"] for line in out.splitlines()]
+    assert any(EICAR_SIG in s and "eicar.com" in s for s in sigs), sigs
+    code, out, err = await p.cli("report", "--domain", "family")
+    assert code == 0 and CUSTOM_SIG in out, out + err
+
+    # family's on_infection is quarantine: moved out, hashes recorded, the rest untouched
+    code, out, err = await p.cli("scan", "family", timeout=120)
+    assert code == 0, err + p.log_text()[-3000:]
+    assert "moved to quarantine" in out and "unpaused" in out, out
+    q = {e["origin"]: e for e in quarantined(p)}
+    assert set(q) == {"home/user/Downloads/eicar.com", "home/user/Documents/invoice.pdf"}
+    assert q["home/user/Downloads/eicar.com"]["sha256"] == hashlib.sha256(EICAR).hexdigest()
+    assert (p.state_dir / "quarantine" / q["home/user/Downloads/eicar.com"]["id"]
+            ).read_bytes() == EICAR
+    assert not await exists(p, "/home/user/Downloads/eicar.com")
+    assert not await exists(p, f"{DOCS}/invoice.pdf")
+    assert await exists(p, f"{DOCS}/letter.txt")
+
+    # something infected in Documents again, then a reset: the clean Documents come back,
+    # the infected one goes to quarantine, everything else family wrote is gone
+    await put(p, f"{DOCS}/report.pdf", custom_file())
+    code, out, err = await p.cli("--json", "recover", "family", "--action", "reset",
+                                 timeout=180)
+    assert code == 0, err + p.log_text()[-3000:]
+    steps = [s["detail"] for s in json.loads(out)["steps"]]
+    assert any("kept 1 clean files" in s for s in steps), steps
+    assert "started again" in steps
+    code, out, err = await p.cli("--json", "get", "family")
+    assert json.loads(out)["state"] == "running", err
+    assert await read(p, f"{DOCS}/letter.txt") == "dear grandma\n" * 50
+    assert not await exists(p, f"{DOCS}/report.pdf")
+    assert not await exists(p, f"{DOCS}/escape")
+    assert not await exists(p, "/home/user/game/installed.bin")
+    assert "home/user/Documents/report.pdf" in {e["origin"] for e in quarantined(p)}
+    # the old layer is gone; nothing left aside
+    assert not list((p.state_dir / "ns" / "domains" / "family").glob("upper.reset-*"))
+
+    # every step is an event dom0 recorded
+    log = p.log_text()
+    for needle in ("scan family", "found", "recovery family", "reset: started again"):
+        assert needle in log, needle
+
+
+async def test_offline_and_refusals(platform: Platform) -> None:
+    p = platform
+    code, out, err = await p.cli("recover", "family", "--action", "offline")
+    assert code == 0 and "offline" in out, err
+    code, out, _ = await p.cli("--json", "get", "family")
+    assert json.loads(out)["policy"] == "offline"
+    sys_sec, family = p.domid("sys-sec"), p.domid("family")
+    with p.xenstore() as xs:
+        assert xs.read(f"/local/domain/{sys_sec}/backend/vif/{family}/0/hyperwall/policy") \
+            == b"offline"
+    code, _, err = await p.cli("scan", "sys-sec")
+    assert code == 1 and "security domain" in err
+    code, _, err = await p.cli("scan", "family", "../etc")
+    assert code == 1 and "leaves the domain's tree" in err, err
