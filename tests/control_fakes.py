@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import shutil
 import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from dom0.backends.base import ExecResult
 from dom0.config import DomainSpec
@@ -46,6 +47,7 @@ class StandInToolstack:
         self.subscribed = asyncio.Event()            # set while a subscriber listens
         self._subscribers: set[asyncio.Queue[DomainEvent]] = set()
         self._next_domid = 1
+        self.scan_updates: list[dict[str, Any]] = []  # what scan and recover_domain yield
 
     # -- the interface ---------------------------------------------------------------------
 
@@ -133,6 +135,19 @@ class StandInToolstack:
         for info in reversed(self.list()):
             if info.state == DomainState.RUNNING:
                 await self.shutdown(info.name)
+
+    async def scan(self, name: str, paths: Sequence[str] | None = None, *,
+                   apply_policy: bool = True) -> AsyncIterator[dict[str, Any]]:
+        self._record("scan", name, *(paths or []), f"apply_policy={apply_policy}")
+        self._spec(name)
+        for update in self.scan_updates:
+            yield update
+
+    async def recover_domain(self, name: str, action: str = "") -> AsyncIterator[dict[str, Any]]:
+        self._record("recover", name, action)
+        self._spec(name)
+        for update in self.scan_updates:
+            yield update
 
     # -- for tests -------------------------------------------------------------------------
 

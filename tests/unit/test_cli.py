@@ -256,3 +256,52 @@ async def test_events_follow_until_ctrl_c(served: Served, as_json: bool) -> None
 def test_event_line_shows_detail_and_utc_time() -> None:
     event = DomainEvent(EventKind.VIF_CONNECTED, "work", 3, "vif3.0", timestamp=0.0)
     assert cli.event_line(event) == "1970-01-01T00:00:00Z vif-connected work (id 3): vif3.0"
+
+
+# -- scan and recover -----------------------------------------------------------------------
+
+PROGRESS = {"domain": "family", "scan_id": "s1", "dirs": 3, "files": 2, "bytes": 2_000_000,
+            "infected": 1, "errors": 0, "skipped": {"symlink": 1}, "truncated": False,
+            "done": True}
+ALERT = {"event_type": "alert", "alert": {"signature": "clamav: EICAR in a/eicar.com"},
+         "hyperwall": {"domain": "family", "path": "a/eicar.com", "scanner": "clamav",
+                       "finding": "EICAR", "sha256": "ab" * 32}}
+RESULT = {"domain": "family", "scan_id": "s1", "files": 2, "errors": 0,
+          "infected": [{"path": "a/eicar.com", "sha256": "ab" * 32,
+                        "findings": [{"scanner": "clamav", "signature": "EICAR"}]}]}
+STEP = {"domain": "family", "action": "quarantine", "detail": "a/eicar.com moved"}
+
+
+@needs_owner
+async def test_scan_shows_progress_on_stderr_and_findings_on_stdout(served: Served) -> None:
+    served.toolstack.scan_updates = [{"progress": PROGRESS}, {"record": ALERT},
+                                     {"result": RESULT}]
+    code, out, err = await run_cli(served, "scan", "--no-policy", "family", "home")
+    # found and no recovery step: exit 3, as a scanner that found something does
+    assert code == 3
+    assert "FOUND a/eicar.com: clamav EICAR" in out and "1 infected" in out
+    assert "family: 2 files, 2.0 MB, 1 infected, 0 unscannable, 1 skipped" in err
+    assert served.toolstack.calls[-1] == ("scan", "family", "home", "apply_policy=False")
+
+
+@needs_owner
+async def test_scan_json_and_a_recovery_step(served: Served) -> None:
+    served.toolstack.scan_updates = [{"record": ALERT}, {"result": RESULT}, {"step": STEP}]
+    code, out, _ = await run_cli(served, "--json", "scan", "family")
+    assert code == 0
+    assert json.loads(out) == {"scans": [RESULT], "alerts": [ALERT], "steps": [STEP]}
+
+
+@needs_owner
+async def test_recover(served: Served) -> None:
+    served.toolstack.scan_updates = [{"step": STEP}]
+    code, out, _ = await run_cli(served, "recover", "family", "--action", "reset")
+    assert (code, out) == (0, "quarantine: a/eicar.com moved\n")
+    assert served.toolstack.calls[-1] == ("recover", "family", "reset")
+    code, _, _ = await run_cli(served, "recover", "family", "--action", "nuke")
+    assert code == 2
+
+
+async def test_scan_is_for_owners_and_names_a_domain(served: Served) -> None:
+    code, _, err = await run_cli(served, "scan", "nosuch")
+    assert code == 1 and ("no domain named 'nosuch'" in err or "reserved" in err)
