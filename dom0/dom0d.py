@@ -25,6 +25,7 @@ from dom0.backends.xen import GuestImages, XenBackend
 from dom0.config import DEFAULT_CONFIG_DIR, ConfigError, load_config_dir
 from dom0.model import ToolstackError
 from dom0.toolstack import CONNECT_TIMEOUT, Scanners, Toolstack, Uplink
+from dom0.toolstack.atrest import SCHEDULE_TICK
 from dom0.uplink import NsHostUplink, XenHostUplink
 from dom0.xenstore.client import AsyncXenStore, NoXenStore, XsError, rundir_socket
 from domains.logsetup import setup_logging
@@ -70,6 +71,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    "default: %(default)s)")
     p.add_argument("--yara-dir", default=None, metavar="PATH",
                    help="a folder of YARA rules as sys-sec sees it, for scans at rest")
+    p.add_argument("--scan-tick", type=float, default=SCHEDULE_TICK, metavar="S",
+                   help="how often to look for scheduled scans that are due "
+                   "(default: %(default)s)")
     return p.parse_args(argv)
 
 
@@ -138,7 +142,7 @@ async def run(args: argparse.Namespace) -> int:
                                             yara_dir=args.yara_dir))
     await toolstack.recover()
     toolstack.supervise()
-    toolstack.schedule_scans()
+    toolstack.schedule_scans(args.scan_tick)
     api = await serve(toolstack, args.socket, sys_sec_dir=args.state_dir / "sys-sec")
     if args.autostart:
         try:

@@ -28,7 +28,8 @@ TIMEOUT = 30.0
 
 class Platform:
     def __init__(self, config: dict[str, str] | None = None, *, first_domid: int = 1,
-                 sys_sec_files: dict[str, str] | None = None) -> None:
+                 sys_sec_files: dict[str, str] | None = None,
+                 dom0d_args: tuple[str, ...] = ()) -> None:
         # Unix socket paths must stay under 108 bytes: a short folder in /tmp.
         self.dir = Path(tempfile.mkdtemp(prefix="hwd-", dir="/tmp"))
         # Other users reach the control socket in it (the API decides what they may do).
@@ -50,6 +51,7 @@ class Platform:
         self.socket = self.dir / "control.sock"
         self.log = self.dir / "dom0d.log"
         self.first_domid = first_domid
+        self.dom0d_args = dom0d_args
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -73,7 +75,7 @@ class Platform:
                 [sys.executable, "-m", "dom0.dom0d", "--config-dir", str(self.config_dir),
                  "--state-dir", str(self.state_dir), "--rundir", str(self.rundir),
                  "--socket", str(self.socket), "--first-domid", str(self.first_domid),
-                 "--uplink", "none"],
+                 "--uplink", "none", *self.dom0d_args],
                 stdout=log, stderr=log, start_new_session=True)
         deadline = time.monotonic() + TIMEOUT
         while not self.socket.exists():

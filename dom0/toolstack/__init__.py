@@ -93,9 +93,10 @@ class Toolstack:
         """Quarantine, take offline or reset `name` (default: its on_infection)."""
         return self.atrest.recover(name, action)
 
-    def schedule_scans(self) -> None:
-        """Scan each domain whose definition says `scan_every`, that often."""
-        self.atrest.start_schedule()
+    def schedule_scans(self, tick: float | None = None) -> None:
+        """Scan each domain whose definition says `scan_every`, that often (looking for
+        due ones every `tick` seconds)."""
+        self.atrest.start_schedule(*([] if tick is None else [tick]))
 
     async def autostart(self) -> None:
         """What the config marks to start with dom0 (`autostart = true`)."""

@@ -5,6 +5,8 @@ family's on_infection, and `hyperwall recover family --action reset` brings fami
 with its clean Documents kept and nothing else of what it wrote."""
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -36,17 +38,25 @@ FIRST_DOMID = 2600 + (os.getpid() % 300) * 20
 DOCS = "/home/user/Documents"
 
 
-@pytest.fixture
-async def platform() -> AsyncIterator[Platform]:
-    config = {f: (STANDARD_DIR / f).read_text() for f in ("sys-sec.toml", "family.toml")}
-    async with started(Platform(config, first_domid=FIRST_DOMID)) as p:
+@contextlib.asynccontextmanager
+async def running(family: str, *dom0d_args: str, domid: int = FIRST_DOMID
+                  ) -> AsyncIterator[Platform]:
+    config = {"sys-sec.toml": (STANDARD_DIR / "sys-sec.toml").read_text(),
+              "family.toml": family}
+    async with started(Platform(config, first_domid=domid, dom0d_args=dom0d_args)) as p:
         code, _, err = await p.cli("up", timeout=120)
         assert code == 0, err + p.log_text()[-3000:]
         yield p
 
 
 @pytest.fixture
-def clamd(platform: Platform) -> Iterator[Clamd]:
+async def platform() -> AsyncIterator[Platform]:
+    async with running((STANDARD_DIR / "family.toml").read_text()) as p:
+        yield p
+
+
+@contextlib.contextmanager
+def clamd_for(platform: Platform) -> Iterator[Clamd]:
     # clamd's socket where dom0d's default --clamd-socket says sys-sec finds it
     folder = Path(tempfile.mkdtemp(prefix="hwclamd-"))
     sock = platform.sys_sec_dir / "clamd" / "clamd.sock"
@@ -57,6 +67,12 @@ def clamd(platform: Platform) -> Iterator[Clamd]:
     finally:
         stop_clamd(c)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def clamd(platform: Platform) -> Iterator[Clamd]:
+    with clamd_for(platform) as c:
+        yield c
 
 
 async def put(p: Platform, path: str, data: bytes) -> None:
@@ -120,6 +136,7 @@ async def test_scan_quarantine_and_reset(platform: Platform, clamd: Clamd) -> No
     code, out, err = await p.cli("scan", "family", timeout=120)
     assert code == 0, err + p.log_text()[-3000:]
     assert "moved to quarantine" in out and "unpaused" in out, out
+    assert "family: 5 files" in err and "2 infected" in err, err    # progress, on stderr
     q = {e["origin"]: e for e in quarantined(p)}
     assert set(q) == {"home/user/Downloads/eicar.com", "home/user/Documents/invoice.pdf"}
     assert q["home/user/Downloads/eicar.com"]["sha256"] == hashlib.sha256(EICAR).hexdigest()
@@ -168,3 +185,20 @@ async def test_offline_and_refusals(platform: Platform) -> None:
     assert code == 1 and "security domain" in err
     code, _, err = await p.cli("scan", "family", "../etc")
     assert code == 1 and "leaves the domain's tree" in err, err
+
+
+async def test_the_scheduled_scan_finds_and_quarantines() -> None:
+    # the shortest period a definition may give; dom0d looks for due scans every second
+    family = (STANDARD_DIR / "family.toml").read_text().replace('scan_every = "6h"',
+                                                                 'scan_every = "1m"')
+    assert 'scan_every = "1m"' in family
+    async with running(family, "--scan-tick", "1", domid=FIRST_DOMID + 10) as p:
+        with clamd_for(p):
+            await put(p, "/home/user/Downloads/later.com", EICAR)
+            deadline = asyncio.get_running_loop().time() + 150
+            while not any(e["origin"] == "home/user/Downloads/later.com"
+                          for e in quarantined(p)):
+                assert asyncio.get_running_loop().time() < deadline, p.log_text()[-3000:]
+                await asyncio.sleep(1)   # the index is a file: nothing to wait on but it
+            assert not await exists(p, "/home/user/Downloads/later.com")
+            assert "scan family" in p.log_text()
