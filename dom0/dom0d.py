@@ -143,6 +143,7 @@ async def run(args: argparse.Namespace) -> int:
     await toolstack.recover()
     toolstack.supervise()
     toolstack.schedule_scans(args.scan_tick)
+    toolstack.apply_in_flight(args.state_dir / "sys-sec" / "log")
     api = await serve(toolstack, args.socket, sys_sec_dir=args.state_dir / "sys-sec")
     if args.autostart:
         try:

@@ -98,6 +98,10 @@ class Toolstack:
         due ones every `tick` seconds)."""
         self.atrest.start_schedule(*([] if tick is None else [tick]))
 
+    def apply_in_flight(self, sys_sec_log_dir: Path) -> None:
+        """Apply on_infection when sys-sec's engine stops an infected file (its EVE log)."""
+        self.atrest.start_in_flight(sys_sec_log_dir)
+
     async def autostart(self) -> None:
         """What the config marks to start with dom0 (`autostart = true`)."""
         await self.autostarter.on_boot()

@@ -52,6 +52,8 @@ log = logging.getLogger("hyperwall.toolstack")
 # sys-sec's log folder as sys-sec sees it (the ns backend's SHARED_DIR_INSIDE/log)
 SYS_SEC_LOG_DIR = "/var/lib/hyperwall/log"
 REPO = Path(__file__).resolve().parents[2]
+IN_FLIGHT_QUIET = 60.0     # seconds: one on_infection per domain for a burst of alerts
+IN_FLIGHT_POLL = 1.0
 SCHEDULE_TICK = 30.0       # seconds between looks at which scheduled scans are due
 ACTIONS = tuple(a for a in ON_INFECTION if a != "alert")
 Update = dict[str, Any]
@@ -104,6 +106,36 @@ class ScanOutcome:
                              for f in self.infected.values()]}
 
 
+class InFlight:
+    """Which in-flight verdicts call for the owner's on_infection (pure): an engine alert
+    saying a file going to a domain was infected (the `scan` object sys-sec's file hold
+    adds), for a domain whose policy is not just `alert`; at most once per domain every
+    `quiet` seconds, since one download may raise several alerts."""
+
+    def __init__(self, quiet: float = IN_FLIGHT_QUIET) -> None:
+        self.quiet = quiet
+        self._last: dict[str, float] = {}
+
+    def action(self, record: dict[str, Any], specs: dict[str, DomainSpec], now: float
+               ) -> tuple[str, str] | None:
+        if record.get("event_type") != "alert":
+            return None
+        scan = record.get("scan")
+        if not isinstance(scan, dict) or scan.get("outcome") != "infected":
+            return None
+        hw = record.get("hyperwall") or {}
+        if hw.get("source") == "at-rest":
+            return None       # a scan's own finding: the scan applies the policy itself
+        name = str(hw.get("domain") or "")
+        spec = specs.get(name)
+        if spec is None or spec.is_sys_sec or spec.on_infection == "alert":
+            return None
+        if now - self._last.get(name, -self.quiet) < self.quiet:
+            return None
+        self._last[name] = now
+        return name, spec.on_infection
+
+
 class AtRest:
     def __init__(self, registry: Registry, events: Events, lifecycle: Lifecycle,
                  quarantine_dir: Path, scanners: Scanners = Scanners()) -> None:
@@ -114,7 +146,39 @@ class AtRest:
         self.scanners = scanners
         self._busy: set[str] = set()
         self._schedule: asyncio.Task[None] | None = None
+        self._in_flight: asyncio.Task[None] | None = None
         self._last: dict[str, float] = {}
+
+    # -- in-flight verdicts ---------------------------------------------------------------
+
+    async def watch_in_flight(self, log_dir: Path) -> None:
+        """Apply on_infection when sys-sec's engine finds an infected file on its way to a
+        domain (its alerts in `log_dir`, followed from now on)."""
+        from netsec.evelog import Follower
+        debounce = InFlight()
+        while not log_dir.is_dir():      # sys-sec makes it when it first starts
+            await asyncio.sleep(IN_FLIGHT_POLL)
+        async for record in Follower(log_dir).records():
+            todo = debounce.action(record, self.registry.specs, time.monotonic())
+            if todo is None or todo[0] in self._busy:
+                continue
+            name, action = todo
+            self._note(EventKind.RECOVERY, name, f"{action}: an infected file was stopped on "
+                       f"its way to {name} ({record.get('alert', {}).get('signature', '')})")
+            try:
+                updates = self.scan(name) if action == "quarantine" else self.recover(
+                    name, action)
+                async for _ in updates:
+                    pass
+            except ToolstackError as e:
+                self._note(EventKind.RECOVERY, name, f"{action} not done: {e}")
+            except Exception:
+                log.exception("on_infection of %s failed", name)
+
+    def start_in_flight(self, log_dir: Path) -> None:
+        if self._in_flight is None:
+            self._in_flight = asyncio.get_running_loop().create_task(
+                self.watch_in_flight(log_dir))
 
     # -- the schedule ---------------------------------------------------------------------
 
@@ -148,11 +212,12 @@ class AtRest:
             self._schedule = asyncio.get_running_loop().create_task(self.run_schedule(tick))
 
     async def close(self) -> None:
-        if self._schedule is not None:
-            self._schedule.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._schedule
-            self._schedule = None
+        for task in (self._schedule, self._in_flight):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._schedule = self._in_flight = None
 
     # -- where things are -----------------------------------------------------------------
 

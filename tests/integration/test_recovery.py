@@ -202,3 +202,32 @@ async def test_the_scheduled_scan_finds_and_quarantines() -> None:
                 await asyncio.sleep(1)   # the index is a file: nothing to wait on but it
             assert not await exists(p, "/home/user/Downloads/later.com")
             assert "scan family" in p.log_text()
+
+
+async def test_an_in_flight_verdict_applies_on_infection() -> None:
+    family = (STANDARD_DIR / "family.toml").read_text().replace(
+        'on_infection = "quarantine"', 'on_infection = "offline"')
+    assert 'on_infection = "offline"' in family
+    async with running(family, domid=FIRST_DOMID + 15) as p:
+        sys_sec, fam = p.domid("sys-sec"), p.domid("family")
+        key = f"/local/domain/{sys_sec}/backend/vif/{fam}/0/hyperwall/policy"
+        with p.xenstore() as xs:
+            assert xs.read(key) == b"filtered"     # the control: not offline before
+        # the record sys-sec's file hold writes when it stops an infected download
+        # (domains/syssec/filehold.py), as the engine appends it to its log
+        record = {"timestamp": "2026-12-04T13:00:00.000000+0000", "event_type": "alert",
+                  "alert": {"action": "blocked", "signature_id": 0,
+                            "signature": "clamav: Hyperwall.Test.EICAR in eicar.com"},
+                  "scan": {"outcome": "infected", "error": "", "findings": [
+                      {"scanner": "clamav", "signature": "Hyperwall.Test.EICAR"}]},
+                  "hyperwall": {"domain": "family", "guest": "family"}}
+        deadline = asyncio.get_running_loop().time() + 20
+        with p.xenstore() as xs:
+            while xs.read(key) != b"offline":
+                assert asyncio.get_running_loop().time() < deadline, p.log_text()[-3000:]
+                # again until seen: dom0d follows the log from when it first finds sys-sec's
+                # log folder, which may be just after `up` returns
+                with open(p.sys_sec_dir / "log" / "eve.json", "a") as f:
+                    f.write(json.dumps(record) + "\n")
+                await asyncio.sleep(1)
+        assert "stopped on its way to family" in p.log_text()

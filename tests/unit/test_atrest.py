@@ -13,7 +13,7 @@ from dom0.backends.base import BackendError
 from dom0.backends.xen import GuestImages, XenBackend
 from dom0.config import DomainSpec
 from dom0.model import InvalidState
-from dom0.toolstack.atrest import AtRest, ScanOutcome, _copy_checked
+from dom0.toolstack.atrest import AtRest, InFlight, ScanOutcome, _copy_checked
 from dom0.toolstack.domains import Registry
 from dom0.toolstack.events import Events
 from netsec.filescan import Finding
@@ -91,3 +91,27 @@ def test_copy_checked_keeps_only_what_was_scanned(tmp_path: Path) -> None:
     (old / "Links").symlink_to(old / "Documents")
     assert not _copy_checked(old, new, PurePosixPath("Links/sub/a.txt"),
                              hashlib.sha256(b"scanned").hexdigest())
+
+
+def in_flight_alert(domain: str, outcome: str = "infected", **hw: str) -> dict:
+    # the shape sys-sec's file hold writes (domains/syssec/filehold.py's _alert)
+    return {"event_type": "alert", "alert": {"signature": "clamav: EICAR in eicar.com"},
+            "scan": {"outcome": outcome, "error": "", "findings": [
+                {"scanner": "clamav", "signature": "EICAR"}]},
+            "hyperwall": {"domain": domain, **hw}}
+
+
+def test_in_flight_verdicts_call_for_on_infection_once_per_burst() -> None:
+    specs = {"sys-sec": DomainSpec("sys-sec", "sys-sec"),
+             "family": DomainSpec("family", "app", on_infection="reset"),
+             "work": DomainSpec("work", "app")}
+    f = InFlight(quiet=60)
+    assert f.action(in_flight_alert("family"), specs, 0.0) == ("family", "reset")
+    assert f.action(in_flight_alert("family"), specs, 30.0) is None      # same burst
+    assert f.action(in_flight_alert("family"), specs, 61.0) == ("family", "reset")
+    assert f.action(in_flight_alert("work"), specs, 0.0) is None         # policy: alert
+    assert f.action(in_flight_alert("family", "error"), specs, 500.0) is None
+    assert f.action(in_flight_alert("family", source="at-rest"), specs, 500.0) is None
+    assert f.action(in_flight_alert("nobody"), specs, 500.0) is None
+    assert f.action({"event_type": "fileinfo", "hyperwall": {"domain": "family"}},
+                    specs, 500.0) is None
