@@ -431,6 +431,8 @@ class AtRest:
     async def _reset(self, spec: DomainSpec) -> AsyncIterator[Update]:
         name = spec.name
         layer = self._layer(spec)
+        if spec.persist:
+            self._sys_sec()   # what keeps the persist entries is a scan: refuse before stopping
         was_running = name in self.registry.domains
         if was_running:
             await self.lifecycle.destroy(name)
