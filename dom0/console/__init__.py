@@ -1,0 +1,1 @@
+"""The web console (issue 17): aiohttp app over the same clients as the CLI."""
