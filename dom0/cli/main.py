@@ -245,4 +245,4 @@ def run(argv: list[str]) -> int:
 
 # The commands of the other modules register into COMMANDS when imported; imported after
 # this module's own, so that `hyperwall --help` lists the domain commands first.
-from dom0.cli import atrest, provider, security  # noqa: E402,F401
+from dom0.cli import atrest, console, provider, security  # noqa: E402,F401
