@@ -63,7 +63,7 @@ Update = dict[str, Any]
 class Scanners:
     """sys-sec's scanners, as paths inside sys-sec."""
 
-    clamd_socket: str | None = "/var/lib/hyperwall/clamd/clamd.sock"
+    clamd_socket: str | None = "/var/lib/hyperwall/run/clamd.sock"
     yara_dir: str | None = None
     log_dir: str = SYS_SEC_LOG_DIR
 

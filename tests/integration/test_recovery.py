@@ -57,9 +57,9 @@ async def platform() -> AsyncIterator[Platform]:
 
 @contextlib.contextmanager
 def clamd_for(platform: Platform) -> Iterator[Clamd]:
-    # clamd's socket where dom0d's default --clamd-socket says sys-sec finds it
+    # where sys-sec's controller runs clamd, which dom0d's default --clamd-socket names
     folder = Path(tempfile.mkdtemp(prefix="hwclamd-"))
-    sock = platform.sys_sec_dir / "clamd" / "clamd.sock"
+    sock = platform.sys_sec_dir / "run" / "clamd.sock"
     sock.parent.mkdir(parents=True, exist_ok=True)
     c = start_clamd(folder, write_database(folder / "db"), sock=sock)
     try:

@@ -122,11 +122,11 @@ async def test_the_first_bundle_with_a_database_starts_clamd_and_one_without_sto
 
 async def test_the_engine_is_given_the_bundles_scanners(state: Path) -> None:
     ctl = Controller(None, state, Settings())
-    plain = ctl.supervise_ipsd().argv
+    plain = ctl.supervise_ipsd()[0].argv
     assert "--clamd-socket" not in plain and "--yara-dir" not in plain
     folder = bundle_with_database(state)
     write_yara(folder / "yara")
-    argv = ctl.supervise_ipsd().argv
+    argv = ctl.supervise_ipsd()[0].argv
     assert argv[argv.index("--clamd-socket") + 1] == str(ctl.clamd_socket)
     assert argv[argv.index("--yara-dir") + 1] == str(state / "bundles" / "current" / "yara")
     # a swap to a bundle without them: for the engine's next start, flags not doubled
@@ -134,11 +134,11 @@ async def test_the_engine_is_given_the_bundles_scanners(state: Path) -> None:
     (state / "bundles" / "current").unlink()
     (state / "bundles" / "current").symlink_to("9")
     ctl._follow_scanners()
-    assert ctl.ipsd is not None and ctl.ipsd.argv == plain
+    assert [w.argv for w in ctl.workers][:1] == [plain]
     (state / "bundles" / "current").unlink()
     (state / "bundles" / "current").symlink_to("7")
     ctl._follow_scanners()
-    assert ctl.ipsd.argv == argv
+    assert ctl.workers[0].argv == argv
 
 
 def children(pid: int) -> dict[int, str]:
@@ -170,7 +170,7 @@ async def test_the_controller_program_runs_clamd_and_hands_ipsd_the_scanners(
             assert await xs.wait_value(status, lambda v: v == b"running", 30) == b"running"
             scanner = ClamdScanner(w.state / "run" / "clamd.sock")
             await until(scanner.ping, 30, "the controller's clamd did not answer PING")
-            engine = int((w.state / "run" / "ipsd.pid").read_text())
+            engine = int((w.state / "run" / "ipsd.pid.0").read_text())
             controller = next(int(line.split()[1]) for line in
                               Path(f"/proc/{engine}/status").read_text().splitlines()
                               if line.startswith("PPid:"))
