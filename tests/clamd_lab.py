@@ -62,6 +62,17 @@ def nested_zip(depth: int, inner: bytes) -> bytes:
     return data
 
 
+
+@contextmanager
+def short_folder(prefix: str) -> Iterator[Path]:
+    """A scratch folder under /tmp, removed afterwards: a Unix socket's path has to fit in
+    108 bytes, which a test's tmp_path may not."""
+    folder = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
 def write_database(folder: Path, custom: bytes | None = None) -> Path:
     """The test signatures as ClamAV database files in `folder`."""
     folder.mkdir(parents=True, exist_ok=True)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.integration.test_ipsd_inline import FIREWALL, _start
-from tests.netlab import Lab, lab
+from tests.netlab import Lab, inline_wall, lab, stop_all
 
 REPO = Path(__file__).resolve().parents[1]
 PY = sys.executable
@@ -26,17 +26,6 @@ CLIENT, SERVER, PORT = "10.137.0.2", "198.51.100.1", 8080
 class Net:
     net: Lab
     ns: dict[str, str]
-
-
-def _stop(procs: list[subprocess.Popen[bytes]]) -> None:
-    for p in reversed(procs):
-        if p.poll() is None:
-            p.terminate()
-            try:
-                p.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
 
 
 @contextmanager
@@ -50,17 +39,7 @@ def inflight_wall(d: Path, www: Path, scanner_args: list[str],
     (d / "domains.json").write_text(json.dumps({CLIENT: "family"}))
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     with lab(prefix) as net:
-        ns = {"client": net.ns("c"), "sys": net.ns("s"), "server": net.ns("w")}
-        net.link(ns["client"], "eth0", ns["sys"], "vif2")
-        net.link(ns["sys"], "up0", ns["server"], "eth0")
-        net.run(ns["client"], "ip", "addr", "add", f"{CLIENT}/24", "dev", "eth0")
-        net.run(ns["client"], "ip", "route", "add", "default", "via", "10.137.0.1")
-        net.run(ns["sys"], "ip", "addr", "add", "10.137.0.1/24", "dev", "vif2")
-        net.run(ns["sys"], "ip", "addr", "add", "198.51.100.254/24", "dev", "up0")
-        net.run(ns["server"], "ip", "addr", "add", f"{SERVER}/24", "dev", "eth0")
-        net.run(ns["server"], "ip", "route", "add", "default", "via", "198.51.100.254")
-        net.run(ns["sys"], "sysctl", "-qw", "net.ipv4.ip_forward=1")
-        net.run(ns["sys"], "iptables-restore", input=FIREWALL)
+        ns = inline_wall(net, FIREWALL, (CLIENT,), SERVER)
         procs: list[subprocess.Popen[bytes]] = []
         try:
             procs.append(_start(["ip", "netns", "exec", ns["server"], PY,
@@ -72,4 +51,4 @@ def inflight_wall(d: Path, www: Path, scanner_args: list[str],
                                  *scanner_args], env))
             yield Net(net, ns)
         finally:
-            _stop(procs)
+            stop_all(procs)

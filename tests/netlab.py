@@ -3,8 +3,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+
+# sys-sec's two sides in the inline wall: the guest's vif and the uplink.
+GUEST_GATEWAY, UPLINK_ADDRESS = "10.137.0.1", "198.51.100.254"
 
 
 class Lab:
@@ -46,3 +49,35 @@ def lab(prefix: str) -> Iterator[Lab]:
         yield lab
     finally:
         lab.close()
+
+
+def inline_wall(net: Lab, firewall: bytes, clients: Iterable[str],
+                server: str) -> dict[str, str]:
+    """client -- sys -- server namespaces (keys "client", "sys", "server"): the client
+    holds `clients` on eth0, sys-sec forwards between vif2 and up0 under `firewall`
+    (iptables-restore input), the server holds `server`."""
+    ns = {"client": net.ns("c"), "sys": net.ns("s"), "server": net.ns("w")}
+    net.link(ns["client"], "eth0", ns["sys"], "vif2")
+    net.link(ns["sys"], "up0", ns["server"], "eth0")
+    for addr in clients:
+        net.run(ns["client"], "ip", "addr", "add", f"{addr}/24", "dev", "eth0")
+    net.run(ns["client"], "ip", "route", "add", "default", "via", GUEST_GATEWAY)
+    net.run(ns["sys"], "ip", "addr", "add", f"{GUEST_GATEWAY}/24", "dev", "vif2")
+    net.run(ns["sys"], "ip", "addr", "add", f"{UPLINK_ADDRESS}/24", "dev", "up0")
+    net.run(ns["server"], "ip", "addr", "add", f"{server}/24", "dev", "eth0")
+    net.run(ns["server"], "ip", "route", "add", "default", "via", UPLINK_ADDRESS)
+    net.run(ns["sys"], "sysctl", "-qw", "net.ipv4.ip_forward=1")
+    net.run(ns["sys"], "iptables-restore", input=firewall)
+    return ns
+
+
+def stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
+    """Stop what a test started, last first: SIGTERM, then SIGKILL after 10 s."""
+    for p in reversed(procs):
+        if p.poll() is None:
+            p.terminate()
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()

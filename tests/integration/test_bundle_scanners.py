@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,7 +22,15 @@ from domains.syssec.updates import APPLIED, INVALID, Updater
 from netsec.filescan import Outcome
 from netsec.trust import TrustStore
 from tests.bundle_helpers import KEY, NOW, RULE, make, public_pem
-from tests.clamd_lab import EICAR, YARA_RULE, custom_file, write_database, write_yara, yara_file
+from tests.clamd_lab import (
+    EICAR,
+    YARA_RULE,
+    custom_file,
+    short_folder,
+    write_database,
+    write_yara,
+    yara_file,
+)
 
 pytestmark = pytest.mark.root
 NEW = custom_file(5000)      # the hash bundle 2 adds
@@ -31,12 +38,8 @@ NEW = custom_file(5000)      # the hash bundle 2 adds
 
 @pytest.fixture
 def state() -> Iterator[Path]:
-    # a Unix socket's path has to fit in 108 bytes, which a test's tmp_path may not
-    folder = Path(tempfile.mkdtemp(prefix="hwbscan-"))
-    try:
+    with short_folder("hwbscan-") as folder:
         yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def inputs(root: Path, custom: bytes | None = None) -> Path:

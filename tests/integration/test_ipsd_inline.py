@@ -20,7 +20,7 @@ import pytest
 from domains.syssec.ipsd import read_stats
 from proto.gen.hyperwall.netsec.v1 import security_pb2 as pb
 from proto.gen.hyperwall.netsec.v1 import security_pb2_grpc as pb_grpc
-from tests.netlab import Lab, lab
+from tests.netlab import Lab, inline_wall, lab, stop_all
 from tests.trickle_http import match_point, pieces
 
 pytestmark = pytest.mark.root
@@ -125,17 +125,7 @@ def syssec(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SysSec]:
     (www / "big.bin").write_bytes(os.urandom(4 * DEPTH))
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     with lab("hwips") as net:
-        ns = {"client": net.ns("c"), "sys": net.ns("s"), "server": net.ns("w")}
-        net.link(ns["client"], "eth0", ns["sys"], "vif2")
-        net.link(ns["sys"], "up0", ns["server"], "eth0")
-        net.run(ns["client"], "ip", "addr", "add", f"{CLIENT}/24", "dev", "eth0")
-        net.run(ns["client"], "ip", "route", "add", "default", "via", "10.137.0.1")
-        net.run(ns["sys"], "ip", "addr", "add", "10.137.0.1/24", "dev", "vif2")
-        net.run(ns["sys"], "ip", "addr", "add", "198.51.100.254/24", "dev", "up0")
-        net.run(ns["server"], "ip", "addr", "add", f"{SERVER}/24", "dev", "eth0")
-        net.run(ns["server"], "ip", "route", "add", "default", "via", "198.51.100.254")
-        net.run(ns["sys"], "sysctl", "-qw", "net.ipv4.ip_forward=1")
-        net.run(ns["sys"], "iptables-restore", input=FIREWALL)
+        ns = inline_wall(net, FIREWALL, (CLIENT,), SERVER)
         procs: list[subprocess.Popen[bytes]] = []
         try:
             procs.append(_start(["ip", "netns", "exec", ns["server"], PY, "-u", "-m",
@@ -157,14 +147,7 @@ def syssec(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SysSec]:
                                 env))
             yield SysSec(net, ns, d, procs)
         finally:
-            for p in reversed(procs):
-                if p.poll() is None:
-                    p.terminate()
-                    try:
-                        p.wait(timeout=10)
-                    except subprocess.TimeoutExpired:
-                        p.kill()
-                        p.wait()
+            stop_all(procs)
 
 
 def test_a_benign_download_passes(syssec: SysSec) -> None:

@@ -25,7 +25,7 @@ from netsec.firewall import FirewallConfig, _ips_target
 from proto.gen.hyperwall.netsec.v1 import security_pb2 as pb
 from proto.gen.hyperwall.netsec.v1 import security_pb2_grpc as pb_grpc
 from tests.integration.test_ipsd_inline import PY, REPO, SERVER, _start, wait_for
-from tests.netlab import Lab, lab
+from tests.netlab import Lab, inline_wall, lab, stop_all
 
 pytestmark = pytest.mark.root
 # A random hash seed per rule picks each address's queue, so with 12 addresses both workers
@@ -110,18 +110,7 @@ def pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pool]:
     (d / "rules" / "local.rules").write_text(REPLY_RULE)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     with lab("hwqb") as net:
-        ns = {"client": net.ns("c"), "sys": net.ns("s"), "server": net.ns("w")}
-        net.link(ns["client"], "eth0", ns["sys"], "vif2")
-        net.link(ns["sys"], "up0", ns["server"], "eth0")
-        for addr in CLIENTS:
-            net.run(ns["client"], "ip", "addr", "add", f"{addr}/24", "dev", "eth0")
-        net.run(ns["client"], "ip", "route", "add", "default", "via", "10.137.0.1")
-        net.run(ns["sys"], "ip", "addr", "add", "10.137.0.1/24", "dev", "vif2")
-        net.run(ns["sys"], "ip", "addr", "add", "198.51.100.254/24", "dev", "up0")
-        net.run(ns["server"], "ip", "addr", "add", f"{SERVER}/24", "dev", "eth0")
-        net.run(ns["server"], "ip", "route", "add", "default", "via", "198.51.100.254")
-        net.run(ns["sys"], "sysctl", "-qw", "net.ipv4.ip_forward=1")
-        net.run(ns["sys"], "iptables-restore", input=firewall())
+        ns = inline_wall(net, firewall(), CLIENTS, SERVER)
         procs: list[subprocess.Popen[bytes]] = []
         try:
             procs.append(_start(["ip", "netns", "exec", ns["server"], PY,
@@ -144,14 +133,7 @@ def pool(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pool]:
                 env))
             yield Pool(net, ns, d)
         finally:
-            for p in reversed(procs):
-                if p.poll() is None:
-                    p.terminate()
-                    try:
-                        p.wait(timeout=10)
-                    except subprocess.TimeoutExpired:
-                        p.kill()
-                        p.wait()
+            stop_all(procs)
 
 
 def owners(pool: Pool) -> dict[int, set[str]]:

@@ -7,9 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import shutil
 import signal
-import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +18,7 @@ from dom0.xenstore.client import AsyncXenStore
 from domains.syssec.antivirus import ClamdScanner
 from domains.syssec.controller import Controller, Settings
 from netsec.filescan import Outcome
-from tests.clamd_lab import EICAR, write_database, write_yara
+from tests.clamd_lab import EICAR, short_folder, write_database, write_yara
 from tests.conftest import Daemon
 from tests.syssec_lab import SEC, sys_sec
 
@@ -29,12 +27,8 @@ pytestmark = pytest.mark.root
 
 @pytest.fixture
 def state() -> Iterator[Path]:
-    # a Unix socket's path has to fit in 108 bytes, which a test's tmp_path may not
-    folder = Path(tempfile.mkdtemp(prefix="hwclamctl-"))
-    try:
+    with short_folder("hwclamctl-") as folder:
         yield folder
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 def bundle_with_database(state: Path, version: int = 7) -> Path:
